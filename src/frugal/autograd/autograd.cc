@@ -1,0 +1,131 @@
+#include "frugal/autograd/autograd.h"
+
+#include <algorithm>
+#include <atomic>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "frugal/autograd/ops.h"
+
+namespace frugal {
+namespace autograd {
+
+namespace {
+thread_local bool t_grad_enabled = true;
+std::atomic<uint64_t> g_sequence{0};
+}  // namespace
+
+bool grad_enabled() { return t_grad_enabled; }
+void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
+
+bool needs_grad(std::initializer_list<const Tensor*> inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor* t : inputs)
+    if (t && t->defined() && t->requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!t_grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Tensor record(Tensor output, const char* name, std::vector<Tensor> inputs, BackwardFn backward) {
+  if (!needs_grad(inputs)) return output;
+  auto node = std::make_shared<Node>();
+  node->name = name;
+  node->sequence = g_sequence.fetch_add(1);
+  node->inputs = std::move(inputs);
+  node->output_shape = output.shape();
+  node->backward = std::move(backward);
+  output.impl()->requires_grad = true;
+  output.impl()->grad_fn = std::move(node);
+  return output;
+}
+
+Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
+  if (grad.shape() == shape) return grad;
+  NoGradGuard no_grad;
+  const int64_t lead = grad.rank() - int64_t(shape.size());
+  FRUGAL_CHECK(lead >= 0, "reduce_to_shape: " + shape_str(grad.shape()) + " to " + shape_str(shape));
+  std::vector<int64_t> axes;
+  for (int64_t i = 0; i < grad.rank(); ++i)
+    if (i < lead || (shape[i - lead] == 1 && grad.shape()[i] != 1)) axes.push_back(i);
+  Tensor summed = axes.empty() ? grad : sum(grad, axes, /*keepdim=*/true);
+  return reshape(summed, shape);
+}
+
+namespace {
+// Adds g into slot. A leaf's .grad must own its buffer (optimizers and clipping change it in
+// place), so `own` copies where g might be shared with another gradient.
+void accumulate(Tensor& slot, const Tensor& g, bool own) {
+  if (!slot.defined()) {
+    slot = own ? g.clone() : g;
+  } else {
+    slot = add(slot, g);
+  }
+}
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad_root) {
+  FRUGAL_CHECK(root.defined() && root.requires_grad(), "backward() on a tensor that does not require grad");
+  Tensor seed = grad_root;
+  if (!seed.defined()) {
+    FRUGAL_CHECK(root.numel() == 1, "backward() without a gradient needs a one-element root, got " +
+                                        shape_str(root.shape()));
+    seed = Tensor::ones(root.shape(), root.dtype());
+  }
+  NoGradGuard no_grad;
+  if (!root.grad_fn()) {  // root is a leaf
+    Tensor g = root.grad();
+    accumulate(g, seed, true);
+    root.impl()->grad = g.impl_ptr();
+    return;
+  }
+  // Collect the nodes reachable from root, then run them newest first.
+  std::vector<Node*> order;
+  std::unordered_set<Node*> seen;
+  std::vector<Node*> stack{root.grad_fn().get()};
+  while (!stack.empty()) {
+    Node* n = stack.back();
+    stack.pop_back();
+    if (!seen.insert(n).second) continue;
+    order.push_back(n);
+    for (const Tensor& in : n->inputs)
+      if (in.defined() && in.grad_fn()) stack.push_back(in.grad_fn().get());
+  }
+  std::sort(order.begin(), order.end(), [](Node* a, Node* b) { return a->sequence > b->sequence; });
+  std::unordered_map<Node*, Tensor> pending;
+  pending[root.grad_fn().get()] = seed;
+  for (Node* n : order) {
+    auto it = pending.find(n);
+    if (it == pending.end()) continue;  // no gradient flows here
+    Tensor grad_out = std::move(it->second);
+    pending.erase(it);
+    FRUGAL_CHECK(grad_out.shape() == n->output_shape, std::string("gradient shape mismatch at ") + n->name);
+    FRUGAL_CHECK(n->backward != nullptr, std::string("backward through ") + n->name +
+                                             " a second time; its saved tensors were released");
+    std::vector<Tensor> grads = n->backward(grad_out);
+    n->backward = nullptr;  // release saved tensors now, as the step no longer needs them
+    FRUGAL_CHECK(grads.size() == n->inputs.size(), std::string("backward of ") + n->name +
+                                                       " returned the wrong number of gradients");
+    for (size_t i = 0; i < grads.size(); ++i) {
+      const Tensor& in = n->inputs[i];
+      if (!grads[i].defined() || !in.defined() || !in.requires_grad()) continue;
+      FRUGAL_CHECK(grads[i].shape() == in.shape(), std::string("backward of ") + n->name +
+                   " gave gradient " + shape_str(grads[i].shape()) + " for input " + shape_str(in.shape()));
+      if (in.grad_fn()) {
+        accumulate(pending[in.grad_fn().get()], grads[i], false);
+      } else {
+        Tensor g = in.grad();
+        accumulate(g, grads[i], true);
+        in.impl()->grad = g.impl_ptr();
+      }
+    }
+  }
+}
+
+}  // namespace autograd
+}  // namespace frugal

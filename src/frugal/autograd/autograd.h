@@ -1,0 +1,61 @@
+// Reverse-mode automatic differentiation. Every differentiable op records one Node holding its
+// inputs and a backward rule; backward() replays the recorded nodes in reverse creation order
+// (a tape) and accumulates gradients into leaves' .grad. Limits: first derivatives only (backward
+// rules run with recording off); single-output ops.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frugal/tensor/tensor.h"
+
+namespace frugal {
+namespace autograd {
+
+// Gradient of the op's output -> gradients of its inputs, in order (undefined = no gradient).
+using BackwardFn = std::function<std::vector<Tensor>(const Tensor& grad_output)>;
+
+struct Node {
+  std::string name;             // op name, for messages ("matmul")
+  uint64_t sequence = 0;        // creation order; backward runs in decreasing order
+  std::vector<Tensor> inputs;   // the op's inputs (handles: edges of the graph)
+  Shape output_shape;
+  BackwardFn backward;
+};
+
+bool grad_enabled();
+void set_grad_enabled(bool enabled);
+
+// Turns recording off in a scope (evaluation, optimizer steps, backward rules).
+class NoGradGuard {
+ public:
+  NoGradGuard() : previous_(grad_enabled()) { set_grad_enabled(false); }
+  ~NoGradGuard() { set_grad_enabled(previous_); }
+  NoGradGuard(const NoGradGuard&) = delete;
+  NoGradGuard& operator=(const NoGradGuard&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// True when an op on these inputs must record a node.
+bool needs_grad(std::initializer_list<const Tensor*> inputs);
+bool needs_grad(const std::vector<Tensor>& inputs);
+
+// Records `output` as produced by an op on `inputs` when any input requires a gradient.
+// Backward rules must capture saved tensors with .detach() (never the output handle itself)
+// so the graph holds no reference cycle.
+Tensor record(Tensor output, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
+
+// Backpropagates from `root`. `grad_root` defaults to 1 for a one-element root. Gradients add
+// into the .grad of every leaf that requires grad. The graph is released afterwards.
+void backward(const Tensor& root, const Tensor& grad_root = Tensor());
+
+// Sums `grad` over broadcast axes so it has `shape` (the inverse of broadcasting).
+Tensor reduce_to_shape(const Tensor& grad, const Shape& shape);
+
+}  // namespace autograd
+}  // namespace frugal

@@ -1,0 +1,104 @@
+// Differentiable operations: the public math of frugal. Each op has one forward, one backward
+// rule (in the same ops_*.cc file), a scalar reference kernel and a fast CPU kernel (kernels/).
+// f64 tensors always run the reference kernels (that is how gradcheck runs); f32 runs the fast
+// kernels unless kernels::set_reference_mode(true). Inputs may be non-contiguous; outputs are
+// contiguous. Dimension letters: N batch, C channels, H/W height/width, T time, D head width.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "frugal/autograd/autograd.h"
+#include "frugal/tensor/tensor.h"
+
+namespace frugal {
+
+// ---- elementwise (ops_elementwise.cc); binary ops broadcast NumPy-style ----
+Tensor add(const Tensor& a, const Tensor& b);
+Tensor sub(const Tensor& a, const Tensor& b);
+Tensor mul(const Tensor& a, const Tensor& b);
+Tensor div(const Tensor& a, const Tensor& b);
+Tensor add_scalar(const Tensor& a, double value);
+Tensor mul_scalar(const Tensor& a, double value);
+Tensor neg(const Tensor& a);
+inline Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+
+enum class GeluApproximation { none, tanh };  // none = exact erf form
+Tensor relu(const Tensor& x);
+Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::none);
+Tensor silu(const Tensor& x);
+Tensor sigmoid(const Tensor& x);
+Tensor tanh(const Tensor& x);  // note: inside namespace frugal write std::tanh for scalars
+
+// ---- reductions, softmax, shape, dropout, embedding (ops_reduce.cc, ops_shape.cc) ----
+// Empty `axes` = all axes. max() passes the gradient to the first maximal element.
+Tensor sum(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdim = false);
+Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdim = false);
+Tensor max(const Tensor& x, int64_t axis, bool keepdim = false);
+Tensor softmax(const Tensor& x, int64_t axis = -1);
+Tensor log_softmax(const Tensor& x, int64_t axis = -1);
+
+Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 allowed
+Tensor permute(const Tensor& x, const std::vector<int64_t>& axes);
+Tensor transpose(const Tensor& x, int64_t a, int64_t b);
+Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t step = 1);
+Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
+Tensor broadcast_to(const Tensor& x, const Shape& shape);
+
+// Zeroes each element with probability p and scales the rest by 1/(1-p). The mask depends only
+// on (seed, stream) and the element index: counter-based, so reruns and resumes repeat it.
+Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream);
+// indices: integer tensor (any shape) of rows into weight (V, C); output (indices..., C).
+Tensor embedding(const Tensor& indices, const Tensor& weight);
+
+// ---- dense math through oneDNN (ops_dense.cc) ----
+// a (..., M, K) x b (..., K, N) -> (..., M, N); batch axes broadcast; b may be 2-D.
+Tensor matmul(const Tensor& a, const Tensor& b);
+// x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+
+struct Conv2dOptions {
+  int64_t stride_h = 1, stride_w = 1;
+  int64_t padding_h = 0, padding_w = 0;
+  int64_t dilation_h = 1, dilation_w = 1;
+  int64_t groups = 1;
+};
+// x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O) or undefined -> (N, O, OH, OW)
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
+              const Conv2dOptions& options = {});
+
+struct Pool2dOptions {
+  int64_t kernel_h = 2, kernel_w = 2;
+  int64_t stride_h = 2, stride_w = 2;
+  int64_t padding_h = 0, padding_w = 0;
+  bool count_include_pad = true;  // avg pool only, as PyTorch's default
+};
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options);
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options);
+// PyTorch's adaptive bins: start = floor(i*H/OH), end = ceil((i+1)*H/OH).
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w);
+
+// ---- losses, norms, attention (ops_nn.cc) ----
+enum class Reduction { mean, sum, none };
+struct CrossEntropyOptions {
+  Reduction reduction = Reduction::mean;
+  double label_smoothing = 0.0;
+  int64_t ignore_index = -100;  // targets equal to it add nothing; mean divides by the others
+};
+// logits (N, C) f32/f64, targets (N) i64 class indices -> scalar (or (N) with Reduction::none)
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options = {});
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction = Reduction::mean);
+
+// Normalizes over the last axis; weight/bias (C) or undefined.
+Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// x (N, C) or (N, C, H, W). Training: batch statistics, and running stats (if defined) are
+// updated in place with momentum (unbiased variance, as PyTorch). Eval: running stats are used.
+Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true);
+
+}  // namespace frugal
