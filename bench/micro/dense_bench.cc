@@ -1,0 +1,176 @@
+// GFLOP/s of matmul and convolution, f32 and bf16, measured two ways on the same shapes: raw
+// oneDNN (primitive made once, executed in the loop) and frugal's path (kernels::cpu, and the
+// autograd op for f32), so the engine's overhead shows. Run with OMP_NUM_THREADS=2 (or any count).
+// Raw oneDNN is used here only as the yardstick; frugal code outside kernels/cpu never includes it.
+#include <benchmark/benchmark.h>
+
+#include <cstring>
+
+#include <dnnl.hpp>
+
+#include "frugal/autograd/ops.h"
+#include "frugal/kernels/cpu/dense.h"
+#include "frugal/tensor/tensor.h"
+
+namespace frugal {
+namespace {
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+
+dnnl::engine& engine() {
+  static dnnl::engine e(dnnl::engine::kind::cpu, 0);
+  return e;
+}
+
+Tensor filled(const Shape& shape, DType dtype = DType::f32) {
+  Tensor t = Tensor::empty(shape, DType::f32);
+  float* p = t.data<float>();
+  for (int64_t i = 0; i < t.numel(); ++i) p[i] = float((i * 7919) % 1001) / 1001.0f - 0.5f;
+  return dtype == DType::f32 ? t : t.to(dtype);
+}
+
+void set_flops(benchmark::State& state, double flops_per_iteration) {
+  state.counters["GFLOP/s"] =
+      benchmark::Counter(flops_per_iteration * 1e-9 * double(state.iterations()), benchmark::Counter::kIsRate);
+}
+
+// ---- matmul: args (M, K, N) ----
+
+void raw_matmul(benchmark::State& state, dt type) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  dnnl::memory::desc a({m, k}, type, tag::ab), b({k, n}, type, tag::ab), c({m, n}, dt::f32, tag::ab);
+  dnnl::matmul primitive(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), engine()));
+  dnnl::memory am(a, engine()), bm(b, engine()), cm(c, engine());
+  Tensor fill_a = filled({m, k}, type == dt::f32 ? DType::f32 : DType::bf16);
+  Tensor fill_b = filled({k, n}, type == dt::f32 ? DType::f32 : DType::bf16);
+  std::memcpy(am.get_data_handle(), fill_a.raw_data(), fill_a.nbytes());
+  std::memcpy(bm.get_data_handle(), fill_b.raw_data(), fill_b.nbytes());
+  dnnl::stream s(engine());
+  for (auto _ : state) {
+    primitive.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    s.wait();
+  }
+  set_flops(state, 2.0 * double(m) * double(n) * double(k));
+}
+
+kernels::MatmulDims plain_dims(int64_t m, int64_t k, int64_t n) {
+  kernels::MatmulDims d;
+  d.m = m, d.n = n, d.k = k, d.lda = k, d.ldb = n, d.ldc = n;
+  return d;
+}
+
+void BM_matmul_f32_raw_onednn(benchmark::State& state) { raw_matmul(state, dt::f32); }
+void BM_matmul_bf16_raw_onednn(benchmark::State& state) { raw_matmul(state, dt::bf16); }
+
+void BM_matmul_f32_frugal_kernel(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tensor a = filled({m, k}), b = filled({k, n}), c = Tensor::empty({m, n});
+  const kernels::MatmulDims d = plain_dims(m, k, n);
+  for (auto _ : state) kernels::cpu::matmul(a.data<float>(), b.data<float>(), nullptr, c.data<float>(), d);
+  set_flops(state, 2.0 * double(m) * double(n) * double(k));
+}
+
+void BM_matmul_f32_frugal_op(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tensor a = filled({m, k}), b = filled({k, n});
+  for (auto _ : state) benchmark::DoNotOptimize(matmul(a, b));  // allocates its output each time
+  set_flops(state, 2.0 * double(m) * double(n) * double(k));
+}
+
+void BM_matmul_bf16_frugal_kernel(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  Tensor a = filled({m, k}, DType::bf16), b = filled({k, n}, DType::bf16), c = Tensor::empty({m, n});
+  const kernels::MatmulDims d = plain_dims(m, k, n);
+  for (auto _ : state) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), nullptr, c.data<float>(), d);
+  set_flops(state, 2.0 * double(m) * double(n) * double(k));
+}
+
+void matmul_shapes(benchmark::internal::Benchmark* b) {
+  b->Args({1024, 1024, 1024})->Args({2048, 2048, 2048})->Args({256, 784, 1024})->UseRealTime()->Unit(benchmark::kMillisecond);
+}
+
+BENCHMARK(BM_matmul_f32_raw_onednn)->Apply(matmul_shapes);
+BENCHMARK(BM_matmul_f32_frugal_kernel)->Apply(matmul_shapes);
+BENCHMARK(BM_matmul_f32_frugal_op)->Apply(matmul_shapes);
+BENCHMARK(BM_matmul_bf16_raw_onednn)->Apply(matmul_shapes);
+BENCHMARK(BM_matmul_bf16_frugal_kernel)->Apply(matmul_shapes);
+
+// ---- convolution: N=32, 64 -> 64 channels, 56x56, 3x3, padding 1 ----
+
+constexpr int64_t kN = 32, kC = 64, kO = 64, kH = 56, kW = 56;
+constexpr double kConvFlops = 2.0 * kN * kO * kC * 9 * kH * kW;
+
+kernels::Conv2dDims conv_dims() {
+  kernels::Conv2dDims d;
+  d.n = kN, d.c = kC, d.h = kH, d.w = kW, d.o = kO, d.kernel_h = 3, d.kernel_w = 3, d.out_h = kH, d.out_w = kW;
+  d.padding_h = 1, d.padding_w = 1;
+  return d;
+}
+
+// Raw oneDNN with every operand already in the layout the primitive chose ("any"): the ceiling.
+// With nchw_io, the loop also reorders NCHW input and output, as any NCHW framework must.
+void raw_conv(benchmark::State& state, dt type, bool nchw_io) {
+  dnnl::memory::desc x({kN, kC, kH, kW}, type, tag::any), w({kO, kC, 3, 3}, type, tag::any),
+      y({kN, kO, kH, kW}, dt::f32, tag::any);
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x, w, y,
+                                       {1, 1}, {1, 1}, {1, 1});
+  dnnl::convolution_forward::primitive_desc pd(desc, engine());
+  dnnl::convolution_forward primitive(pd);
+  dnnl::memory xm(pd.src_desc(), engine()), wm(pd.weights_desc(), engine()), ym(pd.dst_desc(), engine());
+  dnnl::memory x_user({{kN, kC, kH, kW}, type, tag::nchw}, engine()), y_user({{kN, kO, kH, kW}, dt::f32, tag::nchw}, engine());
+  Tensor fill_x = filled({kN, kC, kH, kW}, type == dt::f32 ? DType::f32 : DType::bf16);
+  std::memcpy(x_user.get_data_handle(), fill_x.raw_data(), fill_x.nbytes());
+  dnnl::stream s(engine());
+  dnnl::reorder(x_user, xm).execute(s, x_user, xm);
+  std::memset(wm.get_data_handle(), 0, pd.weights_desc().get_size());
+  dnnl::reorder to_inner(x_user, xm), to_user(ym, y_user);
+  for (auto _ : state) {
+    if (nchw_io) to_inner.execute(s, x_user, xm);
+    primitive.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DST, ym}});
+    if (nchw_io) to_user.execute(s, ym, y_user);
+    s.wait();
+  }
+  set_flops(state, kConvFlops);
+}
+
+void BM_conv_f32_raw_onednn_blocked(benchmark::State& state) { raw_conv(state, dt::f32, false); }
+void BM_conv_f32_raw_onednn_nchw(benchmark::State& state) { raw_conv(state, dt::f32, true); }
+void BM_conv_bf16_raw_onednn_blocked(benchmark::State& state) { raw_conv(state, dt::bf16, false); }
+void BM_conv_bf16_raw_onednn_nchw(benchmark::State& state) { raw_conv(state, dt::bf16, true); }
+
+void BM_conv_f32_frugal_kernel(benchmark::State& state) {
+  Tensor x = filled({kN, kC, kH, kW}), w = filled({kO, kC, 3, 3}), y = Tensor::empty({kN, kO, kH, kW});
+  const kernels::Conv2dDims d = conv_dims();
+  for (auto _ : state) kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), nullptr, y.data<float>(), d);
+  set_flops(state, kConvFlops);
+}
+
+void BM_conv_f32_frugal_op(benchmark::State& state) {
+  Tensor x = filled({kN, kC, kH, kW}), w = filled({kO, kC, 3, 3});
+  Conv2dOptions options;
+  options.padding_h = options.padding_w = 1;
+  for (auto _ : state) benchmark::DoNotOptimize(conv2d(x, w, Tensor(), options));
+  set_flops(state, kConvFlops);
+}
+
+void BM_conv_bf16_frugal_kernel(benchmark::State& state) {
+  Tensor x = filled({kN, kC, kH, kW}, DType::bf16), w = filled({kO, kC, 3, 3}, DType::bf16);
+  Tensor y = Tensor::empty({kN, kO, kH, kW});
+  const kernels::Conv2dDims d = conv_dims();
+  for (auto _ : state) kernels::cpu::conv2d_forward_bf16(x.data<bf16_t>(), w.data<bf16_t>(), nullptr, y.data<float>(), d);
+  set_flops(state, kConvFlops);
+}
+
+#define CONV_BENCH(fn) BENCHMARK(fn)->UseRealTime()->Unit(benchmark::kMillisecond)
+CONV_BENCH(BM_conv_f32_raw_onednn_blocked);
+CONV_BENCH(BM_conv_f32_raw_onednn_nchw);
+CONV_BENCH(BM_conv_f32_frugal_kernel);
+CONV_BENCH(BM_conv_f32_frugal_op);
+CONV_BENCH(BM_conv_bf16_raw_onednn_blocked);
+CONV_BENCH(BM_conv_bf16_raw_onednn_nchw);
+CONV_BENCH(BM_conv_bf16_frugal_kernel);
+
+}  // namespace
+}  // namespace frugal
+
+BENCHMARK_MAIN();

@@ -1,0 +1,422 @@
+// matmul, linear, conv2d and the 2-D pools: shape checks, forward through kernels::cpu (oneDNN)
+// or kernels::ref, and their grad rules. Operands are passed to the kernels as strided views
+// (transposes included) and copied only when their strides cannot be described to the kernel.
+#include <algorithm>
+#include <string>
+
+#include "frugal/autograd/ops.h"
+#include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/kernels.h"
+#include "frugal/kernels/ref/dense.h"
+
+namespace frugal {
+
+namespace {
+using kernels::Conv2dDims;
+using kernels::MatmulDims;
+using kernels::Pool2dDims;
+
+void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const Tensor& b, const char* b_name) {
+  if (a.dtype() != b.dtype())
+    throw InputError(std::string(op) + ": " + a_name + " is " + std::string(dtype_name(a.dtype())) + " but " + b_name +
+                     " is " + std::string(dtype_name(b.dtype())) + " (expected the same dtype)");
+}
+
+void check_rank(const char* op, const Tensor& t, const char* name, int64_t rank, bool at_least = false) {
+  if (at_least ? t.rank() < rank : t.rank() != rank)
+    throw InputError(std::string(op) + ": " + name + " has shape " + shape_str(t.shape()) + ", expected " +
+                     (at_least ? "at least " : "") + std::to_string(rank) + " dimensions");
+}
+
+// ---- matmul ----
+
+// One matmul operand as MatmulDims reads it: the tensor holding the values (a packed copy only
+// when the strides do not fit), whether it is stored transposed, its leading dimension and its
+// batch stride (0 = one matrix for every batch entry).
+struct MatrixOperand {
+  Tensor values;
+  bool transposed = false;
+  int64_t ld = 0, batch_stride = 0;
+};
+
+// Batch axes of `t` (all but the last two) collapse into one stride when every non-1 axis steps
+// over the next one exactly; returns false otherwise.
+bool collapse_batch(const Tensor& t, int64_t* stride) {
+  int64_t previous = -1;
+  *stride = 0;
+  for (int64_t i = t.rank() - 3; i >= 0; --i) {
+    if (t.shape()[i] == 1) continue;
+    if (previous >= 0 && t.strides()[i] != t.strides()[previous] * t.shape()[previous]) return false;
+    if (previous < 0) *stride = t.strides()[i];
+    previous = i;
+  }
+  return true;
+}
+
+bool describe_matrix(const Tensor& t, MatrixOperand* op) {
+  const int64_t rows = t.size(-2), cols = t.size(-1);
+  const int64_t rs = t.strides()[size_t(t.rank() - 2)], cs = t.strides()[size_t(t.rank() - 1)];
+  if ((cols == 1 || cs == 1) && (rows == 1 || rs >= cols)) {
+    op->transposed = false;
+    op->ld = rows == 1 ? cols : rs;
+    return true;
+  }
+  if ((rows == 1 || rs == 1) && (cols == 1 || cs >= rows)) {
+    op->transposed = true;
+    op->ld = cols == 1 ? rows : cs;
+    return true;
+  }
+  return false;
+}
+
+// `t` (t_batch..., rows, cols) read as shape_numel(batch) matrices of the broadcast batch shape.
+MatrixOperand matrix_operand(const Tensor& t, const Shape& batch) {
+  const int64_t batch_count = shape_numel(batch);
+  const int64_t t_count = shape_numel(Shape(t.shape().begin(), t.shape().end() - 2));
+  MatrixOperand op;
+  op.values = t;
+  // Equal counts mean t's batch shape equals `batch` up to size-1 axes (it broadcasts to it).
+  bool fits = t_count == 1 || t_count == batch_count;
+  if (fits && t_count > 1) fits = collapse_batch(t, &op.batch_stride);
+  if (fits) fits = describe_matrix(t, &op);
+  if (!fits) {  // partly broadcast batch axes or scattered strides: pack a copy
+    Shape full = batch;
+    full.push_back(t.size(-2));
+    full.push_back(t.size(-1));
+    op.values = t.expand_view(full).contiguous();
+    op.transposed = false;
+    op.ld = t.size(-1);
+    op.batch_stride = t.size(-2) * t.size(-1);
+  }
+  if (t_count == 1) op.batch_stride = 0;
+  return op;
+}
+
+// out (batch..., m, n) = a (..., m, k) x b (..., k, n) [+ bias (n)], no autograd.
+Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const Tensor& bias) {
+  check_rank(name, a, "first operand", 2, true);
+  check_rank(name, b, "second operand", 2, true);
+  check_same_dtype(name, a, "first operand", b, "second operand");
+  const int64_t m = a.size(-2), k = a.size(-1), n = b.size(-1);
+  if (b.size(-2) != k)
+    throw InputError(std::string(name) + ": shapes " + shape_str(a.shape()) + " and " + shape_str(b.shape()) +
+                     " do not multiply (inner sizes " + std::to_string(k) + " and " + std::to_string(b.size(-2)) + ")");
+  Shape batch = broadcast_shapes(Shape(a.shape().begin(), a.shape().end() - 2), Shape(b.shape().begin(), b.shape().end() - 2));
+  Shape out_shape = batch;
+  out_shape.push_back(m);
+  out_shape.push_back(n);
+  Tensor out = Tensor::empty(out_shape, a.dtype());
+  if (out.numel() == 0) return out;
+
+  MatrixOperand ao = matrix_operand(a, batch), bo = matrix_operand(b, batch);
+  MatmulDims d;
+  d.batch = shape_numel(batch);
+  d.m = m, d.n = n, d.k = k;
+  d.transpose_a = ao.transposed, d.transpose_b = bo.transposed;
+  d.lda = ao.ld, d.ldb = bo.ld, d.ldc = n;
+  d.batch_stride_a = ao.batch_stride, d.batch_stride_b = bo.batch_stride, d.batch_stride_c = m * n;
+  Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
+  kernels::dispatch_float(
+      a.dtype(), name,
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::matmul<T>(ao.values.data<T>(), bo.values.data<T>(), bias_c.defined() ? bias_c.data<T>() : nullptr,
+                                out.data<T>(), d);
+      },
+      [&] {
+        kernels::cpu::matmul(ao.values.data<float>(), bo.values.data<float>(),
+                             bias_c.defined() ? bias_c.data<float>() : nullptr, out.data<float>(), d);
+      });
+  return out;
+}
+
+Shape with_last(Shape lead, int64_t last) {
+  lead.push_back(last);
+  return lead;
+}
+
+// ---- conv2d and pools ----
+
+int64_t conv_out_size(const char* op, const char* axis, int64_t in, int64_t kernel, int64_t stride, int64_t padding,
+                      int64_t dilation) {
+  const int64_t span = in + 2 * padding - dilation * (kernel - 1) - 1;
+  if (span < 0)
+    throw InputError(std::string(op) + ": input " + axis + " " + std::to_string(in) + " with padding " +
+                     std::to_string(padding) + " is smaller than the kernel extent " +
+                     std::to_string(dilation * (kernel - 1) + 1));
+  return span / stride + 1;
+}
+
+void check_positive(const char* op, const char* field, int64_t value, int64_t minimum) {
+  if (value < minimum)
+    throw InputError(std::string(op) + ": " + field + " is " + std::to_string(value) + ", expected at least " +
+                     std::to_string(minimum));
+}
+
+Conv2dDims conv_dims(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& o) {
+  const char* op = "conv2d";
+  check_rank(op, x, "input", 4);
+  check_rank(op, weight, "weight", 4);
+  check_same_dtype(op, x, "input", weight, "weight");
+  check_positive(op, "groups", o.groups, 1);
+  check_positive(op, "stride_h", o.stride_h, 1);
+  check_positive(op, "stride_w", o.stride_w, 1);
+  check_positive(op, "dilation_h", o.dilation_h, 1);
+  check_positive(op, "dilation_w", o.dilation_w, 1);
+  check_positive(op, "padding_h", o.padding_h, 0);
+  check_positive(op, "padding_w", o.padding_w, 0);
+  Conv2dDims d;
+  d.n = x.size(0), d.c = x.size(1), d.h = x.size(2), d.w = x.size(3);
+  d.o = weight.size(0), d.kernel_h = weight.size(2), d.kernel_w = weight.size(3);
+  d.groups = o.groups;
+  if (d.c % d.groups != 0 || d.o % d.groups != 0 || weight.size(1) * d.groups != d.c)
+    throw InputError("conv2d: input " + shape_str(x.shape()) + " and weight " + shape_str(weight.shape()) +
+                     " do not fit groups=" + std::to_string(d.groups) +
+                     " (expected weight (O, C/groups, KH, KW) with C and O divisible by groups)");
+  if (bias.defined()) {
+    check_same_dtype(op, x, "input", bias, "bias");
+    if (bias.shape() != Shape{d.o})
+      throw InputError("conv2d: bias has shape " + shape_str(bias.shape()) + ", expected (" + std::to_string(d.o) + ")");
+  }
+  d.stride_h = o.stride_h, d.stride_w = o.stride_w;
+  d.padding_h = o.padding_h, d.padding_w = o.padding_w;
+  d.dilation_h = o.dilation_h, d.dilation_w = o.dilation_w;
+  d.out_h = conv_out_size(op, "height", d.h, d.kernel_h, d.stride_h, d.padding_h, d.dilation_h);
+  d.out_w = conv_out_size(op, "width", d.w, d.kernel_w, d.stride_w, d.padding_w, d.dilation_w);
+  return d;
+}
+
+Pool2dDims pool_dims(const char* op, const Tensor& x, const Pool2dOptions& o) {
+  check_rank(op, x, "input", 4);
+  check_positive(op, "kernel_h", o.kernel_h, 1);
+  check_positive(op, "kernel_w", o.kernel_w, 1);
+  check_positive(op, "stride_h", o.stride_h, 1);
+  check_positive(op, "stride_w", o.stride_w, 1);
+  check_positive(op, "padding_h", o.padding_h, 0);
+  check_positive(op, "padding_w", o.padding_w, 0);
+  if (2 * o.padding_h > o.kernel_h || 2 * o.padding_w > o.kernel_w)
+    throw InputError(std::string(op) + ": padding (" + std::to_string(o.padding_h) + ", " + std::to_string(o.padding_w) +
+                     ") is more than half the kernel (" + std::to_string(o.kernel_h) + ", " +
+                     std::to_string(o.kernel_w) + ")");
+  Pool2dDims d;
+  d.n = x.size(0), d.c = x.size(1), d.h = x.size(2), d.w = x.size(3);
+  d.kernel_h = o.kernel_h, d.kernel_w = o.kernel_w;
+  d.stride_h = o.stride_h, d.stride_w = o.stride_w;
+  d.padding_h = o.padding_h, d.padding_w = o.padding_w;
+  d.count_include_pad = o.count_include_pad;
+  d.out_h = conv_out_size(op, "height", d.h, d.kernel_h, d.stride_h, d.padding_h, 1);
+  d.out_w = conv_out_size(op, "width", d.w, d.kernel_w, d.stride_w, d.padding_w, 1);
+  return d;
+}
+
+// Calls fn(tag) with float{} or double{} for the reference kernels of a dtype.
+template <class Fn>
+void with_ref_type(DType dtype, Fn&& fn) {
+  if (dtype == DType::f64) fn(double{});
+  else fn(float{});
+}
+}  // namespace
+
+Tensor matmul(const Tensor& a, const Tensor& b) {
+  Tensor out = matmul_forward("matmul", a, b, Tensor());
+  if (!autograd::needs_grad({&a, &b})) return out;
+  Tensor a_saved = a.detach(), b_saved = b.detach();
+  bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  return autograd::record(out, "matmul", {a, b}, [=](const Tensor& g) -> std::vector<Tensor> {
+    Tensor ga, gb;
+    // g (batch..., m, n); dA = g B^T and dB = A^T g, summed over the axes each operand was broadcast along.
+    if (need_a) ga = autograd::reduce_to_shape(matmul(g, b_saved.transpose_view(-2, -1)), a_saved.shape());
+    if (need_b) {
+      if (b_saved.rank() == 2) {  // b shared by every batch entry: one (k, rows) x (rows, n) product
+        const int64_t k = a_saved.size(-1), n = g.size(-1);
+        Tensor a_rows = a_saved.expand_view(with_last(Shape(g.shape().begin(), g.shape().end() - 1), k)).contiguous().view({-1, k});
+        gb = matmul(a_rows.transpose_view(0, 1), g.contiguous().view({-1, n}));
+      } else {
+        gb = autograd::reduce_to_shape(matmul(a_saved.transpose_view(-2, -1), g), b_saved.shape());
+      }
+    }
+    return {ga, gb};
+  });
+}
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  check_rank("linear", x, "input", 1, true);
+  check_rank("linear", weight, "weight", 2);
+  check_same_dtype("linear", x, "input", weight, "weight");
+  const int64_t in = weight.size(1), out_features = weight.size(0);
+  if (x.size(-1) != in)
+    throw InputError("linear: input " + shape_str(x.shape()) + " has " + std::to_string(x.size(-1)) +
+                     " features, weight " + shape_str(weight.shape()) + " expects " + std::to_string(in));
+  if (bias.defined()) {
+    check_same_dtype("linear", x, "input", bias, "bias");
+    if (bias.shape() != Shape{out_features})
+      throw InputError("linear: bias has shape " + shape_str(bias.shape()) + ", expected (" +
+                       std::to_string(out_features) + ")");
+  }
+  const Shape lead(x.shape().begin(), x.shape().end() - 1);
+  Tensor x_rows = x.contiguous().view({shape_numel(lead), in});  // (M, in)
+  // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy.
+  Tensor y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias).view(with_last(lead, out_features));
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!autograd::needs_grad(inputs)) return y;
+  Tensor x_saved = x_rows.detach(), w_saved = weight.detach();
+  bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  Shape x_shape = x.shape();
+  return autograd::record(y, "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
+    Tensor g_rows = g.contiguous().view({-1, out_features});  // (M, out)
+    std::vector<Tensor> grads(bias.defined() ? 3 : 2);
+    if (need_x) grads[0] = matmul(g_rows, w_saved).view(x_shape);
+    if (need_w) grads[1] = matmul(g_rows.transpose_view(0, 1), x_saved);  // (out, in), summed over all rows
+    if (need_b) grads[2] = sum(g_rows, {0});
+    return grads;
+  });
+}
+
+Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
+  const Conv2dDims d = conv_dims(x, weight, bias, options);
+  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, x.dtype());  // (N, O, OH, OW)
+  kernels::dispatch_float(
+      x.dtype(), "conv2d",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::conv2d_forward<T>(xc.data<T>(), wc.data<T>(), bc.defined() ? bc.data<T>() : nullptr, out.data<T>(), d);
+      },
+      [&] {
+        kernels::cpu::conv2d_forward(xc.data<float>(), wc.data<float>(), bc.defined() ? bc.data<float>() : nullptr,
+                                     out.data<float>(), d);
+      });
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!autograd::needs_grad(inputs)) return out;
+  Tensor x_saved = xc.detach(), w_saved = wc.detach();
+  bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  bool has_bias = bias.defined();
+  return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    const DType dtype = g.dtype();
+    if (need_x) {
+      Tensor gx = Tensor::empty(x_saved.shape(), dtype);
+      kernels::dispatch_float(
+          dtype, "conv2d backward",
+          [&](auto tag) {
+            using T = decltype(tag);
+            kernels::ref::conv2d_backward_data<T>(g.data<T>(), w_saved.data<T>(), gx.data<T>(), d);
+          },
+          [&] { kernels::cpu::conv2d_backward_data(g.data<float>(), w_saved.data<float>(), gx.data<float>(), d); });
+      grads[0] = gx;
+    }
+    if (need_w || need_b) {
+      // One pass gives both; the bias gradient is cheap enough to compute when unused.
+      Tensor gw = Tensor::empty(w_saved.shape(), dtype);
+      Tensor gb = has_bias ? Tensor::empty({d.o}, dtype) : Tensor();
+      kernels::dispatch_float(
+          dtype, "conv2d backward",
+          [&](auto tag) {
+            using T = decltype(tag);
+            kernels::ref::conv2d_backward_weights<T>(x_saved.data<T>(), g.data<T>(), gw.data<T>(),
+                                                     has_bias ? gb.data<T>() : nullptr, d);
+          },
+          [&] {
+            kernels::cpu::conv2d_backward_weights(x_saved.data<float>(), g.data<float>(), gw.data<float>(),
+                                                  has_bias ? gb.data<float>() : nullptr, d);
+          });
+      if (need_w) grads[1] = gw;
+      if (need_b) grads[2] = gb;
+    }
+    return grads;
+  });
+}
+
+Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  const Pool2dDims d = pool_dims("max_pool2d", x, options);
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty({d.n, d.c, d.out_h, d.out_w}, x.dtype());  // (N, C, OH, OW)
+  // Where each maximum came from: i32 indices (reference path) or oneDNN's opaque workspace (u8).
+  Tensor argmax;
+  kernels::dispatch_float(
+      x.dtype(), "max_pool2d",
+      [&](auto tag) {
+        using T = decltype(tag);
+        argmax = Tensor::empty(out.shape(), DType::i32);
+        kernels::ref::max_pool2d_forward<T>(xc.data<T>(), out.data<T>(), argmax.data<int32_t>(), d);
+      },
+      [&] {
+        argmax = Tensor::empty({int64_t(std::max<size_t>(kernels::cpu::max_pool2d_workspace_bytes(d), 1))}, DType::u8);
+        kernels::cpu::max_pool2d_forward(xc.data<float>(), out.data<float>(), argmax.data<uint8_t>(), d);
+      });
+  Shape x_shape = x.shape();
+  return autograd::record(out, "max_pool2d", {x}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor gx = Tensor::empty(x_shape, g.dtype());
+    if (argmax.dtype() == DType::u8) {
+      kernels::cpu::max_pool2d_backward(g.data<float>(), argmax.data<uint8_t>(), gx.data<float>(), d);
+    } else {
+      with_ref_type(g.dtype(), [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::max_pool2d_backward<T>(g.data<T>(), argmax.data<int32_t>(), gx.data<T>(), d);
+      });
+    }
+    return {gx};
+  });
+}
+
+Tensor avg_pool2d(const Tensor& x, const Pool2dOptions& options) {
+  const Pool2dDims d = pool_dims("avg_pool2d", x, options);
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty({d.n, d.c, d.out_h, d.out_w}, x.dtype());  // (N, C, OH, OW)
+  kernels::dispatch_float(
+      x.dtype(), "avg_pool2d",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::avg_pool2d_forward<T>(xc.data<T>(), out.data<T>(), d);
+      },
+      [&] { kernels::cpu::avg_pool2d_forward(xc.data<float>(), out.data<float>(), d); });
+  Shape x_shape = x.shape();
+  return autograd::record(out, "avg_pool2d", {x}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor gx = Tensor::empty(x_shape, g.dtype());
+    kernels::dispatch_float(
+        g.dtype(), "avg_pool2d backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::avg_pool2d_backward<T>(g.data<T>(), gx.data<T>(), d);
+        },
+        [&] { kernels::cpu::avg_pool2d_backward(g.data<float>(), gx.data<float>(), d); });
+    return {gx};
+  });
+}
+
+Tensor adaptive_avg_pool2d(const Tensor& x, int64_t out_h, int64_t out_w) {
+  check_rank("adaptive_avg_pool2d", x, "input", 4);
+  check_positive("adaptive_avg_pool2d", "out_h", out_h, 1);
+  check_positive("adaptive_avg_pool2d", "out_w", out_w, 1);
+  const int64_t planes = x.size(0) * x.size(1), h = x.size(2), w = x.size(3);
+  if (h == 0 || w == 0) throw InputError("adaptive_avg_pool2d: input " + shape_str(x.shape()) + " has an empty plane");
+  Tensor xc = x.contiguous();
+  Tensor out = Tensor::empty({x.size(0), x.size(1), out_h, out_w}, x.dtype());  // (N, C, OH, OW)
+  kernels::dispatch_float(
+      x.dtype(), "adaptive_avg_pool2d",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::adaptive_avg_pool2d_forward<T>(xc.data<T>(), out.data<T>(), planes, h, w, out_h, out_w);
+      },
+      [&] { kernels::cpu::adaptive_avg_pool2d_forward(xc.data<float>(), out.data<float>(), planes, h, w, out_h, out_w); });
+  Shape x_shape = x.shape();
+  return autograd::record(out, "adaptive_avg_pool2d", {x}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor gx = Tensor::empty(x_shape, g.dtype());
+    kernels::dispatch_float(
+        g.dtype(), "adaptive_avg_pool2d backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::adaptive_avg_pool2d_backward<T>(g.data<T>(), gx.data<T>(), planes, h, w, out_h, out_w);
+        },
+        [&] { kernels::cpu::adaptive_avg_pool2d_backward(g.data<float>(), gx.data<float>(), planes, h, w, out_h, out_w); });
+    return {gx};
+  });
+}
+
+}  // namespace frugal

@@ -1,0 +1,395 @@
+// Losses (cross_entropy, mse_loss), norms (layer_norm, batch_norm) and scaled_dot_product_attention:
+// input checks, kernel dispatch and one backward rule each, every rule a fused kernel of its own.
+// Limits: cross_entropy takes (N, C) logits and i64 targets only; batch_norm takes (N, C) or (N, C, H, W).
+#include <cmath>
+#include <string>
+
+#include "frugal/autograd/ops.h"
+#include "frugal/kernels/cpu/nn.h"
+#include "frugal/kernels/kernels.h"
+#include "frugal/kernels/ref/nn.h"
+
+namespace frugal {
+
+namespace {
+std::string dtype_str(DType dtype) { return std::string(dtype_name(dtype)); }
+
+template <class T>
+const T* data_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+template <class T>
+T* mutable_or_null(const Tensor& t) {
+  return t.defined() ? t.data<T>() : nullptr;
+}
+
+Tensor contiguous_or_undefined(const Tensor& t) { return t.defined() ? t.contiguous().detach() : Tensor(); }
+
+// Checks an optional per-channel parameter (weight, bias, running stats) of an op.
+void check_channel_param(const char* op, const char* what, const Tensor& t, int64_t channels, DType dtype) {
+  if (!t.defined()) return;
+  if (t.shape() != Shape{channels})
+    throw InputError(std::string(op) + ": " + what + " must have shape (" + std::to_string(channels) + "), got " +
+                     shape_str(t.shape()));
+  if (t.dtype() != dtype)
+    throw InputError(std::string(op) + ": " + what + " is " + dtype_str(t.dtype()) + " but the input is " +
+                     dtype_str(dtype));
+}
+
+void check_float_input(const char* op, const Tensor& t) {
+  if (t.dtype() != DType::f32 && t.dtype() != DType::f64)
+    throw InputError(std::string(op) + ": expected a f32 or f64 tensor, got " + dtype_str(t.dtype()));
+}
+
+// Sum of a contiguous f32/f64 tensor, in double.
+double sum_values(const Tensor& t) {
+  double total = 0;
+  if (t.dtype() == DType::f64) {
+    const double* p = t.data<double>();
+    for (int64_t i = 0; i < t.numel(); ++i) total += p[i];
+  } else {
+    const float* p = t.data<float>();
+    for (int64_t i = 0; i < t.numel(); ++i) total += p[i];
+  }
+  return total;
+}
+}  // namespace
+
+// ---- cross entropy ----
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& targets, const CrossEntropyOptions& options) {
+  check_float_input("cross_entropy", logits);
+  if (logits.rank() != 2)
+    throw InputError("cross_entropy: logits must be (N, C), got " + shape_str(logits.shape()));
+  const int64_t N = logits.size(0), C = logits.size(1);
+  if (targets.dtype() != DType::i64)
+    throw InputError("cross_entropy: targets must be i64 class indices, got " + dtype_str(targets.dtype()));
+  if (targets.shape() != Shape{N})
+    throw InputError("cross_entropy: targets must have shape (" + std::to_string(N) + ") to match logits " +
+                     shape_str(logits.shape()) + ", got " + shape_str(targets.shape()));
+  const double smoothing = options.label_smoothing;
+  if (!(smoothing >= 0.0 && smoothing <= 1.0))
+    throw InputError("cross_entropy: label_smoothing must be in [0, 1], got " + std::to_string(smoothing));
+
+  Tensor x = logits.contiguous().detach();   // (N, C)
+  Tensor t = targets.contiguous().detach();  // (N)
+  const int64_t* tp = t.data<int64_t>();
+  int64_t counted = 0;
+  for (int64_t n = 0; n < N; ++n) {
+    if (tp[n] == options.ignore_index) continue;
+    if (tp[n] < 0 || tp[n] >= C)
+      throw InputError("cross_entropy: target at row " + std::to_string(n) + " is " + std::to_string(tp[n]) +
+                       ", expected a class index in [0, " + std::to_string(C) + ") or ignore_index " +
+                       std::to_string(options.ignore_index));
+    ++counted;
+  }
+
+  Tensor loss_rows = Tensor::empty({N}, x.dtype());  // (N)
+  Tensor lse = Tensor::empty({N}, x.dtype());        // (N)
+  const int64_t ignore = options.ignore_index;
+  kernels::dispatch_float(
+      x.dtype(), "cross_entropy",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::cross_entropy_forward<T>(x.data<T>(), tp, loss_rows.data<T>(), lse.data<T>(), N, C, smoothing,
+                                               ignore);
+      },
+      [&] {
+        kernels::cpu::cross_entropy_forward(x.data<float>(), tp, loss_rows.data<float>(), lse.data<float>(), N, C,
+                                            smoothing, ignore);
+      });
+
+  Tensor out;
+  double scale = 1.0;  // d(out) / d(loss_rows[n]) for counted rows
+  switch (options.reduction) {
+    case Reduction::none: out = loss_rows; break;
+    case Reduction::sum: out = Tensor::scalar(sum_values(loss_rows), x.dtype()); break;
+    case Reduction::mean:
+      // As PyTorch: the mean is over rows that are not ignored (NaN when every row is ignored).
+      out = Tensor::scalar(sum_values(loss_rows) / double(counted), x.dtype());
+      scale = 1.0 / double(counted);
+      break;
+  }
+  if (!autograd::needs_grad({&logits})) return out;
+  const int64_t grad_stride = options.reduction == Reduction::none ? 1 : 0;
+  return autograd::record(out, "cross_entropy", {logits}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor dx = Tensor::empty({N, C}, x.dtype());  // (N, C)
+    kernels::dispatch_float(
+        x.dtype(), "cross_entropy backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::cross_entropy_backward<T>(x.data<T>(), t.data<int64_t>(), lse.data<T>(), g.data<T>(),
+                                                  grad_stride, scale, dx.data<T>(), N, C, smoothing, ignore);
+        },
+        [&] {
+          kernels::cpu::cross_entropy_backward(x.data<float>(), t.data<int64_t>(), lse.data<float>(),
+                                               g.data<float>(), grad_stride, scale, dx.data<float>(), N, C,
+                                               smoothing, ignore);
+        });
+    return {dx};
+  });
+}
+
+// ---- mse ----
+
+Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction) {
+  check_float_input("mse_loss", input);
+  if (input.shape() != target.shape())
+    throw InputError("mse_loss: input " + shape_str(input.shape()) + " and target " + shape_str(target.shape()) +
+                     " must have the same shape");
+  if (input.dtype() != target.dtype())
+    throw InputError("mse_loss: input is " + dtype_str(input.dtype()) + " but target is " +
+                     dtype_str(target.dtype()));
+  Tensor x = input.contiguous().detach(), y = target.contiguous().detach();
+  const int64_t n = x.numel();
+  Tensor out;
+  double scale = 1.0;
+  if (reduction == Reduction::none) {
+    out = Tensor::empty(x.shape(), x.dtype());
+    kernels::dispatch_float(
+        x.dtype(), "mse_loss",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::mse_elements<T>(x.data<T>(), y.data<T>(), out.data<T>(), n);
+        },
+        [&] { kernels::cpu::mse_elements(x.data<float>(), y.data<float>(), out.data<float>(), n); });
+  } else {
+    double total = 0;
+    kernels::dispatch_float(
+        x.dtype(), "mse_loss",
+        [&](auto tag) {
+          using T = decltype(tag);
+          total = kernels::ref::mse_sum<T>(x.data<T>(), y.data<T>(), n);
+        },
+        [&] { total = kernels::cpu::mse_sum(x.data<float>(), y.data<float>(), n); });
+    if (reduction == Reduction::mean) scale = 1.0 / double(n);
+    out = Tensor::scalar(total * scale, x.dtype());
+  }
+  if (!autograd::needs_grad({&input, &target})) return out;
+  const bool need_x = input.requires_grad(), need_y = target.requires_grad();
+  const int64_t grad_stride = reduction == Reduction::none ? 1 : 0;
+  return autograd::record(out, "mse_loss", {input, target}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+    Tensor dy = need_y ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+    kernels::dispatch_float(
+        x.dtype(), "mse_loss backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::mse_backward<T>(x.data<T>(), y.data<T>(), g.data<T>(), grad_stride, scale,
+                                        mutable_or_null<T>(dx), mutable_or_null<T>(dy), n);
+        },
+        [&] {
+          kernels::cpu::mse_backward(x.data<float>(), y.data<float>(), g.data<float>(), grad_stride, scale,
+                                     mutable_or_null<float>(dx), mutable_or_null<float>(dy), n);
+        });
+    return {dx, dy};
+  });
+}
+
+// ---- layer norm ----
+
+Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, double eps) {
+  check_float_input("layer_norm", input);
+  if (input.rank() < 1) throw InputError("layer_norm: input must have at least one axis, got a scalar");
+  const int64_t C = input.size(-1);
+  const int64_t M = C > 0 ? input.numel() / C : 0;
+  check_channel_param("layer_norm", "weight", weight, C, input.dtype());
+  check_channel_param("layer_norm", "bias", bias, C, input.dtype());
+  Tensor x = input.contiguous().detach();  // (M, C)
+  Tensor w = contiguous_or_undefined(weight), b = contiguous_or_undefined(bias);
+  Tensor y = Tensor::empty(input.shape(), input.dtype());  // (M, C)
+  Tensor mean = Tensor::empty({M}, input.dtype());         // (M)
+  Tensor rstd = Tensor::empty({M}, input.dtype());         // (M)
+  kernels::dispatch_float(
+      x.dtype(), "layer_norm",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::layer_norm_forward<T>(x.data<T>(), data_or_null<T>(w), data_or_null<T>(b), y.data<T>(),
+                                            mean.data<T>(), rstd.data<T>(), M, C, eps);
+      },
+      [&] {
+        kernels::cpu::layer_norm_forward(x.data<float>(), data_or_null<float>(w), data_or_null<float>(b),
+                                         y.data<float>(), mean.data<float>(), rstd.data<float>(), M, C, eps);
+      });
+  if (!autograd::needs_grad({&input, &weight, &bias})) return y;
+  const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+             need_b = bias.defined() && bias.requires_grad();
+  return autograd::record(y, "layer_norm", {input, weight, bias}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor dx = need_x ? Tensor::empty(x.shape(), x.dtype()) : Tensor();
+    Tensor dw = need_w ? Tensor::empty({C}, x.dtype()) : Tensor();
+    Tensor db = need_b ? Tensor::empty({C}, x.dtype()) : Tensor();
+    kernels::dispatch_float(
+        x.dtype(), "layer_norm backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::layer_norm_backward<T>(x.data<T>(), data_or_null<T>(w), mean.data<T>(), rstd.data<T>(),
+                                               g.data<T>(), mutable_or_null<T>(dx), mutable_or_null<T>(dw),
+                                               mutable_or_null<T>(db), M, C);
+        },
+        [&] {
+          kernels::cpu::layer_norm_backward(x.data<float>(), data_or_null<float>(w), mean.data<float>(),
+                                            rstd.data<float>(), g.data<float>(), mutable_or_null<float>(dx),
+                                            mutable_or_null<float>(dw), mutable_or_null<float>(db), M, C);
+        });
+    return {dx, dw, db};
+  });
+}
+
+// ---- batch norm ----
+
+Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum, double eps) {
+  check_float_input("batch_norm", input);
+  if (input.rank() != 2 && input.rank() != 4)
+    throw InputError("batch_norm: input must be (N, C) or (N, C, H, W), got " + shape_str(input.shape()));
+  const int64_t N = input.size(0), C = input.size(1);
+  const int64_t S = input.rank() == 4 ? input.size(2) * input.size(3) : 1;
+  const DType dtype = input.dtype();
+  check_channel_param("batch_norm", "weight", weight, C, dtype);
+  check_channel_param("batch_norm", "bias", bias, C, dtype);
+  check_channel_param("batch_norm", "running_mean", running_mean, C, dtype);
+  check_channel_param("batch_norm", "running_var", running_var, C, dtype);
+  if (running_mean.defined() != running_var.defined())
+    throw InputError("batch_norm: running_mean and running_var must be given together");
+
+  Tensor x = input.contiguous().detach();  // (N, C, S)
+  Tensor w = contiguous_or_undefined(weight), b = contiguous_or_undefined(bias);
+  Tensor mean = Tensor::empty({C}, dtype);  // (C)
+  Tensor var = Tensor::empty({C}, dtype);   // (C) biased
+  if (training) {
+    const int64_t count = N * S;
+    if (count <= 1)
+      throw InputError("batch_norm: training needs more than one value per channel, got input " +
+                       shape_str(input.shape()));
+    kernels::dispatch_float(
+        dtype, "batch_norm",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::batch_norm_stats<T>(x.data<T>(), mean.data<T>(), var.data<T>(), N, C, S);
+        },
+        [&] { kernels::cpu::batch_norm_stats(x.data<float>(), mean.data<float>(), var.data<float>(), N, C, S); });
+    if (running_mean.defined()) {
+      // PyTorch's rule: running = (1 - momentum) * running + momentum * batch, with the unbiased
+      // batch variance for running_var.
+      std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
+      std::vector<double> bm = mean.to_vector<double>(), bv = var.to_vector<double>();
+      const double unbias = double(count) / double(count - 1);
+      for (size_t c = 0; c < size_t(C); ++c) {
+        rm[c] = (1.0 - momentum) * rm[c] + momentum * bm[c];
+        rv[c] = (1.0 - momentum) * rv[c] + momentum * bv[c] * unbias;
+      }
+      running_mean.copy_from(Tensor::from_vector(rm, {C}).to(dtype));
+      running_var.copy_from(Tensor::from_vector(rv, {C}).to(dtype));
+    }
+  } else {
+    if (!running_mean.defined())
+      throw InputError("batch_norm: evaluation (training = false) needs running_mean and running_var");
+    // Copies: the running stats may change in place before this op's backward runs.
+    mean.copy_from(running_mean);
+    var.copy_from(running_var);
+  }
+  std::vector<double> rstd_values = var.to_vector<double>();
+  for (double& r : rstd_values) r = 1.0 / std::sqrt(r + eps);
+  Tensor rstd = Tensor::from_vector(rstd_values, {C}).to(dtype);  // (C)
+
+  Tensor y = Tensor::empty(input.shape(), dtype);  // (N, C, S)
+  kernels::dispatch_float(
+      dtype, "batch_norm",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::batch_norm_forward<T>(x.data<T>(), mean.data<T>(), rstd.data<T>(), data_or_null<T>(w),
+                                            data_or_null<T>(b), y.data<T>(), N, C, S);
+      },
+      [&] {
+        kernels::cpu::batch_norm_forward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                         data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N, C, S);
+      });
+  if (!autograd::needs_grad({&input, &weight, &bias})) return y;
+  const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+             need_b = bias.defined() && bias.requires_grad();
+  return autograd::record(y, "batch_norm", {input, weight, bias}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();
+    Tensor dx = need_x ? Tensor::empty(x.shape(), dtype) : Tensor();
+    Tensor dw = need_w ? Tensor::empty({C}, dtype) : Tensor();
+    Tensor db = need_b ? Tensor::empty({C}, dtype) : Tensor();
+    kernels::dispatch_float(
+        dtype, "batch_norm backward",
+        [&](auto tag) {
+          using T = decltype(tag);
+          kernels::ref::batch_norm_backward<T>(x.data<T>(), mean.data<T>(), rstd.data<T>(), data_or_null<T>(w),
+                                               g.data<T>(), mutable_or_null<T>(dx), mutable_or_null<T>(dw),
+                                               mutable_or_null<T>(db), N, C, S, training);
+        },
+        [&] {
+          kernels::cpu::batch_norm_backward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                            data_or_null<float>(w), g.data<float>(), mutable_or_null<float>(dx),
+                                            mutable_or_null<float>(dw), mutable_or_null<float>(db), N, C, S,
+                                            training);
+        });
+    return {dx, dw, db};
+  });
+}
+
+// ---- attention ----
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal) {
+  check_float_input("scaled_dot_product_attention", q);
+  for (const Tensor* t : {&q, &k, &v})
+    if (t->rank() != 4)
+      throw InputError("scaled_dot_product_attention: q, k, v must be (B, H, T, D), got " + shape_str(t->shape()));
+  if (k.dtype() != q.dtype() || v.dtype() != q.dtype())
+    throw InputError("scaled_dot_product_attention: q, k, v dtypes differ (" + dtype_str(q.dtype()) + ", " +
+                     dtype_str(k.dtype()) + ", " + dtype_str(v.dtype()) + ")");
+  const int64_t B = q.size(0), H = q.size(1), Tq = q.size(2), D = q.size(3), Tk = k.size(2);
+  if (k.size(0) != B || k.size(1) != H || k.size(3) != D || v.shape() != k.shape())
+    throw InputError("scaled_dot_product_attention: k " + shape_str(k.shape()) + " and v " + shape_str(v.shape()) +
+                     " must be (B, H, Tk, D) matching q " + shape_str(q.shape()));
+  if (D < 1 || (Tq > 0 && Tk < 1))
+    throw InputError("scaled_dot_product_attention: need D >= 1 and at least one key, got q " +
+                     shape_str(q.shape()) + " and k " + shape_str(k.shape()));
+  const int64_t BH = B * H;
+  Tensor qc = q.contiguous().detach(), kc = k.contiguous().detach(), vc = v.contiguous().detach();
+  Tensor out = Tensor::empty({B, H, Tq, D}, q.dtype());  // (B, H, Tq, D)
+  Tensor lse = Tensor::empty({B, H, Tq}, q.dtype());     // (B, H, Tq)
+  kernels::dispatch_float(
+      q.dtype(), "scaled_dot_product_attention",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::attention_forward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), out.data<T>(), lse.data<T>(), BH,
+                                           Tq, Tk, D, causal);
+      },
+      [&] {
+        kernels::cpu::attention_forward(qc.data<float>(), kc.data<float>(), vc.data<float>(), out.data<float>(),
+                                        lse.data<float>(), BH, Tq, Tk, D, causal);
+      });
+  if (!autograd::needs_grad({&q, &k, &v})) return out;
+  Tensor out_saved = out.detach();
+  return autograd::record(
+      out, "scaled_dot_product_attention", {q, k, v}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+        Tensor g = g_in.contiguous();
+        Tensor dq = Tensor::empty(qc.shape(), qc.dtype());  // (B, H, Tq, D)
+        Tensor dk = Tensor::empty(kc.shape(), qc.dtype());  // (B, H, Tk, D)
+        Tensor dv = Tensor::empty(vc.shape(), qc.dtype());  // (B, H, Tk, D)
+        kernels::dispatch_float(
+            qc.dtype(), "scaled_dot_product_attention backward",
+            [&](auto tag) {
+              using T = decltype(tag);
+              kernels::ref::attention_backward<T>(qc.data<T>(), kc.data<T>(), vc.data<T>(), out_saved.data<T>(),
+                                                  lse.data<T>(), g.data<T>(), dq.data<T>(), dk.data<T>(),
+                                                  dv.data<T>(), BH, Tq, Tk, D, causal);
+            },
+            [&] {
+              kernels::cpu::attention_backward(qc.data<float>(), kc.data<float>(), vc.data<float>(),
+                                               out_saved.data<float>(), lse.data<float>(), g.data<float>(),
+                                               dq.data<float>(), dk.data<float>(), dv.data<float>(), BH, Tq, Tk, D,
+                                               causal);
+            });
+        return {dq, dk, dv};
+      });
+}
+
+}  // namespace frugal

@@ -1,0 +1,505 @@
+// oneDNN 2.6 (v2 API) behind the dense kernels. Each call looks its primitive up in a per-thread
+// cache keyed by (kind, dtype, shapes, flags, thread count), wraps the caller's buffers as
+// dnnl::memory without copying, and reorders only where the primitive chose another layout.
+// Limits: CPU engine only; one in-order stream per thread; cached primitives live until
+// clear_dense_cache() or thread exit.
+#include "frugal/kernels/cpu/dense.h"
+
+#include <algorithm>
+#include <array>
+#include <memory>
+#include <unordered_map>
+
+#include <dnnl.hpp>
+
+#include "frugal/base/error.h"
+#include "frugal/base/parallel.h"
+#include "frugal/tensor/tensor.h"
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+namespace {
+using dt = dnnl::memory::data_type;
+using tag = dnnl::memory::format_tag;
+using md = dnnl::memory::desc;
+using dnnl_dims = dnnl::memory::dims;
+
+dnnl::engine& engine() {
+  static dnnl::engine instance(dnnl::engine::kind::cpu, 0);
+  return instance;
+}
+
+dnnl::stream& stream() {
+  thread_local dnnl::stream instance(engine());
+  return instance;
+}
+
+enum class Kind : int64_t { matmul = 1, conv_forward, conv_backward_data, conv_backward_weights, pool_forward, pool_backward };
+
+// Fixed-size key: building it allocates nothing.
+struct Key {
+  std::array<int64_t, 28> values{};
+  int count = 0;
+  Key& add(int64_t v) {
+    FRUGAL_CHECK(count < int(values.size()), "dense cache key too long");
+    values[size_t(count++)] = v;
+    return *this;
+  }
+  bool operator==(const Key& other) const { return values == other.values; }
+};
+
+struct KeyHash {
+  size_t operator()(const Key& key) const {
+    uint64_t h = 1469598103934665603ull;
+    for (int64_t v : key.values) h = (h ^ uint64_t(v)) * 1099511628211ull;
+    return size_t(h);
+  }
+};
+
+Key make_key(Kind kind, dt type) {
+  Key key;
+  key.add(int64_t(kind)).add(int64_t(type)).add(num_threads());
+  return key;
+}
+
+// One operand of a primitive: the caller's plain layout and the layout the primitive runs in,
+// with the reorder between them when they differ.
+struct Operand {
+  md user, inner;
+  bool needs_reorder = false;
+  dnnl::reorder reorder;  // user -> inner for inputs, inner -> user for outputs
+};
+
+Operand make_operand(const md& user, const md& inner, bool input) {
+  Operand op{user, inner, !(user == inner), {}};
+  if (op.needs_reorder)
+    op.reorder = input ? dnnl::reorder(dnnl::reorder::primitive_desc(engine(), user, engine(), inner))
+                       : dnnl::reorder(dnnl::reorder::primitive_desc(engine(), inner, engine(), user));
+  return op;
+}
+
+// Per-thread scratch buffers for reordered operands, one slot per operand role; they grow to the
+// largest size seen and are shared by every cached primitive (calls on a thread are sequential).
+struct Scratch {
+  std::array<std::unique_ptr<Storage>, 4> slots;
+  void* get(int slot, size_t bytes) {
+    auto& s = slots[size_t(slot)];
+    if (!s || s->bytes() < bytes) s = std::make_unique<Storage>(std::max<size_t>(bytes, 64));
+    return s->data();
+  }
+};
+
+struct MatmulEntry {
+  dnnl::matmul primitive;
+  md a, b, bias, c;
+};
+
+struct ConvForwardEntry {
+  dnnl::convolution_forward primitive;
+  Operand x, weight, y;
+  md bias;
+};
+
+struct ConvBackwardDataEntry {
+  dnnl::convolution_backward_data primitive;
+  Operand grad_y, weight, grad_x;
+};
+
+struct ConvBackwardWeightsEntry {
+  dnnl::convolution_backward_weights primitive;
+  Operand x, grad_y, grad_weight;
+  md grad_bias;
+};
+
+struct PoolForwardEntry {
+  dnnl::pooling_forward primitive;
+  md x, y, workspace;
+};
+
+struct PoolBackwardEntry {
+  dnnl::pooling_backward primitive;
+  md grad_y, grad_x, workspace;
+};
+
+struct Cache {
+  std::unordered_map<Key, MatmulEntry, KeyHash> matmul;
+  std::unordered_map<Key, ConvForwardEntry, KeyHash> conv_forward;
+  std::unordered_map<Key, ConvBackwardDataEntry, KeyHash> conv_backward_data;
+  std::unordered_map<Key, ConvBackwardWeightsEntry, KeyHash> conv_backward_weights;
+  std::unordered_map<Key, PoolForwardEntry, KeyHash> pool_forward;
+  std::unordered_map<Key, PoolBackwardEntry, KeyHash> pool_backward;
+  Scratch scratch;
+};
+
+Cache& cache() {
+  thread_local Cache instance;
+  return instance;
+}
+
+thread_local int64_t t_primitives_created = 0;
+
+template <class Map, class Make>
+auto& find_or_make(Map& map, const Key& key, Make&& make) {
+  auto it = map.find(key);
+  if (it == map.end()) {
+    it = map.emplace(key, make()).first;
+    ++t_primitives_created;
+  }
+  return it->second;
+}
+
+dnnl::memory wrap(const md& desc, const void* data) {
+  return dnnl::memory(desc, engine(), const_cast<void*>(data));
+}
+
+// The memory a primitive reads an input from: the caller's buffer, or its reordered copy.
+dnnl::memory bind_input(const Operand& op, const void* data, int slot) {
+  dnnl::memory user = wrap(op.user, data);
+  if (!op.needs_reorder) return user;
+  dnnl::memory inner(op.inner, engine(), cache().scratch.get(slot, op.inner.get_size()));
+  op.reorder.execute(stream(), {{DNNL_ARG_FROM, user}, {DNNL_ARG_TO, inner}});
+  return inner;
+}
+
+// The memory a primitive writes an output to; finish_output copies it to the caller if needed.
+dnnl::memory bind_output(const Operand& op, void* data, int slot) {
+  if (!op.needs_reorder) return wrap(op.user, data);
+  return dnnl::memory(op.inner, engine(), cache().scratch.get(slot, op.inner.get_size()));
+}
+
+void finish_output(const Operand& op, const dnnl::memory& inner, void* data) {
+  if (op.needs_reorder) op.reorder.execute(stream(), {{DNNL_ARG_FROM, inner}, {DNNL_ARG_TO, wrap(op.user, data)}});
+}
+
+// ---- matmul ----
+
+// A stored operand of logical shape (batch, rows, cols) as oneDNN dims and strides; a batch
+// stride of 0 becomes a broadcast batch dimension of 1.
+md matrix_desc(int64_t batch, int64_t rows, int64_t cols, bool transposed, int64_t ld, int64_t batch_stride, dt type) {
+  const int64_t stored_rows = transposed ? cols : rows;
+  const int64_t b = batch_stride == 0 ? 1 : batch;
+  const int64_t bs = batch_stride == 0 ? stored_rows * ld : batch_stride;
+  dnnl_dims strides = transposed ? dnnl_dims{bs, 1, ld} : dnnl_dims{bs, ld, 1};
+  return md({b, rows, cols}, type, strides);
+}
+
+// Folds a batch that only repeats b into the rows of a: one large matmul beats many small ones.
+MatmulDims fold_batch(MatmulDims d) {
+  if (d.batch > 1 && d.batch_stride_b == 0 && !d.transpose_a && d.batch_stride_a == d.m * d.lda &&
+      d.batch_stride_c == d.m * d.ldc) {
+    d.m *= d.batch;
+    d.batch = 1;
+  }
+  return d;
+}
+
+void run_matmul(const void* a, const void* b, const float* bias, float* c, const MatmulDims& dims_in, dt in_type) {
+  const MatmulDims d = fold_batch(dims_in);
+  if (d.batch == 0 || d.m == 0 || d.n == 0) return;
+  if (d.k == 0) {  // an empty sum: c = bias or 0
+    for (int64_t e = 0; e < d.batch; ++e)
+      for (int64_t i = 0; i < d.m; ++i)
+        for (int64_t j = 0; j < d.n; ++j) c[e * d.batch_stride_c + i * d.ldc + j] = bias ? bias[j] : 0.0f;
+    return;
+  }
+  Key key = make_key(Kind::matmul, in_type);
+  for (int64_t v : {d.batch, d.m, d.n, d.k, int64_t(d.transpose_a), int64_t(d.transpose_b), d.lda, d.ldb, d.ldc,
+                    d.batch_stride_a, d.batch_stride_b, d.batch_stride_c, int64_t(bias != nullptr)})
+    key.add(v);
+  MatmulEntry& entry = find_or_make(cache().matmul, key, [&] {
+    MatmulEntry e;
+    e.a = matrix_desc(d.batch, d.m, d.k, d.transpose_a, d.lda, d.batch_stride_a, in_type);
+    e.b = matrix_desc(d.batch, d.k, d.n, d.transpose_b, d.ldb, d.batch_stride_b, in_type);
+    e.c = matrix_desc(d.batch, d.m, d.n, false, d.ldc, d.batch_stride_c, dt::f32);
+    if (bias) e.bias = md({1, 1, d.n}, dt::f32, dnnl_dims{d.n, d.n, 1});
+    auto desc = bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c);
+    e.primitive = dnnl::matmul(dnnl::matmul::primitive_desc(desc, engine()));
+    return e;
+  });
+  std::unordered_map<int, dnnl::memory> args{
+      {DNNL_ARG_SRC, wrap(entry.a, a)}, {DNNL_ARG_WEIGHTS, wrap(entry.b, b)}, {DNNL_ARG_DST, wrap(entry.c, c)}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, wrap(entry.bias, bias));
+  entry.primitive.execute(stream(), args);
+  stream().wait();
+}
+
+// ---- convolution ----
+
+struct ConvDescs {
+  md x, weight, y, bias;                     // the caller's plain layouts
+  md x_any, weight_any, y_any;               // "any": the primitive picks
+  dnnl_dims strides, dilates, padding_l, padding_r;
+};
+
+ConvDescs conv_descs(const Conv2dDims& d, dt in_type) {
+  ConvDescs c;
+  c.x = md({d.n, d.c, d.h, d.w}, in_type, tag::nchw);
+  c.x_any = md({d.n, d.c, d.h, d.w}, in_type, tag::any);
+  if (d.groups == 1) {
+    c.weight = md({d.o, d.c, d.kernel_h, d.kernel_w}, in_type, tag::oihw);
+    c.weight_any = md({d.o, d.c, d.kernel_h, d.kernel_w}, in_type, tag::any);
+  } else {  // (o, c / g, kh, kw) contiguous is exactly goihw
+    dnnl_dims dims{d.groups, d.o / d.groups, d.c / d.groups, d.kernel_h, d.kernel_w};
+    c.weight = md(dims, in_type, tag::goihw);
+    c.weight_any = md(dims, in_type, tag::any);
+  }
+  c.y = md({d.n, d.o, d.out_h, d.out_w}, dt::f32, tag::nchw);
+  c.y_any = md({d.n, d.o, d.out_h, d.out_w}, dt::f32, tag::any);
+  c.bias = md({d.o}, dt::f32, tag::x);
+  c.strides = {d.stride_h, d.stride_w};
+  c.dilates = {d.dilation_h - 1, d.dilation_w - 1};  // oneDNN counts the gaps: 0 = dense
+  c.padding_l = {d.padding_h, d.padding_w};
+  // Symmetric padding: oneDNN checks (in - kernel_extent + pad_l + pad_r) / stride + 1 == out
+  // with integer division, which is PyTorch's floor rule.
+  c.padding_r = {d.padding_h, d.padding_w};
+  return c;
+}
+
+Key conv_key(Kind kind, dt type, const Conv2dDims& d, bool bias) {
+  Key key = make_key(kind, type);
+  for (int64_t v : {d.n, d.c, d.h, d.w, d.o, d.kernel_h, d.kernel_w, d.out_h, d.out_w, d.stride_h, d.stride_w, d.padding_h,
+                    d.padding_w, d.dilation_h, d.dilation_w, d.groups, int64_t(bias)})
+    key.add(v);
+  return key;
+}
+
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvDescs& c, bool bias) {
+  auto desc = bias ? dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                     c.x_any, c.weight_any, c.bias, c.y_any, c.strides, c.dilates,
+                                                     c.padding_l, c.padding_r)
+                   : dnnl::convolution_forward::desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
+                                                     c.x_any, c.weight_any, c.y_any, c.strides, c.dilates, c.padding_l,
+                                                     c.padding_r);
+  return dnnl::convolution_forward::primitive_desc(desc, engine());
+}
+
+void run_conv_forward(const void* x, const void* weight, const float* bias, float* y, const Conv2dDims& d, dt in_type) {
+  const Key key = conv_key(Kind::conv_forward, in_type, d, bias != nullptr);
+  ConvForwardEntry& entry = find_or_make(cache().conv_forward, key, [&] {
+    ConvDescs c = conv_descs(d, in_type);
+    auto pd = conv_forward_pd(c, bias != nullptr);
+    ConvForwardEntry e;
+    e.primitive = dnnl::convolution_forward(pd);
+    e.x = make_operand(c.x, pd.src_desc(), true);
+    e.weight = make_operand(c.weight, pd.weights_desc(), true);
+    e.y = make_operand(c.y, pd.dst_desc(), false);
+    e.bias = c.bias;
+    return e;
+  });
+  dnnl::memory y_mem = bind_output(entry.y, y, 2);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, bind_input(entry.x, x, 0)},
+                                             {DNNL_ARG_WEIGHTS, bind_input(entry.weight, weight, 1)},
+                                             {DNNL_ARG_DST, y_mem}};
+  if (bias) args.emplace(DNNL_ARG_BIAS, wrap(entry.bias, bias));
+  entry.primitive.execute(stream(), args);
+  finish_output(entry.y, y_mem, y);
+  stream().wait();
+}
+
+// ---- pooling ----
+
+struct PoolDescs {
+  md x, y;
+  dnnl_dims strides, kernel, padding_l, padding_r;
+  dnnl::algorithm algorithm;
+};
+
+PoolDescs pool_descs(const Pool2dDims& d, bool max) {
+  PoolDescs p;
+  p.x = md({d.n, d.c, d.h, d.w}, dt::f32, tag::nchw);
+  p.y = md({d.n, d.c, d.out_h, d.out_w}, dt::f32, tag::nchw);
+  p.strides = {d.stride_h, d.stride_w};
+  p.kernel = {d.kernel_h, d.kernel_w};
+  p.padding_l = {d.padding_h, d.padding_w};
+  p.padding_r = {d.padding_h, d.padding_w};  // floor rule, as for convolution
+  // With symmetric padding no window reaches past the padded edge, so "include padding" divides
+  // by kernel_h * kernel_w exactly as PyTorch's count_include_pad does.
+  p.algorithm = max ? dnnl::algorithm::pooling_max
+                    : d.count_include_pad ? dnnl::algorithm::pooling_avg_include_padding
+                                          : dnnl::algorithm::pooling_avg_exclude_padding;
+  return p;
+}
+
+Key pool_key(Kind kind, const Pool2dDims& d, bool max) {
+  Key key = make_key(kind, dt::f32);
+  for (int64_t v : {d.n, d.c, d.h, d.w, d.out_h, d.out_w, d.kernel_h, d.kernel_w, d.stride_h, d.stride_w, d.padding_h,
+                    d.padding_w, int64_t(d.count_include_pad), int64_t(max)})
+    key.add(v);
+  return key;
+}
+
+dnnl::pooling_forward::primitive_desc pool_forward_pd(const PoolDescs& p) {
+  dnnl::pooling_forward::desc desc(dnnl::prop_kind::forward_training, p.algorithm, p.x, p.y, p.strides, p.kernel,
+                                   p.padding_l, p.padding_r);
+  return dnnl::pooling_forward::primitive_desc(desc, engine());
+}
+
+PoolForwardEntry& pool_forward_entry(const Pool2dDims& d, bool max) {
+  return find_or_make(cache().pool_forward, pool_key(Kind::pool_forward, d, max), [&] {
+    PoolDescs p = pool_descs(d, max);
+    auto pd = pool_forward_pd(p);
+    return PoolForwardEntry{dnnl::pooling_forward(pd), p.x, p.y, pd.workspace_desc()};
+  });
+}
+
+void run_pool_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& d, bool max) {
+  PoolForwardEntry& entry = pool_forward_entry(d, max);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, wrap(entry.x, x)}, {DNNL_ARG_DST, wrap(entry.y, y)}};
+  if (max) args.emplace(DNNL_ARG_WORKSPACE, wrap(entry.workspace, workspace));
+  entry.primitive.execute(stream(), args);
+  stream().wait();
+}
+
+void run_pool_backward(const float* grad_y, const uint8_t* workspace, float* grad_x, const Pool2dDims& d, bool max) {
+  PoolBackwardEntry& entry = find_or_make(cache().pool_backward, pool_key(Kind::pool_backward, d, max), [&] {
+    PoolDescs p = pool_descs(d, max);
+    auto forward = pool_forward_pd(p);
+    dnnl::pooling_backward::desc desc(p.algorithm, p.x, p.y, p.strides, p.kernel, p.padding_l, p.padding_r);
+    dnnl::pooling_backward::primitive_desc pd(desc, engine(), forward);
+    return PoolBackwardEntry{dnnl::pooling_backward(pd), p.y, p.x, forward.workspace_desc()};
+  });
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_DIFF_DST, wrap(entry.grad_y, grad_y)},
+                                             {DNNL_ARG_DIFF_SRC, wrap(entry.grad_x, grad_x)}};
+  if (max) args.emplace(DNNL_ARG_WORKSPACE, wrap(entry.workspace, workspace));
+  entry.primitive.execute(stream(), args);
+  stream().wait();
+}
+}  // namespace
+
+void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims) {
+  run_matmul(a, b, bias, c, dims, dt::f32);
+}
+
+void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims) {
+  run_matmul(a, b, bias, c, dims, dt::bf16);
+}
+
+void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  run_conv_forward(x, weight, bias, y, dims, dt::f32);
+}
+
+void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  run_conv_forward(x, weight, bias, y, dims, dt::bf16);
+}
+
+void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
+  const Key key = conv_key(Kind::conv_backward_data, dt::f32, d, false);
+  ConvBackwardDataEntry& entry = find_or_make(cache().conv_backward_data, key, [&] {
+    ConvDescs c = conv_descs(d, dt::f32);
+    auto forward = conv_forward_pd(c, false);
+    dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, c.x_any, c.weight_any, c.y_any,
+                                               c.strides, c.dilates, c.padding_l, c.padding_r);
+    dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), forward);
+    ConvBackwardDataEntry e;
+    e.primitive = dnnl::convolution_backward_data(pd);
+    e.grad_y = make_operand(c.y, pd.diff_dst_desc(), true);
+    e.weight = make_operand(c.weight, pd.weights_desc(), true);
+    e.grad_x = make_operand(c.x, pd.diff_src_desc(), false);
+    return e;
+  });
+  dnnl::memory grad_x_mem = bind_output(entry.grad_x, grad_x, 2);
+  entry.primitive.execute(stream(), {{DNNL_ARG_DIFF_DST, bind_input(entry.grad_y, grad_y, 0)},
+                                     {DNNL_ARG_WEIGHTS, bind_input(entry.weight, weight, 1)},
+                                     {DNNL_ARG_DIFF_SRC, grad_x_mem}});
+  finish_output(entry.grad_x, grad_x_mem, grad_x);
+  stream().wait();
+}
+
+void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                             const Conv2dDims& d) {
+  const bool bias = grad_bias != nullptr;
+  const Key key = conv_key(Kind::conv_backward_weights, dt::f32, d, bias);
+  ConvBackwardWeightsEntry& entry = find_or_make(cache().conv_backward_weights, key, [&] {
+    ConvDescs c = conv_descs(d, dt::f32);
+    auto forward = conv_forward_pd(c, bias);
+    auto desc = bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, c.x_any,
+                                                                c.weight_any, c.bias, c.y_any, c.strides, c.dilates,
+                                                                c.padding_l, c.padding_r)
+                     : dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, c.x_any,
+                                                                c.weight_any, c.y_any, c.strides, c.dilates,
+                                                                c.padding_l, c.padding_r);
+    dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), forward);
+    ConvBackwardWeightsEntry e;
+    e.primitive = dnnl::convolution_backward_weights(pd);
+    e.x = make_operand(c.x, pd.src_desc(), true);
+    e.grad_y = make_operand(c.y, pd.diff_dst_desc(), true);
+    e.grad_weight = make_operand(c.weight, pd.diff_weights_desc(), false);
+    e.grad_bias = c.bias;
+    return e;
+  });
+  dnnl::memory grad_weight_mem = bind_output(entry.grad_weight, grad_weight, 2);
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, bind_input(entry.x, x, 0)},
+                                             {DNNL_ARG_DIFF_DST, bind_input(entry.grad_y, grad_y, 1)},
+                                             {DNNL_ARG_DIFF_WEIGHTS, grad_weight_mem}};
+  if (bias) args.emplace(DNNL_ARG_DIFF_BIAS, wrap(entry.grad_bias, grad_bias));
+  entry.primitive.execute(stream(), args);
+  finish_output(entry.grad_weight, grad_weight_mem, grad_weight);
+  stream().wait();
+}
+
+size_t max_pool2d_workspace_bytes(const Pool2dDims& dims) {
+  return pool_forward_entry(dims, true).workspace.get_size();
+}
+
+void max_pool2d_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& dims) {
+  run_pool_forward(x, y, workspace, dims, true);
+}
+
+void max_pool2d_backward(const float* grad_y, const uint8_t* workspace, float* grad_x, const Pool2dDims& dims) {
+  run_pool_backward(grad_y, workspace, grad_x, dims, true);
+}
+
+void avg_pool2d_forward(const float* x, float* y, const Pool2dDims& dims) {
+  run_pool_forward(x, y, nullptr, dims, false);
+}
+
+void avg_pool2d_backward(const float* grad_y, float* grad_x, const Pool2dDims& dims) {
+  run_pool_backward(grad_y, nullptr, grad_x, dims, false);
+}
+
+void adaptive_avg_pool2d_forward(const float* x, float* y, int64_t planes, int64_t h, int64_t w, int64_t out_h,
+                                 int64_t out_w) {
+  parallel_for(planes, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p)
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = ref::adaptive_start(oh, h, out_h), h1 = ref::adaptive_end(oh, h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = ref::adaptive_start(ow, w, out_w), w1 = ref::adaptive_end(ow, w, out_w);
+          float total = 0;
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) total += x[(p * h + ih) * w + iw];
+          y[(p * out_h + oh) * out_w + ow] = total / float((h1 - h0) * (w1 - w0));
+        }
+      }
+  });
+}
+
+void adaptive_avg_pool2d_backward(const float* grad_y, float* grad_x, int64_t planes, int64_t h, int64_t w,
+                                  int64_t out_h, int64_t out_w) {
+  // Planes are independent, so each thread owns whole planes of grad_x: no write conflicts.
+  parallel_for(planes, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      float* gx = grad_x + p * h * w;  // (h, w)
+      std::fill(gx, gx + h * w, 0.0f);
+      for (int64_t oh = 0; oh < out_h; ++oh) {
+        const int64_t h0 = ref::adaptive_start(oh, h, out_h), h1 = ref::adaptive_end(oh, h, out_h);
+        for (int64_t ow = 0; ow < out_w; ++ow) {
+          const int64_t w0 = ref::adaptive_start(ow, w, out_w), w1 = ref::adaptive_end(ow, w, out_w);
+          const float g = grad_y[(p * out_h + oh) * out_w + ow] / float((h1 - h0) * (w1 - w0));
+          for (int64_t ih = h0; ih < h1; ++ih)
+            for (int64_t iw = w0; iw < w1; ++iw) gx[ih * w + iw] += g;
+        }
+      }
+    }
+  });
+}
+
+void clear_dense_cache() { cache() = Cache(); }
+
+int64_t dense_primitives_created() { return t_primitives_created; }
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal

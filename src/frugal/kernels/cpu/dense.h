@@ -1,0 +1,49 @@
+// Fast dense kernels through oneDNN 2.6: matmul, convolution and pooling in f32, plus bf16-input
+// matmul and convolution forward with f32 accumulation and output. Same signatures as
+// ref/dense.h for T = float, except max pooling, which keeps oneDNN's argmax workspace (opaque
+// bytes, max_pool2d_workspace_bytes long) instead of indices. Primitives are cached per thread,
+// keyed by shapes and flags, so a training step creates none after the first.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "frugal/kernels/ref/dense.h"
+#include "frugal/tensor/dtype.h"
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+// Operands are wrapped in place (transposes through strides); bias (n) may be null.
+void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims);
+void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims);
+
+// Convolutions run in the layout oneDNN prefers (blocked channels); NCHW operands are reordered
+// into per-thread scratch buffers when that layout differs from theirs.
+void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims);
+void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims);
+void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& dims);
+void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                             const Conv2dDims& dims);
+
+size_t max_pool2d_workspace_bytes(const Pool2dDims& dims);
+void max_pool2d_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& dims);
+void max_pool2d_backward(const float* grad_y, const uint8_t* workspace, float* grad_x, const Pool2dDims& dims);
+void avg_pool2d_forward(const float* x, float* y, const Pool2dDims& dims);
+void avg_pool2d_backward(const float* grad_y, float* grad_x, const Pool2dDims& dims);
+
+// Plain loops split over planes (oneDNN has no adaptive pooling).
+void adaptive_avg_pool2d_forward(const float* x, float* y, int64_t planes, int64_t h, int64_t w, int64_t out_h,
+                                 int64_t out_w);
+void adaptive_avg_pool2d_backward(const float* grad_y, float* grad_x, int64_t planes, int64_t h, int64_t w,
+                                  int64_t out_h, int64_t out_w);
+
+// Drops this thread's cached primitives and scratch buffers (tests, memory pressure).
+void clear_dense_cache();
+// Primitives this thread has created so far; flat across steady-state training steps.
+int64_t dense_primitives_created();
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal

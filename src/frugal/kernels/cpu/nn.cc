@@ -1,0 +1,629 @@
+// Fast f32 kernels for losses, norms and attention (see nn.h). Reductions run in 16 f32 lanes
+// combined in double; every parallel split is a fixed partition of rows, channels or blocks.
+#include "frugal/kernels/cpu/nn.h"
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "frugal/base/parallel.h"
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+namespace {
+constexpr int64_t kGrain = 16384;  // elements per thread chunk below which one thread is faster
+constexpr int kLanes = 16;
+constexpr int64_t kBlockQ = 64;  // attention: query rows per task
+constexpr int64_t kBlockK = 64;  // attention: keys per block of the online softmax
+
+// exp for f32 without a libm call, so loops over it vectorize: exp(x) = 2^n * exp(r) with
+// n = round(x / ln 2) and |r| <= ln 2 / 2, exp(r) by the Cephes expf polynomial (about 1 ulp).
+// Inputs below -87 give 0 (exp(-inf) = 0 as the online softmax needs); NaN stays NaN.
+inline float exp_f32(float x) {
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2High = 0.693359375f, kLn2Low = -2.12194440e-4f;  // ln 2 = high + low
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  const float xc = std::min(std::max(x, -87.0f), 88.0f);
+  const float shifted = xc * kLog2e + kRound;
+  const float n = shifted - kRound;
+  const float r = xc - n * kLn2High - n * kLn2Low;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const uint32_t exponent = (std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kRound) + 127u) << 23;
+  const float result = p * std::bit_cast<float>(exponent);
+  return x < -87.0f ? 0.0f : result;
+}
+
+int64_t rows_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
+
+double lane_sum(const float* x, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += x[i + l];
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  for (; i < n; ++i) total += x[i];
+  return total;
+}
+
+// sum (x - shift)^2
+double lane_sum_sq_dev(const float* x, float shift, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) {
+      float d = x[i + l] - shift;
+      lanes[l] += d * d;
+    }
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  for (; i < n; ++i) total += double(x[i] - shift) * double(x[i] - shift);
+  return total;
+}
+
+double lane_dot(const float* a, const float* b, int64_t n) {
+  float lanes[kLanes] = {};
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] += a[i + l] * b[i + l];
+  double total = 0;
+  for (int l = 0; l < kLanes; ++l) total += lanes[l];
+  for (; i < n; ++i) total += double(a[i]) * double(b[i]);
+  return total;
+}
+
+float lane_max(const float* x, int64_t n) {
+  float lanes[kLanes];
+  for (int l = 0; l < kLanes; ++l) lanes[l] = -std::numeric_limits<float>::infinity();
+  int64_t i = 0;
+  for (; i + kLanes <= n; i += kLanes)
+    for (int l = 0; l < kLanes; ++l) lanes[l] = std::max(lanes[l], x[i + l]);
+  float best = lanes[0];
+  for (int l = 1; l < kLanes; ++l) best = std::max(best, lanes[l]);
+  for (; i < n; ++i) best = std::max(best, x[i]);
+  return best;
+}
+}  // namespace
+
+// ---- cross entropy ----
+
+void cross_entropy_forward(const float* logits, const int64_t* targets, float* loss_rows, float* lse, int64_t N,
+                           int64_t C, double label_smoothing, int64_t ignore_index) {
+  parallel_for(N, rows_grain(C), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* x = logits + n * C;  // (C)
+      const float row_max = lane_max(x, C);
+      float lanes_exp[kLanes] = {}, lanes_x[kLanes] = {};
+      int64_t c = 0;
+      for (; c + kLanes <= C; c += kLanes)
+        for (int l = 0; l < kLanes; ++l) {
+          lanes_exp[l] += exp_f32(x[c + l] - row_max);
+          lanes_x[l] += x[c + l];
+        }
+      double total_exp = 0, total_x = 0;
+      for (int l = 0; l < kLanes; ++l) total_exp += lanes_exp[l], total_x += lanes_x[l];
+      for (; c < C; ++c) total_exp += exp_f32(x[c] - row_max), total_x += x[c];
+      const double row_lse = double(row_max) + std::log(total_exp);
+      lse[n] = float(row_lse);
+      const int64_t t = targets[n];
+      if (t == ignore_index) {
+        loss_rows[n] = 0.0f;
+        continue;
+      }
+      const double nll = row_lse - double(x[t]);
+      const double smooth = row_lse - total_x / double(C);
+      loss_rows[n] = float((1.0 - label_smoothing) * nll + label_smoothing * smooth);
+    }
+  });
+}
+
+void cross_entropy_backward(const float* logits, const int64_t* targets, const float* lse, const float* grad,
+                            int64_t grad_stride, double scale, float* grad_logits, int64_t N, int64_t C,
+                            double label_smoothing, int64_t ignore_index) {
+  parallel_for(N, rows_grain(C), [&](int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) {
+      const float* x = logits + n * C;  // (C)
+      float* dx = grad_logits + n * C;  // (C)
+      const int64_t t = targets[n];
+      if (t == ignore_index) {
+        std::fill(dx, dx + C, 0.0f);
+        continue;
+      }
+      const float g = float(double(grad[n * grad_stride]) * scale);
+      const float uniform = float(label_smoothing / double(C));
+      const float row_lse = lse[n];
+      for (int64_t c = 0; c < C; ++c) dx[c] = g * (exp_f32(x[c] - row_lse) - uniform);
+      dx[t] -= g * float(1.0 - label_smoothing);
+    }
+  });
+}
+
+// ---- mse ----
+
+void mse_elements(const float* x, const float* y, float* out, int64_t n) {
+  parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float d = x[i] - y[i];
+      out[i] = d * d;
+    }
+  });
+}
+
+double mse_sum(const float* x, const float* y, int64_t n) {
+  const int64_t blocks = (n + kGrain - 1) / kGrain;
+  std::vector<double> partial(static_cast<size_t>(blocks), 0.0);
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t b = b0; b < b1; ++b) {
+      const int64_t begin = b * kGrain, end = std::min(n, begin + kGrain);
+      float lanes[kLanes] = {};
+      int64_t i = begin;
+      for (; i + kLanes <= end; i += kLanes)
+        for (int l = 0; l < kLanes; ++l) {
+          float d = x[i + l] - y[i + l];
+          lanes[l] += d * d;
+        }
+      double total = 0;
+      for (int l = 0; l < kLanes; ++l) total += lanes[l];
+      for (; i < end; ++i) total += double(x[i] - y[i]) * double(x[i] - y[i]);
+      partial[size_t(b)] = total;
+    }
+  });
+  double total = 0;
+  for (double p : partial) total += p;
+  return total;
+}
+
+void mse_backward(const float* x, const float* y, const float* grad, int64_t grad_stride, double scale, float* dx,
+                  float* dy, int64_t n) {
+  const float two_scale = float(2.0 * scale);
+  parallel_for(n, kGrain, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      float d = two_scale * grad[i * grad_stride] * (x[i] - y[i]);
+      if (dx) dx[i] = d;
+      if (dy) dy[i] = -d;
+    }
+  });
+}
+
+// ---- layer norm ----
+
+void layer_norm_forward(const float* x, const float* weight, const float* bias, float* y, float* mean, float* rstd,
+                        int64_t M, int64_t C, double eps) {
+  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* xr = x + m * C;  // (C)
+      float* yr = y + m * C;        // (C)
+      const float mu = float(lane_sum(xr, C) / double(C));
+      const float r = float(1.0 / std::sqrt(lane_sum_sq_dev(xr, mu, C) / double(C) + eps));
+      mean[m] = mu;
+      rstd[m] = r;
+      if (weight && bias) {
+        for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mu) * r * weight[c] + bias[c];
+      } else {
+        for (int64_t c = 0; c < C; ++c) yr[c] = (xr[c] - mu) * r;
+        if (weight) for (int64_t c = 0; c < C; ++c) yr[c] *= weight[c];
+        if (bias) for (int64_t c = 0; c < C; ++c) yr[c] += bias[c];
+      }
+    }
+  });
+}
+
+void layer_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
+                         const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C) {
+  if (M == 0) {
+    if (dweight) std::fill(dweight, dweight + C, 0.0f);
+    if (dbias) std::fill(dbias, dbias + C, 0.0f);
+    return;
+  }
+  // Row blocks fixed by (M, C) alone, so partial sums and their combination order never depend
+  // on the thread count.
+  const int64_t blocks = std::clamp<int64_t>((M * C + kGrain - 1) / kGrain, 1, std::min<int64_t>(M, 64));
+  const bool need_params = dweight || dbias;
+  std::vector<float> partial_dw(need_params ? static_cast<size_t>(blocks * C) : 0, 0.0f);  // (blocks, C)
+  std::vector<float> partial_db(need_params ? static_cast<size_t>(blocks * C) : 0, 0.0f);  // (blocks, C)
+  parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> xhat(static_cast<size_t>(C)), gw(static_cast<size_t>(C));  // (C) scratch
+    for (int64_t b = b0; b < b1; ++b) {
+      float* pdw = need_params ? partial_dw.data() + b * C : nullptr;
+      float* pdb = need_params ? partial_db.data() + b * C : nullptr;
+      for (int64_t m = M * b / blocks; m < M * (b + 1) / blocks; ++m) {
+        const float* xr = x + m * C;     // (C)
+        const float* gr = grad + m * C;  // (C)
+        const float mu = mean[m], r = rstd[m];
+        for (int64_t c = 0; c < C; ++c) {
+          xhat[size_t(c)] = (xr[c] - mu) * r;
+          gw[size_t(c)] = weight ? gr[c] * weight[c] : gr[c];
+        }
+        if (need_params)
+          for (int64_t c = 0; c < C; ++c) {
+            pdw[c] += gr[c] * xhat[size_t(c)];
+            pdb[c] += gr[c];
+          }
+        if (!dx) continue;
+        const float mean_gw = float(lane_sum(gw.data(), C) / double(C));
+        const float mean_gw_xhat = float(lane_dot(gw.data(), xhat.data(), C) / double(C));
+        float* dxr = dx + m * C;  // (C)
+        for (int64_t c = 0; c < C; ++c) dxr[c] = r * (gw[size_t(c)] - mean_gw - xhat[size_t(c)] * mean_gw_xhat);
+      }
+    }
+  });
+  if (!need_params) return;
+  std::vector<double> dw(static_cast<size_t>(C), 0.0), db(static_cast<size_t>(C), 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t c = 0; c < C; ++c) {
+      dw[size_t(c)] += partial_dw[size_t(b * C + c)];
+      db[size_t(c)] += partial_db[size_t(b * C + c)];
+    }
+  for (int64_t c = 0; c < C; ++c) {
+    if (dweight) dweight[c] = float(dw[size_t(c)]);
+    if (dbias) dbias[c] = float(db[size_t(c)]);
+  }
+}
+
+// ---- batch norm: x (N, C, S) ----
+
+namespace {
+// For channels [c0, c1): out[c - c0] = sum over (n, s) of f(row of S values of channel c).
+template <class RowSum>
+void channel_sums(int64_t N, int64_t C, int64_t S, int64_t c0, int64_t c1, double* out, RowSum&& row_sum) {
+  std::fill(out, out + (c1 - c0), 0.0);
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t c = c0; c < c1; ++c) out[c - c0] += row_sum(c, (n * C + c) * S);
+}
+}  // namespace
+
+void batch_norm_stats(const float* x, float* mean, float* var, int64_t N, int64_t C, int64_t S) {
+  const double count = double(N * S);
+  parallel_for(C, rows_grain(N * S), [&](int64_t c0, int64_t c1) {
+    std::vector<double> totals(static_cast<size_t>(c1 - c0));
+    channel_sums(N, C, S, c0, c1, totals.data(), [&](int64_t, int64_t at) { return lane_sum(x + at, S); });
+    for (int64_t c = c0; c < c1; ++c) mean[c] = float(totals[size_t(c - c0)] / count);
+    channel_sums(N, C, S, c0, c1, totals.data(),
+                 [&](int64_t c, int64_t at) { return lane_sum_sq_dev(x + at, mean[c], S); });
+    for (int64_t c = c0; c < c1; ++c) var[c] = float(totals[size_t(c - c0)] / count);
+  });
+}
+
+void batch_norm_forward(const float* x, const float* mean, const float* rstd, const float* weight, const float* bias,
+                        float* y, int64_t N, int64_t C, int64_t S) {
+  std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));  // y = x * scale + shift per channel
+  for (int64_t c = 0; c < C; ++c) {
+    scale[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
+    shift[size_t(c)] = (bias ? bias[c] : 0.0f) - mean[c] * scale[size_t(c)];
+  }
+  parallel_for(N * C, rows_grain(S), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t c = row % C;
+      const float a = scale[size_t(c)], b = shift[size_t(c)];
+      const float* xr = x + row * S;
+      float* yr = y + row * S;
+      for (int64_t s = 0; s < S; ++s) yr[s] = xr[s] * a + b;
+    }
+  });
+}
+
+void batch_norm_backward(const float* x, const float* mean, const float* rstd, const float* weight,
+                         const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
+                         bool training) {
+  const double count = double(N * S);
+  std::vector<double> total_g(static_cast<size_t>(C)), total_g_xhat(static_cast<size_t>(C));  // (C)
+  parallel_for(C, rows_grain(N * S), [&](int64_t c0, int64_t c1) {
+    channel_sums(N, C, S, c0, c1, total_g.data() + c0, [&](int64_t, int64_t at) { return lane_sum(grad + at, S); });
+    channel_sums(N, C, S, c0, c1, total_g_xhat.data() + c0, [&](int64_t c, int64_t at) {
+      // sum g * (x - mean) = dot(g, x) - mean * sum(g), but the direct form keeps precision.
+      float lanes[kLanes] = {};
+      const float mu = mean[c];
+      int64_t s = 0;
+      for (; s + kLanes <= S; s += kLanes)
+        for (int l = 0; l < kLanes; ++l) lanes[l] += grad[at + s + l] * (x[at + s + l] - mu);
+      double total = 0;
+      for (int l = 0; l < kLanes; ++l) total += lanes[l];
+      for (; s < S; ++s) total += double(grad[at + s]) * double(x[at + s] - mu);
+      return total * double(rstd[c]);
+    });
+  });
+  for (int64_t c = 0; c < C; ++c) {
+    if (dweight) dweight[c] = float(total_g_xhat[size_t(c)]);
+    if (dbias) dbias[c] = float(total_g[size_t(c)]);
+  }
+  if (!dx) return;
+  parallel_for(N * C, rows_grain(S), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t c = row % C;
+      const float r = rstd[c], mu = mean[c];
+      const float coef = r * (weight ? weight[c] : 1.0f);
+      const float* xr = x + row * S;
+      const float* gr = grad + row * S;
+      float* dxr = dx + row * S;
+      if (training) {
+        const float mean_g = float(total_g[size_t(c)] / count);
+        const float mean_g_xhat = float(total_g_xhat[size_t(c)] / count);
+        for (int64_t s = 0; s < S; ++s) dxr[s] = coef * (gr[s] - mean_g - (xr[s] - mu) * r * mean_g_xhat);
+      } else {
+        for (int64_t s = 0; s < S; ++s) dxr[s] = coef * gr[s];
+      }
+    }
+  });
+}
+
+// ---- attention ----
+// Blocks of kBlockK keys against groups of kRows query rows: register-sized tiles (kRows x 64
+// accumulators) so the inner loops are FMAs on values already loaded, not loads and stores.
+
+namespace {
+constexpr int kRows = 4;  // query rows per micro-tile
+
+// kt (D, kBlockK) = rows [j0, j0 + cols) of src (Tk, D), transposed and zero-padded to kBlockK
+// columns, so a query row times the block is a fixed-length loop over contiguous keys.
+void pack_transposed(const float* src, int64_t j0, int64_t cols, int64_t D, float* kt) {
+  for (int64_t d = 0; d < D; ++d) {
+    float* dst = kt + d * kBlockK;
+    for (int64_t jj = 0; jj < cols; ++jj) dst[jj] = src[(j0 + jj) * D + d];
+    for (int64_t jj = cols; jj < kBlockK; ++jj) dst[jj] = 0.0f;
+  }
+}
+
+// out[r][jj] = scale * sum_d rows[r][d] * kt[d][jj] for R rows and all kBlockK columns.
+template <int R>
+void rows_times_block(const float* const* rows, float scale, const float* kt, int64_t D, float* out) {
+  float acc[R][kBlockK] = {};
+  for (int64_t d = 0; d < D; ++d) {
+    const float* kd = kt + d * kBlockK;
+    for (int r = 0; r < R; ++r) {
+      const float a = rows[r][d];
+      for (int64_t jj = 0; jj < kBlockK; ++jj) acc[r][jj] += a * kd[jj];
+    }
+  }
+  for (int r = 0; r < R; ++r)
+    for (int64_t jj = 0; jj < kBlockK; ++jj) out[r * kBlockK + jj] = acc[r][jj] * scale;
+}
+
+// out_rows[r][d] += sum_{jj < cols} weights[r][jj] * src[jj][d], src (cols, D) row-major; the
+// D axis in chunks of W (a multiple of 16 dividing D) held in registers across the jj loop.
+template <int R, int W>
+void accumulate_rows_chunked(float* const* out_rows, const float* weights, const float* src, int64_t cols,
+                             int64_t D) {
+  for (int64_t d0 = 0; d0 < D; d0 += W) {
+    float acc[R][W];
+    for (int r = 0; r < R; ++r)
+      for (int w = 0; w < W; ++w) acc[r][w] = out_rows[r][d0 + w];
+    for (int64_t jj = 0; jj < cols; ++jj) {
+      const float* s = src + jj * D + d0;
+      for (int r = 0; r < R; ++r) {
+        const float p = weights[r * kBlockK + jj];
+        for (int w = 0; w < W; ++w) acc[r][w] += p * s[w];
+      }
+    }
+    for (int r = 0; r < R; ++r)
+      for (int w = 0; w < W; ++w) out_rows[r][d0 + w] = acc[r][w];
+  }
+}
+
+template <int R>
+void accumulate_rows(float* const* out_rows, const float* weights, const float* src, int64_t cols, int64_t D) {
+  if (D % 64 == 0) return accumulate_rows_chunked<R, 64>(out_rows, weights, src, cols, D);
+  if (D % 32 == 0) return accumulate_rows_chunked<R, 32>(out_rows, weights, src, cols, D);
+  if (D % 16 == 0) return accumulate_rows_chunked<R, 16>(out_rows, weights, src, cols, D);
+  for (int64_t jj = 0; jj < cols; ++jj)
+    for (int r = 0; r < R; ++r) {
+      const float p = weights[r * kBlockK + jj];
+      for (int64_t d = 0; d < D; ++d) out_rows[r][d] += p * src[jj * D + d];
+    }
+}
+
+// out[jj][d] += sum_r weights[r][jj] * rows[r][d] for jj < cols: the transposed product that
+// gives dk and dv, one output row loaded and stored once per group of R query rows.
+template <int R>
+void accumulate_transposed(float* out, const float* weights, const float* const* rows, int64_t cols, int64_t D) {
+  for (int64_t jj = 0; jj < cols; ++jj) {
+    float w[R];
+    for (int r = 0; r < R; ++r) w[r] = weights[r * kBlockK + jj];
+    float* o = out + jj * D;
+    for (int64_t d = 0; d < D; ++d) {
+      float total = o[d];
+      for (int r = 0; r < R; ++r) total += w[r] * rows[r][d];
+      o[d] = total;
+    }
+  }
+}
+
+// Keys of the block starting at j0 (with `cols` keys) that query row i may see.
+int64_t visible_keys(bool causal, int64_t i, int64_t j0, int64_t cols) {
+  return causal ? std::clamp<int64_t>(i - j0 + 1, 0, cols) : cols;
+}
+
+struct AttentionShape {
+  int64_t Tq, Tk, D;
+  bool causal;
+  float scale;
+};
+
+// Forward of one group of R query rows [i, i + R) against one packed key block: online softmax
+// update of row_max, row_sum and the unnormalized output rows acc (R, D).
+template <int R>
+void forward_rows(const AttentionShape& s, const float* qb, const float* vb, int64_t i, int64_t j0, int64_t cols,
+                  const float* kt, float* probs, float* row_max, float* row_sum, float* acc) {
+  const float* q_rows[R];
+  float* acc_rows[R];
+  for (int r = 0; r < R; ++r) q_rows[r] = qb + (i + r) * s.D, acc_rows[r] = acc + r * s.D;
+  rows_times_block<R>(q_rows, s.scale, kt, s.D, probs);
+  int64_t widest = 0;
+  for (int r = 0; r < R; ++r) {
+    float* p = probs + r * kBlockK;  // (Bk)
+    const int64_t visible = visible_keys(s.causal, i + r, j0, cols);
+    widest = std::max(widest, visible);
+    if (visible == 0) {
+      std::fill(p, p + kBlockK, 0.0f);
+      continue;
+    }
+    const float new_max = std::max(row_max[r], lane_max(p, visible));
+    const float correction = exp_f32(row_max[r] - new_max);  // 0 on the first block
+    for (int64_t jj = 0; jj < visible; ++jj) p[jj] = exp_f32(p[jj] - new_max);
+    for (int64_t jj = visible; jj < kBlockK; ++jj) p[jj] = 0.0f;
+    row_sum[r] = row_sum[r] * correction + float(lane_sum(p, visible));
+    row_max[r] = new_max;
+    if (correction != 1.0f)
+      for (int64_t d = 0; d < s.D; ++d) acc_rows[r][d] *= correction;
+  }
+  accumulate_rows<R>(acc_rows, probs, vb + j0 * s.D, widest, s.D);
+}
+
+// Backward pieces for R query rows against one packed key block: probabilities p (R, Bk) from
+// the saved lse, and ds = p * (dp - delta) * scale, both zero on hidden keys. Returns the widest
+// visible key count of the group.
+template <int R>
+int64_t backward_rows(const AttentionShape& s, const float* qb, const float* gb, const float* lse_b,
+                      const float* delta_b, int64_t i, int64_t j0, int64_t cols, const float* kt, const float* vt,
+                      float* p, float* ds) {
+  const float* q_rows[R];
+  const float* g_rows[R];
+  for (int r = 0; r < R; ++r) q_rows[r] = qb + (i + r) * s.D, g_rows[r] = gb + (i + r) * s.D;
+  rows_times_block<R>(q_rows, s.scale, kt, s.D, p);
+  rows_times_block<R>(g_rows, 1.0f, vt, s.D, ds);  // dP = dO v^T
+  int64_t widest = 0;
+  for (int r = 0; r < R; ++r) {
+    float* pr = p + r * kBlockK;
+    float* dsr = ds + r * kBlockK;
+    const int64_t visible = visible_keys(s.causal, i + r, j0, cols);
+    widest = std::max(widest, visible);
+    const float row_lse = lse_b[i + r], row_delta = delta_b[i + r];
+    for (int64_t jj = 0; jj < visible; ++jj) pr[jj] = exp_f32(pr[jj] - row_lse);
+    for (int64_t jj = 0; jj < visible; ++jj) dsr[jj] = pr[jj] * (dsr[jj] - row_delta) * s.scale;
+    for (int64_t jj = visible; jj < kBlockK; ++jj) pr[jj] = 0.0f, dsr[jj] = 0.0f;
+  }
+  return widest;
+}
+}  // namespace
+
+void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t BH,
+                       int64_t Tq, int64_t Tk, int64_t D, bool causal) {
+  const AttentionShape shape{Tq, Tk, D, causal, float(1.0 / std::sqrt(double(D)))};
+  const int64_t query_blocks = (Tq + kBlockQ - 1) / kBlockQ;
+  parallel_for(BH * query_blocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(static_cast<size_t>(D * kBlockK));        // (D, Bk) key block, transposed
+    std::vector<float> probs(static_cast<size_t>(kRows * kBlockK));  // (R, Bk) scores, then weights
+    std::vector<float> acc(static_cast<size_t>(kBlockQ * D));        // (Bq, D) unnormalized output
+    std::vector<float> row_max(static_cast<size_t>(kBlockQ)), row_sum(static_cast<size_t>(kBlockQ));  // (Bq)
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t bh = task / query_blocks, i0 = (task % query_blocks) * kBlockQ;
+      const int64_t i1 = std::min(Tq, i0 + kBlockQ);
+      const float* qb = q + bh * Tq * D;  // (Tq, D)
+      const float* kb = k + bh * Tk * D;  // (Tk, D)
+      const float* vb = v + bh * Tk * D;  // (Tk, D)
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      std::fill(row_max.begin(), row_max.end(), -std::numeric_limits<float>::infinity());
+      std::fill(row_sum.begin(), row_sum.end(), 0.0f);
+      const int64_t key_end = causal ? std::min(Tk, i1) : Tk;  // blocks past the diagonal are skipped
+      for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
+        const int64_t cols = std::min(kBlockK, key_end - j0);
+        pack_transposed(kb, j0, cols, D, kt.data());
+        int64_t i = i0;
+        for (; i + kRows <= i1; i += kRows)
+          forward_rows<kRows>(shape, qb, vb, i, j0, cols, kt.data(), probs.data(), &row_max[size_t(i - i0)],
+                              &row_sum[size_t(i - i0)], &acc[size_t((i - i0) * D)]);
+        for (; i < i1; ++i)
+          forward_rows<1>(shape, qb, vb, i, j0, cols, kt.data(), probs.data(), &row_max[size_t(i - i0)],
+                          &row_sum[size_t(i - i0)], &acc[size_t((i - i0) * D)]);
+      }
+      for (int64_t i = i0; i < i1; ++i) {
+        const int64_t r = i - i0;
+        const float inv = 1.0f / row_sum[size_t(r)];
+        float* out_row = out + (bh * Tq + i) * D;
+        for (int64_t d = 0; d < D; ++d) out_row[d] = acc[size_t(r * D + d)] * inv;
+        lse[bh * Tq + i] = row_max[size_t(r)] + std::log(row_sum[size_t(r)]);
+      }
+    }
+  });
+}
+
+void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* grad, float* dq, float* dk, float* dv, int64_t BH, int64_t Tq, int64_t Tk,
+                        int64_t D, bool causal) {
+  const AttentionShape shape{Tq, Tk, D, causal, float(1.0 / std::sqrt(double(D)))};
+  // delta[i] = rowsum(dO * O) = sum_j P_ij dP_ij, the softmax backward's per-row correction.
+  std::vector<float> delta(static_cast<size_t>(BH * Tq));  // (BH, Tq)
+  parallel_for(BH * Tq, rows_grain(D), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) delta[size_t(row)] = float(lane_dot(grad + row * D, out + row * D, D));
+  });
+
+  // Pass 1: each task owns one key block and accumulates its dk, dv over every query row.
+  const int64_t key_blocks = (Tk + kBlockK - 1) / kBlockK;
+  parallel_for(BH * key_blocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(static_cast<size_t>(D * kBlockK)), vt(static_cast<size_t>(D * kBlockK));  // (D, Bk)
+    std::vector<float> p(static_cast<size_t>(kRows * kBlockK)), ds(static_cast<size_t>(kRows * kBlockK));  // (R, Bk)
+    std::vector<float> dk_acc(static_cast<size_t>(kBlockK * D)), dv_acc(static_cast<size_t>(kBlockK * D));  // (Bk, D)
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t bh = task / key_blocks, j0 = (task % key_blocks) * kBlockK;
+      const int64_t cols = std::min(kBlockK, Tk - j0);
+      const float* qb = q + bh * Tq * D;     // (Tq, D)
+      const float* gb = grad + bh * Tq * D;  // (Tq, D)
+      pack_transposed(k + bh * Tk * D, j0, cols, D, kt.data());
+      pack_transposed(v + bh * Tk * D, j0, cols, D, vt.data());
+      std::fill(dk_acc.begin(), dk_acc.end(), 0.0f);
+      std::fill(dv_acc.begin(), dv_acc.end(), 0.0f);
+      auto group = [&](auto rows_tag, int64_t i) {
+        constexpr int R = decltype(rows_tag)::value;
+        const int64_t widest = backward_rows<R>(shape, qb, gb, lse + bh * Tq, delta.data() + bh * Tq, i, j0, cols,
+                                                kt.data(), vt.data(), p.data(), ds.data());
+        const float* q_rows[R];
+        const float* g_rows[R];
+        for (int r = 0; r < R; ++r) q_rows[r] = qb + (i + r) * D, g_rows[r] = gb + (i + r) * D;
+        accumulate_transposed<R>(dv_acc.data(), p.data(), g_rows, widest, D);
+        accumulate_transposed<R>(dk_acc.data(), ds.data(), q_rows, widest, D);
+      };
+      int64_t i = causal ? std::min(j0, Tq) : 0;  // causal: rows above j0 see none of this block
+      for (; i + kRows <= Tq; i += kRows) group(std::integral_constant<int, kRows>{}, i);
+      for (; i < Tq; ++i) group(std::integral_constant<int, 1>{}, i);
+      std::copy(dk_acc.begin(), dk_acc.begin() + cols * D, dk + (bh * Tk + j0) * D);
+      std::copy(dv_acc.begin(), dv_acc.begin() + cols * D, dv + (bh * Tk + j0) * D);
+    }
+  });
+
+  // Pass 2: each task owns one query block and accumulates its dq over the visible key blocks.
+  const int64_t query_blocks = (Tq + kBlockQ - 1) / kBlockQ;
+  parallel_for(BH * query_blocks, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<float> kt(static_cast<size_t>(D * kBlockK)), vt(static_cast<size_t>(D * kBlockK));  // (D, Bk)
+    std::vector<float> p(static_cast<size_t>(kRows * kBlockK)), ds(static_cast<size_t>(kRows * kBlockK));  // (R, Bk)
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t bh = task / query_blocks, i0 = (task % query_blocks) * kBlockQ;
+      const int64_t i1 = std::min(Tq, i0 + kBlockQ);
+      const float* qb = q + bh * Tq * D;     // (Tq, D)
+      const float* gb = grad + bh * Tq * D;  // (Tq, D)
+      const float* kb = k + bh * Tk * D;     // (Tk, D)
+      std::fill(dq + (bh * Tq + i0) * D, dq + (bh * Tq + i1) * D, 0.0f);
+      const int64_t key_end = causal ? std::min(Tk, i1) : Tk;
+      for (int64_t j0 = 0; j0 < key_end; j0 += kBlockK) {
+        const int64_t cols = std::min(kBlockK, key_end - j0);
+        pack_transposed(kb, j0, cols, D, kt.data());
+        pack_transposed(v + bh * Tk * D, j0, cols, D, vt.data());
+        auto group = [&](auto rows_tag, int64_t i) {
+          constexpr int R = decltype(rows_tag)::value;
+          const int64_t widest = backward_rows<R>(shape, qb, gb, lse + bh * Tq, delta.data() + bh * Tq, i, j0, cols,
+                                                  kt.data(), vt.data(), p.data(), ds.data());
+          float* dq_rows[R];
+          for (int r = 0; r < R; ++r) dq_rows[r] = dq + (bh * Tq + i + r) * D;
+          accumulate_rows<R>(dq_rows, ds.data(), kb + j0 * D, widest, D);
+        };
+        int64_t i = i0;
+        for (; i + kRows <= i1; i += kRows) group(std::integral_constant<int, kRows>{}, i);
+        for (; i < i1; ++i) group(std::integral_constant<int, 1>{}, i);
+      }
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal

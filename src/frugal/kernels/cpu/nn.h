@@ -1,0 +1,49 @@
+// Fast f32 kernels for losses, normalization and attention, fused and split over threads in fixed
+// partitions (results do not depend on thread timing). Same signatures and meaning as ref/nn.h for
+// T = float. Attention is tiled (online softmax over key blocks) and never holds a (Tq, Tk) matrix.
+#pragma once
+
+#include <cstdint>
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+void cross_entropy_forward(const float* logits, const int64_t* targets, float* loss_rows, float* lse, int64_t N,
+                           int64_t C, double label_smoothing, int64_t ignore_index);
+void cross_entropy_backward(const float* logits, const int64_t* targets, const float* lse, const float* grad,
+                            int64_t grad_stride, double scale, float* grad_logits, int64_t N, int64_t C,
+                            double label_smoothing, int64_t ignore_index);
+
+void mse_elements(const float* x, const float* y, float* out, int64_t n);
+// Partial sums over fixed blocks of the input (independent of the thread count), combined in double.
+double mse_sum(const float* x, const float* y, int64_t n);
+void mse_backward(const float* x, const float* y, const float* grad, int64_t grad_stride, double scale, float* dx,
+                  float* dy, int64_t n);
+
+void layer_norm_forward(const float* x, const float* weight, const float* bias, float* y, float* mean, float* rstd,
+                        int64_t M, int64_t C, double eps);
+// One pass over rows in fixed blocks: dx per row, and per-block partial dweight/dbias combined in
+// block order afterwards.
+void layer_norm_backward(const float* x, const float* weight, const float* mean, const float* rstd,
+                         const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C);
+
+void batch_norm_stats(const float* x, float* mean, float* var, int64_t N, int64_t C, int64_t S);
+void batch_norm_forward(const float* x, const float* mean, const float* rstd, const float* weight, const float* bias,
+                        float* y, int64_t N, int64_t C, int64_t S);
+void batch_norm_backward(const float* x, const float* mean, const float* rstd, const float* weight,
+                         const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
+                         bool training);
+
+// Flash-attention style: each task owns a block of query rows and streams key blocks through an
+// online softmax, saving only lse (BH, Tq). Backward recomputes the blocks in two passes (one per
+// key block for dk, dv; one per query block for dq) so every output has a single writer.
+void attention_forward(const float* q, const float* k, const float* v, float* out, float* lse, int64_t BH,
+                       int64_t Tq, int64_t Tk, int64_t D, bool causal);
+void attention_backward(const float* q, const float* k, const float* v, const float* out, const float* lse,
+                        const float* grad, float* dq, float* dk, float* dv, int64_t BH, int64_t Tq, int64_t Tk,
+                        int64_t D, bool causal);
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal

@@ -1,0 +1,339 @@
+// Fast dense kernels (oneDNN) against the reference kernels on random shapes: matmul with
+// transposes, padded leading dimensions and broadcast batches; bf16 matmul and conv; convolution
+// forward and both backwards with stride, padding, dilation, groups; max/avg/adaptive pooling.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/ref/dense.h"
+#include "test_util.h"
+
+namespace frugal {
+namespace {
+using kernels::Conv2dDims;
+using kernels::MatmulDims;
+using kernels::Pool2dDims;
+using testing::all_close;
+using testing::random_tensor;
+
+// f32 tolerances from the brief: atol 1e-5, rtol 1e-4. Both paths round every product and sum in
+// f32 (the reference once, at the end); the differences we see are far below these.
+constexpr double kAtol = 1e-5, kRtol = 1e-4;
+
+struct MatmulCase {
+  int64_t batch, m, n, k;
+  bool transpose_a, transpose_b;
+  int64_t pad = 0;              // extra elements per stored row (leading dimension > width)
+  bool broadcast_a = false, broadcast_b = false, bias = false;
+};
+
+std::string describe(const MatmulCase& c) {
+  return "batch " + std::to_string(c.batch) + " m " + std::to_string(c.m) + " n " + std::to_string(c.n) + " k " +
+         std::to_string(c.k) + (c.transpose_a ? " tA" : "") + (c.transpose_b ? " tB" : "") + " pad " +
+         std::to_string(c.pad) + (c.broadcast_a ? " bcastA" : "") + (c.broadcast_b ? " bcastB" : "") +
+         (c.bias ? " bias" : "");
+}
+
+// Storage and dims for one case: a and b as (batches, stored_rows, ld) buffers.
+struct MatmulSetup {
+  MatmulDims dims;
+  Tensor a, b, bias;
+  Shape c_shape;
+};
+
+MatmulSetup setup_matmul(const MatmulCase& c, uint64_t seed) {
+  MatmulSetup s;
+  MatmulDims& d = s.dims;
+  d.batch = c.batch, d.m = c.m, d.n = c.n, d.k = c.k;
+  d.transpose_a = c.transpose_a, d.transpose_b = c.transpose_b;
+  const int64_t a_rows = c.transpose_a ? c.k : c.m, a_cols = c.transpose_a ? c.m : c.k;
+  const int64_t b_rows = c.transpose_b ? c.n : c.k, b_cols = c.transpose_b ? c.k : c.n;
+  d.lda = a_cols + c.pad, d.ldb = b_cols + c.pad, d.ldc = c.n + c.pad;
+  const int64_t a_batches = c.broadcast_a ? 1 : c.batch, b_batches = c.broadcast_b ? 1 : c.batch;
+  s.a = random_tensor({a_batches, a_rows, d.lda}, seed);
+  s.b = random_tensor({b_batches, b_rows, d.ldb}, seed + 1);
+  d.batch_stride_a = c.broadcast_a ? 0 : a_rows * d.lda;
+  d.batch_stride_b = c.broadcast_b ? 0 : b_rows * d.ldb;
+  d.batch_stride_c = c.m * d.ldc;
+  if (c.bias) s.bias = random_tensor({c.n}, seed + 2);
+  s.c_shape = {c.batch, c.m, d.ldc};
+  return s;
+}
+
+// Keeps only the logical (batch, m, n) part of a c buffer with row stride ldc.
+Tensor logical_c(const Tensor& c, int64_t n) { return c.slice_view(2, 0, n).contiguous(); }
+
+TEST(DenseKernels, MatmulMatchesReference) {
+  const std::vector<MatmulCase> cases = {
+      {1, 1, 1, 1, false, false},       {1, 7, 13, 5, false, false},    {1, 7, 13, 5, true, false},
+      {1, 7, 13, 5, false, true},       {1, 7, 13, 5, true, true},      {1, 33, 17, 29, true, true, 3},
+      {1, 256, 384, 512, false, false}, {1, 256, 384, 512, false, true}, {3, 9, 11, 6, false, false},
+      {4, 5, 8, 7, false, false, 0, false, true},                        // b shared: folded into rows
+      {4, 5, 8, 7, true, false, 2, false, true},                         // b shared, a transposed
+      {4, 5, 8, 7, false, true, 0, true, false},                         // a shared
+      {2, 16, 10, 12, false, false, 1, false, false, true},              // fused bias, padded rows
+      {1, 64, 100, 784, false, true, 0, false, false, true},             // linear-shaped
+      {2, 3, 4, 0, false, false, 0, false, false, true},                 // empty sum: bias only
+  };
+  uint64_t seed = 10;
+  for (const MatmulCase& c : cases) {
+    MatmulSetup s = setup_matmul(c, seed += 3);
+    Tensor fast = Tensor::zeros(s.c_shape), reference = Tensor::zeros(s.c_shape);
+    const float* bias = c.bias ? s.bias.data<float>() : nullptr;
+    kernels::cpu::matmul(s.a.data<float>(), s.b.data<float>(), bias, fast.data<float>(), s.dims);
+    kernels::ref::matmul<float>(s.a.data<float>(), s.b.data<float>(), bias, reference.data<float>(), s.dims);
+    EXPECT_TRUE(all_close(logical_c(fast, c.n), logical_c(reference, c.n), kAtol, kRtol)) << describe(c);
+    // The padding of c (between rows) is not written.
+    if (c.pad > 0) {
+      EXPECT_EQ(fast.at({0, 0, c.n}), 0.0) << describe(c);
+    }
+  }
+}
+
+TEST(DenseKernels, MatmulIsDeterministicAcrossCalls) {
+  MatmulSetup s = setup_matmul({2, 64, 48, 96, false, true}, 99);
+  Tensor first = Tensor::empty(s.c_shape), second = Tensor::empty(s.c_shape);
+  kernels::cpu::matmul(s.a.data<float>(), s.b.data<float>(), nullptr, first.data<float>(), s.dims);
+  kernels::cpu::matmul(s.a.data<float>(), s.b.data<float>(), nullptr, second.data<float>(), s.dims);
+  EXPECT_EQ(first.to_vector<float>(), second.to_vector<float>());
+}
+
+// Relative Frobenius error ||actual - expected|| / ||expected||.
+double relative_error(const Tensor& actual, const Tensor& expected) {
+  std::vector<double> a = actual.to_vector<double>(), e = expected.to_vector<double>();
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    diff += (a[i] - e[i]) * (a[i] - e[i]);
+    norm += e[i] * e[i];
+  }
+  return std::sqrt(diff / norm);
+}
+
+TEST(DenseKernels, Bf16MatmulMatchesF32) {
+  for (MatmulCase c : {MatmulCase{1, 7, 13, 5, false, false}, MatmulCase{1, 128, 96, 256, false, true},
+                       MatmulCase{3, 33, 40, 64, true, false, 0, false, true, true}}) {
+    MatmulSetup s = setup_matmul(c, 40);
+    Tensor a16 = s.a.to(DType::bf16), b16 = s.b.to(DType::bf16);
+    const float* bias = c.bias ? s.bias.data<float>() : nullptr;
+    Tensor fast = Tensor::zeros(s.c_shape), exact = Tensor::zeros(s.c_shape), rounded = Tensor::zeros(s.c_shape);
+    kernels::cpu::matmul_bf16(a16.data<bf16_t>(), b16.data<bf16_t>(), bias, fast.data<float>(), s.dims);
+    kernels::ref::matmul<float>(s.a.data<float>(), s.b.data<float>(), bias, exact.data<float>(), s.dims);
+    // Against f32 inputs: bf16 keeps 8 significant bits, so about 1e-2 relative.
+    double error = relative_error(logical_c(fast, c.n), logical_c(exact, c.n));
+    EXPECT_LT(error, 1e-2) << describe(c);
+    EXPECT_GT(error, 0.0) << describe(c) << ": bf16 rounding should show";
+    // Against the same bf16-rounded inputs multiplied in f32: only accumulation order differs.
+    Tensor a_r = a16.to(DType::f32), b_r = b16.to(DType::f32);
+    kernels::ref::matmul<float>(a_r.data<float>(), b_r.data<float>(), bias, rounded.data<float>(), s.dims);
+    EXPECT_TRUE(all_close(logical_c(fast, c.n), logical_c(rounded, c.n), kAtol, kRtol)) << describe(c);
+  }
+}
+
+struct ConvCase {
+  int64_t n, c, h, w, o, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w, dilation_h, dilation_w, groups;
+};
+
+Conv2dDims conv_dims(const ConvCase& c) {
+  Conv2dDims d;
+  d.n = c.n, d.c = c.c, d.h = c.h, d.w = c.w, d.o = c.o, d.kernel_h = c.kernel_h, d.kernel_w = c.kernel_w;
+  d.stride_h = c.stride_h, d.stride_w = c.stride_w, d.padding_h = c.padding_h, d.padding_w = c.padding_w;
+  d.dilation_h = c.dilation_h, d.dilation_w = c.dilation_w, d.groups = c.groups;
+  d.out_h = (d.h + 2 * d.padding_h - d.dilation_h * (d.kernel_h - 1) - 1) / d.stride_h + 1;
+  d.out_w = (d.w + 2 * d.padding_w - d.dilation_w * (d.kernel_w - 1) - 1) / d.stride_w + 1;
+  return d;
+}
+
+std::string describe(const Conv2dDims& d) {
+  return "x (" + std::to_string(d.n) + ", " + std::to_string(d.c) + ", " + std::to_string(d.h) + ", " +
+         std::to_string(d.w) + ") o " + std::to_string(d.o) + " k " + std::to_string(d.kernel_h) + "x" +
+         std::to_string(d.kernel_w) + " s " + std::to_string(d.stride_h) + "," + std::to_string(d.stride_w) + " p " +
+         std::to_string(d.padding_h) + "," + std::to_string(d.padding_w) + " d " + std::to_string(d.dilation_h) + "," +
+         std::to_string(d.dilation_w) + " g " + std::to_string(d.groups);
+}
+
+const std::vector<ConvCase> kConvCases = {
+    {1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 1, 1, 1},       // 1x1x1
+    {2, 3, 9, 11, 5, 3, 3, 2, 2, 1, 1, 1, 1, 1},      // stride 2, padding
+    {1, 4, 13, 10, 6, 3, 3, 1, 1, 2, 2, 2, 2, 1},     // dilation 2
+    {2, 6, 7, 9, 4, 3, 3, 1, 1, 1, 1, 1, 1, 2},       // groups 2
+    {2, 8, 15, 13, 8, 3, 3, 1, 1, 1, 1, 1, 1, 8},     // depthwise, odd spatial
+    {3, 16, 7, 7, 32, 1, 1, 1, 1, 0, 0, 1, 1, 1},     // 1x1 kernel
+    {2, 5, 11, 12, 7, 3, 5, 2, 1, 1, 2, 1, 1, 1},     // non-square kernel, stride and padding
+    {4, 32, 28, 28, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // blocked layouts and reorders
+    {2, 64, 14, 14, 64, 3, 3, 2, 2, 1, 1, 1, 1, 4},   // groups on a blocked layout
+};
+
+TEST(DenseKernels, ConvForwardMatchesReference) {
+  uint64_t seed = 100;
+  for (const ConvCase& c : kConvCases) {
+    const Conv2dDims d = conv_dims(c);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed);
+    Tensor weight = random_tensor({d.o, d.c / d.groups, d.kernel_h, d.kernel_w}, ++seed);
+    Tensor bias = random_tensor({d.o}, ++seed);
+    for (bool with_bias : {false, true}) {
+      Tensor fast = Tensor::empty({d.n, d.o, d.out_h, d.out_w}), reference = Tensor::empty(fast.shape());
+      const float* b = with_bias ? bias.data<float>() : nullptr;
+      kernels::cpu::conv2d_forward(x.data<float>(), weight.data<float>(), b, fast.data<float>(), d);
+      kernels::ref::conv2d_forward<float>(x.data<float>(), weight.data<float>(), b, reference.data<float>(), d);
+      EXPECT_TRUE(all_close(fast, reference, kAtol, kRtol)) << describe(d) << (with_bias ? " bias" : "");
+    }
+  }
+}
+
+TEST(DenseKernels, ConvBackwardMatchesReference) {
+  uint64_t seed = 200;
+  for (const ConvCase& c : kConvCases) {
+    const Conv2dDims d = conv_dims(c);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed);
+    Tensor weight = random_tensor({d.o, d.c / d.groups, d.kernel_h, d.kernel_w}, ++seed);
+    Tensor grad_y = random_tensor({d.n, d.o, d.out_h, d.out_w}, ++seed);
+    Tensor fast_x = Tensor::empty(x.shape()), ref_x = Tensor::empty(x.shape());
+    kernels::cpu::conv2d_backward_data(grad_y.data<float>(), weight.data<float>(), fast_x.data<float>(), d);
+    kernels::ref::conv2d_backward_data<float>(grad_y.data<float>(), weight.data<float>(), ref_x.data<float>(), d);
+    EXPECT_TRUE(all_close(fast_x, ref_x, kAtol, kRtol)) << "grad x " << describe(d);
+
+    for (bool with_bias : {false, true}) {
+      Tensor fast_w = Tensor::empty(weight.shape()), ref_w = Tensor::empty(weight.shape());
+      Tensor fast_b = Tensor::empty({d.o}), ref_b = Tensor::empty({d.o});
+      kernels::cpu::conv2d_backward_weights(x.data<float>(), grad_y.data<float>(), fast_w.data<float>(),
+                                            with_bias ? fast_b.data<float>() : nullptr, d);
+      kernels::ref::conv2d_backward_weights<float>(x.data<float>(), grad_y.data<float>(), ref_w.data<float>(),
+                                                   with_bias ? ref_b.data<float>() : nullptr, d);
+      // The weight gradient reduces over K = N * OH * OW products (3136 in the largest case), far
+      // longer than any forward reduction here. oneDNN sums them in f32, so its rounding error is a
+      // random walk of K steps, each of the size of eps times the partial sum: atol grows like
+      // sqrt(K). Elements near zero (cancelling sums) are where this shows, e.g. 3e-5 at K = 3136.
+      const double k_scale = std::sqrt(double(d.n * d.out_h * d.out_w));
+      EXPECT_TRUE(all_close(fast_w, ref_w, kAtol * k_scale, kRtol)) << "grad w " << describe(d);
+      if (with_bias) {
+        EXPECT_TRUE(all_close(fast_b, ref_b, kAtol * k_scale, kRtol)) << "grad b " << describe(d);
+      }
+    }
+  }
+}
+
+TEST(DenseKernels, Bf16ConvMatchesF32) {
+  for (size_t i : {1, 4, 7}) {
+    const Conv2dDims d = conv_dims(kConvCases[i]);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, 300 + i);
+    Tensor weight = random_tensor({d.o, d.c / d.groups, d.kernel_h, d.kernel_w}, 310 + i);
+    Tensor bias = random_tensor({d.o}, 320 + i);
+    Tensor x16 = x.to(DType::bf16), w16 = weight.to(DType::bf16);
+    Tensor fast = Tensor::empty({d.n, d.o, d.out_h, d.out_w}), exact = Tensor::empty(fast.shape()),
+           rounded = Tensor::empty(fast.shape());
+    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias.data<float>(), fast.data<float>(), d);
+    kernels::ref::conv2d_forward<float>(x.data<float>(), weight.data<float>(), bias.data<float>(), exact.data<float>(), d);
+    EXPECT_LT(relative_error(fast, exact), 1e-2) << describe(d);
+    Tensor x_r = x16.to(DType::f32), w_r = w16.to(DType::f32);
+    kernels::ref::conv2d_forward<float>(x_r.data<float>(), w_r.data<float>(), bias.data<float>(), rounded.data<float>(), d);
+    EXPECT_TRUE(all_close(fast, rounded, kAtol, kRtol)) << describe(d);
+  }
+}
+
+struct PoolCase {
+  int64_t n, c, h, w, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w;
+  bool count_include_pad;
+};
+
+Pool2dDims pool_dims(const PoolCase& c) {
+  Pool2dDims d;
+  d.n = c.n, d.c = c.c, d.h = c.h, d.w = c.w, d.kernel_h = c.kernel_h, d.kernel_w = c.kernel_w;
+  d.stride_h = c.stride_h, d.stride_w = c.stride_w, d.padding_h = c.padding_h, d.padding_w = c.padding_w;
+  d.count_include_pad = c.count_include_pad;
+  d.out_h = (d.h + 2 * d.padding_h - d.kernel_h) / d.stride_h + 1;
+  d.out_w = (d.w + 2 * d.padding_w - d.kernel_w) / d.stride_w + 1;
+  return d;
+}
+
+std::string describe(const Pool2dDims& d) {
+  return "x (" + std::to_string(d.n) + ", " + std::to_string(d.c) + ", " + std::to_string(d.h) + ", " +
+         std::to_string(d.w) + ") k " + std::to_string(d.kernel_h) + "x" + std::to_string(d.kernel_w) + " s " +
+         std::to_string(d.stride_h) + "," + std::to_string(d.stride_w) + " p " + std::to_string(d.padding_h) + "," +
+         std::to_string(d.padding_w) + (d.count_include_pad ? " include_pad" : " exclude_pad");
+}
+
+const std::vector<PoolCase> kPoolCases = {
+    {1, 1, 2, 2, 2, 2, 2, 2, 0, 0, true},     {2, 3, 8, 8, 2, 2, 2, 2, 0, 0, true},
+    {2, 3, 7, 9, 3, 3, 2, 2, 1, 1, true},     {2, 3, 7, 9, 3, 3, 2, 2, 1, 1, false},
+    {1, 4, 9, 6, 3, 2, 2, 1, 1, 0, true},     {1, 4, 9, 6, 3, 2, 2, 1, 1, 1, false},
+    {2, 5, 11, 13, 3, 3, 1, 1, 1, 1, false},  {4, 16, 28, 28, 2, 2, 2, 2, 0, 0, true},
+    {2, 3, 5, 5, 2, 2, 2, 2, 0, 0, true},     // odd size: the last row and column are dropped
+};
+
+TEST(DenseKernels, MaxPoolMatchesReference) {
+  uint64_t seed = 400;
+  for (const PoolCase& c : kPoolCases) {
+    const Pool2dDims d = pool_dims(c);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed);
+    Tensor grad_y = random_tensor({d.n, d.c, d.out_h, d.out_w}, ++seed);
+    Tensor fast = Tensor::empty(grad_y.shape()), reference = Tensor::empty(grad_y.shape());
+    Tensor workspace = Tensor::empty({int64_t(kernels::cpu::max_pool2d_workspace_bytes(d))}, DType::u8);
+    Tensor argmax = Tensor::empty(grad_y.shape(), DType::i32);
+    kernels::cpu::max_pool2d_forward(x.data<float>(), fast.data<float>(), workspace.data<uint8_t>(), d);
+    kernels::ref::max_pool2d_forward<float>(x.data<float>(), reference.data<float>(), argmax.data<int32_t>(), d);
+    EXPECT_TRUE(all_close(fast, reference, 0, 0)) << describe(d);
+    Tensor fast_x = Tensor::empty(x.shape()), ref_x = Tensor::empty(x.shape());
+    kernels::cpu::max_pool2d_backward(grad_y.data<float>(), workspace.data<uint8_t>(), fast_x.data<float>(), d);
+    kernels::ref::max_pool2d_backward<float>(grad_y.data<float>(), argmax.data<int32_t>(), ref_x.data<float>(), d);
+    EXPECT_TRUE(all_close(fast_x, ref_x, 1e-6, 1e-6)) << describe(d);
+  }
+}
+
+TEST(DenseKernels, AvgPoolMatchesReference) {
+  uint64_t seed = 500;
+  for (const PoolCase& c : kPoolCases) {
+    const Pool2dDims d = pool_dims(c);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed);
+    Tensor grad_y = random_tensor({d.n, d.c, d.out_h, d.out_w}, ++seed);
+    Tensor fast = Tensor::empty(grad_y.shape()), reference = Tensor::empty(grad_y.shape());
+    kernels::cpu::avg_pool2d_forward(x.data<float>(), fast.data<float>(), d);
+    kernels::ref::avg_pool2d_forward<float>(x.data<float>(), reference.data<float>(), d);
+    EXPECT_TRUE(all_close(fast, reference, kAtol, kRtol)) << describe(d);
+    Tensor fast_x = Tensor::empty(x.shape()), ref_x = Tensor::empty(x.shape());
+    kernels::cpu::avg_pool2d_backward(grad_y.data<float>(), fast_x.data<float>(), d);
+    kernels::ref::avg_pool2d_backward<float>(grad_y.data<float>(), ref_x.data<float>(), d);
+    EXPECT_TRUE(all_close(fast_x, ref_x, kAtol, kRtol)) << describe(d);
+  }
+}
+
+TEST(DenseKernels, AvgPoolDivisorsFollowPyTorch) {
+  // x = ones (1, 1, 3, 3), kernel 3, stride 1, padding 1: the corner window holds 4 real inputs
+  // out of 9 positions.
+  Pool2dDims d = pool_dims({1, 1, 3, 3, 3, 3, 1, 1, 1, 1, true});
+  Tensor x = Tensor::ones({1, 1, 3, 3}), y = Tensor::empty({1, 1, 3, 3});
+  kernels::cpu::avg_pool2d_forward(x.data<float>(), y.data<float>(), d);
+  EXPECT_NEAR(y.at({0, 0, 0, 0}), 4.0 / 9.0, 1e-7);
+  EXPECT_NEAR(y.at({0, 0, 1, 1}), 1.0, 1e-7);
+  d.count_include_pad = false;
+  kernels::cpu::avg_pool2d_forward(x.data<float>(), y.data<float>(), d);
+  EXPECT_NEAR(y.at({0, 0, 0, 0}), 1.0, 1e-7);
+}
+
+TEST(DenseKernels, AdaptiveAvgPoolMatchesReference) {
+  struct Case { int64_t planes, h, w, out_h, out_w; };
+  uint64_t seed = 600;
+  for (Case c : {Case{1, 1, 1, 1, 1}, Case{6, 7, 9, 3, 4}, Case{4, 5, 5, 5, 5}, Case{3, 6, 6, 1, 1},
+                 Case{2, 10, 7, 4, 3}, Case{5, 3, 4, 7, 6}, Case{64, 14, 14, 7, 7}}) {
+    Tensor x = random_tensor({c.planes, c.h, c.w}, ++seed);
+    Tensor grad_y = random_tensor({c.planes, c.out_h, c.out_w}, ++seed);
+    Tensor fast = Tensor::empty(grad_y.shape()), reference = Tensor::empty(grad_y.shape());
+    kernels::cpu::adaptive_avg_pool2d_forward(x.data<float>(), fast.data<float>(), c.planes, c.h, c.w, c.out_h, c.out_w);
+    kernels::ref::adaptive_avg_pool2d_forward<float>(x.data<float>(), reference.data<float>(), c.planes, c.h, c.w,
+                                                     c.out_h, c.out_w);
+    EXPECT_TRUE(all_close(fast, reference, kAtol, kRtol));
+    Tensor fast_x = Tensor::empty(x.shape()), ref_x = Tensor::empty(x.shape());
+    kernels::cpu::adaptive_avg_pool2d_backward(grad_y.data<float>(), fast_x.data<float>(), c.planes, c.h, c.w, c.out_h,
+                                               c.out_w);
+    kernels::ref::adaptive_avg_pool2d_backward<float>(grad_y.data<float>(), ref_x.data<float>(), c.planes, c.h, c.w,
+                                                      c.out_h, c.out_w);
+    EXPECT_TRUE(all_close(fast_x, ref_x, kAtol, kRtol));
+  }
+  // PyTorch's bins for 5 -> 3: [0, 2), [1, 4), [3, 5).
+  EXPECT_EQ(kernels::ref::adaptive_start(1, 5, 3), 1);
+  EXPECT_EQ(kernels::ref::adaptive_end(1, 5, 3), 4);
+  EXPECT_EQ(kernels::ref::adaptive_start(2, 5, 3), 3);
+}
+
+}  // namespace
+}  // namespace frugal
