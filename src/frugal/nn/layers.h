@@ -1,0 +1,222 @@
+// The standard layers, each a thin Module over one op of autograd/ops.h, with PyTorch's parameter
+// names, shapes and default initialization. A freshly built layer is initialized from seed 0; models
+// re-draw everything with init_parameters(model, seed). Limits: no padding_idx / max_norm on
+// Embedding, no momentum=None (cumulative average) BatchNorm.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "frugal/autograd/ops.h"
+#include "frugal/nn/module.h"
+
+namespace frugal {
+namespace nn {
+
+// y = x W^T + b; x (..., in) -> (..., out). weight (out, in), bias (out).
+class Linear : public Module {
+ public:
+  Linear(int64_t in_features, int64_t out_features, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Linear"; }
+  void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(in), 1/sqrt(in))
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }  // undefined without bias
+  int64_t in_features() const { return in_features_; }
+  int64_t out_features() const { return out_features_; }
+
+ private:
+  int64_t in_features_, out_features_;
+  Tensor weight_, bias_;
+};
+
+// x (N, C, H, W) -> (N, O, OH, OW); weight (O, C/groups, K, K), bias (O).
+class Conv2d : public Module {
+ public:
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, const Conv2dOptions& options = {},
+         bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Conv2d"; }
+  void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+  const Conv2dOptions& options() const { return options_; }
+
+ private:
+  int64_t in_channels_, out_channels_, kernel_size_;
+  Conv2dOptions options_;
+  Tensor weight_, bias_;
+};
+
+// Shared by BatchNorm1d and BatchNorm2d: weight/bias (C), buffers running_mean, running_var (C)
+// and num_batches_tracked (i64 scalar), the names PyTorch uses.
+class BatchNorm : public Module {
+ public:
+  BatchNorm(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats);
+  void reset_parameters(const InitStreams& streams) override;  // weight 1, bias 0, stats reset
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+  const Tensor& running_mean() const { return running_mean_; }
+  const Tensor& running_var() const { return running_var_; }
+  int64_t num_batches_tracked() const;
+
+ protected:
+  Tensor normalize(const Tensor& x);  // x (N, C) or (N, C, H, W)
+  int64_t num_features_;
+
+ private:
+  double eps_, momentum_;
+  Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+};
+
+class BatchNorm2d : public BatchNorm {
+ public:
+  explicit BatchNorm2d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true)
+      : BatchNorm(num_features, eps, momentum, affine, track_running_stats) {}
+  Tensor forward(const Tensor& x) override;  // (N, C, H, W)
+  std::string type_name() const override { return "BatchNorm2d"; }
+};
+
+class BatchNorm1d : public BatchNorm {
+ public:
+  explicit BatchNorm1d(int64_t num_features, double eps = 1e-5, double momentum = 0.1, bool affine = true,
+                       bool track_running_stats = true)
+      : BatchNorm(num_features, eps, momentum, affine, track_running_stats) {}
+  Tensor forward(const Tensor& x) override;  // (N, C) or (N, C, L)
+  std::string type_name() const override { return "BatchNorm1d"; }
+};
+
+// Normalizes over the last axis (size `normalized_size`); weight (C) = 1, bias (C) = 0.
+class LayerNorm : public Module {
+ public:
+  explicit LayerNorm(int64_t normalized_size, double eps = 1e-5, bool elementwise_affine = true, bool bias = true);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "LayerNorm"; }
+  void reset_parameters(const InitStreams& streams) override;
+  const Tensor& weight() const { return weight_; }
+  const Tensor& bias() const { return bias_; }
+
+ private:
+  int64_t normalized_size_;
+  double eps_;
+  Tensor weight_, bias_;
+};
+
+// Integer indices (any shape) -> (indices..., dim); weight (num, dim) ~ N(0, 1).
+class Embedding : public Module {
+ public:
+  Embedding(int64_t num_embeddings, int64_t embedding_dim);
+  Tensor forward(const Tensor& indices) override;
+  std::string type_name() const override { return "Embedding"; }
+  void reset_parameters(const InitStreams& streams) override;
+  const Tensor& weight() const { return weight_; }
+
+ private:
+  int64_t num_embeddings_, embedding_dim_;
+  Tensor weight_;
+};
+
+// Inverted dropout in training mode, identity in eval. The mask comes from the thread's
+// RandomContext (seed, step) and this layer's index, so it depends only on (seed, step, layer).
+class Dropout : public Module {
+ public:
+  explicit Dropout(double p = 0.5, int64_t index = 0);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Dropout"; }
+  double p() const { return p_; }
+  int64_t index() const { return index_; }
+  void set_index(int64_t index) { index_ = index; }
+
+ private:
+  double p_;
+  int64_t index_;
+};
+// Numbers the Dropout layers of a model 0, 1, ... in registration (= construction) order.
+void index_dropouts(Module& model);
+
+class MaxPool2d : public Module {
+ public:
+  explicit MaxPool2d(const Pool2dOptions& options) : options_(options) {}
+  // stride 0 means stride = kernel, as PyTorch's default.
+  explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+  Tensor forward(const Tensor& x) override { return max_pool2d(x, options_); }
+  std::string type_name() const override { return "MaxPool2d"; }
+
+ private:
+  Pool2dOptions options_;
+};
+
+class AvgPool2d : public Module {
+ public:
+  explicit AvgPool2d(const Pool2dOptions& options) : options_(options) {}
+  explicit AvgPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0, bool count_include_pad = true);
+  Tensor forward(const Tensor& x) override { return avg_pool2d(x, options_); }
+  std::string type_name() const override { return "AvgPool2d"; }
+
+ private:
+  Pool2dOptions options_;
+};
+
+class AdaptiveAvgPool2d : public Module {
+ public:
+  AdaptiveAvgPool2d(int64_t out_h, int64_t out_w) : out_h_(out_h), out_w_(out_w) {}
+  Tensor forward(const Tensor& x) override { return adaptive_avg_pool2d(x, out_h_, out_w_); }
+  std::string type_name() const override { return "AdaptiveAvgPool2d"; }
+
+ private:
+  int64_t out_h_, out_w_;
+};
+
+// Merges axes start_axis..end_axis into one; default (N, ...) -> (N, rest), as torch.nn.Flatten.
+class Flatten : public Module {
+ public:
+  explicit Flatten(int64_t start_axis = 1, int64_t end_axis = -1) : start_axis_(start_axis), end_axis_(end_axis) {}
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Flatten"; }
+
+ private:
+  int64_t start_axis_, end_axis_;
+};
+
+class ReLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return relu(x); }
+  std::string type_name() const override { return "ReLU"; }
+};
+
+class GELU : public Module {
+ public:
+  explicit GELU(GeluApproximation approximation = GeluApproximation::none) : approximation_(approximation) {}
+  Tensor forward(const Tensor& x) override { return gelu(x, approximation_); }
+  std::string type_name() const override { return "GELU"; }
+
+ private:
+  GeluApproximation approximation_;
+};
+
+class SiLU : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return silu(x); }
+  std::string type_name() const override { return "SiLU"; }
+};
+
+class Sigmoid : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return sigmoid(x); }
+  std::string type_name() const override { return "Sigmoid"; }
+};
+
+class Tanh : public Module {
+ public:
+  Tensor forward(const Tensor& x) override { return frugal::tanh(x); }
+  std::string type_name() const override { return "Tanh"; }
+};
+
+// "relu", "gelu" (exact erf), "gelu_tanh", "silu", "sigmoid", "tanh"; anything else is an
+// InputError naming `field` (the job-file key) and the allowed values.
+std::shared_ptr<Module> make_activation(const std::string& name, const std::string& field = "activation");
+
+}  // namespace nn
+}  // namespace frugal

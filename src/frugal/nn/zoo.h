@@ -1,0 +1,141 @@
+// The model zoo: MLP, CNN and GPT built from plain config structs (the job file's [model] table),
+// named as the equivalent PyTorch modules so state dicts and golden data line up. Limits: GPT
+// attention has no dropout on the attention probabilities (dropout on embeddings and residuals).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "frugal/nn/layers.h"
+#include "frugal/nn/module.h"
+
+namespace frugal {
+namespace nn {
+
+struct MlpConfig {
+  int64_t inputs = 0;
+  std::vector<int64_t> hidden;
+  int64_t outputs = 0;
+  std::string activation = "relu";  // see make_activation
+  double dropout = 0;
+};
+
+struct CnnConfig {
+  int64_t in_channels = 1, height = 28, width = 28;
+  std::vector<int64_t> channels;  // one conv block per entry
+  int64_t kernel = 3;
+  bool batch_norm = true;
+  std::string pool = "max";  // "max", "avg" or "none" (2x2, stride 2, after each block)
+  double dropout = 0;
+  std::vector<int64_t> hidden;  // classifier hidden widths
+  int64_t outputs = 0;
+};
+
+struct GptConfig {
+  int64_t vocab = 0, context = 0, layers = 0, heads = 0, width = 0;
+  double dropout = 0;
+  bool tied_embeddings = true;  // head shares wte.weight (stored once, as wte.weight)
+  bool bias = true;             // biases in Linear and LayerNorm layers
+};
+
+// x (N, ...) -> logits (N, outputs); all layers in `layers`: Flatten, (Linear, act, [Dropout])..., Linear.
+class Mlp : public Module {
+ public:
+  explicit Mlp(const MlpConfig& config);
+  Tensor forward(const Tensor& x) override { return layers_->forward(x); }
+  std::string type_name() const override { return "Mlp"; }
+
+ private:
+  std::shared_ptr<Sequential> layers_;
+};
+
+// x (N, C, H, W) -> logits (N, outputs). `features`: per block Conv2d(k, padding k/2), [BatchNorm2d],
+// ReLU, [2x2 pool]; `classifier`: Flatten, (Linear, ReLU, [Dropout])..., Linear.
+class Cnn : public Module {
+ public:
+  explicit Cnn(const CnnConfig& config);
+  Tensor forward(const Tensor& x) override;
+  std::string type_name() const override { return "Cnn"; }
+
+ private:
+  CnnConfig config_;
+  std::shared_ptr<Sequential> features_, classifier_;
+};
+
+// Causal self-attention: `qkv` Linear(C, 3C), heads of width D = C / heads, `proj` Linear(C, C).
+class CausalSelfAttention : public Module {
+ public:
+  CausalSelfAttention(int64_t width, int64_t heads, double dropout, bool bias);
+  Tensor forward(const Tensor& x) override;  // (B, T, C) -> (B, T, C)
+  std::string type_name() const override { return "CausalSelfAttention"; }
+  const Linear& qkv() const { return *qkv_; }
+  const Linear& proj() const { return *proj_; }
+
+ private:
+  int64_t width_, heads_;
+  std::shared_ptr<Linear> qkv_, proj_;
+  std::shared_ptr<Dropout> drop_;
+};
+
+// fc Linear(C, 4C), GELU (tanh form, as GPT-2), proj Linear(4C, C).
+class GptMlp : public Module {
+ public:
+  GptMlp(int64_t width, double dropout, bool bias);
+  Tensor forward(const Tensor& x) override;  // (B, T, C) -> (B, T, C)
+  std::string type_name() const override { return "GptMlp"; }
+  const Linear& proj() const { return *proj_; }
+
+ private:
+  std::shared_ptr<Linear> fc_, proj_;
+  std::shared_ptr<Dropout> drop_;
+};
+
+// Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)).
+class GptBlock : public Module {
+ public:
+  explicit GptBlock(const GptConfig& config);
+  Tensor forward(const Tensor& x) override;  // (B, T, C) -> (B, T, C)
+  std::string type_name() const override { return "GptBlock"; }
+
+ private:
+  std::shared_ptr<LayerNorm> ln1_, ln2_;
+  std::shared_ptr<CausalSelfAttention> attn_;
+  std::shared_ptr<GptMlp> mlp_;
+};
+
+// Token ids (B, T) integer, T <= context -> logits (B, T, vocab).
+class Gpt : public Module {
+ public:
+  explicit Gpt(const GptConfig& config);
+  Tensor forward(const Tensor& ids) override;
+  std::string type_name() const override { return "Gpt"; }
+  // GPT-2's scheme: Linear/Embedding weights N(0, 0.02), biases 0, residual projections
+  // (attn.proj, mlp.proj) N(0, 0.02 / sqrt(2 * layers)), LayerNorms 1 / 0.
+  void reset_parameters(const InitStreams& streams) override;
+  const GptConfig& config() const { return config_; }
+
+ private:
+  GptConfig config_;
+  std::shared_ptr<Embedding> wte_, wpe_;
+  std::shared_ptr<Dropout> drop_;
+  std::shared_ptr<Sequential> blocks_;
+  std::shared_ptr<LayerNorm> ln_f_;
+  std::shared_ptr<Linear> head_;  // null when tied to wte
+};
+
+// Built, Dropouts numbered, and initialized from `seed`. Bad configs throw InputError naming the field.
+std::shared_ptr<Module> make_mlp(const MlpConfig& config, uint64_t seed = 0);
+std::shared_ptr<Module> make_cnn(const CnnConfig& config, uint64_t seed = 0);
+std::shared_ptr<Module> make_gpt(const GptConfig& config, uint64_t seed = 0);
+
+// Forward FLOPs for one sample (one sequence of `context` tokens for GPT), counting a multiply-add
+// as 2 FLOPs over matmuls, convolutions and attention; elementwise work is left out. A training
+// step costs about 3x this (backward = 2x forward).
+int64_t count_flops_per_sample(const MlpConfig& config);
+int64_t count_flops_per_sample(const CnnConfig& config);
+int64_t count_flops_per_sample(const GptConfig& config);
+
+}  // namespace nn
+}  // namespace frugal

@@ -1,0 +1,238 @@
+// Module bookkeeping (names, state dicts, load errors, train/eval) and each layer's forward:
+// shapes, agreement with the op it wraps, Dropout's (seed, step, layer) masks, BatchNorm's modes.
+#include <gtest/gtest.h>
+
+#include "frugal/nn/nn.h"
+#include "test_util.h"
+
+namespace frugal {
+namespace {
+using testing::all_close;
+using testing::random_tensor;
+
+// A two-level tree: `a` (Linear), `norm` (BatchNorm1d), `inner` (Sequential of Linear, ReLU, Linear).
+class Tree : public nn::Module {
+ public:
+  Tree() {
+    scale_ = register_parameter("scale", Tensor::ones({3}));
+    a_ = register_module("a", std::make_shared<nn::Linear>(4, 3));
+    norm_ = register_module("norm", std::make_shared<nn::BatchNorm1d>(3));
+    inner_ = register_module("inner", std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+                                          std::make_shared<nn::Linear>(3, 5), std::make_shared<nn::ReLU>(),
+                                          std::make_shared<nn::Linear>(5, 2, false)}));
+  }
+  Tensor forward(const Tensor& x) override { return inner_->forward(mul(norm_->forward(a_->forward(x)), scale_)); }
+  std::string type_name() const override { return "Tree"; }
+
+ private:
+  Tensor scale_;
+  std::shared_ptr<nn::Linear> a_;
+  std::shared_ptr<nn::BatchNorm1d> norm_;
+  std::shared_ptr<nn::Sequential> inner_;
+};
+
+std::vector<std::string> names(const nn::NamedTensors& tensors) {
+  std::vector<std::string> out;
+  for (const auto& [name, t] : tensors) out.push_back(name);
+  return out;
+}
+
+TEST(Module, NamesFollowPyTorchOrder) {
+  Tree tree;
+  EXPECT_EQ(names(tree.named_parameters()),
+            (std::vector<std::string>{"scale", "a.weight", "a.bias", "norm.weight", "norm.bias", "inner.0.weight",
+                                      "inner.0.bias", "inner.2.weight"}));
+  EXPECT_EQ(names(tree.named_buffers()),
+            (std::vector<std::string>{"norm.running_mean", "norm.running_var", "norm.num_batches_tracked"}));
+  // state_dict: per module its parameters then its buffers, as torch.nn.Module.state_dict().
+  EXPECT_EQ(names(tree.state_dict()),
+            (std::vector<std::string>{"scale", "a.weight", "a.bias", "norm.weight", "norm.bias", "norm.running_mean",
+                                      "norm.running_var", "norm.num_batches_tracked", "inner.0.weight",
+                                      "inner.0.bias", "inner.2.weight"}));
+  EXPECT_EQ(tree.num_parameters(), 3 + 12 + 3 + 3 + 3 + 15 + 5 + 10);
+  for (const Tensor& p : tree.parameters()) EXPECT_TRUE(p.requires_grad());
+  EXPECT_EQ(tree.named_parameters()[1].second.shape(), (Shape{3, 4}));
+}
+
+TEST(Module, DuplicateNamesAreRejected) {
+  nn::Sequential s;
+  s.register_parameter("w", Tensor::zeros({2}));
+  EXPECT_THROW(s.register_buffer("w", Tensor::zeros({2})), InternalError);
+  EXPECT_THROW(s.register_parameter("a.b", Tensor::zeros({2})), InternalError);
+}
+
+TEST(Module, LoadStateDictCopiesValuesInPlace) {
+  Tree source, target;
+  nn::init_parameters(source, 1);
+  nn::init_parameters(target, 2);
+  source.named_buffers()[0].second.fill(0.5);
+  Tensor target_weight = target.named_parameters()[1].second;  // a handle held elsewhere (an optimizer)
+  target.load_state_dict(source.state_dict());
+  auto s = source.state_dict(), t = target.state_dict();
+  for (size_t i = 0; i < s.size(); ++i) EXPECT_TRUE(all_close(t[i].second, s[i].second, 0, 0)) << s[i].first;
+  EXPECT_TRUE(all_close(target_weight, s[1].second, 0, 0));  // same storage, new values
+  EXPECT_FALSE(s[1].second.same(t[1].second));
+  // The map overload.
+  std::map<std::string, Tensor> as_map(s.begin(), s.end());
+  Tree third;
+  third.load_state_dict(as_map);
+  EXPECT_TRUE(all_close(third.named_parameters()[2].second, s[2].second, 0, 0));
+}
+
+TEST(Module, LoadStateDictErrorsNameKeysAndShapes) {
+  Tree tree;
+  auto state = tree.state_dict();
+
+  auto missing = state;
+  missing.erase(missing.begin() + 1);  // a.weight
+  try {
+    tree.load_state_dict(missing);
+    FAIL() << "missing key accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("missing key 'a.weight'"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("(3, 4)"), std::string::npos) << e.what();
+  }
+  tree.load_state_dict(missing, /*strict=*/false);  // fine when not strict
+
+  auto unexpected = state;
+  unexpected.emplace_back("head.weight", Tensor::zeros({7}));
+  try {
+    tree.load_state_dict(unexpected);
+    FAIL() << "unexpected key accepted";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("unexpected key 'head.weight' with shape (7,)"), std::string::npos) << e.what();
+  }
+  tree.load_state_dict(unexpected, /*strict=*/false);
+
+  auto wrong = state;
+  wrong[1].second = Tensor::full({4, 3}, 9.0);
+  Tensor before = tree.named_parameters()[0].second.clone();
+  wrong[0].second = Tensor::full({3}, 7.0);  // a valid entry that must not be applied
+  for (bool strict : {true, false}) {
+    try {
+      tree.load_state_dict(wrong, strict);
+      FAIL() << "shape mismatch accepted";
+    } catch (const InputError& e) {
+      EXPECT_NE(std::string(e.what()).find("shape mismatch for 'a.weight': state has (4, 3), model expects (3, 4)"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_TRUE(all_close(tree.named_parameters()[0].second, before, 0, 0));  // nothing copied
+}
+
+TEST(Module, TrainEvalIsRecursive) {
+  Tree tree;
+  EXPECT_TRUE(tree.is_training());
+  tree.eval();
+  for (auto& [name, m] : tree.named_modules()) EXPECT_FALSE(m->is_training()) << name;
+  tree.train();
+  for (auto& [name, m] : tree.named_modules()) EXPECT_TRUE(m->is_training()) << name;
+}
+
+TEST(Layers, LinearMatchesItsFormula) {
+  nn::Linear layer(3, 2);
+  Tensor x = random_tensor({4, 3}, 1, DType::f64);
+  Tensor w = layer.weight().to(DType::f64), b = layer.bias().to(DType::f64);
+  Tensor y = layer(x.to(DType::f32));
+  ASSERT_EQ(y.shape(), (Shape{4, 2}));
+  for (int64_t n = 0; n < 4; ++n)
+    for (int64_t o = 0; o < 2; ++o) {
+      double expected = b.at({o});
+      for (int64_t i = 0; i < 3; ++i) expected += x.at({n, i}) * w.at({o, i});
+      EXPECT_NEAR(y.at({n, o}), expected, 1e-5);
+    }
+  EXPECT_THROW(layer(Tensor::zeros({4, 5})), InputError);
+}
+
+TEST(Layers, ForwardShapes) {
+  Tensor image = random_tensor({2, 3, 9, 8}, 2);  // (N, C, H, W)
+  Conv2dOptions same;
+  same.padding_h = same.padding_w = 1;
+  EXPECT_EQ(nn::Conv2d(3, 5, 3, same)(image).shape(), (Shape{2, 5, 9, 8}));
+  EXPECT_EQ(nn::Conv2d(3, 4, 3)(image).shape(), (Shape{2, 4, 7, 6}));
+  EXPECT_EQ(nn::Conv2d(3, 4, 3).weight().shape(), (Shape{4, 3, 3, 3}));
+  EXPECT_EQ(nn::MaxPool2d(2)(image).shape(), (Shape{2, 3, 4, 4}));
+  EXPECT_EQ(nn::AvgPool2d(3, 1, 1)(image).shape(), (Shape{2, 3, 9, 8}));
+  EXPECT_EQ(nn::AdaptiveAvgPool2d(1, 1)(image).shape(), (Shape{2, 3, 1, 1}));
+  EXPECT_EQ(nn::Flatten()(image).shape(), (Shape{2, 216}));
+  EXPECT_EQ(nn::Flatten(2)(image).shape(), (Shape{2, 3, 72}));
+  EXPECT_EQ(nn::BatchNorm2d(3)(image).shape(), image.shape());
+  EXPECT_EQ(nn::BatchNorm1d(3)(random_tensor({4, 3, 5}, 3)).shape(), (Shape{4, 3, 5}));
+  EXPECT_EQ(nn::LayerNorm(8)(image).shape(), image.shape());
+  Tensor ids = Tensor::from_vector(std::vector<int64_t>{0, 4, 2, 4, 1, 3}, {2, 3});
+  EXPECT_EQ(nn::Embedding(5, 7)(ids).shape(), (Shape{2, 3, 7}));
+  for (const char* act : {"relu", "gelu", "gelu_tanh", "silu", "sigmoid", "tanh"})
+    EXPECT_EQ((*nn::make_activation(act))(image).shape(), image.shape()) << act;
+  EXPECT_THROW(nn::make_activation("swish"), InputError);
+  EXPECT_THROW(nn::Conv2d(3, 4, 3)(random_tensor({2, 2, 5, 5}, 4)), InputError);
+  EXPECT_THROW(nn::Conv2d(3, 4, 3, Conv2dOptions{1, 1, 0, 0, 1, 1, 2}), InputError);  // groups 2 vs 3 channels
+}
+
+TEST(Layers, ActivationsWrapTheirOps) {
+  Tensor x = random_tensor({3, 5}, 5);
+  EXPECT_TRUE(all_close(nn::GELU(GeluApproximation::tanh)(x), gelu(x, GeluApproximation::tanh), 0, 0));
+  EXPECT_TRUE(all_close(nn::SiLU()(x), silu(x), 0, 0));
+  EXPECT_TRUE(all_close(nn::Tanh()(x), tanh(x), 0, 0));
+}
+
+TEST(Layers, DropoutMasksDependOnSeedStepAndLayer) {
+  Tensor x = Tensor::ones({64, 64});
+  nn::Dropout first(0.5, 0), second(0.5, 1);
+  nn::set_random_context({7, 3});
+  Tensor a = first(x), a_again = first(x), b = second(x);
+  EXPECT_TRUE(all_close(a, a_again, 0, 0));  // same (seed, step, layer): same mask
+  EXPECT_FALSE(all_close(a, b, 0, 0));        // another layer: another mask
+  int64_t kept = 0;
+  for (double v : a.to_vector<double>()) {
+    EXPECT_TRUE(v == 0.0 || v == 2.0) << v;  // inverted dropout scales by 1/(1-p)
+    kept += v != 0.0;
+  }
+  EXPECT_NEAR(double(kept) / 4096.0, 0.5, 0.05);
+  nn::set_random_context({7, 4});
+  EXPECT_FALSE(all_close(first(x), a, 0, 0));  // next step: new mask
+  nn::set_random_context({8, 3});
+  EXPECT_FALSE(all_close(first(x), a, 0, 0));  // other seed: new mask
+  first.eval();
+  EXPECT_TRUE(all_close(first(x), x, 0, 0));  // identity in eval
+  EXPECT_THROW(nn::Dropout(1.0), InputError);
+  nn::set_random_context({});
+}
+
+TEST(Layers, IndexDropoutsNumbersInConstructionOrder) {
+  nn::Sequential model(std::vector<std::shared_ptr<nn::Module>>{
+      std::make_shared<nn::Dropout>(0.1), std::make_shared<nn::Linear>(2, 2), std::make_shared<nn::Dropout>(0.2),
+      std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{std::make_shared<nn::Dropout>(0.3)})});
+  nn::index_dropouts(model);
+  std::vector<int64_t> indices;
+  for (auto& [name, m] : model.named_modules())
+    if (auto* d = dynamic_cast<nn::Dropout*>(m)) indices.push_back(d->index());
+  EXPECT_EQ(indices, (std::vector<int64_t>{0, 1, 2}));
+}
+
+TEST(Layers, BatchNormTrainUpdatesStatsEvalUsesThem) {
+  nn::BatchNorm2d bn(2);
+  Tensor x = random_tensor({4, 2, 3, 3}, 6, DType::f32, 1.0, 3.0);  // mean ~2 per channel
+  Tensor y_train = bn(x);
+  EXPECT_EQ(bn.num_batches_tracked(), 1);
+  // Training output is normalized per channel over (N, H, W): mean ~ 0.
+  Tensor channel_mean = mean(y_train, {0, 2, 3});
+  for (double m : channel_mean.to_vector<double>()) EXPECT_NEAR(m, 0.0, 1e-5);
+  // running = 0.9 * initial + 0.1 * batch statistic.
+  Tensor batch_mean = mean(x, {0, 2, 3});
+  EXPECT_TRUE(all_close(bn.running_mean(), mul_scalar(batch_mean, 0.1), 1e-6, 1e-5));
+  for (double v : bn.running_var().to_vector<double>()) EXPECT_GT(v, 0.9);  // 0.9 * 1 + 0.1 * var
+
+  bn.eval();
+  Tensor running_mean = bn.running_mean().clone();
+  Tensor y_eval = bn(x);
+  EXPECT_FALSE(all_close(y_eval, y_train, 1e-3, 0));  // eval normalizes with running stats
+  EXPECT_TRUE(all_close(bn.running_mean(), running_mean, 0, 0));
+  EXPECT_EQ(bn.num_batches_tracked(), 1);
+  // Eval formula per element: (x - running_mean) / sqrt(running_var + eps) * weight + bias.
+  double rm = bn.running_mean().at({1}), rv = bn.running_var().at({1});
+  EXPECT_NEAR(y_eval.at({2, 1, 1, 2}), (x.at({2, 1, 1, 2}) - rm) / std::sqrt(rv + 1e-5), 1e-5);
+}
+
+}  // namespace
+}  // namespace frugal
