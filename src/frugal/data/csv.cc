@@ -1,0 +1,202 @@
+// CSV reader: numeric feature columns plus one label column, into f32 (N, F) features and i64 (N)
+// labels. Errors give the line (1-based) and column (1-based character position) of the bad field.
+#include <charconv>
+#include <cmath>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+#include "frugal/data/file_bytes.h"
+#include "frugal/data/readers.h"
+
+namespace frugal::data {
+
+namespace {
+
+struct Field {
+  std::string text;
+  int64_t column;  // 1-based character position of the field's start
+};
+
+struct Row {
+  int64_t line;  // 1-based
+  std::vector<Field> fields;
+};
+
+bool is_space(char c) { return c == ' ' || c == '\t'; }
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && is_space(s.front())) s.remove_prefix(1);
+  while (!s.empty() && is_space(s.back())) s.remove_suffix(1);
+  return s;
+}
+
+// A finite decimal number, surrounding blanks allowed ("1", "-2.5e3", "+4").
+bool parse_number(std::string_view text, double& value) {
+  text = trim(text);
+  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
+  if (text.empty()) return false;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  return error == std::errc() && end == text.data() + text.size() && std::isfinite(value);
+}
+
+std::vector<Field> split_fields(std::string_view line, char delimiter, const std::string& path, int64_t line_number) {
+  std::vector<Field> fields;
+  size_t i = 0;
+  while (true) {
+    Field field{"", int64_t(i) + 1};
+    size_t start = i;
+    while (i < line.size() && is_space(line[i]) && line[i] != delimiter) ++i;
+    if (i < line.size() && line[i] == '"') {
+      field.column = int64_t(i) + 1;
+      ++i;
+      bool closed = false;
+      while (i < line.size()) {
+        if (line[i] == '"') {
+          if (i + 1 < line.size() && line[i + 1] == '"') { field.text += '"'; i += 2; continue; }
+          closed = true;
+          ++i;
+          break;
+        }
+        field.text += line[i++];
+      }
+      if (!closed)
+        throw InputError(path + ": line " + std::to_string(line_number) + ", column " + std::to_string(field.column) +
+                         ": unterminated quoted field (fields cannot span lines)");
+      while (i < line.size() && is_space(line[i]) && line[i] != delimiter) ++i;
+      if (i < line.size() && line[i] != delimiter)
+        throw InputError(path + ": line " + std::to_string(line_number) + ", column " + std::to_string(i + 1) +
+                         ": expected '" + std::string(1, delimiter) + "' or end of line after a quoted field");
+    } else {
+      i = start;
+      size_t end = line.find(delimiter, i);
+      if (end == std::string_view::npos) end = line.size();
+      field.text = std::string(trim(line.substr(i, end - i)));
+      i = end;
+    }
+    fields.push_back(std::move(field));
+    if (i >= line.size()) break;
+    ++i;  // the delimiter
+  }
+  return fields;
+}
+
+}  // namespace
+
+CsvTable read_csv(const std::string& path, const CsvOptions& options) {
+  FileBytes file = load_file(path);
+  check_gzip_complete(file, path);
+  std::string_view text(reinterpret_cast<const char*>(file.bytes.data()), file.bytes.size());
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
+
+  std::vector<Row> rows;
+  int64_t line_number = 0;
+  size_t position = 0;
+  while (position < text.size()) {
+    size_t end = text.find('\n', position);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(position, end - position);
+    position = end + 1;
+    ++line_number;
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (trim(line).empty()) continue;
+    rows.push_back({line_number, split_fields(line, options.delimiter, path, line_number)});
+  }
+  if (rows.empty()) throw InputError(path + ": empty: expected a header or data rows");
+
+  const int64_t columns = int64_t(rows[0].fields.size());
+  if (columns < 2)
+    throw InputError(path + ": line " + std::to_string(rows[0].line) + ": found 1 column; expected at least one feature "
+                     "column and a label column separated by '" + std::string(1, options.delimiter) + "'");
+  auto where = [&](const Row& row, int64_t field) {
+    return path + ": line " + std::to_string(row.line) + ", column " +
+           std::to_string(row.fields[size_t(field)].column);
+  };
+
+  // Header and label column.
+  bool header = options.header == CsvOptions::Header::yes;
+  if (!options.label_column.empty()) {
+    if (options.header == CsvOptions::Header::no)
+      throw InputError(path + ": label_column '" + options.label_column + "' needs a header row, but header = no");
+    header = true;
+  }
+  int64_t label = -1;
+  if (!options.label_column.empty()) {
+    std::string names;
+    for (int64_t k = 0; k < columns; ++k) {
+      if (rows[0].fields[size_t(k)].text == options.label_column && label < 0) label = k;
+      names += (k ? ", " : "") + rows[0].fields[size_t(k)].text;
+    }
+    if (label < 0)
+      throw InputError(path + ": line " + std::to_string(rows[0].line) + ": no column named '" + options.label_column +
+                       "' in the header (columns: " + names + ")");
+  } else {
+    label = options.label_index < 0 ? columns - 1 : options.label_index;
+    if (label >= columns)
+      throw InputError(path + ": label_index " + std::to_string(options.label_index) + " is out of range: line " +
+                       std::to_string(rows[0].line) + " has " + std::to_string(columns) + " columns");
+  }
+  if (options.header == CsvOptions::Header::detect && !header) {
+    double value;
+    for (int64_t k = 0; k < columns; ++k)
+      if (k != label && !parse_number(rows[0].fields[size_t(k)].text, value)) header = true;
+    if (!header && !parse_number(rows[0].fields[size_t(label)].text, value) && rows.size() > 1 &&
+        int64_t(rows[1].fields.size()) > label && parse_number(rows[1].fields[size_t(label)].text, value))
+      header = true;
+  }
+
+  CsvTable table;
+  for (int64_t k = 0; k < columns; ++k)
+    if (k != label)
+      table.feature_names.push_back(header ? rows[0].fields[size_t(k)].text : "column_" + std::to_string(k));
+  const size_t first = header ? 1 : 0;
+  const int64_t n = int64_t(rows.size() - first), features = columns - 1;
+  if (n == 0) throw InputError(path + ": has a header (line " + std::to_string(rows[0].line) + ") but no data rows");
+
+  table.features = Tensor::empty({n, features}, DType::f32);  // (N, F)
+  float* out = table.features.data<float>();
+  std::vector<const Field*> label_fields;
+  label_fields.reserve(size_t(n));
+  for (size_t r = first; r < rows.size(); ++r) {
+    const Row& row = rows[r];
+    if (int64_t(row.fields.size()) != columns)
+      throw InputError(path + ": line " + std::to_string(row.line) + ": found " + std::to_string(row.fields.size()) +
+                       " fields; expected " + std::to_string(columns) + " (as on line " + std::to_string(rows[0].line) +
+                       ")");
+    for (int64_t k = 0; k < columns; ++k) {
+      if (k == label) continue;
+      double value;
+      if (!parse_number(row.fields[size_t(k)].text, value))
+        throw InputError(where(row, k) + " (field " + std::to_string(k + 1) + ", '" +
+                         table.feature_names[size_t(k < label ? k : k - 1)] + "'): expected a finite number, found '" +
+                         row.fields[size_t(k)].text + "'");
+      *out++ = float(value);
+    }
+    label_fields.push_back(&row.fields[size_t(label)]);
+  }
+
+  // Labels: class indices if every label is a non-negative integer, else strings -> first-seen order.
+  table.labels = Tensor::empty({n}, DType::i64);  // (N)
+  int64_t* labels = table.labels.data<int64_t>();
+  bool integers = true;
+  for (int64_t i = 0; i < n && integers; ++i) {
+    double value;
+    integers = parse_number(label_fields[size_t(i)]->text, value) && value >= 0 && value == std::floor(value) &&
+               value < 9.0e15;
+    if (integers) labels[i] = int64_t(value);
+  }
+  if (!integers) {
+    std::unordered_map<std::string, int64_t> classes;
+    for (int64_t i = 0; i < n; ++i) {
+      const std::string& name = label_fields[size_t(i)]->text;
+      if (name.empty())
+        throw InputError(where(rows[first + size_t(i)], label) + ": empty label; expected a class name or index");
+      auto [it, inserted] = classes.emplace(name, int64_t(table.label_names.size()));
+      if (inserted) table.label_names.push_back(name);
+      labels[i] = it->second;
+    }
+  }
+  return table;
+}
+
+}  // namespace frugal::data

@@ -1,0 +1,73 @@
+// Readers for the input formats frugal trains on: IDX (MNIST family, raw or gzip), CSV tables,
+// NumPy .npy arrays and plain text with a byte-level character vocabulary. Every problem with a file
+// is an InputError naming the file, the byte offset or line/column, and what was expected.
+// Limits: whole files are read into memory; CSV fields cannot span lines; NPY is little-endian C order.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "frugal/data/dataset.h"
+#include "frugal/tensor/tensor.h"
+
+namespace frugal::data {
+
+// IDX file (gzip detected by its magic, not the name). Element types: 0x08 u8, 0x09 i8, 0x0B i16
+// (returned as i32), 0x0C i32, 0x0D f32, 0x0E f64, all big-endian. Shape from the header, e.g.
+// u8 (N, H, W) for images or (N) for labels.
+Tensor read_idx(const std::string& path);
+
+// MNIST-style pair: images f32 (N, 1, H, W) scaled to [0, 1] (u8 pixels / 255), labels i64 (N).
+Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path);
+
+struct CsvOptions {
+  std::string label_column;  // header name of the label column; if empty, label_index is used
+  int64_t label_index = -1;  // 0-based column; -1: the last column
+  enum class Header { detect, yes, no } header = Header::detect;
+  char delimiter = ',';
+};
+
+struct CsvTable {
+  Tensor features;  // f32 (N, F)
+  Tensor labels;    // i64 (N)
+  std::vector<std::string> feature_names;  // from the header, else "column_<k>" (k 0-based, file order)
+  std::vector<std::string> label_names;    // class index -> label text when labels were strings; else empty
+};
+
+// Numeric features and one label column. Labels that are all integers (>= 0) are used as class
+// indices; otherwise each distinct label string becomes a class, numbered in order of first appearance.
+// Header detection: the first row is a header when one of its feature fields is not a number, or
+// its label field is not a number while the second row's is. Blank lines are skipped; fields may be
+// quoted ("a,b" and "" for a quote).
+CsvTable read_csv(const std::string& path, const CsvOptions& options = {});
+
+// NPY v1/v2/v3 arrays with dtype <f4, <f8, |u1, <i8 or <i4 (also |i1), C order. Returns the same
+// dtype (f32, f64, u8, i64, i32, i8) and shape; a 0-d array gives a rank-0 tensor.
+Tensor read_npy(const std::string& path);
+
+// The whole file as bytes (gzip inflated); an empty file is an error.
+std::string read_text(const std::string& path);
+
+// Byte-level vocabulary: the sorted distinct bytes of the training text, class index = rank.
+class CharVocab {
+ public:
+  CharVocab() = default;
+  explicit CharVocab(std::string_view text);
+  int64_t size() const { return int64_t(chars_.size()); }
+  // i64 (len) token ids; InputError naming the character and its offset if it is not in the vocabulary.
+  Tensor encode(std::string_view text) const;
+  std::string decode(const Tensor& tokens) const;  // any integer dtype, any shape (read row-major)
+  std::string decode(const std::vector<int64_t>& tokens) const;
+  // Saved with the model as a JSON array of byte values, e.g. "[10,32,33]".
+  std::string to_string() const;
+  static CharVocab from_string(std::string_view saved);  // InputError if malformed
+  const std::string& chars() const { return chars_; }
+
+ private:
+  std::string chars_;             // sorted distinct bytes
+  std::vector<int16_t> index_ = std::vector<int16_t>(256, -1);  // byte -> id or -1
+};
+
+}  // namespace frugal::data

@@ -1,0 +1,115 @@
+// CSV reader: header detection, label column choice, integer and string labels, quoting, and the
+// line/column named by each error.
+#include "frugal/data/readers.h"
+#include "test_util.h"
+#include "unit/data/temp_files.h"
+
+namespace frugal::data {
+namespace {
+
+using frugal::testing::TempDir;
+using frugal::testing::write_text;
+
+TEST(Csv, HeaderDetectedAndLastColumnIsLabel) {
+  TempDir dir;
+  write_text(dir.file("a.csv"), "height,weight,class\n1.5,2,0\n-3,4e1,2\r\n\n5, +6 ,1\n");
+  CsvTable t = read_csv(dir.file("a.csv"));
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"height", "weight"}));
+  ASSERT_EQ(t.features.shape(), (Shape{3, 2}));
+  EXPECT_EQ(t.features.to_vector<float>(), (std::vector<float>{1.5f, 2, -3, 40, 5, 6}));
+  EXPECT_EQ(t.labels.dtype(), DType::i64);
+  EXPECT_EQ(t.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 2, 1}));
+  EXPECT_TRUE(t.label_names.empty());
+}
+
+TEST(Csv, NoHeaderDetected) {
+  TempDir dir;
+  write_text(dir.file("a.csv"), "1,2,3\n4,5,6\n");
+  CsvTable t = read_csv(dir.file("a.csv"));
+  EXPECT_EQ(t.features.shape(), (Shape{2, 2}));
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"column_0", "column_1"}));
+  EXPECT_EQ(t.labels.to_vector<int64_t>(), (std::vector<int64_t>{3, 6}));
+  // Forced header: the first row becomes names.
+  CsvOptions yes;
+  yes.header = CsvOptions::Header::yes;
+  CsvTable h = read_csv(dir.file("a.csv"), yes);
+  EXPECT_EQ(h.features.shape(), (Shape{1, 2}));
+  EXPECT_EQ(h.feature_names, (std::vector<std::string>{"1", "2"}));
+}
+
+TEST(Csv, StringLabelsInOrderOfFirstAppearance) {
+  TempDir dir;
+  // No header, string labels: row 1 is data because its features are numbers and row 2's label is
+  // not a number either.
+  write_text(dir.file("iris.csv"), "5.1,3.5,setosa\n7.0,3.2,versicolor\n4.9,3.0,setosa\n6.3,3.3,virginica\n");
+  CsvTable t = read_csv(dir.file("iris.csv"));
+  EXPECT_EQ(t.features.shape(), (Shape{4, 2}));
+  EXPECT_EQ(t.label_names, (std::vector<std::string>{"setosa", "versicolor", "virginica"}));
+  EXPECT_EQ(t.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0, 2}));
+  // Header whose only non-number is the label name, above numeric labels.
+  write_text(dir.file("b.csv"), "1,2,label\n3,4,1\n");
+  CsvTable b = read_csv(dir.file("b.csv"));
+  EXPECT_EQ(b.features.shape(), (Shape{1, 2}));
+  EXPECT_EQ(b.feature_names, (std::vector<std::string>{"1", "2"}));
+  // Negative or fractional labels are names, not indices.
+  write_text(dir.file("c.csv"), "1,-1\n2,1\n3,-1\n");
+  CsvTable c = read_csv(dir.file("c.csv"));
+  EXPECT_EQ(c.label_names, (std::vector<std::string>{"-1", "1"}));
+  EXPECT_EQ(c.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0}));
+}
+
+TEST(Csv, LabelColumnByNameOrIndexAndQuotes) {
+  TempDir dir;
+  write_text(dir.file("a.csv"), "species;\"len; cm\";width\n\"cat\";1;2\ndog;3;\"4\"\n");
+  CsvOptions options;
+  options.label_column = "species";
+  options.delimiter = ';';
+  CsvTable t = read_csv(dir.file("a.csv"), options);
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"len; cm", "width"}));
+  EXPECT_EQ(t.features.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(t.label_names, (std::vector<std::string>{"cat", "dog"}));
+  CsvOptions by_index;
+  by_index.label_index = 0;
+  by_index.delimiter = ';';
+  CsvTable u = read_csv(dir.file("a.csv"), by_index);
+  EXPECT_EQ(u.feature_names, t.feature_names);
+  EXPECT_EQ(u.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1}));
+  options.label_column = "kind";
+  EXPECT_INPUT_ERROR(read_csv(dir.file("a.csv"), options), "no column named 'kind'", "species, len; cm, width");
+  by_index.label_index = 3;
+  EXPECT_INPUT_ERROR(read_csv(dir.file("a.csv"), by_index), "label_index 3 is out of range");
+}
+
+TEST(Csv, ErrorsNameLineAndColumn) {
+  TempDir dir;
+  const std::string path = dir.file("bad.csv");
+  write_text(path, "a,b,y\n1,2,0\n3,4\n");
+  EXPECT_INPUT_ERROR(read_csv(path), path, "line 3", "found 2 fields; expected 3");
+  write_text(path, "a,b,y\n1,2,0\n3,4,1,5\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 3", "found 4 fields");
+  write_text(path, "a,b,y\n1,2,0\n3, x4 ,1\n");
+  EXPECT_INPUT_ERROR(read_csv(path), path, "line 3, column 3", "field 2, 'b'", "expected a finite number, found 'x4'");
+  write_text(path, "a,b,y\n1,nan,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "found 'nan'");
+  write_text(path, "a,b,y\n1,,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "found ''");
+  write_text(path, "a,b,y\n1,\"2,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "unterminated quoted field");
+  write_text(path, "");
+  EXPECT_INPUT_ERROR(read_csv(path), path, "empty");
+  write_text(path, "\n  \n");
+  EXPECT_INPUT_ERROR(read_csv(path), "empty");
+  write_text(path, "a,b,y\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "no data rows");
+  write_text(path, "1\n2\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 1", "found 1 column");
+  write_text(path, "1,cat\n2,\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "empty label");
+  CsvOptions options;
+  options.label_column = "y";
+  options.header = CsvOptions::Header::no;
+  EXPECT_INPUT_ERROR(read_csv(path, options), "needs a header row");
+}
+
+}  // namespace
+}  // namespace frugal::data
