@@ -1,0 +1,248 @@
+// `frugal`: the command line. Turns InputError into one clear line and exit code 2, anything
+// else unexpected into exit code 1.
+#include <unistd.h>
+
+#include <cstdio>
+#include <iostream>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "frugal/base/error.h"
+#include "frugal/base/parallel.h"
+#include "frugal/io/safetensors.h"
+#include "frugal/track/run_store.h"
+#include "frugal/train/data_setup.h"
+#include "frugal/train/job.h"
+#include "frugal/train/trainer.h"
+
+namespace {
+
+using json = nlohmann::json;
+using namespace frugal;
+
+std::string format_metric(const json& metrics, const char* key, bool percent) {
+  if (!metrics.contains(key) || !metrics[key].is_number()) return "-";
+  double v = metrics[key].get<double>();
+  char buffer[32];
+  if (percent) std::snprintf(buffer, sizeof buffer, "%.2f%%", 100 * v);
+  else std::snprintf(buffer, sizeof buffer, "%.4f", v);
+  return buffer;
+}
+
+void print_summary(const json& s) {
+  const json& m = s["metrics"];
+  std::printf("\nrun %s %s (%s)\n", s["run_id"].get<std::string>().c_str(), s["status"].get<std::string>().c_str(),
+              s["stop_reason"].get<std::string>().c_str());
+  std::printf("  steps %lld, epochs %.2f, samples %lld, params %lld\n", (long long)s["steps"].get<int64_t>(),
+              s["epochs"].get<double>(), (long long)s["samples_seen"].get<int64_t>(),
+              (long long)s["params"].get<int64_t>());
+  for (const char* key : {"train_loss", "val_loss", "val_accuracy", "val_bits_per_char", "test_loss", "test_accuracy",
+                          "test_bits_per_char"})
+    if (m.contains(key))
+      std::printf("  %-18s %s\n", key,
+                  format_metric(m, key, std::string(key).find("accuracy") != std::string::npos).c_str());
+  std::printf("  wall %.1f s (data wait %.2f s), peak RSS %.1f MiB, %d threads\n", s["wall_s"].get<double>(),
+              s["data_wait_s"].get<double>(), double(s["peak_rss_bytes"].get<int64_t>()) / 1048576.0,
+              s["threads"].get<int>());
+  std::printf("  model  %s/model.safetensors\n", s["out_dir"].get<std::string>().c_str());
+}
+
+int cmd_train(const std::string& job_path, const std::vector<std::string>& sets, const std::string& out_dir, bool as_json,
+              bool quiet) {
+  train::JobSpec job = train::load_job(job_path, sets);
+  train::TrainOptions options;
+  options.out_dir = out_dir;
+  options.quiet = quiet;
+  options.log = as_json ? stderr : stdout;
+  options.progress_bar = isatty(fileno(options.log));
+  train::TrainOutcome outcome = train::run_training(job, options);
+  json summary = json::parse(outcome.summary_json);
+  if (as_json) std::printf("%s\n", summary.dump().c_str());
+  else print_summary(summary);
+  return outcome.exit_code;
+}
+
+int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
+             const std::string& split, bool as_json) {
+  train::JobSpec job = train::load_job(job_path, sets);
+  if (job.run.threads > 0) set_num_threads(job.run.threads);
+  train::PreparedData data = train::prepare_data(job, "runs/cache");
+  if (data.is_text) {
+    io::SafetensorsFile file = io::read_safetensors(weights);
+    auto it = file.metadata.find("frugal.vocab");
+    if (it != file.metadata.end()) {
+      data::CharVocab saved = data::CharVocab::from_string(it->second);
+      if (saved.chars() != data.vocab.chars())
+        throw InputError(weights + ": the model's vocabulary differs from the job's training text");
+    }
+  }
+  std::shared_ptr<nn::Module> model = train::load_model(job, data, weights);
+  train::EvalMetrics m;
+  if (data.is_text) {
+    const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
+    if (split == "test" && !data.test_tokens.defined()) throw InputError(job_path + ": the job has no test split");
+    m = train::evaluate_language_model(*model, tokens, job.train.batch_size, job.model.gpt.context, 0);
+  } else {
+    const data::Dataset& set = split == "test" ? data.test : data.val;
+    if (set.size() == 0) throw InputError(job_path + ": the job has no " + split + " split");
+    m = train::evaluate_classifier(*model, set, 1000);
+  }
+  json out = {{"split", split}, {"samples", m.samples}, {"loss", m.loss}, {"weights", weights}};
+  if (m.accuracy >= 0) out["accuracy"] = m.accuracy;
+  if (m.bits_per_char >= 0) out["bits_per_char"] = m.bits_per_char;
+  if (as_json) {
+    std::printf("%s\n", out.dump().c_str());
+  } else {
+    std::printf("%s split: %lld samples, loss %.4f", split.c_str(), (long long)m.samples, m.loss);
+    if (m.accuracy >= 0) std::printf(", accuracy %.2f%%", 100 * m.accuracy);
+    if (m.bits_per_char >= 0) std::printf(", bits/char %.3f", m.bits_per_char);
+    std::printf("\n");
+  }
+  return 0;
+}
+
+int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
+               const std::string& prompt, int64_t tokens, double temperature, uint64_t seed) {
+  train::JobSpec job = train::load_job(job_path, sets);
+  if (job.model.kind != "gpt") throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
+  if (job.run.threads > 0) set_num_threads(job.run.threads);
+  io::SafetensorsFile file = io::read_safetensors(weights);
+  auto it = file.metadata.find("frugal.vocab");
+  if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");
+  train::PreparedData data;
+  data.is_text = true;
+  data.vocab = data::CharVocab::from_string(it->second);
+  std::shared_ptr<nn::Module> model = train::build_model(job, data);
+  model->load_state_dict(file.tensors, true);
+  std::string text = train::sample_text(*model, data.vocab, job.model.gpt.context, prompt, tokens, temperature, seed);
+  std::printf("%s%s\n", prompt.c_str(), text.c_str());
+  return 0;
+}
+
+int cmd_runs_list(const std::string& store_path, bool as_json) {
+  track::RunStore store(store_path);
+  std::vector<track::RunRecord> runs = store.list_runs(100);
+  if (as_json) {
+    json out = json::array();
+    for (const auto& r : runs) {
+      json row = {{"run_id", r.run_id}, {"name", r.name}, {"status", r.status}, {"started_at", r.started_at},
+                  {"finished_at", r.finished_at}, {"out_dir", r.out_dir}};
+      if (!r.summary_json.empty()) row["summary"] = json::parse(r.summary_json, nullptr, false);
+      out.push_back(row);
+    }
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("%-40s %-10s %-20s %9s %9s %9s\n", "RUN", "STATUS", "STARTED", "WALL_S", "VAL", "TEST");
+  for (const auto& r : runs) {
+    json s = r.summary_json.empty() ? json::object() : json::parse(r.summary_json, nullptr, false);
+    json m = s.is_object() && s.contains("metrics") ? s["metrics"] : json::object();
+    std::string val = m.contains("val_accuracy") ? format_metric(m, "val_accuracy", true)
+                      : m.contains("val_bits_per_char") ? format_metric(m, "val_bits_per_char", false)
+                                                        : format_metric(m, "val_loss", false);
+    std::string test = m.contains("test_accuracy") ? format_metric(m, "test_accuracy", true) : "-";
+    char wall[32] = "-";
+    if (s.is_object() && s.contains("wall_s")) std::snprintf(wall, sizeof wall, "%.1f", s["wall_s"].get<double>());
+    std::printf("%-40s %-10s %-20s %9s %9s %9s\n", r.run_id.c_str(), r.status.c_str(), r.started_at.c_str(), wall,
+                val.c_str(), test.c_str());
+  }
+  return 0;
+}
+
+int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_json) {
+  track::RunStore store(store_path);
+  std::optional<track::RunRecord> run = store.find_run(id);
+  if (!run) throw InputError("no run '" + id + "' in " + store_path);
+  std::vector<track::MetricRow> rows = store.metrics(run->run_id);
+  if (as_json) {
+    json out = {{"run_id", run->run_id}, {"name", run->name}, {"status", run->status}, {"started_at", run->started_at},
+                {"finished_at", run->finished_at}, {"out_dir", run->out_dir}, {"job", run->job_toml}};
+    out["summary"] = run->summary_json.empty() ? json(nullptr) : json::parse(run->summary_json, nullptr, false);
+    json metrics = json::array();
+    for (const auto& row : rows) metrics.push_back(json::parse(row.json, nullptr, false));
+    out["metrics"] = metrics;
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("run      %s\nname     %s\nstatus   %s\nstarted  %s\nfinished %s\nout_dir  %s\n", run->run_id.c_str(),
+              run->name.c_str(), run->status.c_str(), run->started_at.c_str(), run->finished_at.c_str(),
+              run->out_dir.c_str());
+  std::printf("metrics  %zu rows\n", rows.size());
+  if (!run->summary_json.empty()) std::printf("summary  %s\n", json::parse(run->summary_json, nullptr, false).dump(2).c_str());
+  std::printf("job\n%s", run->job_toml.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
+               "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options)."};
+  app.require_subcommand(1);
+  app.set_version_flag("--version", "frugal 0.1.0");
+
+  std::string job_path, out_dir, weights, split = "test", prompt, store_path = "runs/frugal.db", run_id;
+  std::vector<std::string> sets;
+  bool as_json = false, quiet = false;
+  int64_t tokens = 200;
+  double temperature = 1.0;
+  uint64_t seed = 0;
+
+  CLI::App* train_cmd = app.add_subcommand("train", "Train the model a job file describes; writes a run directory and records the run");
+  train_cmd->add_option("job", job_path, "Job file (TOML)")->required();
+  train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable)");
+  train_cmd->add_option("--out", out_dir, "Run directory (default: runs/<name>-<timestamp>)");
+  train_cmd->add_flag("--json", as_json, "Print one JSON summary object as the last line of stdout; progress goes to stderr");
+  train_cmd->add_flag("--quiet", quiet, "No progress output");
+
+  CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
+  eval_cmd->add_option("job", job_path, "Job file (TOML)")->required();
+  eval_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train or PyTorch")->required();
+  eval_cmd->add_option("--split", split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}));
+  eval_cmd->add_option("--set", sets, "Override a job key (repeatable)");
+  eval_cmd->add_flag("--json", as_json, "Print the result as one JSON object");
+
+  CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
+  sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
+  sample_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train")->required();
+  sample_cmd->add_option("--prompt", prompt, "Text to continue");
+  sample_cmd->add_option("--tokens", tokens, "Characters to generate")->check(CLI::Range(int64_t(1), int64_t(1000000)));
+  sample_cmd->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
+  sample_cmd->add_option("--seed", seed, "Random seed for sampling");
+  sample_cmd->add_option("--set", sets, "Override a job key (repeatable)");
+
+  CLI::App* runs_cmd = app.add_subcommand("runs", "List recorded runs, or show one");
+  runs_cmd->add_option("--store", store_path, "Run store (SQLite)");
+  runs_cmd->add_flag("--json", as_json, "JSON output");
+  CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
+  CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
+  runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
+  for (CLI::App* sub : {runs_list, runs_show}) {
+    sub->add_option("--store", store_path, "Run store (SQLite)");
+    sub->add_flag("--json", as_json, "JSON output");
+  }
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    int code = app.exit(e);
+    return code == 0 ? 0 : 2;
+  }
+
+  try {
+    if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet);
+    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
+    if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
+    if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
+    return cmd_runs_list(store_path, as_json);
+  } catch (const InputError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: error: %s\n", e.what());
+    return 2;
+  } catch (const std::exception& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: internal error: %s\n", e.what());
+    return 1;
+  }
+}

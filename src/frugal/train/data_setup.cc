@@ -1,0 +1,168 @@
+#include "frugal/train/data_setup.h"
+
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "frugal/base/error.h"
+
+namespace frugal::train {
+
+namespace fs = std::filesystem;
+
+std::string kjv_text_path(const std::string& cache_dir) {
+  fs::path path = fs::path(cache_dir) / "kjv.txt";
+  if (fs::exists(path) && fs::file_size(path) > 0) return path.string();
+  fs::create_directories(cache_dir);
+  FILE* pipe = popen("bible -f Gen1:1-Rev22:21 2>/dev/null", "r");
+  if (!pipe) throw InputError("[data] source = \"bible-kjv\": cannot run `bible` (install Debian's bible-kjv)");
+  // Each line is "Ge1:1 In the beginning ..."; drop the reference, keep the verse.
+  std::string text, line;
+  char buffer[1 << 16];
+  std::string pending;
+  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) pending.append(buffer, n);
+  int status = pclose(pipe);
+  if (status != 0 || pending.size() < 1000000)
+    throw InputError("[data] source = \"bible-kjv\": `bible -f Gen1:1-Rev22:21` failed (exit status " +
+                     std::to_string(WEXITSTATUS(status)) + "); install Debian's bible-kjv");
+  std::istringstream lines(pending);
+  while (std::getline(lines, line)) {
+    size_t space = line.find(' ');
+    if (space == std::string::npos) continue;
+    text.append(line, space + 1, std::string::npos);
+    text += '\n';
+  }
+  fs::path tmp = path;
+  tmp += ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary);
+    out.write(text.data(), std::streamsize(text.size()));
+    if (!out) throw InputError(tmp.string() + ": cannot write the KJV cache");
+  }
+  fs::rename(tmp, path);
+  return path.string();
+}
+
+namespace {
+
+data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std::string& targets) {
+  if (d.kind == "csv") {
+    data::CsvOptions options;
+    options.label_column = d.label_column;
+    options.label_index = d.label_index;
+    options.header = d.header == "yes" ? data::CsvOptions::Header::yes
+                     : d.header == "no" ? data::CsvOptions::Header::no
+                                        : data::CsvOptions::Header::detect;
+    data::CsvTable table = data::read_csv(inputs, options);
+    return {table.features, table.labels};
+  }
+  // npy
+  Tensor x = data::read_npy(inputs).to(DType::f32).contiguous();
+  Tensor y = data::read_npy(targets);
+  if (dtype_is_float(y.dtype())) throw InputError(targets + ": expected integer class labels, got floats");
+  y = y.to(DType::i64).contiguous();
+  if (y.rank() != 1 || x.rank() < 1 || x.size(0) != y.size(0))
+    throw InputError(inputs + " and " + targets + ": " + shape_str(x.shape()) + " inputs with " +
+                     shape_str(y.shape()) + " targets; expected one target per input row");
+  return {x, y};
+}
+
+int64_t count_classes(const data::Dataset& set, const std::string& what) {
+  std::vector<int64_t> labels = set.targets.to_vector<int64_t>();
+  int64_t max_label = -1;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0) throw InputError(what + ": negative label " + std::to_string(labels[i]) + " at row " + std::to_string(i));
+    max_label = std::max(max_label, labels[i]);
+  }
+  return max_label + 1;
+}
+
+void check_labels(const data::Dataset& set, int64_t classes, const std::string& what) {
+  if (!set.targets.defined()) return;
+  std::vector<int64_t> labels = set.targets.to_vector<int64_t>();
+  for (size_t i = 0; i < labels.size(); ++i)
+    if (labels[i] < 0 || labels[i] >= classes)
+      throw InputError(what + ": label " + std::to_string(labels[i]) + " at row " + std::to_string(i) +
+                       " is outside the training labels [0, " + std::to_string(classes) + ")");
+}
+
+}  // namespace
+
+PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
+  const DataSpec& d = job.data;
+  PreparedData out;
+  if (d.kind == "text") {
+    out.is_text = true;
+    std::string path = d.source == "bible-kjv" ? kjv_text_path(cache_dir) : d.train;
+    std::string text = data::read_text(path);
+    // Explicit val/test files, or contiguous tail fractions of the training text.
+    std::string train_text = text, val_text, test_text;
+    if (!d.val.empty()) val_text = data::read_text(d.val);
+    if (!d.test.empty()) test_text = data::read_text(d.test);
+    size_t n = text.size();
+    size_t test_len = d.test.empty() ? size_t(double(n) * d.test_fraction) : 0;
+    size_t val_len = d.val.empty() ? size_t(double(n) * (d.val_fraction > 0 ? d.val_fraction : 0.1)) : 0;
+    if (val_len + test_len >= n) throw InputError(path + ": too short to split");
+    train_text = text.substr(0, n - val_len - test_len);
+    if (d.val.empty()) val_text = text.substr(n - val_len - test_len, val_len);
+    if (d.test.empty() && test_len) test_text = text.substr(n - test_len);
+    out.vocab = data::CharVocab(train_text);
+    out.train_tokens = out.vocab.encode(train_text);
+    out.val_tokens = out.vocab.encode(val_text);
+    if (!test_text.empty()) out.test_tokens = out.vocab.encode(test_text);
+    int64_t context = job.model.gpt.context;
+    if (out.train_tokens.numel() <= context + 1)
+      throw InputError(path + ": " + std::to_string(out.train_tokens.numel()) +
+                       " training characters; need more than context + 1 = " + std::to_string(context + 1));
+    if (out.val_tokens.numel() <= 1) throw InputError(path + ": the validation split is empty");
+    out.describe = std::to_string(out.train_tokens.numel()) + " train / " + std::to_string(out.val_tokens.numel()) +
+                   " val characters, vocabulary " + std::to_string(out.vocab.size());
+    return out;
+  }
+
+  if (d.kind == "idx") {
+    out.train = data::read_idx_dataset(d.train_images, d.train_labels);
+    if (!d.test_images.empty()) out.test = data::read_idx_dataset(d.test_images, d.test_labels);
+  } else {
+    out.train = read_split(d, d.train, d.train_targets);
+    if (!d.val.empty()) out.val = read_split(d, d.val, d.val_targets);
+    if (!d.test.empty()) out.test = read_split(d, d.test, d.test_targets);
+  }
+  if (out.train.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
+  if (!out.test.inputs.defined() && d.test_fraction > 0)
+    std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
+  if (!out.val.inputs.defined() && d.val_fraction > 0)
+    std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
+
+  out.classes = count_classes(out.train, "training data");
+  if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
+  check_labels(out.val, out.classes, "validation data");
+  check_labels(out.test, out.classes, "test data");
+  Shape sample(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
+  out.sample_shape = sample;
+  for (data::Dataset* set : {&out.val, &out.test}) {
+    if (!set->inputs.defined()) continue;
+    Shape other(set->inputs.shape().begin() + 1, set->inputs.shape().end());
+    if (other != sample)
+      throw InputError(job.path + ": evaluation samples have shape " + shape_str(other) + " but training samples " +
+                       shape_str(sample));
+  }
+  if (d.normalize != "none") {
+    data::Normalizer norm = data::Normalizer::fit(out.train.inputs, d.normalize == "per-feature");
+    for (data::Dataset* set : {&out.train, &out.val, &out.test})
+      if (set->inputs.defined()) {
+        set->inputs = set->inputs.contiguous();
+        norm.apply(set->inputs);
+      }
+  }
+  out.describe = std::to_string(out.train.size()) + " train / " + std::to_string(out.val.size()) + " val / " +
+                 std::to_string(out.test.size()) + " test samples of " + shape_str(sample) + ", " +
+                 std::to_string(out.classes) + " classes";
+  return out;
+}
+
+}  // namespace frugal::train

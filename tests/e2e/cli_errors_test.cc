@@ -1,0 +1,122 @@
+// Every kind of bad input to `frugal train` gives one clear line naming the place and exit code 2,
+// and starts nothing (no run directory, no run in the store).
+#include <filesystem>
+
+#include "e2e/cli_helpers.h"
+
+namespace frugal::e2e {
+namespace {
+
+const char* kGoodJob = R"([run]
+name = "tiny"
+seed = 3
+threads = 2
+
+[data]
+kind = "csv"
+train = "train.csv"
+val_fraction = 0.2
+
+[model]
+kind = "mlp"
+hidden = [8]
+
+[optim]
+kind = "sgd"
+lr = 0.1
+momentum = 0.9
+
+[train]
+epochs = 2
+batch_size = 8
+)";
+
+std::string csv_rows(int n) {
+  std::string text = "a,b,label\n";
+  for (int i = 0; i < n; ++i) {
+    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
+    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
+  }
+  return text;
+}
+
+class CliErrors : public ::testing::Test {
+ protected:
+  CliErrors() : scratch_(::testing::UnitTest::GetInstance()->current_test_info()->name()) {
+    write_file(scratch_ / "train.csv", csv_rows(64));
+  }
+  // Writes the job with `from` replaced by `to`, runs train, expects exit 2 and `message` in stderr.
+  void expect_error(const std::string& from, const std::string& to, const std::string& message,
+                    const std::string& extra_args = "") {
+    std::string job = kGoodJob;
+    if (!from.empty()) {
+      size_t at = job.find(from);
+      ASSERT_NE(at, std::string::npos) << from;
+      job.replace(at, from.size(), to);
+    }
+    write_file(scratch_ / "job.toml", job);
+    CommandResult r = scratch_.frugal("train job.toml --quiet " + extra_args);
+    EXPECT_EQ(r.exit_code, 2) << r.err << r.out;
+    EXPECT_NE(r.err.find(message), std::string::npos) << "stderr: " << r.err;
+    EXPECT_FALSE(std::filesystem::exists(scratch_ / "runs" / "frugal.db")) << "a failed start wrote the run store";
+  }
+  Scratch scratch_;
+};
+
+TEST_F(CliErrors, GoodJobTrains) {
+  write_file(scratch_ / "job.toml", kGoodJob);
+  CommandResult r = scratch_.frugal("train job.toml --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"status\":\"completed\""), std::string::npos) << r.out;
+  for (const char* f : {"job.toml", "metrics.jsonl", "model.safetensors", "summary.json"})
+    EXPECT_TRUE(std::filesystem::exists(scratch_ / "out" / f)) << f;
+}
+
+TEST_F(CliErrors, UnknownKeySuggestsTheNearOne) {
+  expect_error("epochs = 2", "epohcs = 2", "job.toml:21: unknown key 'epohcs' in [train]; did you mean 'epochs'?");
+}
+TEST_F(CliErrors, UnknownSection) { expect_error("[optim]", "[optimizer]", "unknown section [optimizer]"); }
+TEST_F(CliErrors, WrongType) { expect_error("lr = 0.1", "lr = \"fast\"", "job.toml:17: [optim] lr = \"fast\": expected a number"); }
+TEST_F(CliErrors, OutOfRange) { expect_error("lr = 0.1", "lr = -0.1", "[optim] lr = -0.1: expected a number in (0, 10]"); }
+TEST_F(CliErrors, BadChoice) { expect_error("kind = \"sgd\"", "kind = \"adam\"", "expected one of sgd, adamw; did you mean 'adamw'?"); }
+TEST_F(CliErrors, MissingSection) { expect_error("[train]\nepochs = 2\nbatch_size = 8\n", "", "missing section [train]"); }
+TEST_F(CliErrors, InvalidToml) { expect_error("lr = 0.1", "lr = = 0.1", "job.toml:17:"); }
+TEST_F(CliErrors, BadOverride) { expect_error("", "", "--set train.batch_size: [train] batch_size = 0", "--set train.batch_size=0"); }
+TEST_F(CliErrors, MissingDataFile) { expect_error("train.csv", "nope.csv", "nope.csv"); }
+TEST_F(CliErrors, CsvWithBadRow) {
+  write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,x,1\n");
+  expect_error("train.csv", "bad.csv", "bad.csv: line 3, column 3 (field 2, 'b'): expected a finite number, found 'x'");
+}
+TEST_F(CliErrors, CsvWithWrongFieldCount) {
+  write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,4\n");
+  expect_error("train.csv", "bad.csv", "bad.csv: line 3: found 2 fields; expected 3");
+}
+TEST_F(CliErrors, TruncatedIdx) {
+  // A header claiming 10 images of 28x28 followed by too few bytes.
+  std::string idx("\x00\x00\x08\x03\x00\x00\x00\x0a\x00\x00\x00\x1c\x00\x00\x00\x1c", 16);
+  idx += std::string(100, '\x01');
+  write_file(scratch_ / "images.idx", idx);
+  write_file(scratch_ / "labels.idx", std::string("\x00\x00\x08\x01\x00\x00\x00\x0a", 8) + std::string(10, '\x01'));
+  expect_error("kind = \"csv\"\ntrain = \"train.csv\"",
+               "kind = \"idx\"\ntrain_images = \"images.idx\"\ntrain_labels = \"labels.idx\"", "images.idx");
+}
+TEST_F(CliErrors, MissingJobFile) {
+  CommandResult r = scratch_.frugal("train nothing.toml");
+  EXPECT_EQ(r.exit_code, 2);
+  EXPECT_NE(r.err.find("nothing.toml: cannot open job file"), std::string::npos) << r.err;
+}
+TEST_F(CliErrors, UnknownOption) {
+  CommandResult r = scratch_.frugal("train job.toml --frobnicate");
+  EXPECT_EQ(r.exit_code, 2);
+}
+TEST_F(CliErrors, HelpDescribesEveryCommand) {
+  CommandResult r = scratch_.frugal("--help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* cmd : {"train", "eval", "sample", "runs"}) EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  r = scratch_.frugal("train --help");
+  EXPECT_EQ(r.exit_code, 0);
+  for (const char* opt : {"--set", "--out", "--json", "--quiet"}) EXPECT_NE(r.out.find(opt), std::string::npos) << opt;
+}
+
+}  // namespace
+}  // namespace frugal::e2e

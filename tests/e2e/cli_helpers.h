@@ -1,0 +1,70 @@
+// Helpers for end-to-end tests: run the built `frugal` binary in a scratch directory and capture
+// its exit code and output.
+#pragma once
+
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace frugal::e2e {
+
+struct CommandResult {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+inline std::string read_file(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+inline void write_file(const std::filesystem::path& path, const std::string& text) {
+  std::filesystem::create_directories(path.parent_path());
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+// A fresh directory per test under the build tree; commands run inside it.
+class Scratch {
+ public:
+  explicit Scratch(const std::string& name)
+      : dir_(std::filesystem::path(FRUGAL_BINARY_DIR) / "e2e-scratch" / name) {
+    std::filesystem::remove_all(dir_);
+    std::filesystem::create_directories(dir_);
+  }
+  const std::filesystem::path& dir() const { return dir_; }
+  std::filesystem::path operator/(const std::string& p) const { return dir_ / p; }
+
+  // Runs `frugal ARGS` in the scratch directory (args are passed to the shell as written).
+  CommandResult frugal(const std::string& args) const {
+    std::string binary = std::string(FRUGAL_BINARY_DIR) + "/frugal";
+    std::string out_path = (dir_ / ".stdout").string(), err_path = (dir_ / ".stderr").string();
+    std::string command = "cd '" + dir_.string() + "' && '" + binary + "' " + args + " >'" + out_path + "' 2>'" +
+                          err_path + "' </dev/null";
+    int status = std::system(command.c_str());
+    CommandResult r;
+    r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    r.out = read_file(out_path);
+    r.err = read_file(err_path);
+    return r;
+  }
+
+ private:
+  std::filesystem::path dir_;
+};
+
+inline std::string last_line(const std::string& text) {
+  size_t end = text.find_last_not_of('\n');
+  if (end == std::string::npos) return "";
+  size_t start = text.rfind('\n', end);
+  return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+}  // namespace frugal::e2e
