@@ -243,6 +243,31 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   PreparedData data = prepare_data(job, "runs/cache");
   std::shared_ptr<nn::Module> model = build_model(job, data);
 
+  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job.optim, *model);
+  std::vector<Tensor> params = model->parameters();
+  const TrainSpec& t = job.train;
+  // Steps: optimizer updates. Classification counts epochs of micro-batches.
+  std::optional<data::Loader> loader;
+  std::optional<data::TokenLoader> token_loader;
+  int64_t steps_per_epoch = 0, total_steps = 0;
+  if (data.is_text) {
+    token_loader.emplace(data.train_tokens, t.batch_size, job.model.gpt.context, job.run.seed, job.data.prefetch);
+    steps_per_epoch = std::max<int64_t>(1, data.train_tokens.numel() / (t.batch_size * job.model.gpt.context * t.grad_accum));
+    total_steps = t.steps ? t.steps : t.epochs * steps_per_epoch;
+  } else {
+    data::LoaderOptions lo;
+    lo.batch_size = t.batch_size;
+    lo.shuffle = true;
+    lo.seed = job.run.seed;
+    lo.augment.crop_padding = job.data.crop_padding;
+    lo.augment.horizontal_flip = job.data.flip;
+    lo.prefetch = job.data.prefetch;
+    loader.emplace(data.train, lo);
+    steps_per_epoch = (loader->batches_per_epoch() + t.grad_accum - 1) / t.grad_accum;
+    total_steps = t.steps ? t.steps : t.epochs * steps_per_epoch;
+  }
+  std::unique_ptr<optim::LrSchedule> schedule = make_schedule(job.schedule, job.optim.lr, total_steps);
+
   std::string out_dir = options.out_dir.empty()
                             ? (fs::path("runs") / (job.run.name + "-" + timestamp("%Y%m%d-%H%M%S"))).string()
                             : options.out_dir;
@@ -269,34 +294,9 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
 
   try {
     model->train(true);
-    std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job.optim, *model);
-    std::vector<Tensor> params = model->parameters();
-    const TrainSpec& t = job.train;
     progress.line("run " + run_id + ": " + data.describe + "; model " + job.model.kind + " with " +
                   std::to_string(model->num_parameters()) + " parameters; " + std::to_string(num_threads()) +
                   " threads");
-
-    // Steps: optimizer updates. Classification counts epochs of micro-batches.
-    std::optional<data::Loader> loader;
-    std::optional<data::TokenLoader> token_loader;
-    int64_t steps_per_epoch = 0, total_steps = 0;
-    if (data.is_text) {
-      token_loader.emplace(data.train_tokens, t.batch_size, job.model.gpt.context, job.run.seed, job.data.prefetch);
-      steps_per_epoch = std::max<int64_t>(1, data.train_tokens.numel() / (t.batch_size * job.model.gpt.context * t.grad_accum));
-      total_steps = t.steps ? t.steps : t.epochs * steps_per_epoch;
-    } else {
-      data::LoaderOptions lo;
-      lo.batch_size = t.batch_size;
-      lo.shuffle = true;
-      lo.seed = job.run.seed;
-      lo.augment.crop_padding = job.data.crop_padding;
-      lo.augment.horizontal_flip = job.data.flip;
-      lo.prefetch = job.data.prefetch;
-      loader.emplace(data.train, lo);
-      steps_per_epoch = (loader->batches_per_epoch() + t.grad_accum - 1) / t.grad_accum;
-      total_steps = t.steps ? t.steps : t.epochs * steps_per_epoch;
-    }
-    std::unique_ptr<optim::LrSchedule> schedule = make_schedule(job.schedule, job.optim.lr, total_steps);
     int64_t eval_every = t.eval_every ? t.eval_every
                                       : (data.is_text ? std::max<int64_t>(1, total_steps / 10) : steps_per_epoch);
 
