@@ -4,7 +4,9 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
 #include <sstream>
+#include <unordered_map>
 
 namespace frugal {
 
@@ -104,21 +106,83 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
 
 // ---- Storage ----
 
+// A caching allocator: freed blocks wait in per-size free lists and are handed out again for the
+// same rounded size, so a training step, which allocates the same sizes every time, stops calling
+// the system allocator (and stops page-faulting fresh memory) after its first step.
+namespace {
+struct BlockCache {
+  std::mutex mutex;
+  std::unordered_map<size_t, std::vector<void*>> free_blocks;  // rounded size -> blocks
+  int64_t cached_bytes = 0;
+  int64_t system_allocations = 0;
+};
+BlockCache& block_cache() {
+  static BlockCache* cache = new BlockCache();  // never destroyed: storages may outlive statics
+  return *cache;
+}
+// Sizes round up to 64 bytes below 4 KiB, else to a quarter of their power of two, which bounds
+// the waste at 25% while keeping the number of distinct sizes small.
+size_t round_block(size_t bytes) {
+  if (bytes <= 4096) return std::max<size_t>(64, (bytes + 63) / 64 * 64);
+  size_t power = size_t(1) << (63 - __builtin_clzll(bytes));
+  size_t step = power / 4;
+  return (bytes + step - 1) / step * step;
+}
+}  // namespace
+
 Storage::Storage(size_t bytes) : bytes_(bytes) {
-  size_t rounded = (bytes + 63) / 64 * 64;
-  data_ = std::aligned_alloc(64, rounded ? rounded : 64);
+  const size_t rounded = round_block(bytes);
+  BlockCache& cache = block_cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    auto it = cache.free_blocks.find(rounded);
+    if (it != cache.free_blocks.end() && !it->second.empty()) {
+      data_ = it->second.back();
+      it->second.pop_back();
+      cache.cached_bytes -= int64_t(rounded);
+    } else {
+      ++cache.system_allocations;
+    }
+  }
+  if (!data_) data_ = std::aligned_alloc(64, rounded);
   if (!data_) throw std::bad_alloc();
   note_alloc(int64_t(bytes));
+}
+
+int64_t Storage::system_allocations() {
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  return cache.system_allocations;
+}
+
+int64_t Storage::cached_bytes() {
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  return cache.cached_bytes;
+}
+
+void Storage::release_cache() {
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  for (auto& [size, blocks] : cache.free_blocks)
+    for (void* block : blocks) std::free(block);
+  cache.free_blocks.clear();
+  cache.cached_bytes = 0;
 }
 
 Storage::Storage(void* data, size_t bytes, std::shared_ptr<void> keep_alive)
     : data_(data), bytes_(bytes), owned_(false), keep_alive_(std::move(keep_alive)) {}
 
 Storage::~Storage() {
-  if (owned_) {
-    std::free(data_);
-    g_live_bytes.fetch_sub(int64_t(bytes_));
+  if (!owned_) return;
+  const size_t rounded = round_block(bytes_);
+  BlockCache& cache = block_cache();
+  {
+    std::lock_guard<std::mutex> lock(cache.mutex);
+    cache.free_blocks[rounded].push_back(data_);
+    cache.cached_bytes += int64_t(rounded);
   }
+  g_live_bytes.fetch_sub(int64_t(bytes_));
 }
 
 int64_t Storage::live_bytes() { return g_live_bytes.load(); }
@@ -309,6 +373,19 @@ void Tensor::copy_from(const Tensor& src) {
                "copy_from(): shape " + shape_str(src.shape()) + " into " + shape_str(shape()));
   if (src.dtype() == dtype() && src.is_contiguous() && is_contiguous()) {
     std::memmove(raw_data(), src.raw_data(), nbytes());
+    return;
+  }
+  if (src.dtype() == dtype() && rank() >= 1 && strides().back() == 1 && src.strides().back() == 1) {
+    // Same type, unit-stride rows on both sides: copy row by row.
+    const int64_t row = shape().back(), element = int64_t(dtype_size(dtype()));
+    if (numel() == 0) return;
+    Shape outer(shape().begin(), shape().end() - 1);
+    Strides dst_outer(strides().begin(), strides().end() - 1), src_outer(src.strides().begin(), src.strides().end() - 1);
+    char* d = static_cast<char*>(raw_data());
+    const char* s = static_cast<const char*>(src.raw_data());
+    for_each_offset2(outer, dst_outer, src_outer, [&](int64_t od, int64_t os) {
+      std::memcpy(d + od * element, s + os * element, size_t(row * element));
+    });
     return;
   }
   dispatch_dtype(dtype(), [&](auto dst_tag) {

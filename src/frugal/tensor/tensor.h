@@ -38,6 +38,11 @@ class Storage {
   static int64_t live_bytes();
   static int64_t peak_bytes();
   static void reset_peak_bytes();
+  // The caching allocator behind owned storages: blocks the system allocator handed out so far,
+  // bytes held for reuse, and a way to return them (e.g. after a run).
+  static int64_t system_allocations();
+  static int64_t cached_bytes();
+  static void release_cache();
 
  private:
   void* data_ = nullptr;

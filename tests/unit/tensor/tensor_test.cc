@@ -88,3 +88,34 @@ TEST(Tensor, ViewOfNonContiguousIsAnError) {
 
 }  // namespace
 }  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST(Storage, CachingAllocatorReusesBlocksInSteadyState) {
+  auto step = [] {
+    std::vector<Tensor> live;
+    for (int64_t n : {1, 7, 1000, 4097, 100000, 3000000}) live.push_back(Tensor::empty({n}));
+    return live.size();
+  };
+  step();  // first step: blocks come from the system
+  int64_t before = Storage::system_allocations();
+  for (int i = 0; i < 10; ++i) step();
+  EXPECT_EQ(Storage::system_allocations(), before) << "steady-state steps must not call the system allocator";
+  EXPECT_GT(Storage::cached_bytes(), 3000000 * 4);
+  Storage::release_cache();
+  EXPECT_EQ(Storage::cached_bytes(), 0);
+}
+
+TEST(Tensor, StridedCopiesMatchElementwise) {
+  Tensor t = Tensor::arange(2 * 3 * 5, DType::f32).view({2, 3, 5});
+  Tensor p = t.permute_view({1, 0, 2}).contiguous();  // rows stay unit-stride: the row-copy path
+  for (int64_t a = 0; a < 3; ++a)
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t c = 0; c < 5; ++c) EXPECT_EQ(p.at({a, b, c}), t.at({b, a, c}));
+  Tensor q = t.permute_view({2, 1, 0}).contiguous();  // strided rows: the element path
+  EXPECT_EQ(q.at({4, 2, 1}), t.at({1, 2, 4}));
+}
+
+}  // namespace
+}  // namespace frugal
