@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/suggest.h"
 
 namespace frugal::cost {
 
@@ -32,38 +33,6 @@ const std::vector<std::pair<std::string, std::string>> required_keys = {
     {"source", "where the prices and specs come from"},
     {"date", "when they were read, YYYY-MM or YYYY-MM-DD"}};
 const std::vector<std::string> precisions = {"fp32", "bf16", "fp16", "int8"};
-
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
-std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_distance = SIZE_MAX;
-  for (const auto& c : candidates) {
-    size_t d = edit_distance(word, c);
-    if (d < best_distance) best_distance = d, best = c;
-  }
-  if (!best.empty() && best_distance <= std::max<size_t>(2, word.size() / 3)) return "; did you mean '" + best + "'?";
-  return "";
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
 
 std::string node_text(const toml::node& node) {
   std::ostringstream out;

@@ -4,13 +4,8 @@
 // Limits: little-endian hosts only; the whole file is held in memory while reading and hashing.
 #include "frugal/io/checkpoint.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -19,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/base/timer.h"
+#include "frugal/io/file_util.h"
 
 namespace frugal::io {
 namespace {
@@ -33,10 +29,6 @@ constexpr uint64_t kTrailerBytes = 16;  // checksum, magic
 constexpr uint64_t kAlign = 64;
 constexpr char kNamePrefix[] = "checkpoint-";
 constexpr char kNameSuffix[] = ".fck";
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) { throw InputError(path + ": " + what); }
-
-std::string system_message() { return std::strerror(errno); }
 
 uint64_t round_up(uint64_t n, uint64_t multiple) { return (n + multiple - 1) / multiple * multiple; }
 
@@ -67,30 +59,7 @@ uint64_t xxh_merge(uint64_t hash, uint64_t lane) {
   return hash * kPrime1 + kPrime4;
 }
 
-// ---- Writing ----
-
-// Writes all of `bytes`, retrying on short writes and EINTR.
-bool write_all(int fd, const char* bytes, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, bytes, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    bytes += n;
-    size -= size_t(n);
-  }
-  return true;
-}
-
-void fsync_directory(const std::string& dir, const std::string& path) {
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) fail(path, "written, but cannot open directory '" + dir + "' to fsync it: " + system_message());
-  int rc = ::fsync(dir_fd);
-  std::string message = rc != 0 ? system_message() : "";
-  ::close(dir_fd);
-  if (rc != 0) fail(path, "written, but cannot fsync directory '" + dir + "': " + message);
-}
+// ---- File names ----
 
 // The step a checkpoint file name encodes ("checkpoint-<digits>.fck"), or -1 for any other name.
 int64_t step_of_name(const std::string& name) {
@@ -105,33 +74,6 @@ int64_t step_of_name(const std::string& name) {
 }
 
 // ---- Reading ----
-
-// Reads the whole file into one 64-byte aligned buffer.
-std::shared_ptr<Storage> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, "cannot open: " + system_message());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    std::string message = S_ISREG(st.st_mode) ? system_message() : "not a regular file";
-    ::close(fd);
-    fail(path, "cannot read: " + message);
-  }
-  auto buffer = std::make_shared<Storage>(size_t(st.st_size));
-  char* out = static_cast<char*>(buffer->data());
-  size_t done = 0;
-  while (done < size_t(st.st_size)) {
-    ssize_t n = ::pread(fd, out + done, size_t(st.st_size) - done, off_t(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string message = n < 0 ? system_message() : "file shrank while being read";
-      ::close(fd);
-      fail(path, "cannot read at byte offset " + std::to_string(done) + ": " + message);
-    }
-    done += size_t(n);
-  }
-  ::close(fd);
-  return buffer;
-}
 
 DType parse_dtype_name(const std::string& path, const std::string& where, const nlohmann::json& value) {
   constexpr DType kAll[] = {DType::f32, DType::f64, DType::bf16, DType::f16,
@@ -274,51 +216,30 @@ CheckpointWrite write_checkpoint(const std::string& dir, const CheckpointState& 
   std::memcpy(fixed + 12, &header_bytes, 8);
   static const char kZeros[kAlign] = {};
 
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(path, "cannot create temporary file '" + tmp + "': " + system_message());
-  auto abandon = [&](const std::string& what) {
-    std::string message = what + ": " + system_message();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(path, message);
-  };
-  Xxh64 checksum;
   uint64_t written = 0;
-  // Every byte goes through here, so the checksum covers exactly what is in the file.
-  auto emit = [&](const void* bytes, size_t size) {
-    checksum.update(bytes, size);
-    if (!write_all(fd, static_cast<const char*>(bytes), size)) abandon("cannot write '" + tmp + "'");
-    written += size;
-  };
-  emit(fixed, kFixedBytes);
-  emit(text.data(), text.size());
-  emit(kZeros, data_start - written);
-  for (size_t i = 0; i < packed.size(); ++i) {
-    emit(kZeros, data_start + offsets[i] - written);
-    if (packed[i].nbytes() > 0) emit(packed[i].raw_data(), packed[i].nbytes());
-  }
-  FRUGAL_CHECK(written == data_start + data_bytes, "write_checkpoint: layout and bytes written disagree");
-  unsigned char trailer[kTrailerBytes];
-  const uint64_t digest = checksum.digest();
-  std::memcpy(trailer, &digest, 8);
-  std::memcpy(trailer + 8, kMagic, 8);
-  if (!write_all(fd, reinterpret_cast<const char*>(trailer), kTrailerBytes)) abandon("cannot write '" + tmp + "'");
-  written += kTrailerBytes;
-
-  if (::fsync(fd) != 0) abandon("cannot fsync '" + tmp + "'");
-  if (::close(fd) != 0) {
-    std::string message = system_message();
-    ::unlink(tmp.c_str());
-    fail(path, "cannot close '" + tmp + "': " + message);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string message = system_message();
-    ::unlink(tmp.c_str());
-    fail(path, "cannot rename '" + tmp + "' over it: " + message);
-  }
-  const std::string parent = fs::path(path).parent_path().string();
-  fsync_directory(parent.empty() ? "." : parent, path);
+  write_file_atomic(path, [&](const WriteBytes& write) {
+    Xxh64 checksum;
+    // Every byte goes through here, so the checksum covers exactly what is in the file.
+    auto emit = [&](const void* bytes, size_t size) {
+      checksum.update(bytes, size);
+      write(bytes, size);
+      written += size;
+    };
+    emit(fixed, kFixedBytes);
+    emit(text.data(), text.size());
+    emit(kZeros, data_start - written);
+    for (size_t i = 0; i < packed.size(); ++i) {
+      emit(kZeros, data_start + offsets[i] - written);
+      if (packed[i].nbytes() > 0) emit(packed[i].raw_data(), packed[i].nbytes());
+    }
+    FRUGAL_CHECK(written == data_start + data_bytes, "write_checkpoint: layout and bytes written disagree");
+    unsigned char trailer[kTrailerBytes];
+    const uint64_t digest = checksum.digest();
+    std::memcpy(trailer, &digest, 8);
+    std::memcpy(trailer + 8, kMagic, 8);
+    write(trailer, kTrailerBytes);
+    written += kTrailerBytes;
+  });
 
   // The new file is durable: now older checkpoints beyond `keep` and torn .tmp files may go.
   CheckpointWrite result;

@@ -4,17 +4,14 @@
 // Limits: little-endian hosts only (as the format); the file is read whole, not mapped.
 #include "frugal/io/safetensors.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <bit>
-#include <cerrno>
 #include <cstring>
 #include <set>
 
 #include <nlohmann/json.hpp>
+
+#include "frugal/io/file_util.h"
 
 namespace frugal::io {
 namespace {
@@ -23,12 +20,6 @@ static_assert(std::endian::native == std::endian::little, "safetensors data is l
 
 // The reference implementation refuses larger headers too; it bounds memory for hostile files.
 constexpr uint64_t kMaxHeaderBytes = uint64_t(100) << 20;
-
-[[noreturn]] void fail(const std::string& path, const std::string& what) {
-  throw InputError(path + ": " + what);
-}
-
-std::string system_message() { return std::strerror(errno); }
 
 struct DTypeName {
   DType dtype;
@@ -47,92 +38,7 @@ std::string supported_list() {
   return s;
 }
 
-// ---- Writing ----
-
-// Writes all of `bytes`, retrying on short writes and EINTR.
-bool write_all(int fd, const char* bytes, size_t size) {
-  while (size > 0) {
-    ssize_t n = ::write(fd, bytes, size);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      return false;
-    }
-    bytes += n;
-    size -= size_t(n);
-  }
-  return true;
-}
-
-std::string parent_directory(const std::string& path) {
-  size_t slash = path.find_last_of('/');
-  if (slash == std::string::npos) return ".";
-  if (slash == 0) return "/";
-  return path.substr(0, slash);
-}
-
-// Writes `pieces` to path.tmp, fsyncs, renames over path, fsyncs the directory. On failure removes
-// the tmp file it created and throws; `path` itself is only ever replaced by a complete file.
-void write_file_atomic(const std::string& path, const std::vector<std::pair<const char*, size_t>>& pieces) {
-  const std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(path, "cannot create temporary file '" + tmp + "': " + system_message());
-  auto abandon = [&](const std::string& what) {
-    std::string message = what + ": " + system_message();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    fail(path, message);
-  };
-  for (const auto& [bytes, size] : pieces)
-    if (!write_all(fd, bytes, size)) abandon("cannot write '" + tmp + "'");
-  if (::fsync(fd) != 0) abandon("cannot fsync '" + tmp + "'");
-  if (::close(fd) != 0) {
-    std::string message = system_message();
-    ::unlink(tmp.c_str());
-    fail(path, "cannot close '" + tmp + "': " + message);
-  }
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string message = system_message();
-    ::unlink(tmp.c_str());
-    fail(path, "cannot rename '" + tmp + "' over it: " + message);
-  }
-  // The rename is durable only once the directory entry is on disk.
-  const std::string dir = parent_directory(path);
-  int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) fail(path, "written, but cannot open directory '" + dir + "' to fsync it: " + system_message());
-  int rc = ::fsync(dir_fd);
-  std::string message = rc != 0 ? system_message() : "";
-  ::close(dir_fd);
-  if (rc != 0) fail(path, "written, but cannot fsync directory '" + dir + "': " + message);
-}
-
 // ---- Reading ----
-
-// Reads the whole file into one 64-byte aligned buffer.
-std::shared_ptr<Storage> read_whole_file(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) fail(path, "cannot open: " + system_message());
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    std::string message = S_ISREG(st.st_mode) ? system_message() : "not a regular file";
-    ::close(fd);
-    fail(path, "cannot read: " + message);
-  }
-  auto buffer = std::make_shared<Storage>(size_t(st.st_size));
-  char* out = static_cast<char*>(buffer->data());
-  size_t done = 0;
-  while (done < size_t(st.st_size)) {
-    ssize_t n = ::pread(fd, out + done, size_t(st.st_size) - done, off_t(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      std::string message = n < 0 ? system_message() : "file shrank while being read";
-      ::close(fd);
-      fail(path, "cannot read at byte offset " + std::to_string(done) + ": " + message);
-    }
-    done += size_t(n);
-  }
-  ::close(fd);
-  return buffer;
-}
 
 struct Entry {
   std::string name;
@@ -232,11 +138,12 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   const uint64_t header_size = text.size();
   std::memcpy(size_bytes, &header_size, 8);  // little-endian host
 
-  std::vector<std::pair<const char*, size_t>> pieces = {{reinterpret_cast<const char*>(size_bytes), 8},
-                                                        {text.data(), text.size()}};
-  for (const Tensor& t : packed)
-    if (t.nbytes() > 0) pieces.emplace_back(static_cast<const char*>(t.raw_data()), t.nbytes());
-  write_file_atomic(path, pieces);
+  write_file_atomic(path, [&](const WriteBytes& write) {
+    write(size_bytes, 8);
+    write(text.data(), text.size());
+    for (const Tensor& t : packed)
+      if (t.nbytes() > 0) write(t.raw_data(), t.nbytes());
+  });
 }
 
 SafetensorsFile read_safetensors(const std::string& path) {
