@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 
 #include <CLI/CLI.hpp>
@@ -45,17 +46,30 @@ void print_summary(const json& s) {
   std::printf("  wall %.1f s (data wait %.2f s), peak RSS %.1f MiB, %d threads\n", s["wall_s"].get<double>(),
               s["data_wait_s"].get<double>(), double(s["peak_rss_bytes"].get<int64_t>()) / 1048576.0,
               s["threads"].get<int>());
+  if (s.value("checkpoints", int64_t(0)) > 0 || s.value("interruptions", int64_t(0)) > 0) {
+    std::printf("  checkpoints %lld (%.2f s writing), interruptions %lld, work lost %.1f s\n",
+                (long long)s.value("checkpoints", int64_t(0)), s.value("checkpoint_s", 0.0),
+                (long long)s.value("interruptions", int64_t(0)), s.value("lost_s", 0.0));
+    if (s.contains("resumed_from") && s["resumed_from"].is_string())
+      std::printf("  resumed from %s\n", s["resumed_from"].get<std::string>().c_str());
+  }
+  if (s["status"] == "preempted") {
+    std::printf("  stopped by %s after a checkpoint; continue with: frugal train JOB --out %s --resume auto\n",
+                s.value("signal", std::string("a signal")).c_str(), s["out_dir"].get<std::string>().c_str());
+    return;
+  }
   std::printf("  model  %s/model.safetensors\n", s["out_dir"].get<std::string>().c_str());
 }
 
 int cmd_train(const std::string& job_path, const std::vector<std::string>& sets, const std::string& out_dir, bool as_json,
-              bool quiet) {
+              bool quiet, const std::string& resume) {
   train::JobSpec job = train::load_job(job_path, sets);
   train::TrainOptions options;
   options.out_dir = out_dir;
   options.quiet = quiet;
   options.log = as_json ? stderr : stdout;
   options.progress_bar = isatty(fileno(options.log));
+  options.resume = resume;
   train::TrainOutcome outcome = train::run_training(job, options);
   json summary = json::parse(outcome.summary_json);
   if (as_json) std::printf("%s\n", summary.dump().c_str());
@@ -177,11 +191,22 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenMP threads spin between parallel regions by default; when anything else needs the cores
+  // (a second job, a build, CI running tests in parallel) the spinning starves the thread holding
+  // the work and a step gets many times slower. Sleeping waits cost a few microseconds per region
+  // instead, so frugal runs with them unless the user chose a policy. libgomp reads the variable
+  // when it loads, hence the one re-exec.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
+    setenv("OMP_WAIT_POLICY", "passive", 1);
+    execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
+  }
   CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
-               "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options)."};
+               "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
+               "resume), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 
+  std::string resume;
   std::string job_path, out_dir, weights, split = "test", prompt, store_path = "runs/frugal.db", run_id;
   std::vector<std::string> sets;
   bool as_json = false, quiet = false;
@@ -195,6 +220,10 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--out", out_dir, "Run directory (default: runs/<name>-<timestamp>)");
   train_cmd->add_flag("--json", as_json, "Print one JSON summary object as the last line of stdout; progress goes to stderr");
   train_cmd->add_flag("--quiet", quiet, "No progress output");
+  train_cmd->add_option("--resume", resume,
+                        "Continue a run: 'auto' = from the newest good checkpoint in --out DIR (a fresh run when there "
+                        "is none), or a checkpoint file. Refused (exit 2) when the job changed in a key that changes "
+                        "the result");
 
   CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
   eval_cmd->add_option("job", job_path, "Job file (TOML)")->required();
@@ -231,7 +260,7 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet);
+    if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume);
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);

@@ -291,6 +291,29 @@ void RunStore::finish_run(const std::string& run_id, const std::string& status, 
   if (sqlite3_changes(db_) != 1) fail(path_, "no run '" + run_id + "' to finish");
 }
 
+bool RunStore::resume_run(const std::string& run_id, int64_t keep_through_step) {
+  // One transaction, so a reader never sees the run running with the redone rows still there.
+  Statement begin(path_, db_, "BEGIN IMMEDIATE");
+  begin.run("cannot resume run '" + run_id + "'");
+  try {
+    Statement update(path_, db_, "UPDATE runs SET status = 'running', finished_at = '' WHERE run_id = ?");
+    update.bind(1, run_id);
+    update.run("cannot resume run '" + run_id + "'");
+    bool found = sqlite3_changes(db_) == 1;
+    if (found) {
+      Statement drop(path_, db_, "DELETE FROM metrics WHERE run_id = ? AND step > ?");
+      drop.bind(1, run_id).bind(2, keep_through_step);
+      drop.run("cannot drop the redone metric rows of run '" + run_id + "'");
+    }
+    Statement commit(path_, db_, "COMMIT");
+    commit.run("cannot resume run '" + run_id + "'");
+    return found;
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
 std::vector<RunRecord> RunStore::list_runs(int64_t limit) {
   Statement s(path_, db_,
               (std::string("SELECT ") + kRunColumns + " FROM runs ORDER BY started_unix DESC, rowid DESC LIMIT ?").c_str());

@@ -48,6 +48,10 @@ class RunStore {
   void log_metrics(const std::string& run_id, int64_t step, const std::string& kind, const std::string& json_object);
   // Sets the final status (e.g. "completed", "failed", "stopped") and summary (a JSON object).
   void finish_run(const std::string& run_id, const std::string& status, const std::string& summary_json);
+  // For a run resumed from a checkpoint of step `keep_through_step`: sets its status back to
+  // "running" (finished_at cleared) and deletes its metric rows of later steps, which the resumed
+  // process logs again. Returns false (changing nothing) when the store has no such run.
+  bool resume_run(const std::string& run_id, int64_t keep_through_step);
 
   std::vector<RunRecord> list_runs(int64_t limit = 100);  // newest first
   // The run with this id, or the only run whose id starts with it; nullopt when none. Throws

@@ -12,42 +12,11 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/suggest.h"
 
 namespace frugal::train {
 
-size_t edit_distance(const std::string& a, const std::string& b) {
-  std::vector<size_t> row(b.size() + 1);
-  for (size_t j = 0; j <= b.size(); ++j) row[j] = j;
-  for (size_t i = 1; i <= a.size(); ++i) {
-    size_t diagonal = row[0];
-    row[0] = i;
-    for (size_t j = 1; j <= b.size(); ++j) {
-      size_t up = row[j];
-      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
-      diagonal = up;
-    }
-  }
-  return row[b.size()];
-}
-
 namespace {
-
-std::string did_you_mean(const std::string& word, const std::vector<std::string>& candidates) {
-  std::string best;
-  size_t best_distance = SIZE_MAX;
-  for (const auto& c : candidates) {
-    size_t d = edit_distance(word, c);
-    if (d < best_distance) best_distance = d, best = c;
-  }
-  if (!best.empty() && best_distance <= std::max<size_t>(2, word.size() / 3)) return "; did you mean '" + best + "'?";
-  return "";
-}
-
-std::string join(const std::vector<std::string>& items) {
-  std::string out;
-  for (size_t i = 0; i < items.size(); ++i) out += (i ? ", " : "") + items[i];
-  return out;
-}
 
 std::string node_text(const toml::node& node) {
   std::ostringstream out;
@@ -357,6 +326,28 @@ void parse_train(Section& s, TrainSpec& t, const std::string& file) {
   if (!has_epochs && !has_steps) s.fail_key("epochs", "missing; set epochs or steps");
 }
 
+void parse_checkpoint(Section& s, CheckpointSpec& c) {
+  c.enabled = s.get_bool("enabled", true);
+  c.every_steps = s.get_int("every_steps", 0, 0, INT64_MAX / 4);
+  bool has_every_seconds = s.has("every_seconds");
+  c.every_seconds = s.get_double("every_seconds", 600.0, 0.0, 1e9);
+  c.every_epoch = s.get_bool("every_epoch", false);
+  c.keep = int(s.get_int("keep", 3, 1, 1 << 20));
+  c.interval_auto = s.get_string("interval", "", {"auto"}) == "auto";
+  bool has_mtbi = s.has("mtbi");
+  c.mtbi = s.get_double("mtbi", 0.0, 0.0, 1e12, /*min_open=*/true);
+  c.dir = s.get_string("dir", "");
+  s.check_unknown();
+  if (c.interval_auto) {
+    if (!has_mtbi) s.fail_key("interval", "interval = \"auto\" needs mtbi, the mean time between interruptions in seconds");
+    if (has_every_seconds)
+      s.fail_key("every_seconds", "set either every_seconds or interval = \"auto\" (both set the time trigger)");
+    c.every_seconds = 0;  // the time trigger is computed
+  } else if (has_mtbi) {
+    s.fail_key("mtbi", "mtbi is used only with interval = \"auto\"");
+  }
+}
+
 }  // namespace
 
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides) {
@@ -374,7 +365,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
 
   JobSpec job;
   job.path = path;
-  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train"};
+  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -387,14 +378,15 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
     if (!root.contains(required)) throw InputError(path + ": missing section [" + required + "]");
 
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
-          schedule = section("schedule"), train = section("train");
+          schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
   parse_optim(optim, job.optim);
   parse_schedule(schedule, job.schedule);
   parse_train(train, job.train, path);
-  for (Section* s : {&run, &data, &model, &optim, &schedule, &train}) s->check_unknown();
+  parse_checkpoint(checkpoint, job.checkpoint);
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint}) s->check_unknown();
   if (job.model.kind == "gpt" && job.data.kind != "text")
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
   if (job.model.kind != "gpt" && job.data.kind == "text")

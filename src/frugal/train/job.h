@@ -90,6 +90,19 @@ struct TrainSpec {
   EarlyStopSpec early_stopping;
 };
 
+// [checkpoint]: when to save the complete training state, and how many files to keep. Triggers
+// change only *when* checkpoints are written, never the math, so they may differ on resume.
+struct CheckpointSpec {
+  bool enabled = true;        // false: no periodic checkpoints (a preemption signal still writes one)
+  int64_t every_steps = 0;    // 0 = off
+  double every_seconds = 600; // of wall time since the last checkpoint; 0 = off
+  bool every_epoch = false;   // after the last step of each epoch
+  int keep = 3;               // newest checkpoints kept (>= 1)
+  bool interval_auto = false; // interval = "auto": Young/Daly from the measured write time and mtbi
+  double mtbi = 0;            // mean time between interruptions, seconds (with interval = "auto")
+  std::string dir;            // "" = <out>/checkpoints
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -98,6 +111,7 @@ struct JobSpec {
   OptimSpec optim;
   ScheduleSpec schedule;
   TrainSpec train;
+  CheckpointSpec checkpoint;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };
@@ -105,8 +119,5 @@ struct JobSpec {
 // Reads and validates `path`, applying `overrides` ("section.key=value", value in TOML syntax or a
 // bare string). Throws InputError on any problem.
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides = {});
-
-// Levenshtein distance, for "did you mean" suggestions.
-size_t edit_distance(const std::string& a, const std::string& b);
 
 }  // namespace frugal::train

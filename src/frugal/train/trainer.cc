@@ -15,14 +15,17 @@
 #include "frugal/autograd/ops.h"
 #include "frugal/base/parallel.h"
 #include "frugal/base/rng.h"
+#include "frugal/base/signals.h"
 #include "frugal/base/timer.h"
 #include "frugal/data/loader.h"
+#include "frugal/io/checkpoint.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/zoo.h"
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/progress.h"
+#include "frugal/train/resume.h"
 
 namespace frugal::train {
 
@@ -234,8 +237,28 @@ std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t
   return out;
 }
 
+namespace {
+
+// Restores the preemption handlers that were in place before the run, whatever way it ends.
+struct PreemptionScope {
+  PreemptionScope() {
+    clear_preemption();
+    install_preemption_handlers();
+  }
+  ~PreemptionScope() { uninstall_preemption_handlers(); }
+};
+
+void warn(const std::string& text) {
+  std::fflush(stdout);
+  std::fprintf(stderr, "frugal: warning: %s\n", text.c_str());
+}
+
+}  // namespace
+
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
-  Timer wall;
+  Timer wall;  // this process; wall_s() adds the time of earlier processes of a resumed run
+  // From here on SIGTERM, SIGINT and SIGUSR1 only ask for a checkpoint at the next step boundary.
+  PreemptionScope preemption;
   if (job.run.threads > 0) set_num_threads(job.run.threads);
   else set_num_threads(0);
 
@@ -268,27 +291,100 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   }
   std::unique_ptr<optim::LrSchedule> schedule = make_schedule(job.schedule, job.optim.lr, total_steps);
 
-  std::string out_dir = options.out_dir.empty()
-                            ? (fs::path("runs") / (job.run.name + "-" + timestamp("%Y%m%d-%H%M%S"))).string()
-                            : options.out_dir;
+  // The checkpoint to go on from, found and checked before anything is written: a refused or
+  // impossible resume (exit 2) leaves the run directory, its checkpoints and the run store untouched.
+  std::optional<io::CheckpointState> resume_state;
+  std::string resume_path;
+  if (!options.resume.empty() && options.resume != "auto") {
+    resume_state = io::read_checkpoint(options.resume);
+    resume_path = options.resume;
+  }
+  std::string out_dir = options.out_dir;
+  if (out_dir.empty() && resume_state) {
+    auto it = resume_state->values.find("out_dir");
+    if (it != resume_state->values.end()) out_dir = it->second;
+  }
+  if (out_dir.empty()) {
+    if (options.resume == "auto") throw InputError("--resume auto needs --out DIR, the run directory to continue");
+    out_dir = (fs::path("runs") / (job.run.name + "-" + timestamp("%Y%m%d-%H%M%S"))).string();
+  }
+  const std::string checkpoint_dir =
+      job.checkpoint.dir.empty() ? (fs::path(out_dir) / "checkpoints").string() : job.checkpoint.dir;
+  if (options.resume == "auto") {
+    if (std::optional<io::LatestCheckpoint> latest = io::load_latest_checkpoint(checkpoint_dir)) {
+      for (const std::string& w : latest->warnings) warn(w);
+      resume_state = std::move(latest->state);
+      resume_path = latest->path;
+    }
+  } else if (!resume_state && has_checkpoint_files(checkpoint_dir)) {
+    throw InputError(checkpoint_dir + " already holds checkpoints of an earlier run: continue it with --resume auto, "
+                     "or start a new run in another --out directory (or [checkpoint] dir)");
+  }
+
+  LoopState loop;
+  std::vector<std::pair<std::string, Tensor>> best_state;
+  std::optional<HeartbeatRecord> heartbeat_then;
+  if (resume_state) {
+    check_resumable(*resume_state, resume_path, job);
+    loop = unpack_checkpoint(*resume_state, resume_path, *model, *optimizer, *schedule, best_state);
+    resume_state.reset();  // the weights were copied; free the file's buffer
+    if (loop.step > total_steps)
+      throw InputError(resume_path + ": checkpoint of step " + std::to_string(loop.step) + " is past the job's " +
+                       std::to_string(total_steps) + " steps");
+    if (loop.threads != num_threads())
+      warn("the checkpoint was written with " + std::to_string(loop.threads) + " threads, this run has " +
+           std::to_string(num_threads()) + ": weights are bit-exact only for the same thread count (set [run] threads)");
+    // The heartbeat tells how far the interrupted process got after this checkpoint: that work is lost.
+    heartbeat_then = read_heartbeat(heartbeat_path(checkpoint_dir));
+    if (heartbeat_then && heartbeat_then->run_id == loop.run_id && heartbeat_then->step >= loop.step &&
+        heartbeat_then->wall_s >= loop.wall_s && heartbeat_then->checkpoint_s >= loop.checkpoint_s) {
+      double writing = heartbeat_then->checkpoint_s - loop.checkpoint_s;  // this checkpoint's write and any later
+      loop.lost_s += std::max(0.0, heartbeat_then->wall_s - loop.wall_s - writing);
+      loop.wall_s = heartbeat_then->wall_s;
+      loop.checkpoint_s = heartbeat_then->checkpoint_s;
+    }
+    ++loop.interruptions;
+  }
+  const double wall_before = loop.wall_s;  // seconds of earlier processes
+  const double data_wait_before = loop.data_wait_s;
+  auto wall_s = [&] { return wall_before + wall.seconds(); };
+
   fs::create_directories(out_dir);
+  fs::create_directories(checkpoint_dir);
   {
     std::ofstream job_file(fs::path(out_dir) / "job.toml");
     job_file << job.resolved_toml;
   }
   track::RunStore store(job.run.store);
-  track::RunStart start;
-  start.name = job.run.name;
-  start.job_toml = job.resolved_toml;
-  start.out_dir = out_dir;
-  start.job_hash = job.hash;
-  std::string run_id = store.create_run(start);
-  std::ofstream metrics_file(fs::path(out_dir) / "metrics.jsonl");
+  std::string run_id;
+  const fs::path metrics_path = fs::path(out_dir) / "metrics.jsonl";
+  if (!resume_path.empty()) {
+    // The same run goes on: its status back to running, the rows of redone steps dropped.
+    if (!loop.run_id.empty() && store.resume_run(loop.run_id, loop.step)) run_id = loop.run_id;
+    std::error_code error;
+    uintmax_t size = fs::file_size(metrics_path, error);
+    if (!error && size >= uintmax_t(loop.metrics_bytes)) fs::resize_file(metrics_path, uintmax_t(loop.metrics_bytes));
+    else warn(metrics_path.string() + " is shorter than at the checkpoint; rows of earlier steps are missing");
+  }
+  if (run_id.empty()) {
+    track::RunStart start;
+    start.name = job.run.name;
+    start.job_toml = job.resolved_toml;
+    start.out_dir = out_dir;
+    start.job_hash = job.hash;
+    run_id = store.create_run(start);
+  }
+  std::ofstream metrics_file(metrics_path, resume_path.empty() ? std::ios::trunc : std::ios::app);
+  int64_t metrics_bytes = resume_path.empty() ? 0 : loop.metrics_bytes;
   Progress progress(options.log, options.progress_bar, options.quiet);
+  Heartbeat heartbeat;
+  heartbeat.open(heartbeat_path(checkpoint_dir));
 
   auto log_metrics = [&](const json& row) {
-    metrics_file << row.dump() << "\n";
+    std::string line = row.dump() + "\n";
+    metrics_file << line;
     metrics_file.flush();
+    metrics_bytes += int64_t(line.size());
     store.log_metrics(run_id, row.value("step", int64_t(0)), row.value("kind", std::string("train")), row.dump());
   };
 
@@ -297,22 +393,36 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     progress.line("run " + run_id + ": " + data.describe + "; model " + job.model.kind + " with " +
                   std::to_string(model->num_parameters()) + " parameters; " + std::to_string(num_threads()) +
                   " threads");
+    if (!resume_path.empty())
+      progress.line("resumed from " + resume_path + " at step " + std::to_string(loop.step) + " (interruption " +
+                    std::to_string(loop.interruptions) + ", work lost so far " + Progress::fixed(loop.lost_s, 1) + " s)");
     int64_t eval_every = t.eval_every ? t.eval_every
                                       : (data.is_text ? std::max<int64_t>(1, total_steps / 10) : steps_per_epoch);
 
-    // State of the loop.
-    int64_t step = 0, micro = 0, samples_seen = 0, epoch = 0;
-    double last_train_loss = NAN, loss_window = 0;
-    int64_t loss_window_count = 0;
+    // State of the loop (a checkpoint carries all of it: see LoopState).
+    int64_t step = loop.step, micro = loop.micro, samples_seen = loop.samples_seen, epoch = loop.epoch;
+    int64_t batch_in_epoch = loop.batch_in_epoch;
+    double last_train_loss = resume_path.empty() ? NAN : loop.last_train_loss, loss_window = loop.loss_window;
+    int64_t loss_window_count = loop.loss_window_count;
     EvalMetrics last_val;
     bool have_val = false;
     std::string status = "completed", stop_reason;
-    double best_metric = NAN;
-    int64_t best_step = -1, evals_without_improvement = 0;
-    std::vector<std::pair<std::string, Tensor>> best_state;
+    double best_metric = resume_path.empty() ? NAN : loop.best_metric;
+    int64_t best_step = loop.best_step, evals_without_improvement = loop.evals_without_improvement;
     Timer throughput_timer;
     int64_t throughput_samples = 0;
-    double train_compute_s = 0;
+    double train_compute_s = loop.train_compute_s;
+    // Checkpoint meters and triggers (wall time decides when, never what).
+    const CheckpointSpec& cs = job.checkpoint;
+    double checkpoint_s = loop.checkpoint_s, lost_s = loop.lost_s, last_checkpoint_bytes = 0;
+    int64_t checkpoints_written = loop.checkpoints_written, checkpoints_this_process = 0;
+    Timer since_checkpoint;
+    double auto_interval_s = -1;  // interval = "auto": seconds of work between checkpoints, once measured
+    bool preempted = false;
+
+    auto data_wait_s = [&] {
+      return data_wait_before + (loader ? loader->data_wait_seconds() : token_loader->data_wait_seconds());
+    };
 
     auto evaluate = [&]() {
       EvalMetrics m;
@@ -321,7 +431,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       else return;
       last_val = m;
       have_val = true;
-      json row = {{"kind", "eval"}, {"step", step}, {"epoch", epoch}, {"val_loss", m.loss}, {"time_s", wall.seconds()}};
+      json row = {{"kind", "eval"}, {"step", step}, {"epoch", epoch}, {"val_loss", m.loss}, {"time_s", wall_s()}};
       if (m.accuracy >= 0) row["val_accuracy"] = m.accuracy;
       if (m.bits_per_char >= 0) row["val_bits_per_char"] = m.bits_per_char;
       log_metrics(row);
@@ -364,7 +474,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
         last_train_loss = loss_window_count ? loss_window / double(loss_window_count) : last_train_loss;
         json row = {{"kind", "train"}, {"step", step},          {"epoch", epoch},
                     {"loss", last_train_loss}, {"lr", optimizer->lr()}, {"samples_per_s", rate},
-                    {"time_s", wall.seconds()}};
+                    {"time_s", wall_s()}};
         if (data.is_text) row["tokens_per_s"] = rate * double(job.model.gpt.context);
         log_metrics(row);
         loss_window = 0;
@@ -376,9 +486,88 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       progress.update(epoch, t.epochs, step, total_steps, last_train_loss,
                       data.is_text ? "tok/s" : "samples/s",
                       throughput_timer.seconds() > 0 ? double(throughput_samples) * (data.is_text ? double(job.model.gpt.context) : 1.0) / throughput_timer.seconds() : 0,
-                      wall.seconds());
+                      wall_s());
       if (step % eval_every == 0 || step == total_steps) evaluate();
-      if (t.max_minutes > 0 && wall.seconds() > t.max_minutes * 60 && stop_reason.empty()) stop_reason = "time_limit";
+      if (t.max_minutes > 0 && wall_s() > t.max_minutes * 60 && stop_reason.empty() && step < total_steps)
+        stop_reason = "time_limit";
+    };
+
+    auto save_checkpoint = [&](bool epoch_done) {
+      LoopState now;
+      now.step = step;
+      now.micro = micro;
+      // An epoch-end checkpoint goes on with the next epoch, from its first batch.
+      now.epoch = data.is_text ? epoch : (epoch_done ? epoch + 1 : epoch);
+      now.batch_in_epoch = data.is_text || epoch_done ? 0 : batch_in_epoch;
+      now.samples_seen = samples_seen;
+      now.last_train_loss = last_train_loss;
+      now.loss_window = loss_window;
+      now.loss_window_count = loss_window_count;
+      now.best_metric = best_metric;
+      now.best_step = best_step;
+      now.evals_without_improvement = evals_without_improvement;
+      now.has_best_state = !best_state.empty();
+      now.wall_s = wall_s();
+      now.train_compute_s = train_compute_s;
+      now.data_wait_s = data_wait_s();
+      now.checkpoint_s = checkpoint_s;
+      now.lost_s = lost_s;
+      now.checkpoints_written = checkpoints_written + 1;  // this one, once the file exists
+      now.interruptions = loop.interruptions;
+      now.run_id = run_id;
+      now.out_dir = out_dir;
+      now.metrics_bytes = metrics_bytes;
+      now.threads = num_threads();
+      Timer packing;
+      io::CheckpointWrite written =
+          io::write_checkpoint(checkpoint_dir, pack_checkpoint(now, job, *model, *optimizer, *schedule, best_state), cs.keep);
+      double seconds = packing.seconds();
+      for (const std::string& w : written.warnings) warn(w);
+      checkpoint_s += seconds;
+      ++checkpoints_written;
+      ++checkpoints_this_process;
+      last_checkpoint_bytes = double(written.bytes);
+      heartbeat.beat({run_id, step, wall_s(), checkpoint_s});
+      progress.line("checkpoint step " + std::to_string(step) + ": " + Progress::fixed(double(written.bytes) / 1048576.0, 2) +
+                    " MiB in " + Progress::fixed(seconds, 3) + " s -> " + written.path);
+      if (cs.interval_auto) {
+        double mean_write_s = checkpoint_s / double(checkpoints_written);
+        double interval = io::young_daly_interval(mean_write_s, cs.mtbi);
+        if (auto_interval_s < 0)
+          progress.line("checkpoint interval auto: write " + Progress::fixed(mean_write_s, 4) + " s, mtbi " +
+                        Progress::fixed(cs.mtbi, 0) + " s -> every " + Progress::fixed(interval, 2) +
+                        " s of work (Young/Daly); expected work lost per interruption " +
+                        Progress::fixed(io::expected_lost_seconds_per_interruption(interval, mean_write_s), 2) + " s");
+        auto_interval_s = interval;
+      }
+      since_checkpoint.reset();
+    };
+
+    // Called at every step boundary (after the optimizer step, its log line and evaluation) while the
+    // run goes on. Returns true when the run must stop because a preemption signal arrived.
+    auto at_step_boundary = [&](bool epoch_done) {
+      heartbeat.beat({run_id, step, wall_s(), checkpoint_s});
+      const bool preempt = preemption_requested();
+      bool due = preempt;
+      if (cs.enabled) {
+        if (cs.every_steps > 0 && step % cs.every_steps == 0) due = true;
+        if (cs.every_epoch && epoch_done) due = true;
+        if (cs.interval_auto) {
+          // The first checkpoint measures the write cost that the interval is computed from.
+          if (auto_interval_s < 0 || since_checkpoint.seconds() >= auto_interval_s) due = true;
+        } else if (cs.every_seconds > 0 && since_checkpoint.seconds() >= cs.every_seconds) {
+          due = true;
+        }
+      }
+      if (due) save_checkpoint(epoch_done);
+      if (!preempt) return false;
+      progress.line(std::string(preemption_signal_name(preemption_signal())) + ": checkpoint written at step " +
+                    std::to_string(step) + "; stopping (exit " + std::to_string(kExitPreempted) +
+                    "); continue with --resume auto");
+      preempted = true;
+      status = "preempted";
+      stop_reason = "preempted";
+      return true;
     };
 
     auto train_micro = [&](const Tensor& x, const Tensor& y, int64_t accumulate_count) {
@@ -410,13 +599,15 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
         epoch = step / steps_per_epoch;
         optimizer_step();
         after_step(t.batch_size * t.grad_accum);
+        if (step < total_steps && stop_reason.empty()) at_step_boundary(step % steps_per_epoch == 0);
       }
     } else {
       while (step < total_steps && stop_reason.empty()) {
-        loader->start_epoch(epoch, 0);
+        // A resumed run starts mid-epoch at the checkpoint's batch; later epochs from their first.
+        loader->start_epoch(epoch, batch_in_epoch);
         int64_t in_group = 0;
         int64_t batches = loader->batches_per_epoch();
-        int64_t index = 0;
+        int64_t index = batch_in_epoch;
         while (std::optional<data::Batch> batch = loader->next()) {
           // The last group of an epoch may be shorter than grad_accum.
           int64_t group_size = std::min<int64_t>(t.grad_accum, batches - (index / t.grad_accum) * t.grad_accum);
@@ -424,13 +615,60 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
           ++index;
           if (++in_group == group_size) {
             in_group = 0;
+            batch_in_epoch = index;
             optimizer_step();
             after_step(batch->inputs.size(0));
             if (step >= total_steps || !stop_reason.empty()) break;
+            if (at_step_boundary(index == batches)) break;
           }
         }
+        if (preempted) break;
         ++epoch;
+        batch_in_epoch = 0;
       }
+    }
+
+    json checkpoint_meters = {{"resumed_from", resume_path.empty() ? json(nullptr) : json(resume_path)},
+                              {"interruptions", loop.interruptions},
+                              {"checkpoints", checkpoints_written},
+                              {"checkpoint_s", checkpoint_s},
+                              {"lost_s", lost_s},
+                              {"checkpoint_dir", checkpoint_dir}};
+    if (checkpoints_this_process > 0) checkpoint_meters["checkpoint_bytes"] = last_checkpoint_bytes;
+    if (checkpoints_written > 0) checkpoint_meters["checkpoint_write_s"] = checkpoint_s / double(checkpoints_written);
+    if (cs.interval_auto && auto_interval_s >= 0) {
+      double mean_write_s = checkpoint_s / double(checkpoints_written);
+      checkpoint_meters["checkpoint_interval_s"] = auto_interval_s;
+      checkpoint_meters["checkpoint_mtbi_s"] = cs.mtbi;
+      checkpoint_meters["expected_lost_s_per_interruption"] =
+          io::expected_lost_seconds_per_interruption(auto_interval_s, mean_write_s);
+    }
+
+    if (preempted) {
+      progress.finish();
+      json summary = {{"run_id", run_id},
+                      {"status", status},
+                      {"stop_reason", stop_reason},
+                      {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(epoch)},
+                      {"steps", step},
+                      {"samples_seen", samples_seen},
+                      {"metrics", json{{"train_loss", last_train_loss}}},
+                      {"wall_s", wall_s()},
+                      {"train_compute_s", train_compute_s},
+                      {"data_wait_s", data_wait_s()},
+                      {"peak_rss_bytes", peak_rss_bytes()},
+                      {"params", model->num_parameters()},
+                      {"threads", num_threads()},
+                      {"out_dir", out_dir},
+                      {"job_hash", job.hash},
+                      {"signal", preemption_signal_name(preemption_signal())}};
+      summary.update(checkpoint_meters);
+      {
+        std::ofstream out(fs::path(out_dir) / "summary.json");
+        out << summary.dump(2) << "\n";
+      }
+      store.finish_run(run_id, "preempted", summary.dump());
+      return {kExitPreempted, summary.dump()};
     }
 
     if (t.early_stopping.enabled && t.early_stopping.restore_best && !best_state.empty()) {
@@ -472,14 +710,15 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                     {"steps", step},
                     {"samples_seen", samples_seen},
                     {"metrics", metrics},
-                    {"wall_s", wall.seconds()},
+                    {"wall_s", wall_s()},
                     {"train_compute_s", train_compute_s},
-                    {"data_wait_s", loader ? loader->data_wait_seconds() : token_loader->data_wait_seconds()},
+                    {"data_wait_s", data_wait_s()},
                     {"peak_rss_bytes", peak_rss_bytes()},
                     {"params", model->num_parameters()},
                     {"threads", num_threads()},
                     {"out_dir", out_dir},
                     {"job_hash", job.hash}};
+    summary.update(checkpoint_meters);
     if (best_step >= 0) summary["best_step"] = best_step;
     std::string text = summary.dump(2);
     {
@@ -491,7 +730,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   } catch (const std::exception& e) {
     progress.finish();
     json failure = {{"run_id", run_id}, {"status", "failed"}, {"error", e.what()}, {"out_dir", out_dir},
-                    {"wall_s", wall.seconds()}};
+                    {"wall_s", wall_s()}};
     store.finish_run(run_id, "failed", failure.dump());
     throw;
   }

@@ -1,6 +1,8 @@
 // The training loop behind `frugal train`: builds data, model, optimizer and schedule from a job,
 // trains with gradient accumulation, clipping, periodic evaluation and early stopping, and writes
 // the run directory (job.toml, metrics.jsonl, model.safetensors, summary.json) and the run store.
+// Spot-safe: checkpoints at step boundaries ([checkpoint]), stops with exit 75 on SIGTERM/SIGINT/
+// SIGUSR1 after a checkpoint, and resumes bit-exactly (same binary, job and thread count).
 #pragma once
 
 #include <functional>
@@ -18,10 +20,14 @@ struct TrainOptions {
   bool quiet = false;    // no progress output
   bool progress_bar = false;  // redraw one line (a terminal); else plain log lines
   FILE* log = stdout;    // where progress and log lines go
+  // "" = a fresh run (refused when the checkpoint directory already holds checkpoints); "auto" = go on
+  // from the newest good checkpoint of the run directory, or start fresh when there is none; anything
+  // else = the checkpoint file to go on from (the run directory defaults to the one it was written for).
+  std::string resume;
 };
 
 struct TrainOutcome {
-  int exit_code = 0;
+  int exit_code = 0;  // 0, or kExitPreempted (75) after a preemption signal and its checkpoint
   std::string summary_json;  // the object also written to summary.json
 };
 
