@@ -2,9 +2,14 @@
 // else unexpected into exit code 1.
 #include <unistd.h>
 
+#include <cmath>
 #include <cstdio>
+#include <optional>
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <iostream>
+#include <set>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -53,6 +58,37 @@ void print_summary(const json& s) {
     if (s.contains("resumed_from") && s["resumed_from"].is_string())
       std::printf("  resumed from %s\n", s["resumed_from"].get<std::string>().c_str());
   }
+  if (s.contains("cost") && s["cost"].is_object()) {
+    const json& c = s["cost"];
+    std::printf("  cost on %s (%s, billed %s, %.4f USD/h)\n", c.value("instance", std::string("?")).c_str(),
+                c.value("pricing", std::string("?")).c_str(), c.value("billing", std::string("?")).c_str(),
+                c.value("usd_per_hour", 0.0));
+    const char* rows[][3] = {{"usd", "dollars", "USD"}, {"kwh", "energy", "kWh"}, {"co2_kg", "carbon", "kg CO2e"},
+                             {"hours", "time", "h"}};
+    for (auto& row : rows)
+      if (c.contains(row[0]))
+        std::printf("    %-8s %12.6g %-8s %s\n", row[1], c[row[0]].value("value", 0.0), row[2],
+                    c[row[0]].value("source", std::string("?")).c_str());
+    if (c.contains("energy_method")) std::printf("    energy   %s\n", c["energy_method"].get<std::string>().c_str());
+  }
+  if (s.contains("phases") && s["phases"].is_object()) {
+    std::printf("  phases (s):");
+    for (auto& [name, v] : s["phases"].items()) std::printf(" %s %.2f", name.c_str(), v.get<double>());
+    std::printf("\n");
+  }
+  if (s.contains("flops")) {
+    std::printf("  model FLOPs %.4g, MFU %s\n", s["flops"].get<double>(),
+                s.contains("mfu") && s["mfu"].is_number()
+                    ? (std::to_string(100 * s["mfu"].get<double>()) + "%").c_str()
+                    : s.value("mfu_note", std::string("unknown")).c_str());
+  }
+  if (s["status"] == "stopped_budget") {
+    std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"
+                "  frugal train JOB --out %s --resume auto --budget-usd X\n",
+                s.contains("budget") ? s["budget"].value("exceeded", std::string("")).c_str() : "",
+                s["out_dir"].get<std::string>().c_str());
+    return;
+  }
   if (s["status"] == "preempted") {
     std::printf("  stopped by %s after a checkpoint; continue with: frugal train JOB --out %s --resume auto\n",
                 s.value("signal", std::string("a signal")).c_str(), s["out_dir"].get<std::string>().c_str());
@@ -62,7 +98,7 @@ void print_summary(const json& s) {
 }
 
 int cmd_train(const std::string& job_path, const std::vector<std::string>& sets, const std::string& out_dir, bool as_json,
-              bool quiet, const std::string& resume) {
+              bool quiet, const std::string& resume, std::optional<double> budget_usd) {
   train::JobSpec job = train::load_job(job_path, sets);
   train::TrainOptions options;
   options.out_dir = out_dir;
@@ -70,6 +106,9 @@ int cmd_train(const std::string& job_path, const std::vector<std::string>& sets,
   options.log = as_json ? stderr : stdout;
   options.progress_bar = isatty(fileno(options.log));
   options.resume = resume;
+  if (budget_usd && !(std::isfinite(*budget_usd) && *budget_usd > 0))
+    throw InputError("--budget-usd " + std::to_string(*budget_usd) + ": expected a number of dollars > 0");
+  options.budget_usd = budget_usd;
   train::TrainOutcome outcome = train::run_training(job, options);
   json summary = json::parse(outcome.summary_json);
   if (as_json) std::printf("%s\n", summary.dump().c_str());
@@ -148,7 +187,8 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("%-40s %-10s %-20s %9s %9s %9s\n", "RUN", "STATUS", "STARTED", "WALL_S", "VAL", "TEST");
+  std::printf("%-40s %-14s %-20s %9s %9s %9s %10s %10s\n", "RUN", "STATUS", "STARTED", "WALL_S", "VAL", "TEST", "USD",
+              "KWH");
   for (const auto& r : runs) {
     json s = r.summary_json.empty() ? json::object() : json::parse(r.summary_json, nullptr, false);
     json m = s.is_object() && s.contains("metrics") ? s["metrics"] : json::object();
@@ -158,8 +198,13 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
     std::string test = m.contains("test_accuracy") ? format_metric(m, "test_accuracy", true) : "-";
     char wall[32] = "-";
     if (s.is_object() && s.contains("wall_s")) std::snprintf(wall, sizeof wall, "%.1f", s["wall_s"].get<double>());
-    std::printf("%-40s %-10s %-20s %9s %9s %9s\n", r.run_id.c_str(), r.status.c_str(), r.started_at.c_str(), wall,
-                val.c_str(), test.c_str());
+    char usd[32] = "-", kwh[32] = "-";
+    if (s.is_object() && s.contains("cost") && s["cost"].is_object()) {
+      std::snprintf(usd, sizeof usd, "%.4f", s["cost"]["usd"].value("value", 0.0));
+      std::snprintf(kwh, sizeof kwh, "%.3g", s["cost"]["kwh"].value("value", 0.0));
+    }
+    std::printf("%-40s %-14s %-20s %9s %9s %9s %10s %10s\n", r.run_id.c_str(), r.status.c_str(), r.started_at.c_str(),
+                wall, val.c_str(), test.c_str(), usd, kwh);
   }
   return 0;
 }
@@ -183,8 +228,145 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
               run->name.c_str(), run->status.c_str(), run->started_at.c_str(), run->finished_at.c_str(),
               run->out_dir.c_str());
   std::printf("metrics  %zu rows\n", rows.size());
+  json summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
+  if (summary.is_object() && summary.contains("projections") && !summary["projections"].empty()) {
+    std::printf("projections (estimated: this run on another instance)\n");
+    std::printf("  %-24s %12s %12s %12s %12s\n", "INSTANCE", "HOURS", "USD", "KWH", "KG_CO2E");
+    for (const json& p : summary["projections"])
+      std::printf("  %-24s %12.4g %12.4g %12.4g %12.4g\n", p["instance"].get<std::string>().c_str(),
+                  p["hours"]["value"].get<double>(), p["usd"]["value"].get<double>(), p["kwh"]["value"].get<double>(),
+                  p["co2_kg"]["value"].get<double>());
+    for (const json& p : summary["projections"])
+      std::printf("  %s: %s\n", p["instance"].get<std::string>().c_str(), p["method"].get<std::string>().c_str());
+  }
   if (!run->summary_json.empty()) std::printf("summary  %s\n", json::parse(run->summary_json, nullptr, false).dump(2).c_str());
   std::printf("job\n%s", run->job_toml.c_str());
+  return 0;
+}
+
+// A run to compare: its summary and job, from a run directory (summary.json, job.toml) or the store.
+struct ComparedRun {
+  std::string label, job_toml;
+  json summary;
+};
+
+ComparedRun load_compared_run(const std::string& ref, const std::string& store_path) {
+  namespace fs = std::filesystem;
+  ComparedRun out;
+  out.label = ref;
+  if (fs::is_directory(ref)) {
+    fs::path summary = fs::path(ref) / "summary.json", job = fs::path(ref) / "job.toml";
+    if (!fs::is_regular_file(summary)) throw InputError(ref + ": no summary.json (is the run finished?)");
+    std::ifstream s(summary), j(job);
+    out.summary = json::parse(s, nullptr, false);
+    if (!out.summary.is_object()) throw InputError(summary.string() + ": not a JSON object");
+    out.job_toml.assign(std::istreambuf_iterator<char>(j), {});
+    return out;
+  }
+  if (!fs::exists(store_path)) throw InputError(ref + ": not a run directory, and there is no run store " + store_path);
+  track::RunStore store(store_path);
+  std::optional<track::RunRecord> run = store.find_run(ref);
+  if (!run) throw InputError("no run '" + ref + "' in " + store_path + " (and no run directory of that name)");
+  out.label = run->run_id;
+  out.job_toml = run->job_toml;
+  out.summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
+  if (!out.summary.is_object() || !out.summary.contains("cost"))
+    throw InputError(run->run_id + ": the run has no cost summary (status " + run->status + ")");
+  return out;
+}
+
+std::string percent_change(double a, double b) {
+  if (a == 0) return b == 0 ? "0%" : "n/a";
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%+.1f%%", 100 * (b - a) / a);
+  return buffer;
+}
+
+int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
+  ComparedRun a = load_compared_run(ref_a, store_path), b = load_compared_run(ref_b, store_path);
+  for (const ComparedRun* r : {&a, &b})
+    if (!r->summary.contains("cost")) throw InputError(r->label + ": the summary has no cost figures");
+  json out = {{"a", a.label}, {"b", b.label}};
+  struct Row { const char* key; const char* what; const char* unit; };
+  const Row rows[] = {{"usd", "dollars", "USD"}, {"hours", "hours", "h"}, {"kwh", "energy", "kWh"},
+                      {"co2_kg", "carbon", "kg CO2e"}};
+  for (const Row& row : rows) {
+    const json &fa = a.summary["cost"][row.key], &fb = b.summary["cost"][row.key];
+    double va = fa.value("value", 0.0), vb = fb.value("value", 0.0);
+    out[row.key] = {{"a", va}, {"b", vb}, {"difference", vb - va}, {"a_source", fa.value("source", std::string())},
+                    {"b_source", fb.value("source", std::string())}};
+    if (va != 0) out[row.key]["change"] = (vb - va) / va;
+  }
+  // The quality metric: the first one both runs report.
+  struct Metric { const char* key; bool percent, higher_better; };
+  const Metric metrics[] = {{"val_accuracy", true, true},       {"test_accuracy", true, true},
+                            {"val_bits_per_char", false, false}, {"test_bits_per_char", false, false},
+                            {"val_loss", false, false},          {"train_loss", false, false}};
+  std::string quality;
+  std::optional<Metric> used;
+  const json &ma = a.summary.value("metrics", json::object()), &mb = b.summary.value("metrics", json::object());
+  for (const Metric& m : metrics)
+    if (ma.contains(m.key) && mb.contains(m.key) && ma[m.key].is_number() && mb[m.key].is_number()) {
+      used = m;
+      out["metric"] = {{"name", m.key}, {"a", ma[m.key]}, {"b", mb[m.key]}, {"higher_is_better", m.higher_better}};
+      break;
+    }
+  // Job keys that differ (the budget and cost keys too: they say what was priced and how).
+  std::map<std::string, std::string> ka = train::job_keys(a.job_toml, a.label), kb = train::job_keys(b.job_toml, b.label);
+  std::set<std::string> keys;
+  for (auto& [k, v] : ka) keys.insert(k);
+  for (auto& [k, v] : kb) keys.insert(k);
+  json differences = json::array();
+  for (const std::string& k : keys) {
+    std::string va = ka.count(k) ? ka[k] : "", vb = kb.count(k) ? kb[k] : "";
+    if (va != vb) differences.push_back({{"key", k}, {"a", va.empty() ? json(nullptr) : json(va)},
+                                         {"b", vb.empty() ? json(nullptr) : json(vb)}});
+  }
+  out["job_differences"] = differences;
+  // The verdict: quality of B vs A, and the cost change (dollars when both runs cost money, else energy).
+  bool by_dollars = out["usd"]["a"].get<double>() > 0 && out["usd"]["b"].get<double>() > 0;
+  const char* basis = by_dollars ? "usd" : "kwh";
+  double ca = out[basis]["a"], cb = out[basis]["b"];
+  std::string cost_text;
+  const char* noun = by_dollars ? "cost" : "energy";
+  if (ca <= 0 || cb == ca) cost_text = std::string("for the same ") + noun;
+  else {
+    char buffer[64];
+    double change = (cb - ca) / ca;
+    std::snprintf(buffer, sizeof buffer, "for %.0f%% %s %s", 100 * std::fabs(change), change < 0 ? "less" : "more", noun);
+    cost_text = buffer;
+  }
+  auto metric_text = [&](double v) {
+    char buffer[32];
+    if (used && used->percent) std::snprintf(buffer, sizeof buffer, "%.1f%%", 100 * v);
+    else std::snprintf(buffer, sizeof buffer, "%.4f", v);
+    return std::string(buffer);
+  };
+  // "B reached 91.6% vs 91.7% val_accuracy for 38% less cost".
+  std::string verdict = used ? b.label + " reached " + metric_text(mb[used->key]) + " vs " + metric_text(ma[used->key]) +
+                                   " " + used->key + " " + cost_text
+                             : b.label + " vs " + a.label + ": " + cost_text.substr(4) + " (no quality metric in common)";
+  out["verdict"] = verdict;
+  if (as_json) {
+    std::printf("%s\n", out.dump().c_str());
+    return 0;
+  }
+  std::printf("A %s\nB %s\n\n%-18s %16s %16s %9s\n", a.label.c_str(), b.label.c_str(), "", "A", "B", "CHANGE");
+  for (const Row& row : rows) {
+    const json& r = out[row.key];
+    std::string name = std::string(row.what) + " (" + row.unit + ")";
+    std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]\n", name.c_str(), r["a"].get<double>(), r["b"].get<double>(),
+                percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
+                r["b_source"].get<std::string>().c_str());
+  }
+  if (used)
+    std::printf("%-18s %16s %16s\n", used->key, metric_text(ma[used->key]).c_str(), metric_text(mb[used->key]).c_str());
+  std::printf("\njob keys that differ:%s\n", differences.empty() ? " none" : "");
+  for (const json& d : differences)
+    std::printf("  %s: %s -> %s\n", d["key"].get<std::string>().c_str(),
+                d["a"].is_null() ? "(not set)" : d["a"].get<std::string>().c_str(),
+                d["b"].is_null() ? "(not set)" : d["b"].get<std::string>().c_str());
+  std::printf("\n%s\n", verdict.c_str());
   return 0;
 }
 
@@ -202,11 +384,13 @@ int main(int argc, char** argv) {
   }
   CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
-               "resume), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
+               "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
+               "larger budget), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 
   std::string resume;
+  std::optional<double> budget_usd;
   std::string job_path, out_dir, weights, split = "test", prompt, store_path = "runs/frugal.db", run_id;
   std::vector<std::string> sets;
   bool as_json = false, quiet = false;
@@ -224,6 +408,8 @@ int main(int argc, char** argv) {
                         "Continue a run: 'auto' = from the newest good checkpoint in --out DIR (a fresh run when there "
                         "is none), or a checkpoint file. Refused (exit 2) when the job changed in a key that changes "
                         "the result");
+  train_cmd->add_option("--budget-usd", budget_usd,
+                        "Stop (checkpoint, exit 3) once the run has cost this many dollars; replaces [budget] max_usd");
 
   CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
   eval_cmd->add_option("job", job_path, "Job file (TOML)")->required();
@@ -247,6 +433,12 @@ int main(int argc, char** argv) {
   CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
+  std::string run_a, run_b;
+  CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, quality, job keys, verdict");
+  compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
+  compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
+  compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
+  compare_cmd->add_flag("--json", as_json, "JSON output");
   for (CLI::App* sub : {runs_list, runs_show}) {
     sub->add_option("--store", store_path, "Run store (SQLite)");
     sub->add_flag("--json", as_json, "JSON output");
@@ -260,9 +452,10 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume);
+    if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
+    if (compare_cmd->parsed()) return cmd_compare(run_a, run_b, store_path, as_json);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {

@@ -348,7 +348,51 @@ void parse_checkpoint(Section& s, CheckpointSpec& c) {
   }
 }
 
+void parse_cost(Section& s, CostSpec& c) {
+  c.instance = s.get_string("instance", "local");
+  if (c.instance.empty()) s.fail_key("instance", "expected a catalog instance name");
+  c.pricing = s.get_string("pricing", "on-demand", {"on-demand", "spot"});
+  c.billing = s.get_string("billing", "second", {"second", "hour"});
+  c.catalog = s.get_string("catalog", "");
+  if (s.has("carbon_g_per_kwh")) c.carbon_g_per_kwh = s.get_double("carbon_g_per_kwh", 0.0, 0.0, 1e5);
+  if (s.has("usd_per_hour")) c.usd_per_hour = s.get_double("usd_per_hour", 0.0, 0.0, 1e6);
+  if (s.has("tdp_w")) c.tdp_w = s.get_double("tdp_w", 0.0, 0.0, 1e7, /*min_open=*/true);
+  s.check_unknown();
+}
+
+void parse_budget(Section& s, BudgetSpec& b) {
+  // Each limit must be a finite number > 0 (a zero budget would stop before the first step).
+  auto limit = [&](const char* key, std::optional<double>& out) {
+    if (s.has(key)) out = s.get_double(key, 0.0, 0.0, 1e12, /*min_open=*/true);
+  };
+  limit("max_usd", b.max_usd);
+  limit("max_kwh", b.max_kwh);
+  limit("max_co2_kg", b.max_co2_kg);
+  limit("max_hours", b.max_hours);
+  s.check_unknown();
+}
+
+void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
+  for (const auto& [key, node] : table) {
+    std::string name = prefix + std::string(key.str());
+    if (const toml::table* sub = node.as_table()) flatten_keys(*sub, name + ".", out);
+    else out[name] = node_text(node);
+  }
+}
+
 }  // namespace
+
+std::map<std::string, std::string> job_keys(const std::string& resolved_toml, const std::string& what) {
+  toml::table root;
+  try {
+    root = toml::parse(resolved_toml);
+  } catch (const toml::parse_error& e) {
+    throw InputError(what + ": the stored job is not valid TOML: " + std::string(e.description()));
+  }
+  std::map<std::string, std::string> out;
+  flatten_keys(root, "", out);
+  return out;
+}
 
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides) {
   std::ifstream probe(path);
@@ -365,7 +409,8 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
 
   JobSpec job;
   job.path = path;
-  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint"};
+  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint",
+                                            "cost",  "budget"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -378,7 +423,8 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
     if (!root.contains(required)) throw InputError(path + ": missing section [" + required + "]");
 
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
-          schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint");
+          schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
+          cost = section("cost"), budget = section("budget");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -386,7 +432,9 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_schedule(schedule, job.schedule);
   parse_train(train, job.train, path);
   parse_checkpoint(checkpoint, job.checkpoint);
-  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint}) s->check_unknown();
+  parse_cost(cost, job.cost);
+  parse_budget(budget, job.budget);
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget}) s->check_unknown();
   if (job.model.kind == "gpt" && job.data.kind != "text")
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
   if (job.model.kind != "gpt" && job.data.kind == "text")

@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -103,6 +105,21 @@ struct CheckpointSpec {
   std::string dir;            // "" = <out>/checkpoints
 };
 
+// [cost]: which instance the run is priced as, and overrides of its catalog entry. Reporting only:
+// these keys never change the weights, so they may differ on resume.
+struct CostSpec {
+  std::string instance = "local";
+  std::string pricing = "on-demand";  // on-demand | spot
+  std::string billing = "second";     // second (60 s minimum) | hour (per started hour)
+  std::string catalog;                // a user catalog merged over the shipped one ("" = none)
+  std::optional<double> carbon_g_per_kwh, usd_per_hour, tdp_w;  // override the entry's values
+};
+
+// [budget]: limits that stop the run (checkpoint, exit 3) once reached. Unset = no limit.
+struct BudgetSpec {
+  std::optional<double> max_usd, max_kwh, max_co2_kg, max_hours;
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -112,6 +129,8 @@ struct JobSpec {
   ScheduleSpec schedule;
   TrainSpec train;
   CheckpointSpec checkpoint;
+  CostSpec cost;
+  BudgetSpec budget;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };
@@ -119,5 +138,9 @@ struct JobSpec {
 // Reads and validates `path`, applying `overrides` ("section.key=value", value in TOML syntax or a
 // bare string). Throws InputError on any problem.
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// Every leaf of a resolved job as "section.key" -> its value in TOML syntax (arrays are leaves), for
+// comparing two runs' jobs. `what` names the text in the InputError when it is not valid TOML.
+std::map<std::string, std::string> job_keys(const std::string& resolved_toml, const std::string& what);
 
 }  // namespace frugal::train

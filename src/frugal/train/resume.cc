@@ -70,33 +70,6 @@ std::vector<std::pair<std::string, Tensor>> with_prefix(const io::CheckpointStat
   return out;
 }
 
-// "section.key" -> value as TOML text, for every leaf of the table (arrays are leaves).
-void flatten(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
-  for (const auto& [key, node] : table) {
-    std::string name = prefix + std::string(key.str());
-    if (const toml::table* sub = node.as_table()) {
-      flatten(*sub, name + ".", out);
-      continue;
-    }
-    std::ostringstream text;
-    if (node.is_string()) text << '"' << *node.value<std::string>() << '"';  // toml++ would pick its own quotes
-    else node.visit([&](const auto& v) { text << v; });
-    out[name] = text.str();
-  }
-}
-
-std::map<std::string, std::string> flatten_toml(const std::string& text, const std::string& what) {
-  toml::table root;
-  try {
-    root = toml::parse(text);
-  } catch (const toml::parse_error& e) {
-    throw InputError(what + ": the stored job is not valid TOML: " + std::string(e.description()));
-  }
-  std::map<std::string, std::string> out;
-  flatten(root, "", out);
-  return out;
-}
-
 // Evaluation changes weights only through early stopping (stop, restore_best) and a plateau schedule.
 bool evaluation_changes_weights(const std::map<std::string, std::string>& job) {
   auto get = [&](const std::string& key) {
@@ -206,8 +179,8 @@ LoopState unpack_checkpoint(const io::CheckpointState& state, const std::string&
 }
 
 std::vector<JobDifference> result_differences(const std::string& saved_toml, const std::string& current_toml) {
-  std::map<std::string, std::string> saved = flatten_toml(saved_toml, "checkpoint");
-  std::map<std::string, std::string> current = flatten_toml(current_toml, "job");
+  std::map<std::string, std::string> saved = job_keys(saved_toml, "checkpoint");
+  std::map<std::string, std::string> current = job_keys(current_toml, "job");
   const std::set<std::string> free_keys = {"train.log_every", "train.max_minutes", "run.store", "data.prefetch"};
   const bool evaluation_free = !evaluation_changes_weights(saved) && !evaluation_changes_weights(current);
   std::set<std::string> keys;
@@ -215,7 +188,11 @@ std::vector<JobDifference> result_differences(const std::string& saved_toml, con
   for (const auto& [k, v] : current) keys.insert(k);
   std::vector<JobDifference> out;
   for (const std::string& key : keys) {
-    if (key.rfind("checkpoint.", 0) == 0 || free_keys.count(key)) continue;
+    // [cost] and [budget] only price and bound the run (a budget stops it at a step boundary, where a
+    // resume goes on from), so they never change the weights.
+    if (key.rfind("checkpoint.", 0) == 0 || key.rfind("cost.", 0) == 0 || key.rfind("budget.", 0) == 0 ||
+        free_keys.count(key))
+      continue;
     if (evaluation_free && (key == "train.eval_every" || key == "train.eval_tokens")) continue;
     auto s = saved.find(key), c = current.find(key);
     std::string saved_value = s == saved.end() ? "" : s->second, current_value = c == current.end() ? "" : c->second;
@@ -235,7 +212,7 @@ void check_resumable(const io::CheckpointState& state, const std::string& path, 
     message += (i ? ", " : "") + d.key + " (" + (d.saved.empty() ? "not set" : d.saved) + " in the checkpoint, " +
                (d.current.empty() ? "not set" : d.current) + " now)";
   }
-  message += ". Only checkpoint.*, train.log_every, train.max_minutes, run.store, data.prefetch (and "
+  message += ". Only checkpoint.*, cost.*, budget.*, train.log_every, train.max_minutes, run.store, data.prefetch (and "
              "train.eval_every / eval_tokens without early stopping or a plateau schedule) may change; "
              "restore the job or start a new run in another --out directory";
   throw InputError(message);

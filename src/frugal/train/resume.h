@@ -63,7 +63,8 @@ struct JobDifference {
 // The keys that differ between the job stored in a checkpoint and the current one and could change
 // the result. Keys that cannot are left out: checkpoint.* (when to save), train.log_every (logging),
 // train.max_minutes (a stop trigger like a checkpoint trigger), run.store (where the run is recorded),
-// data.prefetch (how far the loader reads ahead); and train.eval_every / train.eval_tokens when
+// data.prefetch (how far the loader reads ahead), cost.* and budget.* (what is measured and when to
+// stop, not the math); and train.eval_every / train.eval_tokens when
 // neither job evaluates for early stopping nor a plateau schedule (evaluation then changes no weight).
 std::vector<JobDifference> result_differences(const std::string& saved_toml, const std::string& current_toml);
 

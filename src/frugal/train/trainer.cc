@@ -3,8 +3,10 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
@@ -17,6 +19,12 @@
 #include "frugal/base/rng.h"
 #include "frugal/base/signals.h"
 #include "frugal/base/timer.h"
+#include "frugal/cost/billing.h"
+#include "frugal/cost/budget.h"
+#include "frugal/cost/catalog.h"
+#include "frugal/cost/energy.h"
+#include "frugal/cost/meters.h"
+#include "frugal/cost/projection.h"
 #include "frugal/data/loader.h"
 #include "frugal/io/checkpoint.h"
 #include "frugal/io/safetensors.h"
@@ -62,7 +70,111 @@ std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& 
   return nn::make_gpt(config, job.run.seed);
 }
 
+int64_t model_flops_per_sample(const JobSpec& job, const PreparedData& data) {
+  const ModelSpec& m = job.model;
+  if (m.kind == "mlp") {
+    nn::MlpConfig config = m.mlp;
+    config.inputs = shape_numel(data.sample_shape);
+    config.outputs = data.classes;
+    return nn::count_flops_per_sample(config);
+  }
+  if (m.kind == "cnn") {
+    nn::CnnConfig config = m.cnn;
+    config.in_channels = data.sample_shape[0];
+    config.height = data.sample_shape[1];
+    config.width = data.sample_shape[2];
+    config.outputs = data.classes;
+    return nn::count_flops_per_sample(config);
+  }
+  nn::GptConfig config = m.gpt;
+  config.vocab = data.vocab.size();
+  return nn::count_flops_per_sample(config);
+}
+
+std::string shipped_catalog_path() {
+  if (const char* env = std::getenv("FRUGAL_CATALOG"); env && *env) {
+    if (!fs::is_regular_file(env)) throw InputError(std::string("FRUGAL_CATALOG=") + env + ": no such file");
+    return env;
+  }
+  std::vector<fs::path> tried;
+  std::error_code error;
+  fs::path exe = fs::read_symlink("/proc/self/exe", error);
+  if (!error) tried.push_back(exe.parent_path() / ".." / "catalog" / "instances.toml");
+  tried.push_back(fs::path(FRUGAL_SOURCE_DIR) / "catalog" / "instances.toml");
+  std::string places;
+  for (const fs::path& p : tried) {
+    if (fs::is_regular_file(p, error)) return p.lexically_normal().string();
+    places += (places.empty() ? "" : ", ") + p.lexically_normal().string();
+  }
+  throw InputError("cannot find the instance catalog (looked in " + places +
+                   "): set FRUGAL_CATALOG to the path of catalog/instances.toml");
+}
+
 namespace {
+
+// The instance a run is priced as: the catalog entry with the job's [cost] overrides applied.
+struct CostSetup {
+  cost::Catalog catalog;
+  cost::Instance instance;
+  cost::Pricing pricing = cost::Pricing::on_demand;
+  cost::Billing billing = cost::Billing::per_second;
+  std::optional<double> user_carbon;
+  std::string catalog_path;
+};
+
+CostSetup setup_cost(const JobSpec& job) {
+  const CostSpec& c = job.cost;
+  CostSetup out;
+  out.catalog_path = shipped_catalog_path();
+  out.catalog = cost::load_catalog(out.catalog_path);
+  if (!c.catalog.empty()) out.catalog.merge(c.catalog);
+  try {
+    out.instance = out.catalog.at(c.instance);
+  } catch (const InputError& e) {
+    throw InputError(job.path + ": [cost] instance = \"" + c.instance + "\": " + e.what());
+  }
+  out.pricing = cost::parse_pricing(c.pricing, "[cost] pricing");
+  out.billing = c.billing == "hour" ? cost::Billing::per_hour : cost::Billing::per_second;
+  if (c.usd_per_hour) {
+    // The user's price is what the machine costs them, whichever pricing is named.
+    out.instance.usd_per_hour = out.instance.spot_usd_per_hour = *c.usd_per_hour;
+    out.instance.user_keys.insert({"usd_per_hour", "spot_usd_per_hour"});
+  }
+  if (c.tdp_w) {
+    // Idle power keeps its share of the full-load power.
+    double idle_share = out.instance.tdp_w > 0 ? out.instance.idle_w / out.instance.tdp_w : cost::idle_fraction_default;
+    out.instance.tdp_w = *c.tdp_w;
+    out.instance.idle_w = idle_share * *c.tdp_w;
+    out.instance.user_keys.insert({"tdp_w", "idle_w"});
+  }
+  out.user_carbon = c.carbon_g_per_kwh;
+  return out;
+}
+
+json figure_json(const cost::Figure& f) { return {{"value", f.value}, {"source", f.source}}; }
+
+// "This run on X would cost": a CPU instance, an A100, an H100 node and an RTX 4090, at fp32 (the
+// precision frugal trains in) and an efficiency of 30% of peak, a typical MFU of well-tuned training;
+// the method string of each projection states both. Entries a catalog lacks are left out.
+const char* const kProjectedInstances[] = {"c7i.2xlarge", "a2-highgpu-1g", "p5.48xlarge", "runpod-rtx4090"};
+constexpr double kProjectionEfficiency = 0.3;
+
+json projections_json(const CostSetup& priced, double flops) {
+  json out = json::array();
+  for (const char* name : kProjectedInstances) {
+    if (!priced.catalog.contains(name) || !priced.catalog.at(name).peak("fp32")) continue;
+    cost::Projection p = cost::project(priced.catalog.at(name), flops, "fp32", kProjectionEfficiency, priced.pricing);
+    out.push_back({{"instance", p.instance},
+                   {"precision", p.precision},
+                   {"efficiency", p.efficiency},
+                   {"hours", figure_json(p.hours)},
+                   {"usd", figure_json(p.usd)},
+                   {"kwh", figure_json(p.kwh)},
+                   {"co2_kg", figure_json(p.co2_kg)},
+                   {"method", p.method}});
+  }
+  return out;
+}
 
 std::string timestamp(const char* format) {
   std::time_t now = std::time(nullptr);
@@ -257,6 +369,14 @@ void warn(const std::string& text) {
 
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   Timer wall;  // this process; wall_s() adds the time of earlier processes of a resumed run
+  // Splits this process's wall time into phases; earlier processes' phases come from the checkpoint.
+  cost::PhaseTimer phases;
+  // The priced instance (an unknown one is an input error, before anything is written).
+  CostSetup priced = setup_cost(job);
+  cost::BudgetLimits limits{job.budget.max_usd, job.budget.max_kwh, job.budget.max_co2_kg, job.budget.max_hours};
+  if (options.budget_usd) limits.usd = options.budget_usd;
+  std::optional<cost::Budget> budget;
+  if (!limits.empty()) budget.emplace(limits);
   // From here on SIGTERM, SIGINT and SIGUSR1 only ask for a checkpoint at the next step boundary.
   PreemptionScope preemption;
   if (job.run.threads > 0) set_num_threads(job.run.threads);
@@ -322,11 +442,29 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   }
 
   LoopState loop;
+  std::array<double, cost::phase_count> phases_before{};  // seconds per phase of earlier processes
+  double energy_before_j = 0;                              // joules of earlier processes
+  std::string energy_source_before;
   std::vector<std::pair<std::string, Tensor>> best_state;
   std::optional<HeartbeatRecord> heartbeat_then;
   if (resume_state) {
     check_resumable(*resume_state, resume_path, job);
     loop = unpack_checkpoint(*resume_state, resume_path, *model, *optimizer, *schedule, best_state);
+    // Cost meters of the earlier processes (absent in checkpoints of older frugal versions).
+    const auto& values = resume_state->values;
+    auto number = [&](const std::string& key) -> std::optional<double> {
+      auto it = values.find(key);
+      if (it == values.end()) return std::nullopt;
+      try {
+        return std::stod(it->second);
+      } catch (const std::exception&) {
+        throw InputError(resume_path + ": checkpoint value '" + key + "' is not a number: " + it->second);
+      }
+    };
+    for (int i = 0; i < cost::phase_count; ++i)
+      phases_before[size_t(i)] = number(std::string("cost.phase.") + cost::phase_name(cost::Phase(i))).value_or(0.0);
+    energy_before_j = number("cost.energy_j").value_or(0.0);
+    if (auto it = values.find("cost.energy_source"); it != values.end()) energy_source_before = it->second;
     resume_state.reset();  // the weights were copied; free the file's buffer
     if (loop.step > total_steps)
       throw InputError(resume_path + ": checkpoint of step " + std::to_string(loop.step) + " is past the job's " +
@@ -344,10 +482,43 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       loop.checkpoint_s = heartbeat_then->checkpoint_s;
     }
     ++loop.interruptions;
+    // The checkpoint's phases end where it was packed; the rest of the earlier processes' wall time
+    // (its own write, work lost after it) is unattributed, so it counts as "other" and, for energy,
+    // at the earlier processes' mean power (an estimate).
+    double attributed = 0;
+    for (double v : phases_before) attributed += v;
+    if (attributed > 0 && loop.wall_s > attributed) {
+      energy_before_j *= loop.wall_s / attributed;
+      energy_source_before = cost::source_estimated;
+    }
+    phases_before[size_t(cost::Phase::other)] += std::max(0.0, loop.wall_s - attributed);
   }
   const double wall_before = loop.wall_s;  // seconds of earlier processes
   const double data_wait_before = loop.data_wait_s;
   auto wall_s = [&] { return wall_before + wall.seconds(); };
+  cost::EnergyMeter energy(cost::power_model(priced.instance));
+  const int64_t flops_per_sample = model_flops_per_sample(job, data);
+
+  // Running cost totals of the whole run (all processes) now.
+  struct CostNow {
+    cost::Figure usd, kwh, co2_kg, hours;
+    std::array<double, cost::phase_count> phase_s{};
+    double wall_s = 0;
+  };
+  auto cost_now = [&]() {
+    CostNow c;
+    energy.sample();
+    cost::PhaseTotals totals = phases.totals();
+    c.wall_s = wall_before + totals.wall_seconds;
+    for (size_t i = 0; i < c.phase_s.size(); ++i) c.phase_s[i] = phases_before[i] + totals.seconds[i];
+    double joules = energy_before_j + energy.joules().value;
+    std::string energy_source = energy_source_before == cost::source_estimated ? cost::source_estimated : energy.source();
+    c.kwh = {joules / 3.6e6, energy_source};
+    c.co2_kg = cost::carbon_kg(c.kwh.value, priced.instance, priced.user_carbon);
+    c.usd = cost::dollars(priced.instance, c.wall_s, priced.pricing, priced.billing);
+    c.hours = {c.wall_s / 3600.0, cost::source_measured};
+    return c;
+  };
 
   fs::create_directories(out_dir);
   fs::create_directories(checkpoint_dir);
@@ -385,6 +556,8 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     metrics_file << line;
     metrics_file.flush();
     metrics_bytes += int64_t(line.size());
+    // The store's metrics table holds train and eval rows; budget events live in metrics.jsonl.
+    if (row.value("kind", std::string("train")) == "budget") return;
     store.log_metrics(run_id, row.value("step", int64_t(0)), row.value("kind", std::string("train")), row.dump());
   };
 
@@ -419,12 +592,14 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     Timer since_checkpoint;
     double auto_interval_s = -1;  // interval = "auto": seconds of work between checkpoints, once measured
     bool preempted = false;
+    bool budget_hit = false, budget_stopped = false;  // a limit was reached / the run stopped for it
 
     auto data_wait_s = [&] {
       return data_wait_before + (loader ? loader->data_wait_seconds() : token_loader->data_wait_seconds());
     };
 
     auto evaluate = [&]() {
+      auto in_phase = phases.scope(cost::Phase::evaluation);
       EvalMetrics m;
       if (data.is_text) m = evaluate_language_model(*model, data.val_tokens, t.batch_size, job.model.gpt.context, t.eval_tokens);
       else if (data.val.size() > 0) m = evaluate_classifier(*model, data.val, 1000);
@@ -460,6 +635,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     };
 
     auto optimizer_step = [&]() {
+      auto in_phase = phases.scope(cost::Phase::optimizer);
       if (t.clip_norm > 0) optim::clip_grad_norm(params, t.clip_norm);
       optimizer->set_lr(schedule->lr_at(step));
       optimizer->step();
@@ -488,11 +664,34 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                       throughput_timer.seconds() > 0 ? double(throughput_samples) * (data.is_text ? double(job.model.gpt.context) : 1.0) / throughput_timer.seconds() : 0,
                       wall_s());
       if (step % eval_every == 0 || step == total_steps) evaluate();
+      if (budget) {
+        CostNow c = cost_now();
+        double progress_done = total_steps > 0 ? double(step) / double(total_steps) : -1.0;
+        for (const cost::BudgetEvent& e :
+             budget->update({c.usd.value, c.kwh.value, c.co2_kg.value, c.hours.value}, progress_done)) {
+          progress.line("budget: " + e.message);
+          log_metrics({{"kind", "budget"},
+                       {"step", step},
+                       {"event", e.kind == cost::BudgetEvent::Kind::forecast ? "forecast" : "threshold"},
+                       {"limit", e.limit},
+                       {"threshold", e.threshold},
+                       {"value", e.value},
+                       {"forecast", e.forecast},
+                       {"message", e.message},
+                       {"time_s", wall_s()}});
+        }
+        // At the last step the run is done anyway; before it, stop at this step boundary.
+        if (budget->exceeded() && step < total_steps) budget_hit = true;
+      } else {
+        energy.sample();  // often enough that no RAPL counter wraps twice between samples
+      }
       if (t.max_minutes > 0 && wall_s() > t.max_minutes * 60 && stop_reason.empty() && step < total_steps)
         stop_reason = "time_limit";
     };
 
     auto save_checkpoint = [&](bool epoch_done) {
+      auto in_phase = phases.scope(cost::Phase::checkpoint);
+      CostNow meters = cost_now();
       LoopState now;
       now.step = step;
       now.micro = micro;
@@ -519,8 +718,12 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       now.metrics_bytes = metrics_bytes;
       now.threads = num_threads();
       Timer packing;
-      io::CheckpointWrite written =
-          io::write_checkpoint(checkpoint_dir, pack_checkpoint(now, job, *model, *optimizer, *schedule, best_state), cs.keep);
+      io::CheckpointState state = pack_checkpoint(now, job, *model, *optimizer, *schedule, best_state);
+      for (size_t i = 0; i < meters.phase_s.size(); ++i)
+        state.values[std::string("cost.phase.") + cost::phase_name(cost::Phase(i))] = json(meters.phase_s[i]).dump();
+      state.values["cost.energy_j"] = json(meters.kwh.value * 3.6e6).dump();
+      state.values["cost.energy_source"] = meters.kwh.source;
+      io::CheckpointWrite written = io::write_checkpoint(checkpoint_dir, state, cs.keep);
       double seconds = packing.seconds();
       for (const std::string& w : written.warnings) warn(w);
       checkpoint_s += seconds;
@@ -559,7 +762,16 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
           due = true;
         }
       }
-      if (due) save_checkpoint(epoch_done);
+      if (due || budget_hit) save_checkpoint(epoch_done);
+      if (!preempt && budget_hit) {
+        progress.line("budget: " + budget->exceeded_message() + "; checkpoint written at step " + std::to_string(step) +
+                      "; stopping (exit " + std::to_string(kExitBudget) +
+                      "); continue with --resume auto and a larger budget");
+        budget_stopped = true;
+        status = "stopped_budget";
+        stop_reason = "budget";
+        return true;
+      }
       if (!preempt) return false;
       progress.line(std::string(preemption_signal_name(preemption_signal())) + ": checkpoint written at step " +
                     std::to_string(step) + "; stopping (exit " + std::to_string(kExitPreempted) +
@@ -573,6 +785,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     auto train_micro = [&](const Tensor& x, const Tensor& y, int64_t accumulate_count) {
       nn::set_random_context({job.run.seed, uint64_t(micro)});
       Timer compute;
+      auto in_forward = std::optional<cost::PhaseTimer::Scope>(std::in_place, phases, cost::Phase::forward);
       Tensor logits = (*model)(x);
       Tensor loss;
       CrossEntropyOptions ce;
@@ -581,7 +794,11 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       else loss = cross_entropy(logits, y, ce);
       double loss_value = loss.item();
       if (!std::isfinite(loss_value)) throw InternalError("training loss became " + std::to_string(loss_value) + " at step " + std::to_string(step));
-      autograd::backward(accumulate_count > 1 ? mul_scalar(loss, 1.0 / double(accumulate_count)) : loss);
+      in_forward.reset();
+      {
+        auto in_backward = phases.scope(cost::Phase::backward);
+        autograd::backward(accumulate_count > 1 ? mul_scalar(loss, 1.0 / double(accumulate_count)) : loss);
+      }
       train_compute_s += compute.seconds();
       loss_window += loss_value;
       ++loss_window_count;
@@ -593,7 +810,10 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     if (data.is_text) {
       while (step < total_steps && stop_reason.empty()) {
         for (int64_t a = 0; a < t.grad_accum; ++a) {
-          data::Batch batch = token_loader->next_for_step(step * t.grad_accum + a);
+          data::Batch batch = [&] {
+            auto in_phase = phases.scope(cost::Phase::data_wait);
+            return token_loader->next_for_step(step * t.grad_accum + a);
+          }();
           train_micro(batch.inputs, batch.targets, t.grad_accum);
         }
         epoch = step / steps_per_epoch;
@@ -608,7 +828,11 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
         int64_t in_group = 0;
         int64_t batches = loader->batches_per_epoch();
         int64_t index = batch_in_epoch;
-        while (std::optional<data::Batch> batch = loader->next()) {
+        auto next_batch = [&] {
+          auto in_phase = phases.scope(cost::Phase::data_wait);
+          return loader->next();
+        };
+        while (std::optional<data::Batch> batch = next_batch()) {
           // The last group of an epoch may be shorter than grad_accum.
           int64_t group_size = std::min<int64_t>(t.grad_accum, batches - (index / t.grad_accum) * t.grad_accum);
           train_micro(batch->inputs, batch->targets, group_size);
@@ -622,7 +846,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
             if (at_step_boundary(index == batches)) break;
           }
         }
-        if (preempted) break;
+        if (preempted || budget_stopped) break;
         ++epoch;
         batch_in_epoch = 0;
       }
@@ -644,12 +868,58 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
           io::expected_lost_seconds_per_interruption(auto_interval_s, mean_write_s);
     }
 
-    if (preempted) {
+    // The cost part of the summary: figures with their sources, the phase split, FLOPs and MFU.
+    auto cost_summary = [&](json& summary) {
+      CostNow c = cost_now();
+      summary["wall_s"] = c.wall_s;
+      summary["cost"] = {{"usd", figure_json(c.usd)},
+                         {"kwh", figure_json(c.kwh)},
+                         {"co2_kg", figure_json(c.co2_kg)},
+                         {"hours", figure_json(c.hours)},
+                         {"instance", priced.instance.name},
+                         {"pricing", cost::pricing_name(priced.pricing)},
+                         {"billing", cost::billing_name(priced.billing)},
+                         {"usd_per_hour", cost::price_per_hour(priced.instance, priced.pricing)},
+                         {"carbon_g_per_kwh", priced.user_carbon.value_or(priced.instance.carbon_g_per_kwh)},
+                         {"energy_method", energy.method()},
+                         {"catalog", priced.catalog_path}};
+      if (!job.cost.catalog.empty()) summary["cost"]["user_catalog"] = job.cost.catalog;
+      json phase_json = json::object();
+      for (size_t i = 0; i < c.phase_s.size(); ++i) phase_json[cost::phase_name(cost::Phase(i))] = c.phase_s[i];
+      summary["phases"] = phase_json;
+      // Training FLOPs: forward x 3 (backward is about twice the forward) for every sample trained on.
+      double flops = 3.0 * double(flops_per_sample) * double(samples_seen);
+      summary["flops"] = flops;
+      summary["flops_per_sample"] = flops_per_sample;
+      summary["projections"] = projections_json(priced, flops);
+      std::optional<double> peak = priced.instance.peak("fp32");
+      if (peak && *peak > 0 && c.wall_s > 0) {
+        summary["mfu"] = flops / c.wall_s / *peak;
+        summary["mfu_peak_flops"] = {{"value", *peak},
+                                     {"source", priced.instance.from_user("peak_tflops") ? cost::source_user
+                                                                                          : cost::source_catalog}};
+      } else {
+        summary["mfu"] = nullptr;
+        summary["mfu_note"] = "unknown: instance '" + priced.instance.name +
+                              "' states no fp32 peak FLOP/s (set peak_tflops in a user catalog, [cost] catalog)";
+      }
+      if (budget) {
+        json b = json::object();
+        if (limits.usd) b["max_usd"] = *limits.usd;
+        if (limits.kwh) b["max_kwh"] = *limits.kwh;
+        if (limits.co2_kg) b["max_co2_kg"] = *limits.co2_kg;
+        if (limits.hours) b["max_hours"] = *limits.hours;
+        if (budget->exceeded()) b["exceeded"] = budget->exceeded_message();
+        summary["budget"] = b;
+      }
+    };
+
+    if (preempted || budget_stopped) {
       progress.finish();
       json summary = {{"run_id", run_id},
                       {"status", status},
                       {"stop_reason", stop_reason},
-                      {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(epoch)},
+                      {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(samples_seen) / double(data.train.size())},
                       {"steps", step},
                       {"samples_seen", samples_seen},
                       {"metrics", json{{"train_loss", last_train_loss}}},
@@ -660,15 +930,16 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                       {"params", model->num_parameters()},
                       {"threads", num_threads()},
                       {"out_dir", out_dir},
-                      {"job_hash", job.hash},
-                      {"signal", preemption_signal_name(preemption_signal())}};
+                      {"job_hash", job.hash}};
+      if (preempted) summary["signal"] = preemption_signal_name(preemption_signal());
       summary.update(checkpoint_meters);
+      cost_summary(summary);
       {
         std::ofstream out(fs::path(out_dir) / "summary.json");
         out << summary.dump(2) << "\n";
       }
-      store.finish_run(run_id, "preempted", summary.dump());
-      return {kExitPreempted, summary.dump()};
+      store.finish_run(run_id, status, summary.dump());
+      return {preempted ? kExitPreempted : kExitBudget, summary.dump()};
     }
 
     if (t.early_stopping.enabled && t.early_stopping.restore_best && !best_state.empty()) {
@@ -678,6 +949,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     progress.finish();
 
     // Final metrics.
+    std::optional<cost::PhaseTimer::Scope> final_evaluation(std::in_place, phases, cost::Phase::evaluation);
     json metrics;
     metrics["train_loss"] = last_train_loss;
     if (have_val || data.is_text || data.val.size() > 0) {
@@ -699,6 +971,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       metrics["test_accuracy"] = test.accuracy;
     }
 
+    final_evaluation.reset();
     std::map<std::string, std::string> metadata = {{"frugal.model", job.model.kind}, {"frugal.job_hash", job.hash}};
     if (data.is_text) metadata["frugal.vocab"] = data.vocab.to_string();
     io::write_safetensors((fs::path(out_dir) / "model.safetensors").string(), model->state_dict(), metadata);
@@ -706,7 +979,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     json summary = {{"run_id", run_id},
                     {"status", status},
                     {"stop_reason", stop_reason.empty() ? "finished" : stop_reason},
-                    {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(epoch)},
+                    {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(samples_seen) / double(data.train.size())},
                     {"steps", step},
                     {"samples_seen", samples_seen},
                     {"metrics", metrics},
@@ -720,6 +993,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                     {"job_hash", job.hash}};
     summary.update(checkpoint_meters);
     if (best_step >= 0) summary["best_step"] = best_step;
+    cost_summary(summary);
     std::string text = summary.dump(2);
     {
       std::ofstream out(fs::path(out_dir) / "summary.json");

@@ -7,6 +7,7 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "frugal/nn/module.h"
@@ -24,14 +25,26 @@ struct TrainOptions {
   // from the newest good checkpoint of the run directory, or start fresh when there is none; anything
   // else = the checkpoint file to go on from (the run directory defaults to the one it was written for).
   std::string resume;
+  // --budget-usd: a dollar limit that replaces [budget] max_usd (the other limits stay).
+  std::optional<double> budget_usd;
 };
 
+// Exit code of a run stopped by a [budget] limit, after its checkpoint (status "stopped_budget").
+inline constexpr int kExitBudget = 3;
+
 struct TrainOutcome {
-  int exit_code = 0;  // 0, or kExitPreempted (75) after a preemption signal and its checkpoint
+  int exit_code = 0;  // 0, kExitPreempted (75) after a preemption signal, kExitBudget (3) at a budget limit
   std::string summary_json;  // the object also written to summary.json
 };
 
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options);
+
+// Where the shipped catalog is: $FRUGAL_CATALOG, else <dir of the binary>/../catalog/instances.toml, else
+// the source tree's catalog/instances.toml; the first that exists. InputError naming the places tried.
+std::string shipped_catalog_path();
+
+// Forward FLOPs of one sample of the job's model on data of this shape (nn::count_flops_per_sample).
+int64_t model_flops_per_sample(const JobSpec& job, const PreparedData& data);
 
 // Builds the model of the job for data of this shape (classes or vocabulary from `data`).
 std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data);
