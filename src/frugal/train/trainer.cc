@@ -914,15 +914,16 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       }
     };
 
-    if (preempted || budget_stopped) {
-      progress.finish();
+    // The summary of a run that ends here: written to summary.json and the run store, returned.
+    auto finish = [&](const json& metrics, const std::string& reason, int exit_code, const json& extra) {
       json summary = {{"run_id", run_id},
                       {"status", status},
-                      {"stop_reason", stop_reason},
-                      {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(samples_seen) / double(data.train.size())},
+                      {"stop_reason", reason},
+                      {"epochs", data.is_text ? double(step) / double(steps_per_epoch)
+                                              : double(samples_seen) / double(data.train.size())},
                       {"steps", step},
                       {"samples_seen", samples_seen},
-                      {"metrics", json{{"train_loss", last_train_loss}}},
+                      {"metrics", metrics},
                       {"wall_s", wall_s()},
                       {"train_compute_s", train_compute_s},
                       {"data_wait_s", data_wait_s()},
@@ -931,15 +932,22 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                       {"threads", num_threads()},
                       {"out_dir", out_dir},
                       {"job_hash", job.hash}};
-      if (preempted) summary["signal"] = preemption_signal_name(preemption_signal());
       summary.update(checkpoint_meters);
+      summary.update(extra);
       cost_summary(summary);
       {
         std::ofstream out(fs::path(out_dir) / "summary.json");
         out << summary.dump(2) << "\n";
       }
       store.finish_run(run_id, status, summary.dump());
-      return {preempted ? kExitPreempted : kExitBudget, summary.dump()};
+      return TrainOutcome{exit_code, summary.dump()};
+    };
+
+    if (preempted || budget_stopped) {
+      progress.finish();
+      json extra = json::object();
+      if (preempted) extra["signal"] = preemption_signal_name(preemption_signal());
+      return finish(json{{"train_loss", last_train_loss}}, stop_reason, preempted ? kExitPreempted : kExitBudget, extra);
     }
 
     if (t.early_stopping.enabled && t.early_stopping.restore_best && !best_state.empty()) {
@@ -976,31 +984,9 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     if (data.is_text) metadata["frugal.vocab"] = data.vocab.to_string();
     io::write_safetensors((fs::path(out_dir) / "model.safetensors").string(), model->state_dict(), metadata);
 
-    json summary = {{"run_id", run_id},
-                    {"status", status},
-                    {"stop_reason", stop_reason.empty() ? "finished" : stop_reason},
-                    {"epochs", data.is_text ? double(step) / double(steps_per_epoch) : double(samples_seen) / double(data.train.size())},
-                    {"steps", step},
-                    {"samples_seen", samples_seen},
-                    {"metrics", metrics},
-                    {"wall_s", wall_s()},
-                    {"train_compute_s", train_compute_s},
-                    {"data_wait_s", data_wait_s()},
-                    {"peak_rss_bytes", peak_rss_bytes()},
-                    {"params", model->num_parameters()},
-                    {"threads", num_threads()},
-                    {"out_dir", out_dir},
-                    {"job_hash", job.hash}};
-    summary.update(checkpoint_meters);
-    if (best_step >= 0) summary["best_step"] = best_step;
-    cost_summary(summary);
-    std::string text = summary.dump(2);
-    {
-      std::ofstream out(fs::path(out_dir) / "summary.json");
-      out << text << "\n";
-    }
-    store.finish_run(run_id, status, summary.dump());
-    return {0, summary.dump()};
+    json extra = json::object();
+    if (best_step >= 0) extra["best_step"] = best_step;
+    return finish(metrics, stop_reason.empty() ? "finished" : stop_reason, 0, extra);
   } catch (const std::exception& e) {
     progress.finish();
     json failure = {{"run_id", run_id}, {"status", "failed"}, {"error", e.what()}, {"out_dir", out_dir},
