@@ -24,6 +24,7 @@
 #include "frugal/cost/catalog.h"
 #include "frugal/cost/energy.h"
 #include "frugal/cost/meters.h"
+#include "frugal/cost/peak.h"
 #include "frugal/cost/projection.h"
 #include "frugal/data/loader.h"
 #include "frugal/io/checkpoint.h"
@@ -893,11 +894,15 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       summary["flops_per_sample"] = flops_per_sample;
       summary["projections"] = projections_json(priced, flops);
       std::optional<double> peak = priced.instance.peak("fp32");
+      const char* peak_source = priced.instance.from_user("peak_tflops") ? cost::source_user : cost::source_catalog;
+      if ((!peak || *peak <= 0) && priced.instance.name == "local") {
+        // This machine: measure its f32 peak (an FMA loop on the run's threads, about half a second).
+        peak = cost::measure_peak_flops(num_threads()).fp32;
+        peak_source = cost::source_measured;
+      }
       if (peak && *peak > 0 && c.wall_s > 0) {
         summary["mfu"] = flops / c.wall_s / *peak;
-        summary["mfu_peak_flops"] = {{"value", *peak},
-                                     {"source", priced.instance.from_user("peak_tflops") ? cost::source_user
-                                                                                          : cost::source_catalog}};
+        summary["mfu_peak_flops"] = {{"value", *peak}, {"source", peak_source}};
       } else {
         summary["mfu"] = nullptr;
         summary["mfu_note"] = "unknown: instance '" + priced.instance.name +
