@@ -1,12 +1,18 @@
 // matmul, linear, conv2d and the 2-D pools: shape checks, forward through kernels::cpu (oneDNN)
 // or kernels::ref, and their grad rules. Operands are passed to the kernels as strided views
 // (transposes included) and copied only when their strides cannot be described to the kernel.
+// In bf16-mixed precision (precision.h) f32 matmul/linear/conv2d round their operands to bf16 and
+// accumulate in f32, forward and backward; the reference path runs the f32 reference kernels on
+// the same rounded values.
 #include <algorithm>
 #include <string>
 
 #include "frugal/autograd/ops.h"
+#include "frugal/autograd/precision.h"
+#include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/kernels.h"
+#include "frugal/kernels/ref/convert.h"
 #include "frugal/kernels/ref/dense.h"
 
 namespace frugal {
@@ -27,6 +33,33 @@ void check_rank(const char* op, const Tensor& t, const char* name, int64_t rank,
     throw InputError(std::string(op) + ": " + name + " has shape " + shape_str(t.shape()) + ", expected " +
                      (at_least ? "at least " : "") + std::to_string(rank) + " dimensions");
 }
+
+// ---- bf16-mixed helpers ----
+
+bool use_bf16(DType dtype) { return dtype == DType::f32 && compute_precision() == Precision::bf16_mixed; }
+
+// Elements from a view's first element to its last (its strides are non-negative), so a strided
+// operand converts in one pass and keeps its strides; 0 for an empty view.
+int64_t view_span(const Tensor& t) {
+  int64_t span = 1;
+  for (size_t i = 0; i < t.shape().size(); ++i) {
+    if (t.shape()[i] == 0) return 0;
+    FRUGAL_CHECK(t.strides()[i] >= 0, "dense operand with a negative stride");
+    span += (t.shape()[i] - 1) * t.strides()[i];
+  }
+  return span;
+}
+
+// The bf16 rounding of the `count` f32 values at `src`, as a flat (count) bf16 tensor.
+Tensor round_to_bf16(const float* src, int64_t count) {
+  Tensor out = Tensor::empty({count}, DType::bf16);
+  if (kernels::reference_mode()) kernels::ref::f32_to_bf16(src, out.data<bf16_t>(), count);
+  else kernels::cpu::f32_to_bf16(src, out.data<bf16_t>(), count);
+  return out;
+}
+
+// A strided f32 view rounded to bf16, laid out like the view's span (same strides from element 0).
+Tensor round_view_to_bf16(const Tensor& t) { return round_to_bf16(t.data<float>(), view_span(t)); }
 
 // ---- matmul ----
 
@@ -116,6 +149,17 @@ Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const 
   d.lda = ao.ld, d.ldb = bo.ld, d.ldc = n;
   d.batch_stride_a = ao.batch_stride, d.batch_stride_b = bo.batch_stride, d.batch_stride_c = m * n;
   Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
+  if (use_bf16(a.dtype())) {
+    Tensor a16 = round_view_to_bf16(ao.values), b16 = round_view_to_bf16(bo.values);
+    const float* bias_p = bias_c.defined() ? bias_c.data<float>() : nullptr;
+    if (kernels::reference_mode()) {  // the f32 oracle on the rounded operands
+      Tensor a32 = a16.to(DType::f32), b32 = b16.to(DType::f32);
+      kernels::ref::matmul<float>(a32.data<float>(), b32.data<float>(), bias_p, out.data<float>(), d);
+    } else {
+      kernels::cpu::matmul_bf16(a16.data<bf16_t>(), b16.data<bf16_t>(), bias_p, out.data<float>(), d);
+    }
+    return out;
+  }
   kernels::dispatch_float(
       a.dtype(), name,
       [&](auto tag) {
@@ -222,7 +266,9 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (!autograd::needs_grad({&a, &b})) return out;
   Tensor a_saved = a.detach(), b_saved = b.detach();
   bool need_a = a.requires_grad(), need_b = b.requires_grad();
+  const Precision precision = compute_precision();
   return autograd::record(out, "matmul", {a, b}, [=](const Tensor& g) -> std::vector<Tensor> {
+    PrecisionGuard same_precision(precision);  // grads multiply in the forward's precision
     Tensor ga, gb;
     // g (batch..., m, n); dA = g B^T and dB = A^T g, summed over the axes each operand was broadcast along.
     if (need_a) ga = autograd::reduce_to_shape(matmul(g, b_saved.transpose_view(-2, -1)), a_saved.shape());
@@ -263,7 +309,9 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   Tensor x_saved = x_rows.detach(), w_saved = weight.detach();
   bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
   Shape x_shape = x.shape();
+  const Precision precision = compute_precision();
   return autograd::record(y, "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
+    PrecisionGuard same_precision(precision);  // dX, dW in the forward's precision; the bias sum stays f32
     Tensor g_rows = g.contiguous().view({-1, out_features});  // (M, out)
     std::vector<Tensor> grads(bias.defined() ? 3 : 2);
     if (need_x) grads[0] = matmul(g_rows, w_saved).view(x_shape);
@@ -273,8 +321,66 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   });
 }
 
+namespace {
+// conv2d in bf16-mixed precision: x and weight rounded to bf16 once (and kept, at half the bytes,
+// for backward), grad_y rounded in backward; every product accumulates in f32 and every result
+// (y, dX, dW, db) is f32. The bias is added in f32; db is summed from the rounded grad_y, as the
+// oneDNN kernel reads only that.
+Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
+  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor x16 = round_to_bf16(xc.data<float>(), xc.numel()), w16 = round_to_bf16(wc.data<float>(), wc.numel());
+  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, DType::f32);  // (N, O, OH, OW)
+  const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
+  if (kernels::reference_mode()) {
+    Tensor x32 = x16.to(DType::f32), w32 = w16.to(DType::f32);
+    kernels::ref::conv2d_forward<float>(x32.data<float>(), w32.data<float>(), bias_p, out.data<float>(), d);
+  } else {
+    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<float>(), d);
+  }
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!autograd::needs_grad(inputs)) return out;
+  bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  bool has_bias = bias.defined();
+  Shape x_shape = x.shape(), w_shape = weight.shape();
+  return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d bf16 backward expects an f32 gradient");
+    Tensor g16 = round_to_bf16(g.data<float>(), g.numel());
+    const bool reference = kernels::reference_mode();
+    Tensor g32 = reference ? g16.to(DType::f32) : Tensor();
+    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    if (need_x) {
+      Tensor gx = Tensor::empty(x_shape, DType::f32);
+      if (reference) {
+        Tensor w32 = w16.to(DType::f32);
+        kernels::ref::conv2d_backward_data<float>(g32.data<float>(), w32.data<float>(), gx.data<float>(), d);
+      } else {
+        kernels::cpu::conv2d_backward_data_bf16(g16.data<bf16_t>(), w16.data<bf16_t>(), gx.data<float>(), d);
+      }
+      grads[0] = gx;
+    }
+    if (need_w || need_b) {
+      Tensor gw = Tensor::empty(w_shape, DType::f32);
+      Tensor gb = has_bias ? Tensor::empty({d.o}, DType::f32) : Tensor();
+      float* gb_p = has_bias ? gb.data<float>() : nullptr;
+      if (reference) {
+        Tensor x32 = x16.to(DType::f32);
+        kernels::ref::conv2d_backward_weights<float>(x32.data<float>(), g32.data<float>(), gw.data<float>(), gb_p, d);
+      } else {
+        kernels::cpu::conv2d_backward_weights_bf16(x16.data<bf16_t>(), g16.data<bf16_t>(), gw.data<float>(), gb_p, d);
+      }
+      if (need_w) grads[1] = gw;
+      if (need_b) grads[2] = gb;
+    }
+    return grads;
+  });
+}
+}  // namespace
+
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
   const Conv2dDims d = conv_dims(x, weight, bias, options);
+  if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d);
   Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, x.dtype());  // (N, O, OH, OW)
   kernels::dispatch_float(

@@ -14,6 +14,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
 #include "frugal/io/safetensors.h"
@@ -120,6 +121,8 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
              const std::string& split, bool as_json) {
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.run.threads > 0) set_num_threads(job.run.threads);
+  // Evaluate in the precision the model was trained in.
+  PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
   train::PreparedData data = train::prepare_data(job, "runs/cache");
   if (data.is_text) {
     io::SafetensorsFile file = io::read_safetensors(weights);
@@ -160,6 +163,7 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.model.kind != "gpt") throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
   if (job.run.threads > 0) set_num_threads(job.run.threads);
+  PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
   io::SafetensorsFile file = io::read_safetensors(weights);
   auto it = file.metadata.find("frugal.vocab");
   if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");

@@ -372,6 +372,13 @@ void parse_budget(Section& s, BudgetSpec& b) {
   s.check_unknown();
 }
 
+void parse_precision_section(Section& s, PrecisionSpec& p) {
+  p.mode = s.get_string("mode", "fp32", {"fp32", "bf16-mixed", "fp16-mixed"});
+  if (p.mode == "fp16-mixed")
+    s.fail_key("mode", "\"fp16-mixed\" is not implemented yet; expected \"fp32\" or \"bf16-mixed\"");
+  s.check_unknown();
+}
+
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
   for (const auto& [key, node] : table) {
     std::string name = prefix + std::string(key.str());
@@ -410,7 +417,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   JobSpec job;
   job.path = path;
   const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint",
-                                            "cost",  "budget"};
+                                            "cost",  "budget", "precision"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -424,7 +431,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
 
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
-          cost = section("cost"), budget = section("budget");
+          cost = section("cost"), budget = section("budget"), precision = section("precision");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -434,7 +441,9 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_checkpoint(checkpoint, job.checkpoint);
   parse_cost(cost, job.cost);
   parse_budget(budget, job.budget);
-  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget}) s->check_unknown();
+  parse_precision_section(precision, job.precision);
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision})
+    s->check_unknown();
   if (job.model.kind == "gpt" && job.data.kind != "text")
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
   if (job.model.kind != "gpt" && job.data.kind == "text")

@@ -120,6 +120,12 @@ struct BudgetSpec {
   std::optional<double> max_usd, max_kwh, max_co2_kg, max_hours;
 };
 
+// [precision]: the compute precision of the dense ops (autograd/precision.h). Changes results,
+// so it may not differ on resume.
+struct PrecisionSpec {
+  std::string mode = "fp32";  // fp32 | bf16-mixed (fp16-mixed: not implemented yet)
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -131,6 +137,7 @@ struct JobSpec {
   CheckpointSpec checkpoint;
   CostSpec cost;
   BudgetSpec budget;
+  PrecisionSpec precision;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };

@@ -238,20 +238,22 @@ struct ConvDescs {
   dnnl_dims strides, dilates, padding_l, padding_r;
 };
 
-ConvDescs conv_descs(const Conv2dDims& d, dt in_type) {
+// Element types per role: backward passes of bf16 training read bf16 gradients (y) and write f32
+// ones (x for backward data, weight for backward weights), so each role gets its own type.
+ConvDescs conv_descs_typed(const Conv2dDims& d, dt x_type, dt weight_type, dt y_type) {
   ConvDescs c;
-  c.x = md({d.n, d.c, d.h, d.w}, in_type, tag::nchw);
-  c.x_any = md({d.n, d.c, d.h, d.w}, in_type, tag::any);
+  c.x = md({d.n, d.c, d.h, d.w}, x_type, tag::nchw);
+  c.x_any = md({d.n, d.c, d.h, d.w}, x_type, tag::any);
   if (d.groups == 1) {
-    c.weight = md({d.o, d.c, d.kernel_h, d.kernel_w}, in_type, tag::oihw);
-    c.weight_any = md({d.o, d.c, d.kernel_h, d.kernel_w}, in_type, tag::any);
+    c.weight = md({d.o, d.c, d.kernel_h, d.kernel_w}, weight_type, tag::oihw);
+    c.weight_any = md({d.o, d.c, d.kernel_h, d.kernel_w}, weight_type, tag::any);
   } else {  // (o, c / g, kh, kw) contiguous is exactly goihw
     dnnl_dims dims{d.groups, d.o / d.groups, d.c / d.groups, d.kernel_h, d.kernel_w};
-    c.weight = md(dims, in_type, tag::goihw);
-    c.weight_any = md(dims, in_type, tag::any);
+    c.weight = md(dims, weight_type, tag::goihw);
+    c.weight_any = md(dims, weight_type, tag::any);
   }
-  c.y = md({d.n, d.o, d.out_h, d.out_w}, dt::f32, tag::nchw);
-  c.y_any = md({d.n, d.o, d.out_h, d.out_w}, dt::f32, tag::any);
+  c.y = md({d.n, d.o, d.out_h, d.out_w}, y_type, tag::nchw);
+  c.y_any = md({d.n, d.o, d.out_h, d.out_w}, y_type, tag::any);
   c.bias = md({d.o}, dt::f32, tag::x);
   c.strides = {d.stride_h, d.stride_w};
   c.dilates = {d.dilation_h - 1, d.dilation_w - 1};  // oneDNN counts the gaps: 0 = dense
@@ -261,6 +263,9 @@ ConvDescs conv_descs(const Conv2dDims& d, dt in_type) {
   c.padding_r = {d.padding_h, d.padding_w};
   return c;
 }
+
+// Forward layouts: inputs in in_type, output (and bias) f32.
+ConvDescs conv_descs(const Conv2dDims& d, dt in_type) { return conv_descs_typed(d, in_type, in_type, dt::f32); }
 
 Key conv_key(Kind kind, dt type, const Conv2dDims& d, bool bias) {
   Key key = make_key(kind, type);
@@ -371,29 +376,13 @@ void run_pool_backward(const float* grad_y, const uint8_t* workspace, float* gra
   entry.primitive.execute(stream(), args);
   stream().wait();
 }
-}  // namespace
 
-void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims) {
-  run_matmul(a, b, bias, c, dims, dt::f32);
-}
-
-void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims) {
-  run_matmul(a, b, bias, c, dims, dt::bf16);
-}
-
-void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {
-  run_conv_forward(x, weight, bias, y, dims, dt::f32);
-}
-
-void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims) {
-  run_conv_forward(x, weight, bias, y, dims, dt::bf16);
-}
-
-void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
-  const Key key = conv_key(Kind::conv_backward_data, dt::f32, d, false);
+// grad_x (f32) from grad_y and weight in in_type (f32, or bf16 with f32 accumulation).
+void run_conv_backward_data(const void* grad_y, const void* weight, float* grad_x, const Conv2dDims& d, dt in_type) {
+  const Key key = conv_key(Kind::conv_backward_data, in_type, d, false);
   ConvBackwardDataEntry& entry = find_or_make(cache().conv_backward_data, key, [&] {
-    ConvDescs c = conv_descs(d, dt::f32);
-    auto forward = conv_forward_pd(c, false);
+    ConvDescs c = conv_descs_typed(d, dt::f32, in_type, in_type);
+    auto forward = conv_forward_pd(conv_descs(d, in_type), false);
     dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, c.x_any, c.weight_any, c.y_any,
                                                c.strides, c.dilates, c.padding_l, c.padding_r);
     dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), forward);
@@ -412,13 +401,15 @@ void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_
   stream().wait();
 }
 
-void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
-                             const Conv2dDims& d) {
+
+// grad_weight and grad_bias (f32) from x and grad_y in in_type (f32, or bf16 with f32 accumulation).
+void run_conv_backward_weights(const void* x, const void* grad_y, float* grad_weight, float* grad_bias,
+                               const Conv2dDims& d, dt in_type) {
   const bool bias = grad_bias != nullptr;
-  const Key key = conv_key(Kind::conv_backward_weights, dt::f32, d, bias);
+  const Key key = conv_key(Kind::conv_backward_weights, in_type, d, bias);
   ConvBackwardWeightsEntry& entry = find_or_make(cache().conv_backward_weights, key, [&] {
-    ConvDescs c = conv_descs(d, dt::f32);
-    auto forward = conv_forward_pd(c, bias);
+    ConvDescs c = conv_descs_typed(d, in_type, dt::f32, in_type);
+    auto forward = conv_forward_pd(conv_descs(d, in_type), bias);
     auto desc = bias ? dnnl::convolution_backward_weights::desc(dnnl::algorithm::convolution_direct, c.x_any,
                                                                 c.weight_any, c.bias, c.y_any, c.strides, c.dilates,
                                                                 c.padding_l, c.padding_r)
@@ -442,6 +433,42 @@ void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_we
   entry.primitive.execute(stream(), args);
   finish_output(entry.grad_weight, grad_weight_mem, grad_weight);
   stream().wait();
+}
+
+}  // namespace
+
+void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims) {
+  run_matmul(a, b, bias, c, dims, dt::f32);
+}
+
+void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims) {
+  run_matmul(a, b, bias, c, dims, dt::bf16);
+}
+
+void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  run_conv_forward(x, weight, bias, y, dims, dt::f32);
+}
+
+void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  run_conv_forward(x, weight, bias, y, dims, dt::bf16);
+}
+
+void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
+  run_conv_backward_data(grad_y, weight, grad_x, d, dt::f32);
+}
+
+void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float* grad_x, const Conv2dDims& d) {
+  run_conv_backward_data(grad_y, weight, grad_x, d, dt::bf16);
+}
+
+void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                             const Conv2dDims& d) {
+  run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::f32);
+}
+
+void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* grad_weight, float* grad_bias,
+                                  const Conv2dDims& d) {
+  run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::bf16);
 }
 
 size_t max_pool2d_workspace_bytes(const Pool2dDims& dims) {

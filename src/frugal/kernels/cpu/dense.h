@@ -1,8 +1,8 @@
 // Fast dense kernels through oneDNN 2.6: matmul, convolution and pooling in f32, plus bf16-input
-// matmul and convolution forward with f32 accumulation and output. Same signatures as
-// ref/dense.h for T = float, except max pooling, which keeps oneDNN's argmax workspace (opaque
-// bytes, max_pool2d_workspace_bytes long) instead of indices. Primitives are cached per thread,
-// keyed by shapes and flags, so a training step creates none after the first.
+// matmul and convolution (forward, backward data, backward weights) with f32 accumulation and
+// output. Same signatures as ref/dense.h for T = float, except max pooling, which keeps oneDNN's
+// argmax workspace (opaque bytes, max_pool2d_workspace_bytes long) instead of indices. Primitives
+// are cached per thread, keyed by shapes and flags, so a training step creates none after the first.
 #pragma once
 
 #include <cstddef>
@@ -26,6 +26,10 @@ void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bia
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& dims);
 void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
                              const Conv2dDims& dims);
+// bf16-mixed training: bf16 operands, f32 accumulation, f32 gradients (grad_bias may be null).
+void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float* grad_x, const Conv2dDims& dims);
+void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* grad_weight, float* grad_bias,
+                                  const Conv2dDims& dims);
 
 size_t max_pool2d_workspace_bytes(const Pool2dDims& dims);
 void max_pool2d_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& dims);
