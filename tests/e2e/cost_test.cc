@@ -93,7 +93,9 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   }
   // No readable RAPL here: energy is the power model's estimate, and never a silent zero.
   EXPECT_GT(c["kwh"]["value"].get<double>(), 0.0);
-  if (!rapl_readable()) EXPECT_EQ(c["kwh"]["source"], "estimated");
+  if (!rapl_readable()) {
+    EXPECT_EQ(c["kwh"]["source"], "estimated");
+  }
   EXPECT_GT(c["co2_kg"]["value"].get<double>(), 0.0);
   EXPECT_EQ(c["co2_kg"]["source"], "catalog");
   EXPECT_EQ(c["usd"]["value"].get<double>(), 0.0);  // local is free unless the user prices it

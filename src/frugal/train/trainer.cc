@@ -15,6 +15,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/autograd/ops.h"
+#include "frugal/autograd/precision.h"
 #include "frugal/base/parallel.h"
 #include "frugal/base/rng.h"
 #include "frugal/base/signals.h"
@@ -253,9 +254,19 @@ std::vector<std::pair<std::string, Tensor>> clone_state(const nn::Module& model)
 
 }  // namespace
 
+// Evaluation allocates other sizes than a training step (bigger batches, no gradients); the
+// allocator's cache is emptied around it so the two working sets never sit in memory together.
+namespace {
+struct CacheReleaseScope {
+  CacheReleaseScope() { Storage::release_cache(); }
+  ~CacheReleaseScope() { Storage::release_cache(); }
+};
+}  // namespace
+
 EvalMetrics evaluate_classifier(nn::Module& model, const data::Dataset& split, int64_t batch_size) {
   EvalMetrics out;
   if (split.size() == 0) return out;
+  CacheReleaseScope release_cache;
   autograd::NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
@@ -282,6 +293,7 @@ EvalMetrics evaluate_classifier(nn::Module& model, const data::Dataset& split, i
 EvalMetrics evaluate_language_model(nn::Module& model, const Tensor& tokens, int64_t batch, int64_t context,
                                     int64_t max_tokens) {
   EvalMetrics out;
+  CacheReleaseScope release_cache;
   autograd::NoGradGuard no_grad;
   bool was_training = model.is_training();
   model.eval();
@@ -382,10 +394,15 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   PreemptionScope preemption;
   if (job.run.threads > 0) set_num_threads(job.run.threads);
   else set_num_threads(0);
+  // [precision]: every dense op of the run (steps, evaluation) on this thread, restored on return.
+  PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
 
   // Input problems (data files, shapes) surface here, before anything is written.
   PreparedData data = prepare_data(job, "runs/cache");
   std::shared_ptr<nn::Module> model = build_model(job, data);
+  // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
+  // training step never asks for those sizes again, so hand them back to the system.
+  Storage::release_cache();
 
   std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job.optim, *model);
   std::vector<Tensor> params = model->parameters();
