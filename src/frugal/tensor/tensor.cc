@@ -120,6 +120,10 @@ BlockCache& block_cache() {
   static BlockCache* cache = new BlockCache();  // never destroyed: storages may outlive statics
   return *cache;
 }
+// Blocks above this size are not kept: training-step tensors are smaller, and keeping a loaded
+// dataset's temporaries would only raise the peak memory.
+constexpr size_t kMaxCachedBlock = size_t(64) << 20;
+
 // Sizes round up to 64 bytes below 4 KiB, else to a quarter of their power of two, which bounds
 // the waste at 25% while keeping the number of distinct sizes small.
 size_t round_block(size_t bytes) {
@@ -176,13 +180,17 @@ Storage::Storage(void* data, size_t bytes, std::shared_ptr<void> keep_alive)
 Storage::~Storage() {
   if (!owned_) return;
   const size_t rounded = round_block(bytes_);
+  g_live_bytes.fetch_sub(int64_t(bytes_));
+  if (rounded > kMaxCachedBlock) {  // one-off giants (a dataset, its f64 copy) go straight back
+    std::free(data_);
+    return;
+  }
   BlockCache& cache = block_cache();
   {
     std::lock_guard<std::mutex> lock(cache.mutex);
     cache.free_blocks[rounded].push_back(data_);
     cache.cached_bytes += int64_t(rounded);
   }
-  g_live_bytes.fetch_sub(int64_t(bytes_));
 }
 
 int64_t Storage::live_bytes() { return g_live_bytes.load(); }
