@@ -106,6 +106,9 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   EXPECT_DOUBLE_EQ(j["flops"].get<double>(),
                    3.0 * j["flops_per_sample"].get<double>() * j["samples_seen"].get<double>());
   EXPECT_GT(j["flops_per_sample"].get<double>(), 0.0);
+  EXPECT_GT(j["cpu_s"].get<double>(), 0.0);
+  EXPECT_GT(j["cpu_utilization"].get<double>(), 0.0);
+  EXPECT_LE(j["cpu_utilization"].get<double>(), 1.05);
   ASSERT_TRUE(j["mfu"].is_number()) << j.dump();
   EXPECT_EQ(j["mfu_peak_flops"]["source"], "measured");
   EXPECT_GT(j["mfu_peak_flops"]["value"].get<double>(), 1e9);

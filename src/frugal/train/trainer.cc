@@ -382,6 +382,7 @@ void warn(const std::string& text) {
 
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   Timer wall;  // this process; wall_s() adds the time of earlier processes of a resumed run
+  const cost::ProcessSample process_start = cost::read_process_sample();
   // Splits this process's wall time into phases; earlier processes' phases come from the checkpoint.
   cost::PhaseTimer phases;
   // The priced instance (an unknown one is an input error, before anything is written).
@@ -905,6 +906,10 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       json phase_json = json::object();
       for (size_t i = 0; i < c.phase_s.size(); ++i) phase_json[cost::phase_name(cost::Phase(i))] = c.phase_s[i];
       summary["phases"] = phase_json;
+      // CPU time and utilization of this process (from getrusage), over its wall time.
+      const cost::ProcessSample process_now = cost::read_process_sample();
+      summary["cpu_s"] = process_now.cpu_seconds() - process_start.cpu_seconds();
+      summary["cpu_utilization"] = cost::cpu_utilization(process_start, process_now, num_threads());
       // Training FLOPs: forward x 3 (backward is about twice the forward) for every sample trained on.
       double flops = 3.0 * double(flops_per_sample) * double(samples_seen);
       summary["flops"] = flops;
