@@ -424,6 +424,22 @@ TEST(Resume, ResumeFromAGivenFile) {
   EXPECT_NE(missing.err.find("nowhere.fck"), std::string::npos);
 }
 
+TEST(Resume, AutoOnACompletedRunRedoesNothing) {
+  Scratch s("resume-completed");
+  Preempted run = preempted_run(s);
+  CommandResult finish = s.frugal("train job.toml --json --out run --resume auto");
+  ASSERT_EQ(finish.exit_code, 0) << finish.err;
+  const std::string model = read_file(s / "run" / "model.safetensors");
+  const std::string metrics = read_file(s / "run" / "metrics.jsonl");
+  CommandResult again = s.frugal("train job.toml --json --out run --resume auto");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  EXPECT_NE(again.err.find("already completed"), std::string::npos) << again.err;
+  EXPECT_EQ(last_json(again.out)["status"], "completed");
+  EXPECT_TRUE(read_file(s / "run" / "model.safetensors") == model);
+  EXPECT_EQ(read_file(s / "run" / "metrics.jsonl"), metrics) << "nothing was redone or logged again";
+  (void)run;
+}
+
 TEST(Resume, AutoIntervalIsYoungDalyForTheMeasuredCost) {
   Scratch s("resume-auto-interval");
   write_file(s / "data.csv", make_csv(800));

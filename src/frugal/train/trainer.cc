@@ -468,6 +468,17 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   std::optional<HeartbeatRecord> heartbeat_then;
   if (resume_state) {
     check_resumable(*resume_state, resume_path, job);
+    // `--resume auto` on a run that already completed: nothing to redo, report what it reached.
+    if (options.resume == "auto") {
+      std::ifstream summary_file(fs::path(out_dir) / "summary.json");
+      json done = summary_file ? json::parse(summary_file, nullptr, false) : json();
+      if (done.is_object() && done.value("status", "") == "completed" &&
+          fs::exists(fs::path(out_dir) / "model.safetensors")) {
+        if (!options.quiet)
+          std::fprintf(options.log, "%s already completed; nothing to resume\n", out_dir.c_str());
+        return {0, done.dump()};
+      }
+    }
     loop = unpack_checkpoint(*resume_state, resume_path, *model, *optimizer, *schedule, best_state);
     // Cost meters of the earlier processes (absent in checkpoints of older frugal versions).
     const auto& values = resume_state->values;
