@@ -3,8 +3,10 @@
 #pragma once
 
 #include <cmath>
+#include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -53,4 +55,30 @@ inline ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& 
                                        << " (atol " << atol << ", rtol " << rtol << ")";
 }
 
+// The whole file as bytes ("" if it cannot be read), and the bytes written over a file.
+inline std::string read_bytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+inline void write_bytes(const std::string& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out.write(bytes.data(), std::streamsize(bytes.size()));
+}
+
 }  // namespace frugal::testing
+
+// Expects `statement` to throw frugal::InputError whose message contains every one of `parts`.
+#define EXPECT_INPUT_ERROR(statement, ...)                                                     \
+  do {                                                                                         \
+    try {                                                                                      \
+      statement;                                                                               \
+      ADD_FAILURE() << "expected InputError from " #statement;                                 \
+    } catch (const ::frugal::InputError& error) {                                              \
+      std::string message = error.what();                                                      \
+      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})                    \
+        EXPECT_NE(message.find(part), std::string::npos) << "message: " << message << "\nmissing: " << part; \
+    }                                                                                          \
+  } while (0)

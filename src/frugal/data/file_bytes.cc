@@ -92,4 +92,9 @@ void check_gzip_complete(const FileBytes& file, const std::string& path) {
   if (!file.gzip_problem.empty()) throw InputError(path + ": " + file.gzip_problem);
 }
 
+void fail_file(const FileBytes& file, const std::string& path, const std::string& what) {
+  std::string gz = file.gzip_problem.empty() ? "" : " [" + file.gzip_problem + "]";
+  throw InputError(path + ": " + what + gz);
+}
+
 }  // namespace frugal::data

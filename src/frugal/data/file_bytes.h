@@ -19,6 +19,10 @@ struct FileBytes {
 // Throws InputError when the file cannot be opened or read.
 FileBytes load_file(const std::string& path);
 
+// Throws InputError(path + ": " + what), with the gzip problem appended in brackets when the stream
+// was incomplete (a truncated .gz usually explains a format error found first).
+[[noreturn]] void fail_file(const FileBytes& file, const std::string& path, const std::string& what);
+
 // Throws InputError(path + ": " + gzip_problem) if the gzip stream was not complete.
 void check_gzip_complete(const FileBytes& file, const std::string& path);
 

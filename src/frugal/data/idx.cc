@@ -42,10 +42,7 @@ Tensor read_idx(const std::string& path) {
   FileBytes file = load_file(path);
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
-  auto fail = [&](const std::string& what) {
-    std::string gz = file.gzip_problem.empty() ? "" : " [" + file.gzip_problem + "]";
-    throw InputError(path + ": " + what + gz);
-  };
+  auto fail = [&](const std::string& what) { fail_file(file, path, what); };
   if (size < 4) fail("truncated at byte " + std::to_string(size) + ": expected a 4-byte IDX magic (00 00 <type> <rank>)");
   char magic[32];
   std::snprintf(magic, sizeof magic, "%02x %02x %02x %02x", bytes[0], bytes[1], bytes[2], bytes[3]);

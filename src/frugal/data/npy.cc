@@ -86,10 +86,7 @@ Tensor read_npy(const std::string& path) {
   FileBytes file = load_file(path);
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
-  auto fail = [&](const std::string& what) {
-    std::string gz = file.gzip_problem.empty() ? "" : " [" + file.gzip_problem + "]";
-    throw InputError(path + ": " + what + gz);
-  };
+  auto fail = [&](const std::string& what) { fail_file(file, path, what); };
   static const uint8_t kMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
   if (std::memcmp(bytes.data(), kMagic, size_t(std::min<int64_t>(size, 6))) != 0 || size == 0)
     fail("bad magic at byte 0: expected \\x93NUMPY (not a .npy file)");

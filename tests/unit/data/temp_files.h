@@ -11,6 +11,8 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "test_util.h"
 #include <unistd.h>
 
 namespace frugal::testing {
@@ -78,17 +80,5 @@ inline Bytes gzip_stored(const Bytes& data) {
   return out;
 }
 
-// Expects `statement` to throw frugal::InputError whose message contains every one of `parts`.
-#define EXPECT_INPUT_ERROR(statement, ...)                                                     \
-  do {                                                                                         \
-    try {                                                                                      \
-      statement;                                                                               \
-      ADD_FAILURE() << "expected InputError from " #statement;                                 \
-    } catch (const ::frugal::InputError& error) {                                              \
-      std::string message = error.what();                                                      \
-      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})                    \
-        EXPECT_NE(message.find(part), std::string::npos) << "message: " << message << "\nmissing: " << part; \
-    }                                                                                          \
-  } while (0)
 
 }  // namespace frugal::testing

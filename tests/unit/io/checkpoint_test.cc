@@ -44,17 +44,9 @@ class TempDir {
   std::string path_;
 };
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using frugal::testing::read_bytes;
+using frugal::testing::write_bytes;
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 std::vector<std::string> list_dir(const std::string& dir) {
   std::vector<std::string> names;
@@ -68,18 +60,6 @@ std::string packed_bytes(const Tensor& t) {
   return std::string(static_cast<const char*>(c.raw_data()), c.nbytes());
 }
 
-// Expects `statement` to throw InputError whose message contains every one of `parts`.
-#define EXPECT_INPUT_ERROR(statement, ...)                                                      \
-  do {                                                                                          \
-    try {                                                                                       \
-      statement;                                                                                \
-      ADD_FAILURE() << "expected InputError from " #statement;                                  \
-    } catch (const ::frugal::InputError& error) {                                               \
-      std::string message = error.what();                                                       \
-      for (const std::string& part : std::vector<std::string>{__VA_ARGS__})                     \
-        EXPECT_NE(message.find(part), std::string::npos) << "message: " << message << "\nmissing: " << part; \
-    }                                                                                           \
-  } while (0)
 
 // A small state with a few tensors and values, different per step.
 CheckpointState small_state(int64_t step) {

@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "test_util.h"
+
 #include "frugal/base/error.h"
 #include "unit/data/temp_files.h"
 
@@ -20,12 +22,7 @@ namespace {
 
 using testing::TempDir;
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using frugal::testing::read_bytes;
 
 bool exists(const std::string& path) { return ::access(path.c_str(), F_OK) == 0; }
 

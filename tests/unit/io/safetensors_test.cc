@@ -27,17 +27,9 @@ std::string make_temp_dir() {
   return pattern;
 }
 
-std::string read_bytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using frugal::testing::read_bytes;
+using frugal::testing::write_bytes;
 
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  out.write(bytes.data(), std::streamsize(bytes.size()));
-}
 
 // A safetensors file from a header text and data bytes, with the size field given or computed.
 std::string make_file(const std::string& header, const std::string& data, int64_t header_size = -1) {
