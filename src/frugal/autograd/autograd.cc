@@ -67,6 +67,13 @@ void accumulate(Tensor& slot, const Tensor& g, bool own) {
     slot = add(slot, g);
   }
 }
+
+// Makes g (fresh from accumulate(..., own = true)) the leaf's .grad; its buffer was allocated as
+// a backward temporary, so the memory accounting moves it to gradients.
+void adopt_grad(const Tensor& leaf, const Tensor& g) {
+  leaf.impl()->grad = g.impl_ptr();
+  g.storage()->set_category(MemoryCategory::gradients);
+}
 }  // namespace
 
 void backward(const Tensor& root, const Tensor& grad_root) {
@@ -81,7 +88,7 @@ void backward(const Tensor& root, const Tensor& grad_root) {
   if (!root.grad_fn()) {  // root is a leaf
     Tensor g = root.grad();
     accumulate(g, seed, true);
-    root.impl()->grad = g.impl_ptr();
+    adopt_grad(root, g);
     return;
   }
   // Collect the nodes reachable from root, then run them newest first.
@@ -121,7 +128,7 @@ void backward(const Tensor& root, const Tensor& grad_root) {
       } else {
         Tensor g = in.grad();
         accumulate(g, grads[i], true);
-        in.impl()->grad = g.impl_ptr();
+        adopt_grad(in, g);
       }
     }
   }

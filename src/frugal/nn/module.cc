@@ -51,6 +51,7 @@ Tensor Module::register_parameter(const std::string& name, Tensor value) {
   check_new_name(name);
   FRUGAL_CHECK(value.defined(), "register_parameter('" + name + "') with an undefined tensor");
   value.set_requires_grad(true);
+  value.storage()->set_category(MemoryCategory::weights);  // memory accounting
   parameters_.emplace_back(name, value);
   return value;
 }

@@ -1,6 +1,7 @@
 // Optimizers (SGD, AdamW) with exactly PyTorch's update rules, gradient-norm clipping, and the
-// decay / no_decay parameter split. Each step is one fused loop per parameter over its raw data.
-// Limits: f32 and f64 parameters (contiguous, as modules create them); no sparse gradients.
+// decay / no_decay parameter split. A step updates all parameters in one parallel region, over
+// fixed chunks of at most 16K elements. Limits: f32 and f64 parameters (contiguous, as modules
+// create them); no sparse gradients. Optimizer state is counted as MemoryCategory::optimizer_state.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,8 @@ class Optimizer {
   Optimizer& operator=(const Optimizer&) = delete;
 
   // One update of every parameter that has a gradient, under no_grad; then step_count() + 1.
+  // Serial part: prepare() per parameter; then one parallel region runs update_chunk() over the
+  // chunks, split statically by elements over the threads (elementwise: any split, same result).
   virtual void step();
   // Drops every gradient (PyTorch's set_to_none): the next backward writes fresh ones.
   void zero_grad();
@@ -51,8 +54,12 @@ class Optimizer {
   virtual void load_state(const NamedTensors& state);
 
  protected:
-  // Updates parameter k (global index) of `group` with its gradient; both contiguous, same dtype.
-  virtual void update(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) = 0;
+  // Serially, for each parameter k (global index) that has a gradient (contiguous, same dtype and
+  // shape as param): creates its state if needed, advances its counters, and keeps the raw
+  // pointers and scalars update_chunk() needs for this step.
+  virtual void prepare(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) = 0;
+  // Updates elements [begin, end) of parameter k as prepared; called in parallel for disjoint ranges.
+  virtual void update_chunk(int64_t k, int64_t begin, int64_t end) = 0;
   // A per-parameter buffer of a subclass, indexed by k; undefined until the parameter's first update.
   struct BufferSlot {
     std::string name;
@@ -63,10 +70,18 @@ class Optimizer {
   int64_t num_params() const { return num_params_; }
 
  private:
+  // A run of at most 16K elements of one parameter, aligned to the parameter's start.
+  struct Chunk {
+    int64_t param, begin, end;
+  };
   std::vector<ParamGroup> groups_;
   double lr_;
   int64_t step_count_ = 0;
   int64_t num_params_ = 0;
+  std::vector<Chunk> chunks_;             // over all parameters, in order; built once
+  std::vector<int64_t> chunk_offsets_;    // element offset of each chunk over all parameters, then the total
+  std::vector<uint8_t> has_grad_;         // per parameter, for the step under way
+  std::vector<Tensor> step_grads_;        // the gradients (contiguous) held during a step
 };
 
 struct SgdOptions {
@@ -86,12 +101,22 @@ class SGD : public Optimizer {
   const SgdOptions& options() const { return options_; }
 
  protected:
-  void update(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) override;
+  void prepare(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) override;
+  void update_chunk(int64_t k, int64_t begin, int64_t end) override;
   std::vector<BufferSlot> buffers() override;
 
  private:
+  struct Prepared {  // one parameter's step
+    DType dtype;
+    void* param;
+    const void* grad;
+    void* buffer;  // null without momentum
+    double lr, weight_decay;
+    bool first;  // the momentum buffer starts as the first direction
+  };
   SgdOptions options_;
   std::vector<Tensor> momentum_buffer_;
+  std::vector<Prepared> prepared_;
 };
 
 struct AdamWOptions {
@@ -111,17 +136,28 @@ class AdamW : public Optimizer {
   const AdamWOptions& options() const { return options_; }
 
  protected:
-  void update(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) override;
+  void prepare(int64_t k, const ParamGroup& group, Tensor& param, const Tensor& grad) override;
+  void update_chunk(int64_t k, int64_t begin, int64_t end) override;
   std::vector<BufferSlot> buffers() override;
 
  private:
+  struct Prepared {  // one parameter's step: pointers and the scalars of its update, in double
+    DType dtype;
+    void* param;
+    const void* grad;
+    void* exp_avg;
+    void* exp_avg_sq;
+    double decay, lerp_weight, beta2, keep2, bias_correction2_sqrt, eps, step;
+  };
   AdamWOptions options_;
   std::vector<Tensor> exp_avg_, exp_avg_sq_, step_;  // step_: i64 scalar per parameter
+  std::vector<Prepared> prepared_;
 };
 
 // Scales all gradients by max_norm / (norm + 1e-6) when that is < 1, norm being the global L2 norm
-// over every gradient (accumulated in double, fixed blocks: independent of thread count).
-// Parameters without a gradient are skipped. Returns the norm before clipping.
+// over every gradient (accumulated in double over fixed 16K-element blocks of each gradient, the
+// blocks' sums added in order: independent of thread count). One parallel region for the norm,
+// one for the scaling. Parameters without a gradient are skipped. Returns the norm before clipping.
 double clip_grad_norm(const std::vector<Tensor>& params, double max_norm);
 
 }  // namespace optim

@@ -11,13 +11,27 @@
 namespace frugal {
 
 namespace {
+// Live and peak bytes of owned storages, in total and by category (index = MemoryCategory).
 std::atomic<int64_t> g_live_bytes{0};
 std::atomic<int64_t> g_peak_bytes{0};
+std::atomic<int64_t> g_category_live_bytes[kMemoryCategories];
+std::atomic<int64_t> g_category_peak_bytes[kMemoryCategories];
+thread_local MemoryCategory t_memory_category = MemoryCategory::other;
 
-void note_alloc(int64_t bytes) {
-  int64_t now = g_live_bytes.fetch_add(bytes) + bytes;
-  int64_t peak = g_peak_bytes.load();
-  while (now > peak && !g_peak_bytes.compare_exchange_weak(peak, now)) {}
+void raise_peak(std::atomic<int64_t>& peak_bytes, int64_t now) {
+  int64_t peak = peak_bytes.load();
+  while (now > peak && !peak_bytes.compare_exchange_weak(peak, now)) {}
+}
+
+void note_category(MemoryCategory category, int64_t bytes) {
+  const size_t c = size_t(category);
+  const int64_t now = g_category_live_bytes[c].fetch_add(bytes) + bytes;
+  if (bytes > 0) raise_peak(g_category_peak_bytes[c], now);
+}
+
+void note_alloc(int64_t bytes, MemoryCategory category) {
+  note_category(category, bytes);
+  raise_peak(g_peak_bytes, g_live_bytes.fetch_add(bytes) + bytes);
 }
 
 template <class T>
@@ -104,6 +118,26 @@ Shape broadcast_shapes(const Shape& a, const Shape& b) {
   return out;
 }
 
+// ---- Memory categories ----
+
+const char* memory_category_name(MemoryCategory category) {
+  switch (category) {
+    case MemoryCategory::other: return "other";
+    case MemoryCategory::weights: return "weights";
+    case MemoryCategory::gradients: return "gradients";
+    case MemoryCategory::optimizer_state: return "optimizer_state";
+    case MemoryCategory::activations: return "activations";
+    case MemoryCategory::workspace: return "workspace";
+  }
+  return "unknown";
+}
+
+MemoryCategoryGuard::MemoryCategoryGuard(MemoryCategory category) : previous_(t_memory_category) {
+  t_memory_category = category;
+}
+MemoryCategoryGuard::~MemoryCategoryGuard() { t_memory_category = previous_; }
+MemoryCategory MemoryCategoryGuard::current() { return t_memory_category; }
+
 // ---- Storage ----
 
 // A caching allocator: freed blocks wait in per-size free lists and are handed out again for the
@@ -114,6 +148,7 @@ struct BlockCache {
   std::mutex mutex;
   std::unordered_map<size_t, std::vector<void*>> free_blocks;  // rounded size -> blocks
   int64_t cached_bytes = 0;
+  int64_t peak_cached_bytes = 0;
   int64_t system_allocations = 0;
 };
 BlockCache& block_cache() {
@@ -150,7 +185,17 @@ Storage::Storage(size_t bytes) : bytes_(bytes) {
   }
   if (!data_) data_ = std::aligned_alloc(64, rounded);
   if (!data_) throw std::bad_alloc();
-  note_alloc(int64_t(bytes));
+  category_ = t_memory_category;
+  note_alloc(int64_t(bytes), category_);
+}
+
+void Storage::set_category(MemoryCategory category) {
+  if (category == category_) return;
+  if (owned_) {
+    note_category(category_, -int64_t(bytes_));
+    note_category(category, int64_t(bytes_));
+  }
+  category_ = category;
 }
 
 int64_t Storage::system_allocations() {
@@ -163,6 +208,12 @@ int64_t Storage::cached_bytes() {
   BlockCache& cache = block_cache();
   std::lock_guard<std::mutex> lock(cache.mutex);
   return cache.cached_bytes;
+}
+
+int64_t Storage::peak_cached_bytes() {
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  return cache.peak_cached_bytes;
 }
 
 void Storage::release_cache() {
@@ -181,6 +232,7 @@ Storage::~Storage() {
   if (!owned_) return;
   const size_t rounded = round_block(bytes_);
   g_live_bytes.fetch_sub(int64_t(bytes_));
+  note_category(category_, -int64_t(bytes_));
   if (rounded > kMaxCachedBlock) {  // one-off giants (a dataset, its f64 copy) go straight back
     std::free(data_);
     return;
@@ -190,12 +242,21 @@ Storage::~Storage() {
     std::lock_guard<std::mutex> lock(cache.mutex);
     cache.free_blocks[rounded].push_back(data_);
     cache.cached_bytes += int64_t(rounded);
+    cache.peak_cached_bytes = std::max(cache.peak_cached_bytes, cache.cached_bytes);
   }
 }
 
 int64_t Storage::live_bytes() { return g_live_bytes.load(); }
 int64_t Storage::peak_bytes() { return g_peak_bytes.load(); }
-void Storage::reset_peak_bytes() { g_peak_bytes.store(g_live_bytes.load()); }
+void Storage::reset_peak_bytes() {
+  g_peak_bytes.store(g_live_bytes.load());
+  for (int c = 0; c < kMemoryCategories; ++c) g_category_peak_bytes[c].store(g_category_live_bytes[c].load());
+  BlockCache& cache = block_cache();
+  std::lock_guard<std::mutex> lock(cache.mutex);
+  cache.peak_cached_bytes = cache.cached_bytes;
+}
+int64_t Storage::live_bytes(MemoryCategory category) { return g_category_live_bytes[size_t(category)].load(); }
+int64_t Storage::peak_bytes(MemoryCategory category) { return g_category_peak_bytes[size_t(category)].load(); }
 
 // ---- Creation ----
 

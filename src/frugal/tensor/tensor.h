@@ -24,6 +24,28 @@ int64_t normalize_axis(int64_t axis, int64_t rank);
 // The shape two shapes broadcast to (NumPy rules); throws InputError naming both shapes.
 Shape broadcast_shapes(const Shape& a, const Shape& b);
 
+// What a storage's bytes are for, in the memory accounting: each owned storage is counted under
+// the category current on its thread when it was allocated (see MemoryCategoryGuard), or the one
+// it was re-tagged with (a parameter, a gradient adopted by a leaf). `other`: everything else
+// (data, batches, evaluation, model buffers).
+enum class MemoryCategory : uint8_t { other, weights, gradients, optimizer_state, activations, workspace };
+constexpr int kMemoryCategories = 6;
+const char* memory_category_name(MemoryCategory category);
+
+// Storages allocated on this thread while the guard lives are counted under `category`; guards
+// nest (the previous category comes back on destruction). Threads start in `other`.
+class MemoryCategoryGuard {
+ public:
+  explicit MemoryCategoryGuard(MemoryCategory category);
+  ~MemoryCategoryGuard();
+  MemoryCategoryGuard(const MemoryCategoryGuard&) = delete;
+  MemoryCategoryGuard& operator=(const MemoryCategoryGuard&) = delete;
+  static MemoryCategory current();
+
+ private:
+  MemoryCategory previous_;
+};
+
 // Owns one aligned buffer (or borrows memory kept alive by `keep_alive`, e.g. an mmap).
 class Storage {
  public:
@@ -37,17 +59,26 @@ class Storage {
   // Bytes held by frugal-owned storages right now and at peak (for memory accounting).
   static int64_t live_bytes();
   static int64_t peak_bytes();
+  // Also resets the per-category peaks and the cache's peak to their current values.
   static void reset_peak_bytes();
+  // The same by category; the live bytes of all categories add up to live_bytes().
+  static int64_t live_bytes(MemoryCategory category);
+  static int64_t peak_bytes(MemoryCategory category);
+  MemoryCategory category() const { return category_; }
+  // Moves this storage's bytes to another category (e.g. a temporary adopted as a leaf's .grad).
+  void set_category(MemoryCategory category);
   // The caching allocator behind owned storages: blocks the system allocator handed out so far,
   // bytes held for reuse, and a way to return them (e.g. after a run).
   static int64_t system_allocations();
   static int64_t cached_bytes();
+  static int64_t peak_cached_bytes();  // since the last reset_peak_bytes()
   static void release_cache();
 
  private:
   void* data_ = nullptr;
   size_t bytes_ = 0;
   bool owned_ = true;
+  MemoryCategory category_ = MemoryCategory::other;
   std::shared_ptr<void> keep_alive_;
 };
 
