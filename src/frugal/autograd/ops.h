@@ -101,4 +101,12 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 // q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true);
 
+// ---- multi-head attention (ops_attention.cc) ----
+// qkv (B, T, 3C), the fused q|k|v projection, with `heads` heads of width D = C / heads ->
+// (B, T, C), the heads' outputs side by side: what scaled_dot_product_attention gives on the split
+// and transposed heads, without the copies. Short contexts (B*H*T*T scores up to 64 MiB) run as
+// batched oneDNN matmuls on materialized scores, in bf16 under bf16-mixed precision (softmax and
+// its backward in f32); longer ones, f64 and reference mode take the tiled kernel.
+Tensor multi_head_attention(const Tensor& qkv, int64_t heads, bool causal = true);
+
 }  // namespace frugal

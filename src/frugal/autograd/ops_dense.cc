@@ -3,7 +3,10 @@
 // (transposes included) and copied only when their strides cannot be described to the kernel.
 // In bf16-mixed precision (precision.h) f32 matmul/linear/conv2d round their operands to bf16 and
 // accumulate in f32, forward and backward; the reference path runs the f32 reference kernels on
-// the same rounded values.
+// the same rounded values. fp16-mixed rounds the operands to IEEE half values instead (nearest
+// even, overflow to inf) but, as Debian's oneDNN 2.6 has no f16 matmul/convolution on CPUs, keeps
+// them in f32 and runs the f32 kernels on them: the numerics of fp16-mixed without its speed. In
+// both modes the bias is added in f32 and every output and gradient is f32.
 #include <algorithm>
 #include <string>
 
@@ -60,6 +63,25 @@ Tensor round_to_bf16(const float* src, int64_t count) {
 
 // A strided f32 view rounded to bf16, laid out like the view's span (same strides from element 0).
 Tensor round_view_to_bf16(const Tensor& t) { return round_to_bf16(t.data<float>(), view_span(t)); }
+
+// ---- fp16-mixed helpers ----
+
+bool use_f16(DType dtype) { return dtype == DType::f32 && compute_precision() == Precision::fp16_mixed; }
+
+// The f16 rounding of the `count` f32 values at `src`, kept as f32 values: a flat (count) f32 tensor.
+Tensor round_to_f16(const float* src, int64_t count) {
+  Tensor out = Tensor::empty({count}, DType::f32);
+  float* dst = out.data<float>();
+  if (kernels::reference_mode()) {
+    for (int64_t i = 0; i < count; ++i) dst[i] = f16_to_float(float_to_f16(src[i]));
+  } else {
+    kernels::cpu::round_to_f16(src, dst, count);
+  }
+  return out;
+}
+
+// A strided f32 view rounded to f16 values, laid out like the view's span (same strides from element 0).
+Tensor round_view_to_f16(const Tensor& t) { return round_to_f16(t.data<float>(), view_span(t)); }
 
 // ---- matmul ----
 
@@ -158,6 +180,15 @@ Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const 
     } else {
       kernels::cpu::matmul_bf16(a16.data<bf16_t>(), b16.data<bf16_t>(), bias_p, out.data<float>(), d);
     }
+    return out;
+  }
+  if (use_f16(a.dtype())) {  // the f32 kernels on f16-valued operands
+    Tensor a16 = round_view_to_f16(ao.values), b16 = round_view_to_f16(bo.values);
+    const float* bias_p = bias_c.defined() ? bias_c.data<float>() : nullptr;
+    if (kernels::reference_mode())
+      kernels::ref::matmul<float>(a16.data<float>(), b16.data<float>(), bias_p, out.data<float>(), d);
+    else
+      kernels::cpu::matmul(a16.data<float>(), b16.data<float>(), bias_p, out.data<float>(), d);
     return out;
   }
   kernels::dispatch_float(
@@ -285,6 +316,50 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
+// linear in bf16-mixed precision on the fast kernels: x and W rounded once in forward and kept
+// rounded (half the bytes of f32 copies) for backward, which rounds only g: three conversions per
+// layer and step instead of six. The same products, operand for operand, as the general path.
+Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bias, const Shape& x_shape,
+                   const std::vector<Tensor>& inputs) {
+  const int64_t M = x_rows.size(0), in = x_rows.size(1), out_features = weight.size(0);
+  Tensor wc = weight.contiguous();
+  Tensor x16 = round_to_bf16(x_rows.data<float>(), M * in);        // (M, in)
+  Tensor w16 = round_to_bf16(wc.data<float>(), out_features * in);  // (out, in)
+  Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor y = Tensor::empty({M, out_features}, DType::f32);  // (M, out)
+  auto product = [](const Tensor& a, bool ta, const Tensor& b, bool tb, const float* bias_p, Tensor& c, int64_t m,
+                    int64_t n, int64_t k, int64_t lda, int64_t ldb) {
+    MatmulDims d;
+    d.m = m, d.n = n, d.k = k, d.transpose_a = ta, d.transpose_b = tb, d.lda = lda, d.ldb = ldb, d.ldc = n;
+    if (m > 0 && n > 0) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias_p, c.data<float>(), d);
+  };
+  // y = x W^T + b: W (out, in) read transposed.
+  product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in);
+  Shape y_shape(x_shape.begin(), x_shape.end() - 1);
+  y_shape.push_back(out_features);
+  y = y.view(y_shape);
+  if (!autograd::needs_grad(inputs)) return y;
+  const bool need_x = inputs[0].requires_grad(), need_w = weight.requires_grad();
+  const bool need_b = bias.defined() && bias.requires_grad();
+  return autograd::record(y, "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
+    Tensor g_rows = g.contiguous().view({-1, out_features});             // (M, out)
+    Tensor g16 = round_to_bf16(g_rows.data<float>(), M * out_features);  // (M, out)
+    std::vector<Tensor> grads(bias.defined() ? 3 : 2);
+    if (need_x) {  // dX (M, in) = g W
+      Tensor gx = Tensor::empty({M, in}, DType::f32);
+      product(g16, false, w16, false, nullptr, gx, M, in, out_features, out_features, in);
+      grads[0] = gx.view(x_shape);
+    }
+    if (need_w) {  // dW (out, in) = g^T x, summed over all rows
+      Tensor gw = Tensor::empty({out_features, in}, DType::f32);
+      product(g16, true, x16, false, nullptr, gw, out_features, in, M, out_features, in);
+      grads[1] = gw;
+    }
+    if (need_b) grads[2] = sum(g_rows, {0});
+    return grads;
+  });
+}
+
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   check_rank("linear", x, "input", 1, true);
   check_rank("linear", weight, "weight", 2);
@@ -301,6 +376,11 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   }
   const Shape lead(x.shape().begin(), x.shape().end() - 1);
   Tensor x_rows = x.contiguous().view({shape_numel(lead), in});  // (M, in)
+  if (use_bf16(x.dtype()) && !kernels::reference_mode()) {
+    std::vector<Tensor> inputs{x, weight};
+    if (bias.defined()) inputs.push_back(bias);
+    return linear_bf16(x_rows, weight, bias, x.shape(), inputs);
+  }
   // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy.
   Tensor y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias).view(with_last(lead, out_features));
   std::vector<Tensor> inputs{x, weight};
@@ -376,11 +456,59 @@ Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, co
     return grads;
   });
 }
+
+// conv2d in fp16-mixed precision: x and weight rounded to f16 values once (kept for backward),
+// grad_y rounded in backward, then the f32 kernels; the bias is added in f32 and db is summed from
+// the rounded grad_y, as in the bf16 path.
+Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
+  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor x16 = round_to_f16(xc.data<float>(), xc.numel()), w16 = round_to_f16(wc.data<float>(), wc.numel());
+  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, DType::f32);  // (N, O, OH, OW)
+  const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
+  if (kernels::reference_mode())
+    kernels::ref::conv2d_forward<float>(x16.data<float>(), w16.data<float>(), bias_p, out.data<float>(), d);
+  else
+    kernels::cpu::conv2d_forward(x16.data<float>(), w16.data<float>(), bias_p, out.data<float>(), d);
+  std::vector<Tensor> inputs{x, weight};
+  if (bias.defined()) inputs.push_back(bias);
+  if (!autograd::needs_grad(inputs)) return out;
+  bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  bool has_bias = bias.defined();
+  Shape x_shape = x.shape(), w_shape = weight.shape();
+  return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d f16 backward expects an f32 gradient");
+    Tensor g16 = round_to_f16(g.data<float>(), g.numel());
+    const bool reference = kernels::reference_mode();
+    std::vector<Tensor> grads(has_bias ? 3 : 2);
+    if (need_x) {
+      Tensor gx = Tensor::empty(x_shape, DType::f32);
+      if (reference)
+        kernels::ref::conv2d_backward_data<float>(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
+      else
+        kernels::cpu::conv2d_backward_data(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
+      grads[0] = gx;
+    }
+    if (need_w || need_b) {
+      Tensor gw = Tensor::empty(w_shape, DType::f32);
+      Tensor gb = has_bias ? Tensor::empty({d.o}, DType::f32) : Tensor();
+      float* gb_p = has_bias ? gb.data<float>() : nullptr;
+      if (reference)
+        kernels::ref::conv2d_backward_weights<float>(x16.data<float>(), g16.data<float>(), gw.data<float>(), gb_p, d);
+      else
+        kernels::cpu::conv2d_backward_weights(x16.data<float>(), g16.data<float>(), gw.data<float>(), gb_p, d);
+      if (need_w) grads[1] = gw;
+      if (need_b) grads[2] = gb;
+    }
+    return grads;
+  });
+}
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
   const Conv2dDims d = conv_dims(x, weight, bias, options);
   if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d);
+  if (use_f16(x.dtype())) return conv2d_f16(x, weight, bias, d);
   Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, x.dtype());  // (N, O, OH, OW)
   kernels::dispatch_float(

@@ -1,8 +1,10 @@
 // Zoo models: config validation, module trees named as PyTorch would name them, forwards, FLOPs.
 #include "frugal/nn/zoo.h"
 
+#include <algorithm>
 #include <cmath>
 
+#include "frugal/autograd/recompute.h"
 #include "frugal/nn/init.h"
 
 namespace frugal {
@@ -29,6 +31,41 @@ void require_all_positive(const std::vector<int64_t>& values, const std::string&
 int64_t block_out_size(int64_t size, int64_t kernel, bool pooled) {
   int64_t conv = size + 2 * (kernel / 2) - kernel + 1;
   return pooled ? conv / 2 : conv;
+}
+
+// Per-block flags from a list of block indices; InputError naming the bad entry.
+std::vector<bool> recompute_flags(const std::vector<int64_t>& indices, int64_t blocks, const std::string& what) {
+  std::vector<bool> flags(size_t(blocks), false);
+  for (size_t i = 0; i < indices.size(); ++i) {
+    require(indices[i] >= 0 && indices[i] < blocks, "recompute_blocks[" + std::to_string(i) + "] = " +
+                                                        std::to_string(indices[i]) + ": expected a " + what +
+                                                        " index in [0, " + std::to_string(blocks) + ")");
+    flags[size_t(indices[i])] = true;
+  }
+  return flags;
+}
+
+// Runs layers as one recomputed stage (autograd::recompute): their parameters are the stage's,
+// their buffers (BatchNorm statistics) its in-place state, and the re-run in backward sees the
+// RandomContext of this forward, so every Dropout draws the same mask again.
+Tensor forward_recomputed(const std::vector<Module*>& layers, const Tensor& x) {
+  std::vector<Tensor> parameters, state;
+  for (Module* m : layers) {
+    for (const Tensor& p : m->parameters()) parameters.push_back(p);
+    for (const auto& [name, b] : m->named_buffers()) state.push_back(b);
+  }
+  const RandomContext context = random_context();
+  auto stage = [layers, context](const Tensor& input) {
+    struct Restore {  // the caller's context comes back even if a layer throws
+      RandomContext previous = random_context();
+      ~Restore() { set_random_context(previous); }
+    } restore;
+    set_random_context(context);
+    Tensor y = input;
+    for (Module* m : layers) y = m->forward(y);
+    return y;
+  };
+  return autograd::recompute(stage, x, parameters, state);
 }
 
 template <class M>
@@ -78,6 +115,7 @@ Cnn::Cnn(const CnnConfig& config) : config_(config) {
   features_ = register_module("features", std::make_shared<Sequential>());
   int64_t channels = config.in_channels, h = config.height, w = config.width;
   for (int64_t out : config.channels) {
+    block_starts_.push_back(features_->size());
     Conv2dOptions conv;
     conv.padding_h = conv.padding_w = config.kernel / 2;
     features_->push_back(std::make_shared<Conv2d>(channels, out, config.kernel, conv));
@@ -92,6 +130,8 @@ Cnn::Cnn(const CnnConfig& config) : config_(config) {
                                 " layers; use fewer conv blocks or pool = \"none\"");
     channels = out;
   }
+  block_starts_.push_back(features_->size());
+  recompute_ = recompute_flags(config.recompute_blocks, int64_t(config.channels.size()), "conv block");
 
   classifier_ = register_module("classifier", std::make_shared<Sequential>());
   classifier_->push_back(std::make_shared<Flatten>());
@@ -110,7 +150,17 @@ Tensor Cnn::forward(const Tensor& x) {
       x.size(3) != config_.width)
     throw InputError("Cnn: input " + shape_str(x.shape()) + " should be (N, " + std::to_string(config_.in_channels) +
                      ", " + std::to_string(config_.height) + ", " + std::to_string(config_.width) + ")");
-  return classifier_->forward(features_->forward(x));
+  Tensor y = x;  // (N, C, H, W)
+  for (size_t b = 0; b + 1 < block_starts_.size(); ++b) {
+    std::vector<Module*> layers;
+    for (int64_t i = block_starts_[b]; i < block_starts_[b + 1]; ++i) layers.push_back(&(*features_)[i]);
+    if (recompute_[b]) {
+      y = forward_recomputed(layers, y);
+    } else {
+      for (Module* m : layers) y = m->forward(y);
+    }
+  }
+  return classifier_->forward(y);
 }
 
 // ---- GPT ----
@@ -123,13 +173,7 @@ CausalSelfAttention::CausalSelfAttention(int64_t width, int64_t heads, double dr
 }
 
 Tensor CausalSelfAttention::forward(const Tensor& x) {
-  const int64_t B = x.size(0), T = x.size(1), C = width_, H = heads_, D = C / H;
-  Tensor qkv = qkv_->forward(x);  // (B, T, 3C)
-  auto head_view = [&](int64_t part) {  // (B, T, C) slice -> (B, H, T, D)
-    return transpose(reshape(slice(qkv, 2, part * C, (part + 1) * C), {B, T, H, D}), 1, 2);
-  };
-  Tensor y = scaled_dot_product_attention(head_view(0), head_view(1), head_view(2), /*causal=*/true);  // (B, H, T, D)
-  y = reshape(transpose(y, 1, 2), {B, T, C});
+  Tensor y = multi_head_attention(qkv_->forward(x), heads_, /*causal=*/true);  // (B, T, 3C) -> (B, T, C)
   return drop_->forward(proj_->forward(y));
 }
 
@@ -171,6 +215,7 @@ Gpt::Gpt(const GptConfig& config) : config_(config) {
   drop_ = register_module("drop", std::make_shared<Dropout>(config.dropout));
   blocks_ = register_module("blocks", std::make_shared<Sequential>());
   for (int64_t i = 0; i < config.layers; ++i) blocks_->push_back(std::make_shared<GptBlock>(config));
+  recompute_ = recompute_flags(config.recompute_blocks, config.layers, "transformer block");
   ln_f_ = register_module("ln_f", std::make_shared<LayerNorm>(config.width, 1e-5, true, config.bias));
   if (!config.tied_embeddings) head_ = register_module("head", std::make_shared<Linear>(config.width, config.vocab, false));
 }
@@ -205,7 +250,9 @@ Tensor Gpt::forward(const Tensor& ids) {
                      std::to_string(config_.context) + "]");
   Tensor positions = Tensor::arange(T, DType::i64);                       // (T)
   Tensor x = add(wte_->forward(ids), wpe_->forward(positions));          // (B, T, C)
-  x = blocks_->forward(drop_->forward(x));
+  x = drop_->forward(x);
+  for (int64_t i = 0; i < blocks_->size(); ++i)
+    x = recompute_[size_t(i)] ? forward_recomputed({&(*blocks_)[i]}, x) : (*blocks_)[i].forward(x);
   x = ln_f_->forward(x);
   return head_ ? head_->forward(x) : linear(x, wte_->weight());          // (B, T, V)
 }
@@ -258,6 +305,99 @@ int64_t count_flops_per_sample(const GptConfig& config) {
   // multiply-adds over the full (unmasked) T x T matrix, as dense kernels compute it.
   const int64_t per_token = L * (12 * C * C + 2 * T * C) + C * config.vocab;
   return 2 * per_token * T;
+}
+
+// ---- Activation memory ----
+//
+// Each count follows what the ops keep for backward (autograd/ops_*.cc): an op's output stays alive
+// as the next op's saved input, so a chain of ops keeps every output; contiguous reshapes and
+// flattens are views (no bytes); dropout redraws its mask from the counter-based RNG.
+
+int64_t ActivationEstimate::peak_bytes(const std::vector<int64_t>& recompute) const {
+  std::vector<bool> chosen(block_bytes.size(), false);
+  for (int64_t b : recompute) {
+    FRUGAL_CHECK(b >= 0 && b < int64_t(block_bytes.size()), "peak_bytes: block " + std::to_string(b) + " out of range");
+    chosen[size_t(b)] = true;
+  }
+  int64_t kept = other_bytes, rerun = 0;
+  for (size_t i = 0; i < block_bytes.size(); ++i) {
+    kept += input_bytes[i];
+    if (chosen[i]) rerun = std::max(rerun, block_bytes[i]);
+    else kept += block_bytes[i];
+  }
+  return kept + rerun;
+}
+
+ActivationEstimate estimate_activation_bytes(const GptConfig& config, int64_t batch, bool bf16_mixed) {
+  const int64_t B = batch, T = config.context, C = config.width, H = config.heads, V = config.vocab;
+  const int64_t N = B * T, f32 = 4;  // tokens, bytes per f32
+  const bool drop = config.dropout > 0;
+  const int64_t layer_norm = N * (C + 2) * f32;  // output, then mean and 1/std per row
+  // Attention (multi_head_attention): up to 64 MiB of scores, the per-head q, k, v (bf16 under
+  // bf16-mixed) and the (B*H, T, T) probabilities are kept; beyond, the views path keeps the sliced
+  // and transposed heads (6C per token), the tiled kernel's log-sum-exp (H per token) and the heads
+  // transposed back (C).
+  const bool materialized = B * H * T * T * f32 <= (int64_t(64) << 20);
+  const int64_t attention = materialized ? 3 * N * C * (bf16_mixed ? 2 : f32) + B * H * T * T * f32
+                                         : N * (7 * C + H) * f32;
+  const int64_t attention_out = N * C * f32;
+  int64_t block = layer_norm + 3 * N * C * f32 /*qkv*/ + attention + attention_out + N * C * f32 /*proj*/ +
+                  (drop ? N * C * f32 : 0) + N * C * f32 /*residual add*/ + layer_norm + 4 * N * C * f32 /*fc*/ +
+                  4 * N * C * f32 /*gelu*/ + N * C * f32 /*proj*/ + (drop ? N * C * f32 : 0);
+  ActivationEstimate e;
+  e.block_bytes.assign(size_t(config.layers), block);
+  e.input_bytes.assign(size_t(config.layers), N * C * f32);
+  // Token and position embeddings (+ their sum when dropout follows), the last block's output, the
+  // final norm and the logits.
+  e.other_bytes = N * C * f32 + T * C * f32 + (drop ? N * C * f32 : 0) + N * C * f32 + layer_norm + N * V * f32;
+  return e;
+}
+
+ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t batch, bool bf16_mixed) {
+  const bool pooled = config.pool != "none";
+  const int64_t N = batch, f32 = 4;
+  int64_t channels = config.in_channels, h = config.height, w = config.width;
+  ActivationEstimate e;
+  for (int64_t out : config.channels) {
+    const int64_t in_values = N * channels * h * w, conv_values = N * out * h * w;  // padding keeps H, W
+    const int64_t pool_values = N * out * (h / 2) * (w / 2);
+    int64_t block = conv_values * f32;
+    // bf16-mixed conv2d keeps its input and weight rounded to bf16 for backward.
+    if (bf16_mixed) block += (in_values + out * channels * config.kernel * config.kernel) * 2;
+    if (config.batch_norm) block += conv_values * f32 + 2 * out * f32;  // output, batch mean and variance
+    if (pooled) block += conv_values * f32;                            // ReLU output, the pool's input
+    if (config.pool == "max") block += pool_values;                    // oneDNN's u8 argmax workspace
+    e.block_bytes.push_back(block);
+    e.input_bytes.push_back(in_values * f32);  // block 0: the data batch itself
+    h = block_out_size(h, config.kernel, pooled);
+    w = block_out_size(w, config.kernel, pooled);
+    channels = out;
+  }
+  int64_t other = N * channels * h * w * f32;  // the last block's output (flattened as a view)
+  for (int64_t hidden : config.hidden) other += N * hidden * f32 * (config.dropout > 0 ? 3 : 2);  // linear, relu, dropout
+  e.other_bytes = other + N * config.outputs * f32;
+  return e;
+}
+
+std::vector<int64_t> choose_recompute_blocks(const ActivationEstimate& estimate, int64_t limit, bool* fits) {
+  std::vector<int64_t> order(estimate.block_bytes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i);
+  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
+    return estimate.block_bytes[size_t(a)] > estimate.block_bytes[size_t(b)];
+  });
+  // For each k the k largest blocks are the best choice: any other k blocks keep the largest one
+  // plus n - k - 1 others, at least as much as the n - k smallest plus the largest as re-run peak.
+  for (size_t k = 0; k <= order.size(); ++k) {
+    std::vector<int64_t> chosen(order.begin(), order.begin() + int64_t(k));
+    std::sort(chosen.begin(), chosen.end());
+    if (estimate.peak_bytes(chosen) <= limit) {
+      if (fits) *fits = true;
+      return chosen;
+    }
+  }
+  if (fits) *fits = false;
+  std::sort(order.begin(), order.end());
+  return order;
 }
 
 }  // namespace nn

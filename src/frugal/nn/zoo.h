@@ -31,6 +31,9 @@ struct CnnConfig {
   double dropout = 0;
   std::vector<int64_t> hidden;  // classifier hidden widths
   int64_t outputs = 0;
+  // Conv blocks (0-based) whose activations are recomputed in backward instead of kept
+  // (autograd/recompute.h); gradients are bit-identical either way.
+  std::vector<int64_t> recompute_blocks = {};
 };
 
 struct GptConfig {
@@ -38,6 +41,9 @@ struct GptConfig {
   double dropout = 0;
   bool tied_embeddings = true;  // head shares wte.weight (stored once, as wte.weight)
   bool bias = true;             // biases in Linear and LayerNorm layers
+  // Transformer blocks (0-based) whose activations are recomputed in backward instead of kept
+  // (autograd/recompute.h); gradients are bit-identical either way.
+  std::vector<int64_t> recompute_blocks = {};
 };
 
 // x (N, ...) -> logits (N, outputs); all layers in `layers`: Flatten, (Linear, act, [Dropout])..., Linear.
@@ -52,7 +58,8 @@ class Mlp : public Module {
 };
 
 // x (N, C, H, W) -> logits (N, outputs). `features`: per block Conv2d(k, padding k/2), [BatchNorm2d],
-// ReLU, [2x2 pool]; `classifier`: Flatten, (Linear, ReLU, [Dropout])..., Linear.
+// ReLU, [2x2 pool]; `classifier`: Flatten, (Linear, ReLU, [Dropout])..., Linear. A block listed in
+// recompute_blocks runs as one recomputed stage (its BatchNorm statistics are updated once).
 class Cnn : public Module {
  public:
   explicit Cnn(const CnnConfig& config);
@@ -62,6 +69,8 @@ class Cnn : public Module {
  private:
   CnnConfig config_;
   std::shared_ptr<Sequential> features_, classifier_;
+  std::vector<int64_t> block_starts_;  // index in features_ of each block's conv, then features_->size()
+  std::vector<bool> recompute_;        // per conv block
 };
 
 // Causal self-attention: `qkv` Linear(C, 3C), heads of width D = C / heads, `proj` Linear(C, C).
@@ -123,6 +132,7 @@ class Gpt : public Module {
   std::shared_ptr<Sequential> blocks_;
   std::shared_ptr<LayerNorm> ln_f_;
   std::shared_ptr<Linear> head_;  // null when tied to wte
+  std::vector<bool> recompute_;   // per block
 };
 
 // Built, Dropouts numbered, and initialized from `seed`. Bad configs throw InputError naming the field.
@@ -136,6 +146,31 @@ std::shared_ptr<Module> make_gpt(const GptConfig& config, uint64_t seed = 0);
 int64_t count_flops_per_sample(const MlpConfig& config);
 int64_t count_flops_per_sample(const CnnConfig& config);
 int64_t count_flops_per_sample(const GptConfig& config);
+
+// Activation memory of one training micro-batch of `batch` samples, estimated from shapes: the
+// bytes the autograd graph keeps alive from the forward until backward ends (f32 values, 4 bytes;
+// views that share storage count once; dropout masks are redrawn, not stored). Per block (GPT:
+// transformer block, CNN: conv block) what it saves apart from its input, plus each block's input;
+// `other_bytes` is the rest of the model (embeddings, final norm, logits; CNN classifier) and the last
+// block's output. Gradients and the short-lived buffers of each backward rule are left out. The
+// loss's own buffers are left out too (a few bytes per sample).
+struct ActivationEstimate {
+  std::vector<int64_t> block_bytes;  // saved inside block i, its input excluded
+  std::vector<int64_t> input_bytes;  // block i's input (kept by a recomputed block too)
+  int64_t other_bytes = 0;
+  // Peak with the blocks in `recompute` re-run in backward: everything kept, plus the largest
+  // recomputed block, whose activations live again while its backward runs.
+  int64_t peak_bytes(const std::vector<int64_t>& recompute = {}) const;
+};
+// bf16_mixed: what bf16-mixed precision keeps in bf16 instead (attention's per-head q, k, v) or in
+// addition (conv2d's rounded input and weight); linear rounds again in backward and keeps nothing.
+ActivationEstimate estimate_activation_bytes(const GptConfig& config, int64_t batch, bool bf16_mixed = false);
+ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t batch, bool bf16_mixed = false);
+
+// The fewest blocks whose recomputation brings estimate.peak_bytes within `limit`: blocks are
+// taken largest first (ties: lower index first), which is optimal for this cost model. Returned in
+// increasing index order. When even all blocks do not fit, returns all and sets *fits = false.
+std::vector<int64_t> choose_recompute_blocks(const ActivationEstimate& estimate, int64_t limit, bool* fits);
 
 }  // namespace nn
 }  // namespace frugal

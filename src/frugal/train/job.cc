@@ -374,9 +374,34 @@ void parse_budget(Section& s, BudgetSpec& b) {
 
 void parse_precision_section(Section& s, PrecisionSpec& p) {
   p.mode = s.get_string("mode", "fp32", {"fp32", "bf16-mixed", "fp16-mixed"});
-  if (p.mode == "fp16-mixed")
-    s.fail_key("mode", "\"fp16-mixed\" is not implemented yet; expected \"fp32\" or \"bf16-mixed\"");
+  // The loss scale multiplies an f32 loss, so it stays at most FLT_MAX (3.4e38).
+  p.loss_scale_init = s.get_double("loss_scale_init", p.loss_scale_init, 0.0, 3.4e38, /*min_open=*/true);
+  p.loss_scale_growth_interval = s.get_int("loss_scale_growth_interval", p.loss_scale_growth_interval, 1, 1000000000);
+  p.loss_scale_growth_factor = s.get_double("loss_scale_growth_factor", p.loss_scale_growth_factor, 1.0, 1e6, true);
+  p.loss_scale_backoff_factor = s.get_double("loss_scale_backoff_factor", p.loss_scale_backoff_factor, 0.0, 1.0, true);
+  if (p.loss_scale_backoff_factor == 1.0)
+    s.fail_key("loss_scale_backoff_factor", "expected a number in (0, 1): a backoff of 1 never lowers the scale");
+  if (p.mode != "fp16-mixed")
+    for (const char* key : {"loss_scale_init", "loss_scale_growth_interval", "loss_scale_growth_factor",
+                            "loss_scale_backoff_factor"})
+      if (s.has(key))
+        s.fail_key(key, "loss scaling applies to mode = \"fp16-mixed\" only, but mode is \"" + p.mode +
+                            "\"; remove the key or set mode = \"fp16-mixed\"");
   s.check_unknown();
+}
+
+void parse_memory(Section& s, MemorySpec& m, const std::string& model_kind) {
+  m.recompute = s.get_string("recompute", "none", {"none", "blocks", "auto"});
+  const bool has_limit = s.has("max_activation_bytes");
+  m.max_activation_bytes = s.get_int("max_activation_bytes", 0, 1, INT64_MAX);
+  s.check_unknown();
+  if (m.recompute == "auto" && !has_limit)
+    s.fail_key("recompute", "recompute = \"auto\" needs max_activation_bytes, the activation memory to fit in bytes");
+  if (m.recompute != "auto" && has_limit)
+    s.fail_key("max_activation_bytes", "max_activation_bytes is used only with recompute = \"auto\"");
+  if (m.recompute != "none" && model_kind == "mlp")
+    s.fail_key("recompute", "recompute = \"" + m.recompute +
+                                "\" needs a model with blocks ([model] kind = \"cnn\" or \"gpt\"); an mlp has none");
 }
 
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
@@ -417,7 +442,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   JobSpec job;
   job.path = path;
   const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint",
-                                            "cost",  "budget", "precision"};
+                                            "cost",  "budget", "precision", "memory"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -431,7 +456,8 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
 
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
-          cost = section("cost"), budget = section("budget"), precision = section("precision");
+          cost = section("cost"), budget = section("budget"), precision = section("precision"),
+          memory = section("memory");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -442,7 +468,8 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_cost(cost, job.cost);
   parse_budget(budget, job.budget);
   parse_precision_section(precision, job.precision);
-  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision})
+  parse_memory(memory, job.memory, job.model.kind);
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory})
     s->check_unknown();
   if (job.model.kind == "gpt" && job.data.kind != "text")
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

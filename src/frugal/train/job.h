@@ -123,7 +123,21 @@ struct BudgetSpec {
 // [precision]: the compute precision of the dense ops (autograd/precision.h). Changes results,
 // so it may not differ on resume.
 struct PrecisionSpec {
-  std::string mode = "fp32";  // fp32 | bf16-mixed (fp16-mixed: not implemented yet)
+  std::string mode = "fp32";  // fp32 | bf16-mixed | fp16-mixed
+  // fp16-mixed only: dynamic loss scaling (optim/loss_scaler.h), PyTorch GradScaler's defaults.
+  double loss_scale_init = 65536.0;
+  int64_t loss_scale_growth_interval = 2000;
+  double loss_scale_growth_factor = 2.0;
+  double loss_scale_backoff_factor = 0.5;
+};
+
+// [memory]: activation recomputation (autograd/recompute.h): "blocks" re-runs every block (GPT
+// transformer block, CNN conv block) in backward instead of keeping its activations; "auto" the
+// fewest blocks whose estimated activation bytes (nn::estimate_activation_bytes) fit
+// max_activation_bytes. Gradients are bit-identical either way: only memory and time change.
+struct MemorySpec {
+  std::string recompute = "none";    // none | blocks | auto
+  int64_t max_activation_bytes = 0;  // with auto only; > 0
 };
 
 struct JobSpec {
@@ -138,6 +152,7 @@ struct JobSpec {
   CostSpec cost;
   BudgetSpec budget;
   PrecisionSpec precision;
+  MemorySpec memory;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };

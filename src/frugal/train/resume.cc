@@ -121,6 +121,7 @@ io::CheckpointState pack_checkpoint(const LoopState& loop, const JobSpec& job, c
   v["out_dir"] = loop.out_dir;
   v["metrics_bytes"] = encode(loop.metrics_bytes);
   v["threads"] = encode(int64_t(loop.threads));
+  for (const auto& [name, value] : loop.loss_scaler) v["loss_scaler." + name] = encode(value);
   return state;
 }
 
@@ -153,6 +154,9 @@ LoopState unpack_checkpoint(const io::CheckpointState& state, const std::string&
   loop.out_dir = r.text("out_dir");
   loop.metrics_bytes = r.integer("metrics_bytes");
   loop.threads = int(r.integer("threads"));
+  const std::string scaler_prefix = "loss_scaler.";
+  for (const auto& [key, text] : state.values)
+    if (key.rfind(scaler_prefix, 0) == 0) loop.loss_scaler.emplace_back(key.substr(scaler_prefix.size()), r.real(key));
   if (loop.step < 0 || loop.micro < 0 || loop.epoch < 0 || loop.batch_in_epoch < 0 || loop.metrics_bytes < 0)
     throw InputError(path + ": checkpoint has a negative position (step, micro-step, epoch, batch or metrics bytes)");
 
@@ -190,8 +194,9 @@ std::vector<JobDifference> result_differences(const std::string& saved_toml, con
   for (const std::string& key : keys) {
     // [cost] and [budget] only price and bound the run (a budget stops it at a step boundary, where a
     // resume goes on from), so they never change the weights.
+    // memory.*: recomputation changes what is kept, never a gradient bit (tests/unit/nn/recompute_test).
     if (key.rfind("checkpoint.", 0) == 0 || key.rfind("cost.", 0) == 0 || key.rfind("budget.", 0) == 0 ||
-        free_keys.count(key))
+        key.rfind("memory.", 0) == 0 || free_keys.count(key))
       continue;
     if (evaluation_free && (key == "train.eval_every" || key == "train.eval_tokens")) continue;
     auto s = saved.find(key), c = current.find(key);
@@ -212,7 +217,7 @@ void check_resumable(const io::CheckpointState& state, const std::string& path, 
     message += (i ? ", " : "") + d.key + " (" + (d.saved.empty() ? "not set" : d.saved) + " in the checkpoint, " +
                (d.current.empty() ? "not set" : d.current) + " now)";
   }
-  message += ". Only checkpoint.*, cost.*, budget.*, train.log_every, train.max_minutes, run.store, data.prefetch (and "
+  message += ". Only checkpoint.*, cost.*, budget.*, memory.*, train.log_every, train.max_minutes, run.store, data.prefetch (and "
              "train.eval_every / eval_tokens without early stopping or a plateau schedule) may change; "
              "restore the job or start a new run in another --out directory";
   throw InputError(message);

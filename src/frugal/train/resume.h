@@ -41,6 +41,9 @@ struct LoopState {
   std::string run_id, out_dir;
   int64_t metrics_bytes = 0;  // length of metrics.jsonl at this step; a resume truncates to it
   int threads = 0;            // thread count of the run (weights are bit-exact for the same count)
+  // fp16-mixed: the dynamic loss scaler's state (optim::DynamicLossScaler::state()), stored as
+  // values "loss_scaler.<name>"; empty in the other precisions.
+  std::vector<std::pair<std::string, double>> loss_scaler;
 };
 
 // Builds the checkpoint of this step. Tensors are live handles: write the state before the next step.
@@ -63,7 +66,8 @@ struct JobDifference {
 // The keys that differ between the job stored in a checkpoint and the current one and could change
 // the result. Keys that cannot are left out: checkpoint.* (when to save), train.log_every (logging),
 // train.max_minutes (a stop trigger like a checkpoint trigger), run.store (where the run is recorded),
-// data.prefetch (how far the loader reads ahead), cost.* and budget.* (what is measured and when to
+// data.prefetch (how far the loader reads ahead), memory.* (recomputation: same bits, less memory),
+// cost.* and budget.* (what is measured and when to
 // stop, not the math); and train.eval_every / train.eval_tokens when
 // neither job evaluates for early stopping nor a plateau schedule (evaluation then changes no weight).
 std::vector<JobDifference> result_differences(const std::string& saved_toml, const std::string& current_toml);

@@ -11,6 +11,7 @@
 #include <filesystem>
 #include <fstream>
 #include <optional>
+#include <sstream>
 
 #include <nlohmann/json.hpp>
 
@@ -31,6 +32,7 @@
 #include "frugal/io/checkpoint.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/zoo.h"
+#include "frugal/optim/loss_scaler.h"
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/track/run_store.h"
@@ -48,6 +50,67 @@ int64_t peak_rss_bytes() {
   return int64_t(usage.ru_maxrss) * 1024;
 }
 
+namespace {
+// Tensor memory of the run by category, measured by the allocator (Storage): peaks since the
+// run started, except weights and optimizer state, which only grow (their peak is their size).
+json memory_json() {
+  auto peak = [](MemoryCategory category) { return Storage::peak_bytes(category); };
+  return {{"weights_bytes", peak(MemoryCategory::weights)},
+          {"gradients_bytes", peak(MemoryCategory::gradients)},
+          {"optimizer_state_bytes", peak(MemoryCategory::optimizer_state)},
+          {"activations_peak_bytes", peak(MemoryCategory::activations)},
+          {"workspace_peak_bytes", peak(MemoryCategory::workspace)},
+          {"other_peak_bytes", peak(MemoryCategory::other)},
+          {"allocator_cached_bytes", Storage::peak_cached_bytes()},
+          {"peak_total_bytes", Storage::peak_bytes()}};
+}
+
+// The [model] configs completed from the data (input shape, classes, vocabulary).
+nn::CnnConfig cnn_config(const JobSpec& job, const PreparedData& data) {
+  if (data.sample_shape.size() != 3)
+    throw InputError(job.path + ": [model] kind = \"cnn\" needs image inputs (C, H, W), got samples of shape " +
+                     shape_str(data.sample_shape));
+  nn::CnnConfig config = job.model.cnn;
+  config.in_channels = data.sample_shape[0];
+  config.height = data.sample_shape[1];
+  config.width = data.sample_shape[2];
+  config.outputs = data.classes;
+  return config;
+}
+
+nn::GptConfig gpt_config(const JobSpec& job, const PreparedData& data) {
+  nn::GptConfig config = job.model.gpt;
+  config.vocab = data.vocab.size();
+  return config;
+}
+
+// [memory]: the blocks recomputed in backward, chosen from the activation estimate of one
+// micro-batch (train.batch_size samples) for recompute = "auto".
+struct RecomputePlan {
+  std::vector<int64_t> blocks;
+  int64_t block_count = 0;
+  int64_t estimated_activation_bytes = 0;  // nn::ActivationEstimate::peak_bytes(blocks); 0 for an mlp
+  bool fits = true;                        // auto: the estimate is within max_activation_bytes
+};
+
+RecomputePlan plan_recompute(const JobSpec& job, const PreparedData& data) {
+  RecomputePlan plan;
+  if (job.model.kind == "mlp") return plan;
+  const bool bf16 = job.precision.mode == "bf16-mixed";
+  const nn::ActivationEstimate estimate =
+      job.model.kind == "cnn" ? nn::estimate_activation_bytes(cnn_config(job, data), job.train.batch_size, bf16)
+                              : nn::estimate_activation_bytes(gpt_config(job, data), job.train.batch_size, bf16);
+  plan.block_count = int64_t(estimate.block_bytes.size());
+  if (job.memory.recompute == "blocks") {
+    for (int64_t i = 0; i < plan.block_count; ++i) plan.blocks.push_back(i);
+  } else if (job.memory.recompute == "auto") {
+    plan.blocks = nn::choose_recompute_blocks(estimate, job.memory.max_activation_bytes, &plan.fits);
+  }
+  plan.estimated_activation_bytes = estimate.peak_bytes(plan.blocks);
+  return plan;
+}
+}  // namespace
+
 std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data) {
   const ModelSpec& m = job.model;
   if (m.kind == "mlp") {
@@ -57,18 +120,12 @@ std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& 
     return nn::make_mlp(config, job.run.seed);
   }
   if (m.kind == "cnn") {
-    if (data.sample_shape.size() != 3)
-      throw InputError(job.path + ": [model] kind = \"cnn\" needs image inputs (C, H, W), got samples of shape " +
-                       shape_str(data.sample_shape));
-    nn::CnnConfig config = m.cnn;
-    config.in_channels = data.sample_shape[0];
-    config.height = data.sample_shape[1];
-    config.width = data.sample_shape[2];
-    config.outputs = data.classes;
+    nn::CnnConfig config = cnn_config(job, data);
+    config.recompute_blocks = plan_recompute(job, data).blocks;
     return nn::make_cnn(config, job.run.seed);
   }
-  nn::GptConfig config = m.gpt;
-  config.vocab = data.vocab.size();
+  nn::GptConfig config = gpt_config(job, data);
+  config.recompute_blocks = plan_recompute(job, data).blocks;
   return nn::make_gpt(config, job.run.seed);
 }
 
@@ -397,13 +454,28 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
   else set_num_threads(0);
   // [precision]: every dense op of the run (steps, evaluation) on this thread, restored on return.
   PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
+  // fp16-mixed trains with dynamic loss scaling (PyTorch's GradScaler); the other modes need none.
+  std::optional<optim::DynamicLossScaler> scaler;
+  if (compute_precision() == Precision::fp16_mixed) {
+    optim::LossScalerOptions scaling;
+    scaling.init_scale = job.precision.loss_scale_init;
+    scaling.growth_interval = job.precision.loss_scale_growth_interval;
+    scaling.growth_factor = job.precision.loss_scale_growth_factor;
+    scaling.backoff_factor = job.precision.loss_scale_backoff_factor;
+    scaler.emplace(scaling);
+  }
 
   // Input problems (data files, shapes) surface here, before anything is written.
   PreparedData data = prepare_data(job, "runs/cache");
   std::shared_ptr<nn::Module> model = build_model(job, data);
+  const RecomputePlan recompute_plan = plan_recompute(job, data);  // the blocks build_model recomputes
+  const json recompute_json = {{"mode", job.memory.recompute},
+                               {"blocks", recompute_plan.blocks},
+                               {"estimated_activation_bytes", recompute_plan.estimated_activation_bytes}};
   // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
   // training step never asks for those sizes again, so hand them back to the system.
   Storage::release_cache();
+  Storage::reset_peak_bytes();  // the summary's memory peaks are this run's
 
   std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job.optim, *model);
   std::vector<Tensor> params = model->parameters();
@@ -480,6 +552,14 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       }
     }
     loop = unpack_checkpoint(*resume_state, resume_path, *model, *optimizer, *schedule, best_state);
+    if (scaler) {  // the job check above guarantees the checkpoint was written in fp16-mixed too
+      if (loop.loss_scaler.empty()) throw InputError(resume_path + ": checkpoint has no loss scaler state (fp16-mixed)");
+      try {
+        scaler->load_state(loop.loss_scaler);
+      } catch (const InputError& e) {
+        throw InputError(resume_path + ": " + e.what());
+      }
+    }
     // Cost meters of the earlier processes (absent in checkpoints of older frugal versions).
     const auto& values = resume_state->values;
     auto number = [&](const std::string& key) -> std::optional<double> {
@@ -596,6 +676,19 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     progress.line("run " + run_id + ": " + data.describe + "; model " + job.model.kind + " with " +
                   std::to_string(model->num_parameters()) + " parameters; " + std::to_string(num_threads()) +
                   " threads");
+    if (job.memory.recompute != "none") {
+      auto mib = [](int64_t bytes) { return Progress::fixed(double(bytes) / 1048576.0, 1) + " MiB"; };
+      std::string blocks;
+      for (int64_t b : recompute_plan.blocks) blocks += (blocks.empty() ? "" : ", ") + std::to_string(b);
+      progress.line("recompute " + job.memory.recompute + ": blocks [" + blocks + "] of " +
+                    std::to_string(recompute_plan.block_count) + "; estimated activations " +
+                    mib(recompute_plan.estimated_activation_bytes) + " per micro-batch of " +
+                    std::to_string(t.batch_size));
+      if (!recompute_plan.fits)
+        progress.line("recompute auto: even with every block recomputed the estimate " +
+                      std::to_string(recompute_plan.estimated_activation_bytes) + " bytes exceeds max_activation_bytes " +
+                      std::to_string(job.memory.max_activation_bytes) + "; recomputing all blocks");
+    }
     if (!resume_path.empty())
       progress.line("resumed from " + resume_path + " at step " + std::to_string(loop.step) + " (interruption " +
                     std::to_string(loop.interruptions) + ", work lost so far " + Progress::fixed(loop.lost_s, 1) + " s)");
@@ -664,11 +757,27 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       schedule->observe(m.loss);
     };
 
+    // fp16-mixed: overflow lines printed by this process (the first few; the summary counts all).
+    int overflow_lines = 0;
+    constexpr int kOverflowLines = 5;
     auto optimizer_step = [&]() {
       auto in_phase = phases.scope(cost::Phase::optimizer);
-      if (t.clip_norm > 0) optim::clip_grad_norm(params, t.clip_norm);
+      // fp16-mixed, as GradScaler: unscale before clipping; an inf/NaN gradient skips the update
+      // (optimizer state untouched) while the step counter and the schedule go on.
+      bool skip = false;
+      if (scaler) {
+        skip = !scaler->unscale_and_check(params);
+        scaler->update(skip);
+        if (skip && overflow_lines < kOverflowLines) {
+          std::ostringstream scale_text;
+          scale_text << scaler->scale();
+          progress.line("fp16: overflow at step " + std::to_string(step + 1) + ", loss scale now " + scale_text.str() +
+                        "; step skipped" + (++overflow_lines == kOverflowLines ? " (further overflows are only counted)" : ""));
+        }
+      }
+      if (!skip && t.clip_norm > 0) optim::clip_grad_norm(params, t.clip_norm);
       optimizer->set_lr(schedule->lr_at(step));
-      optimizer->step();
+      if (!skip) optimizer->step();
       optimizer->zero_grad();
       ++step;
     };
@@ -747,6 +856,7 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       now.out_dir = out_dir;
       now.metrics_bytes = metrics_bytes;
       now.threads = num_threads();
+      if (scaler) now.loss_scaler = scaler->state();
       Timer packing;
       io::CheckpointState state = pack_checkpoint(now, job, *model, *optimizer, *schedule, best_state);
       for (size_t i = 0; i < meters.phase_s.size(); ++i)
@@ -813,6 +923,9 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
     };
 
     auto train_micro = [&](const Tensor& x, const Tensor& y, int64_t accumulate_count) {
+      // What forward and backward allocate is counted as activations, unless tagged otherwise
+      // (gradients adopted by parameters, workspace).
+      MemoryCategoryGuard activations(MemoryCategory::activations);
       nn::set_random_context({job.run.seed, uint64_t(micro)});
       Timer compute;
       auto in_forward = std::optional<cost::PhaseTimer::Scope>(std::in_place, phases, cost::Phase::forward);
@@ -823,15 +936,22 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       if (data.is_text) loss = cross_entropy(reshape(logits, {-1, logits.size(-1)}), reshape(y, {-1}), ce);
       else loss = cross_entropy(logits, y, ce);
       double loss_value = loss.item();
-      if (!std::isfinite(loss_value)) throw InternalError("training loss became " + std::to_string(loss_value) + " at step " + std::to_string(step));
+      // fp16-mixed: an overflowing forward gives inf/NaN gradients, which the scaler turns into a
+      // skipped step (as GradScaler); the other modes have no way back from a non-finite loss.
+      const bool finite = std::isfinite(loss_value);
+      if (!finite && !scaler) throw InternalError("training loss became " + std::to_string(loss_value) + " at step " + std::to_string(step));
       in_forward.reset();
       {
         auto in_backward = phases.scope(cost::Phase::backward);
-        autograd::backward(accumulate_count > 1 ? mul_scalar(loss, 1.0 / double(accumulate_count)) : loss);
+        Tensor objective = accumulate_count > 1 ? mul_scalar(loss, 1.0 / double(accumulate_count)) : loss;
+        if (scaler) objective = mul_scalar(objective, scaler->scale());  // fp16-mixed: scaled gradients
+        autograd::backward(objective);
       }
       train_compute_s += compute.seconds();
-      loss_window += loss_value;
-      ++loss_window_count;
+      if (finite) {
+        loss_window += loss_value;
+        ++loss_window_count;
+      }
       ++micro;
       samples_seen += x.size(0);
       throughput_samples += x.size(0);
@@ -966,12 +1086,19 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
                       {"train_compute_s", train_compute_s},
                       {"data_wait_s", data_wait_s()},
                       {"peak_rss_bytes", peak_rss_bytes()},
+                      {"memory", memory_json()},
                       {"params", model->num_parameters()},
                       {"threads", num_threads()},
                       {"out_dir", out_dir},
                       {"job_hash", job.hash}};
       summary.update(checkpoint_meters);
+      summary["recompute"] = recompute_json;
       summary.update(extra);
+      if (scaler)
+        summary["loss_scaling"] = {{"final_scale", scaler->scale()},
+                                   {"skipped_steps", scaler->skipped_steps()},
+                                   {"growth_interval", scaler->options().growth_interval},
+                                   {"init_scale", job.precision.loss_scale_init}};
       cost_summary(summary);
       {
         std::ofstream out(fs::path(out_dir) / "summary.json");

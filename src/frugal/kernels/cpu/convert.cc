@@ -38,6 +38,8 @@ void convert_range(const float* x, bf16_t* y, int64_t begin, int64_t end) {
 }
 }  // namespace
 
+void f32_to_bf16_serial(const float* x, bf16_t* y, int64_t n) { convert_range(x, y, 0, n); }
+
 void f32_to_bf16(const float* x, bf16_t* y, int64_t n) {
   parallel_for(n, kGrain, [&](int64_t begin, int64_t end) { convert_range(x, y, begin, end); });
 }

@@ -12,6 +12,8 @@ namespace kernels {
 namespace cpu {
 
 void f32_to_bf16(const float* x, bf16_t* y, int64_t n);
+// The same on the calling thread only: for short rows inside a caller's own parallel loop.
+void f32_to_bf16_serial(const float* x, bf16_t* y, int64_t n);
 
 }  // namespace cpu
 }  // namespace kernels

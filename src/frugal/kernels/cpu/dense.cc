@@ -11,6 +11,7 @@
 #include <unordered_map>
 
 #include <dnnl.hpp>
+#include <immintrin.h>
 
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
@@ -86,7 +87,10 @@ struct Scratch {
   std::array<std::unique_ptr<Storage>, 4> slots;
   void* get(int slot, size_t bytes) {
     auto& s = slots[size_t(slot)];
-    if (!s || s->bytes() < bytes) s = std::make_unique<Storage>(std::max<size_t>(bytes, 64));
+    if (!s || s->bytes() < bytes) {
+      MemoryCategoryGuard workspace(MemoryCategory::workspace);  // memory accounting (tensor.h)
+      s = std::make_unique<Storage>(std::max<size_t>(bytes, 64));
+    }
     return s->data();
   }
 };
@@ -435,7 +439,36 @@ void run_conv_backward_weights(const void* x, const void* grad_y, float* grad_we
   stream().wait();
 }
 
+// ---- f16 rounding (fp16-mixed) ----
+
+constexpr int64_t kRoundGrain = 32768;  // elements per thread chunk; the rounding is memory bound
+
+void round_to_f16_range(const float* x, float* y, int64_t begin, int64_t end) {
+  int64_t i = begin;
+#if defined(__AVX512F__)
+  // vcvtps2ph rounds by the immediate (nearest even), saturates nothing (overflow -> inf) and keeps
+  // denormal halves; only NaNs differ from the scalar rule (payload kept), so they are replaced.
+  const __m512i sign_mask = _mm512_set1_epi32(int(0x80000000u));
+  const __m512i quiet_nan = _mm512_set1_epi32(0x7FC00000);
+  // The all-lanes maskz forms: GCC 12 warns about the undefined pass-through of the plain ones.
+  const __mmask16 all = 0xFFFF;
+  for (; i + 16 <= end; i += 16) {
+    const __m512 v = _mm512_loadu_ps(x + i);
+    __m512 r = _mm512_maskz_cvtph_ps(all, _mm512_maskz_cvtps_ph(all, v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+    const __mmask16 nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __m512i canonical = _mm512_or_si512(_mm512_and_si512(_mm512_castps_si512(v), sign_mask), quiet_nan);
+    r = _mm512_mask_mov_ps(r, nan, _mm512_castsi512_ps(canonical));
+    _mm512_storeu_ps(y + i, r);
+  }
+#endif
+  for (; i < end; ++i) y[i] = f16_to_float(float_to_f16(x[i]));
+}
+
 }  // namespace
+
+void round_to_f16(const float* x, float* y, int64_t n) {
+  parallel_for(n, kRoundGrain, [&](int64_t begin, int64_t end) { round_to_f16_range(x, y, begin, end); });
+}
 
 void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims) {
   run_matmul(a, b, bias, c, dims, dt::f32);

@@ -1,6 +1,6 @@
 // Fast dense kernels through oneDNN 2.6: matmul, convolution and pooling in f32, plus bf16-input
 // matmul and convolution (forward, backward data, backward weights) with f32 accumulation and
-// output. Same signatures as ref/dense.h for T = float, except max pooling, which keeps oneDNN's
+// output, and the f32 -> f16-value rounding that fp16-mixed runs the f32 kernels on. Same signatures as ref/dense.h for T = float, except max pooling, which keeps oneDNN's
 // argmax workspace (opaque bytes, max_pool2d_workspace_bytes long) instead of indices. Primitives
 // are cached per thread, keyed by shapes and flags, so a training step creates none after the first.
 #pragma once
@@ -30,6 +30,13 @@ void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_we
 void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float* grad_x, const Conv2dDims& dims);
 void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* grad_weight, float* grad_bias,
                                   const Conv2dDims& dims);
+
+// fp16-mixed: y[i] = the IEEE half nearest x[i] (ties to even, overflow to inf, denormals kept, NaN
+// made the quiet NaN of its sign), as f32; bit-identical to f16_to_float(float_to_f16(x[i])) of
+// dtype.h. oneDNN 2.6 has no f16 matmul or convolution on CPUs (checked on avx512_fp16 hardware),
+// so fp16-mixed runs the f32 primitives on operands rounded by this: fp16 numerics, f32 speed.
+// Threaded (fixed static chunks) and AVX-512 vectorized; x and y may be the same buffer.
+void round_to_f16(const float* x, float* y, int64_t n);
 
 size_t max_pool2d_workspace_bytes(const Pool2dDims& dims);
 void max_pool2d_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& dims);
