@@ -1,147 +1,215 @@
 #!/usr/bin/env python3
-"""The KJV character GPT of examples/kjv-gpt.toml written for PyTorch: the peer that frugal is
-measured against. Same model (pre-norm, tanh GELU, learned positions, tied embeddings), GPT-2 init,
-AdamW with decay on rank >= 2 weights only, linear warmup + cosine, global norm clipping, random
-windows of context+1 characters, validation on the last 5% of the text in order.
-Usage: kjv_gpt_torch.py --text runs/cache/kjv.txt [--minutes 15] [--steps 3000] [--threads 2] [--bf16]
+"""examples/kjv-gpt.toml written for PyTorch: the character GPT (4 layers, 4 heads, width 128, context
+128, pre-norm, tanh GELU, learned positions, tied embeddings, no dropout) with frugal's initial
+weights (GPT-2's scheme drawn from frugal's streams), frugal's text split (last 5% = validation),
+vocabulary and random training windows (TokenLoader), AdamW lr 0.003 / wd 0.1 on rank >= 2 weights,
+betas (0.9, 0.99), warmup_cosine (100 warmup steps, lr_min 3e-4), global-norm clipping at 1.0,
+batch 32, 1600 steps or 14.5 minutes, validation every 400 steps over the first 100000 characters.
+Usage: kjv_gpt_torch.py [--steps 1600] [--minutes 14.5] [--threads 2] [--bf16] [--compile]
 Prints one JSON line per evaluation and a final JSON summary."""
-import argparse, json, math, time, resource
+import math
+import time
+
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import frugal_order
+import peer_common as pc
 
-class Block(nn.Module):
-    def __init__(self, width, heads):
+
+def attention(q, k, v):
+    """Causal attention (B, H, T, D): PyTorch's fused kernel when it has one (2.0+), else the formula."""
+    if hasattr(F, "scaled_dot_product_attention"):
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+    T = q.shape[-2]
+    scores = (q @ k.transpose(-2, -1)) / math.sqrt(q.shape[-1])  # (B, H, T, T)
+    mask = torch.triu(torch.ones(T, T, dtype=torch.bool), 1)
+    return scores.masked_fill(mask, float("-inf")).softmax(-1) @ v
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, width, heads, dropout):
         super().__init__()
         self.heads = heads
-        self.ln1 = nn.LayerNorm(width)
         self.qkv = nn.Linear(width, 3 * width)
         self.proj = nn.Linear(width, width)
-        self.ln2 = nn.LayerNorm(width)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x):  # (B, T, C)
+        B, T, C = x.shape
+        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in self.qkv(x).split(C, dim=2))
+        y = attention(q, k, v)  # (B, H, T, D)
+        return self.drop(self.proj(y.transpose(1, 2).reshape(B, T, C)))
+
+
+class GptMlp(nn.Module):
+    def __init__(self, width, dropout):
+        super().__init__()
         self.fc = nn.Linear(width, 4 * width)
-        self.fc_proj = nn.Linear(4 * width, width)
+        self.proj = nn.Linear(4 * width, width)
+        self.drop = nn.Dropout(dropout)
 
     def forward(self, x):
-        B, T, C = x.shape
-        q, k, v = self.qkv(self.ln1(x)).split(C, dim=2)
-        q, k, v = (t.view(B, T, self.heads, C // self.heads).transpose(1, 2) for t in (q, k, v))
-        att = (q @ k.transpose(-2, -1)) / math.sqrt(C // self.heads)
-        mask = torch.triu(torch.ones(T, T, dtype=torch.bool, device=x.device), 1)
-        att = att.masked_fill(mask, float("-inf")).softmax(-1)
-        y = (att @ v).transpose(1, 2).reshape(B, T, C)
-        x = x + self.proj(y)
-        return x + self.fc_proj(F.gelu(self.fc(self.ln2(x)), approximate="tanh"))
+        return self.drop(self.proj(F.gelu(self.fc(x), approximate="tanh")))
+
+
+class GptBlock(nn.Module):
+    def __init__(self, width, heads, dropout):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(width, eps=1e-5)
+        self.attn = CausalSelfAttention(width, heads, dropout)
+        self.ln2 = nn.LayerNorm(width, eps=1e-5)
+        self.mlp = GptMlp(width, dropout)
+
+    def forward(self, x):
+        x = x + self.attn(self.ln1(x))
+        return x + self.mlp(self.ln2(x))
 
 
 class Gpt(nn.Module):
-    def __init__(self, vocab, context, layers, heads, width):
+    """frugal's nn::Gpt with its parameter names (wte, wpe, blocks.N.{ln1,attn.qkv,attn.proj,ln2,mlp.fc,
+    mlp.proj}, ln_f); the head is wte.weight (tied)."""
+
+    def __init__(self, vocab, context, layers, heads, width, dropout=0.0):
         super().__init__()
         self.wte = nn.Embedding(vocab, width)
         self.wpe = nn.Embedding(context, width)
-        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(layers))
-        self.ln_f = nn.LayerNorm(width)
-        for name, p in self.named_parameters():
-            if name.endswith("weight") and p.dim() >= 2:
-                std = 0.02 / math.sqrt(2 * layers) if name.endswith(("proj.weight",)) else 0.02
-                nn.init.normal_(p, 0.0, std)
-            elif name.endswith("bias"):
-                nn.init.zeros_(p)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.Sequential(*(GptBlock(width, heads, dropout) for _ in range(layers)))
+        self.ln_f = nn.LayerNorm(width, eps=1e-5)
+        self.layers = layers
 
-    def forward(self, ids):
+    def forward(self, ids):  # (B, T) -> (B, T, V)
         x = self.wte(ids) + self.wpe(torch.arange(ids.shape[1]))
-        for block in self.blocks:
-            x = block(x)
-        return self.ln_f(x) @ self.wte.weight.t()
+        x = self.ln_f(self.blocks(self.drop(x)))
+        return F.linear(x, self.wte.weight)
+
+
+def gpt2_rule(layers):
+    """Gpt::reset_parameters: Linear/Embedding weights N(0, 0.02), residual projections (modules named
+    *.proj) N(0, 0.02 / sqrt(2 * layers)), biases 0, LayerNorms 1 / 0."""
+    def rule(module_name, module, param_name):
+        if isinstance(module, nn.Linear):
+            if param_name == "bias":
+                return ("zeros",)
+            std = 0.02 / math.sqrt(2 * layers) if module_name.endswith(".proj") else 0.02
+            return "normal", 0.0, std
+        if isinstance(module, nn.Embedding):
+            return "normal", 0.0, 0.02
+        return pc.torch_default_rule(module_name, module, param_name)
+    return rule
+
+
+def split_text(text, val_fraction):
+    """prepare_data for text: the last int(n * val_fraction) characters are validation; the
+    vocabulary is the sorted set of training bytes."""
+    n = len(text)
+    val_len = int(n * val_fraction)
+    train_bytes, val_bytes = text[: n - val_len], text[n - val_len:]
+    chars = sorted(set(train_bytes))
+    index = np.full(256, -1, np.int64)
+    index[chars] = np.arange(len(chars))
+    train = index[np.frombuffer(train_bytes, np.uint8)]
+    val = index[np.frombuffer(val_bytes, np.uint8)]
+    if (val < 0).any():
+        raise ValueError("a validation character is not in the training vocabulary")
+    return train, val, len(chars)
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--text", required=True)
-    ap.add_argument("--minutes", type=float, default=15)
-    ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = pc.base_parser(__doc__.split("\n")[0])
+    ap.set_defaults(minutes=14.5)
+    ap.add_argument("--text", default="", help="the KJV text (default: frugal's cache runs/cache/kjv.txt, made if absent)")
+    ap.add_argument("--steps", type=int, default=1600)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--context", type=int, default=128)
     ap.add_argument("--layers", type=int, default=4)
     ap.add_argument("--heads", type=int, default=4)
     ap.add_argument("--width", type=int, default=128)
+    ap.add_argument("--dropout", type=float, default=0.0)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--lr-min", type=float, default=3e-4)
     ap.add_argument("--warmup", type=int, default=100)
     ap.add_argument("--weight-decay", type=float, default=0.1)
-    ap.add_argument("--eval-every", type=int, default=500)
+    ap.add_argument("--beta2", type=float, default=0.99)
+    ap.add_argument("--clip-norm", type=float, default=1.0)
+    ap.add_argument("--val-fraction", type=float, default=0.05)
+    ap.add_argument("--eval-every", type=int, default=400)
     ap.add_argument("--eval-tokens", type=int, default=100000)
-    ap.add_argument("--bf16", action="store_true", help="torch.autocast(cpu, bfloat16)")
+    ap.add_argument("--dump-init", action="store_true", help="print the initial parameters (vocab 65) and exit")
     args = ap.parse_args()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(1)
-    text = open(args.text, "rb").read()
-    n_val = int(len(text) * 0.05)
-    train_bytes, val_bytes = text[: len(text) - n_val], text[len(text) - n_val:]
-    chars = sorted(set(train_bytes))
-    index = np.full(256, -1, np.int64)
-    index[chars] = np.arange(len(chars))
-    train = torch.from_numpy(index[np.frombuffer(train_bytes, np.uint8)])
-    val = torch.from_numpy(index[np.frombuffer(val_bytes, np.uint8)])
-    model = Gpt(len(chars), args.context, args.layers, args.heads, args.width)
-    decay = [p for p in model.parameters() if p.dim() >= 2]
-    no_decay = [p for p in model.parameters() if p.dim() < 2]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                             {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.99))
 
-    def lr_at(step):
-        if step < args.warmup:
-            return args.lr * (1 / args.warmup + (1 - 1 / args.warmup) * step / args.warmup)
-        p = min(1.0, (step - args.warmup) / max(1, args.steps - args.warmup))
-        return args.lr_min + (args.lr - args.lr_min) * (1 + math.cos(math.pi * p)) / 2
+    def build(vocab):
+        model = Gpt(vocab, args.context, args.layers, args.heads, args.width, args.dropout)
+        pc.load_frugal_init(model, args.seed, gpt2_rule(args.layers))
+        return model
+
+    if args.dump_init:
+        return pc.init_dump(build(65))
+    start = time.perf_counter()
+    pc.setup_torch(args)
+    text = open(args.text, "rb").read() if args.text else pc.kjv_text()
+    train_np, val_np, vocab = split_text(text, args.val_fraction)
+    train, val = torch.from_numpy(train_np), torch.from_numpy(val_np)
+    model = build(vocab)
+    opt = pc.adamw(model, args.lr, args.weight_decay, betas=(0.9, args.beta2))
+    run_model = pc.maybe_compile(model, args)
+    lr_at = pc.warmup_cosine(args.lr, args.warmup, args.steps, args.lr_min)
+    T, B = args.context, args.batch
+    offsets = torch.arange(T + 1)
 
     def evaluate():
+        """evaluate_language_model: consecutive windows over val[:eval_tokens + 1], batches of B."""
         model.eval()
-        total, count = 0.0, 0
-        stream = val[: args.eval_tokens + 1]
-        T = args.context
+        stream = val[: args.eval_tokens + 1] if 0 < args.eval_tokens < len(val) - 1 else val
         windows = (len(stream) - 1) // T
-        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            for b in range(0, windows, args.batch):
-                idx = torch.arange(b, min(windows, b + args.batch))
-                x = torch.stack([stream[i * T: i * T + T] for i in idx])
-                y = torch.stack([stream[i * T + 1: i * T + T + 1] for i in idx])
-                logits = model(x).float()
-                total += F.cross_entropy(logits.view(-1, logits.shape[-1]), y.view(-1), reduction="sum").item()
-                count += y.numel()
+        total = 0.0
+        with torch.no_grad(), pc.autocast(args):
+            for first in range(0, windows, B):
+                rows = torch.arange(first, min(windows, first + B)) * T
+                chunk = stream[rows[:, None] + offsets]  # (b, T + 1)
+                logits = run_model(chunk[:, :-1]).float()
+                total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1),
+                                         reduction="sum").item()
         model.train()
-        return total / count
+        return total / (windows * T)
 
-    gen = torch.Generator().manual_seed(1)
-    start = time.time()
-    step = 0
-    val_loss = float("nan")
-    while step < args.steps and time.time() - start < args.minutes * 60:
-        offsets = torch.randint(0, len(train) - args.context - 1, (args.batch,), generator=gen)
-        x = torch.stack([train[o: o + args.context] for o in offsets])
-        y = torch.stack([train[o + 1: o + args.context + 1] for o in offsets])
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
-            logits = model(x)
-        loss = F.cross_entropy(logits.float().view(-1, logits.shape[-1]), y.view(-1))
-        opt.zero_grad(set_to_none=True)
+    model.train()
+    params = list(model.parameters())
+    step, train_s, first_step_s, loss_value = 0, 0.0, 0.0, float("nan")
+    prepare_s = time.perf_counter() - start
+    while step < args.steps:
+        t0 = time.perf_counter()
+        starts = torch.tensor(frugal_order.window_starts(len(train), T, B, args.seed, step))
+        chunk = train[starts[:, None] + offsets]  # (B, T + 1)
+        with pc.autocast(args):
+            logits = run_model(chunk[:, :-1])  # (B, T, V)
+        loss = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), chunk[:, 1:].reshape(-1))
+        loss_value = loss.item()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        if args.clip_norm > 0:
+            torch.nn.utils.clip_grad_norm_(params, args.clip_norm)
+        pc.set_lr(opt, lr_at(step))
         opt.step()
+        opt.zero_grad(set_to_none=True)
+        train_s += time.perf_counter() - t0
+        first_step_s = first_step_s or train_s  # with --compile: includes compilation
         step += 1
-        if step % args.eval_every == 0:
+        if step % args.eval_every == 0 or step == args.steps:
             val_loss = evaluate()
-            print(json.dumps({"step": step, "time_s": round(time.time() - start, 1), "train_loss": loss.item(),
-                              "val_bits_per_char": val_loss / math.log(2)}), flush=True)
-    wall = time.time() - start
+            pc.emit({"kind": "eval", "step": step, "time_s": round(time.perf_counter() - start, 1),
+                     "train_s": round(train_s, 2), "train_loss": loss_value,
+                     "val_bits_per_char": val_loss / math.log(2)}, args.quiet)
+        if args.minutes and time.perf_counter() - start > args.minutes * 60 and step < args.steps:
+            break  # trainer.cc: max_minutes against the run's wall time, checked after each step
     val_loss = evaluate()
-    print(json.dumps({"peer": "pytorch", "torch": torch.__version__, "bf16": args.bf16, "steps": step,
-                      "wall_s": round(wall, 1), "tokens_per_s": step * args.batch * args.context / wall,
-                      "val_bits_per_char": val_loss / math.log(2),
-                      "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024}), flush=True)
+    pc.emit({"peer": "pytorch", "example": "kjv-gpt", "torch": torch.__version__, "bf16": args.bf16,
+             "compile": args.compile, "threads": args.threads, "steps": step, "samples_seen": step * B,
+             "train_s": train_s, "first_step_s": first_step_s, "tokens_per_s": step * B * T / train_s, "prepare_s": prepare_s,
+             "wall_s": time.perf_counter() - start, "train_loss": loss_value, "val_loss": val_loss,
+             "val_bits_per_char": val_loss / math.log(2), "peak_rss_bytes": pc.peak_rss_bytes()}, final=True)
 
 
 if __name__ == "__main__":
