@@ -50,6 +50,7 @@ void run_steps(benchmark::State& state, nn::Module& model, const Tensor& x, cons
 void BM_GptStep(benchmark::State& state) {
   nn::GptConfig config;  // examples/kjv-gpt.toml; vocabulary of the KJV text
   config.vocab = 63, config.context = 128, config.layers = 4, config.heads = 4, config.width = 128;
+  if (state.range(1)) config.recompute_blocks = {0, 1, 2, 3};  // [memory] recompute = "blocks"
   auto model = nn::make_gpt(config, 1);
   const int64_t B = 32, T = config.context;
   Tensor ids = Tensor::empty({B, T}, DType::i64);
@@ -57,7 +58,11 @@ void BM_GptStep(benchmark::State& state) {
   state.counters["tok/s"] = benchmark::Counter(double(B * T), benchmark::Counter::kIsIterationInvariantRate);
   run_steps(state, *model, ids, labels(B * T, config.vocab), B, nn::count_flops_per_sample(config), state.range(0));
 }
-BENCHMARK(BM_GptStep)->Arg(0)->Arg(1)->ArgName("bf16")->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_GptStep)
+    ->ArgsProduct({{0, 1}, {0, 1}})
+    ->ArgNames({"bf16", "recompute"})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 void BM_MlpStep(benchmark::State& state) {
   nn::MlpConfig config;  // examples/fashion-mnist-mlp.toml

@@ -52,31 +52,44 @@ std::pair<Dataset, Dataset> split_fraction(const Dataset& dataset, double fracti
   return {take(dataset, first), take(dataset, second)};
 }
 
+namespace {
+// Mean and population variance per feature of (N, F, R) values read through `v`, in double: two
+// passes (mean, then squared deviations) for accuracy.
+template <class T>
+void feature_moments(const T* v, int64_t n, int64_t features, int64_t rest, std::vector<double>& mean,
+                     std::vector<double>& var) {
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t f = 0; f < features; ++f)
+      for (int64_t r = 0; r < rest; ++r) mean[size_t(f)] += double(v[(i * features + f) * rest + r]);
+  const double count = double(n * rest);
+  for (double& m : mean) m /= count;
+  for (int64_t i = 0; i < n; ++i)
+    for (int64_t f = 0; f < features; ++f)
+      for (int64_t r = 0; r < rest; ++r) {
+        double d = double(v[(i * features + f) * rest + r]) - mean[size_t(f)];
+        var[size_t(f)] += d * d;
+      }
+  for (double& v2 : var) v2 /= count;
+}
+}  // namespace
+
 Normalizer Normalizer::fit(const Tensor& inputs, bool per_feature) {
   FRUGAL_CHECK(inputs.rank() >= 1, "Normalizer::fit needs (N, ...) inputs");
-  Tensor x = inputs.contiguous().to(DType::f64);
+  // f32 and f64 are read in place (each value widened exactly, as a f64 copy would hold it: a
+  // training set's f64 copy once doubled frugal's peak memory); other types are converted.
+  Tensor x = inputs.contiguous();
+  if (x.dtype() != DType::f32 && x.dtype() != DType::f64) x = x.to(DType::f64);
   const int64_t n = x.size(0);
   if (n == 0) throw InputError("cannot fit a normalizer on an empty dataset");
   // View (N, F, R): statistics per F (R = trailing elements, e.g. H*W) or over everything.
   const int64_t features = per_feature && x.rank() >= 2 ? x.size(1) : 1;
   const int64_t rest = x.numel() / (n * features);
-  const double* v = x.data<double>();
   std::vector<double> mean(static_cast<size_t>(features), 0.0), var(static_cast<size_t>(features), 0.0);
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t f = 0; f < features; ++f)
-      for (int64_t r = 0; r < rest; ++r) mean[size_t(f)] += v[(i * features + f) * rest + r];
-  const double count = double(n * rest);
-  for (double& m : mean) m /= count;
-  // Two passes (mean, then squared deviations) for accuracy.
-  for (int64_t i = 0; i < n; ++i)
-    for (int64_t f = 0; f < features; ++f)
-      for (int64_t r = 0; r < rest; ++r) {
-        double d = v[(i * features + f) * rest + r] - mean[size_t(f)];
-        var[size_t(f)] += d * d;
-      }
+  if (x.dtype() == DType::f32) feature_moments(x.data<float>(), n, features, rest, mean, var);
+  else feature_moments(x.data<double>(), n, features, rest, mean, var);
   std::vector<float> mean_f(static_cast<size_t>(features)), std_f(static_cast<size_t>(features));
   for (int64_t f = 0; f < features; ++f) {
-    double sd = std::sqrt(var[size_t(f)] / count);
+    double sd = std::sqrt(var[size_t(f)]);
     mean_f[size_t(f)] = float(mean[size_t(f)]);
     std_f[size_t(f)] = sd > 1e-12 ? float(sd) : 1.0f;
   }

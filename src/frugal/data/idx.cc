@@ -108,7 +108,17 @@ Tensor read_idx(const std::string& path) {
   return out;
 }
 
-Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path) {
+Tensor unit_float(const Tensor& pixels) {
+  FRUGAL_CHECK(pixels.dtype() == DType::u8, "unit_float expects u8 pixels");
+  Tensor packed = pixels.contiguous();
+  Tensor out = Tensor::empty(packed.shape(), DType::f32);
+  const uint8_t* src = packed.data<uint8_t>();
+  float* dst = out.data<float>();
+  for (int64_t i = 0; i < packed.numel(); ++i) dst[i] = float(src[i]) / 255.0f;
+  return out;
+}
+
+Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path, bool scale) {
   Tensor images = read_idx(images_path);  // u8 (N, H, W) or (N, C, H, W)
   Tensor labels = read_idx(labels_path);  // u8 (N)
   if (images.dtype() != DType::u8)
@@ -127,11 +137,8 @@ Dataset read_idx_dataset(const std::string& images_path, const std::string& labe
   Shape shape = images.shape();
   if (images.rank() == 3) shape.insert(shape.begin() + 1, 1);
   Dataset dataset;
-  dataset.inputs = Tensor::empty(shape, DType::f32);  // (N, C, H, W)
-  const uint8_t* pixels = images.data<uint8_t>();
-  float* dst = dataset.inputs.data<float>();
-  const int64_t count = images.numel();
-  for (int64_t i = 0; i < count; ++i) dst[i] = float(pixels[i]) / 255.0f;  // as torchvision ToTensor
+  dataset.inputs = images.view(shape);  // (N, C, H, W) u8
+  if (scale) dataset.inputs = unit_float(dataset.inputs);
   dataset.targets = labels.to(DType::i64);
   return dataset;
 }

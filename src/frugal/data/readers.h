@@ -20,7 +20,10 @@ namespace frugal::data {
 Tensor read_idx(const std::string& path);
 
 // MNIST-style pair: images f32 (N, 1, H, W) scaled to [0, 1] (u8 pixels / 255), labels i64 (N).
-Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path);
+// With scale = false the images stay u8 (a quarter of the bytes, e.g. to split before scaling);
+// unit_float() then gives exactly what scale = true would have.
+Dataset read_idx_dataset(const std::string& images_path, const std::string& labels_path, bool scale = true);
+Tensor unit_float(const Tensor& pixels);  // u8 -> f32 pixel / 255 (as torchvision's ToTensor)
 
 struct CsvOptions {
   std::string label_column;  // header name of the label column; if empty, label_index is used

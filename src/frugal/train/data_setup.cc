@@ -124,9 +124,9 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     return out;
   }
 
-  if (d.kind == "idx") {
-    out.train = data::read_idx_dataset(d.train_images, d.train_labels);
-    if (!d.test_images.empty()) out.test = data::read_idx_dataset(d.test_images, d.test_labels);
+  if (d.kind == "idx") {  // pixels stay u8 through the splits below: a quarter of the peak memory
+    out.train = data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false);
+    if (!d.test_images.empty()) out.test = data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false);
   } else {
     out.train = read_split(d, d.train, d.train_targets);
     if (!d.val.empty()) out.val = read_split(d, d.val, d.val_targets);
@@ -138,6 +138,8 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   if (!out.val.inputs.defined() && d.val_fraction > 0)
     std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
 
+  for (data::Dataset* set : {&out.train, &out.val, &out.test})
+    if (set->inputs.defined() && set->inputs.dtype() == DType::u8) set->inputs = data::unit_float(set->inputs);
   out.classes = count_classes(out.train, "training data");
   if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
   check_labels(out.val, out.classes, "validation data");
