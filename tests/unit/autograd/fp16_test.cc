@@ -14,48 +14,18 @@
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/kernels.h"
+#include "dense_cases.h"
 #include "test_util.h"
 
 namespace frugal {
 namespace {
 using testing::all_close;
 using testing::random_tensor;
-using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+using testing::Case;
+using testing::Fn;
 
-struct Case {
-  const char* name;
-  std::vector<Shape> shapes;
-  Fn fn;
-};
-
-std::vector<Case> cases() {
-  Conv2dOptions padded;
-  padded.padding_h = padded.padding_w = 1;
-  Conv2dOptions grouped;
-  grouped.groups = 2, grouped.stride_h = 2, grouped.stride_w = 2, grouped.padding_h = 1;
-  return {
-      {"matmul 2d", {{37, 53}, {53, 29}}, [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }},
-      {"matmul broadcast batch", {{3, 17, 33}, {33, 9}}, [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }},
-      {"matmul transposed operand", {{6, 53}, {29, 53}},
-       [](const std::vector<Tensor>& in) { return matmul(in[0], transpose(in[1], 0, 1)); }},
-      {"matmul batched", {{2, 3, 8, 16}, {2, 3, 16, 5}}, [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }},
-      {"matmul tiny", {{1, 1}, {1, 1}}, [](const std::vector<Tensor>& in) { return matmul(in[0], in[1]); }},
-      {"linear", {{4, 7, 40}, {24, 40}, {24}}, [](const std::vector<Tensor>& in) { return linear(in[0], in[1], in[2]); }},
-      {"linear no bias", {{1, 13}, {5, 13}}, [](const std::vector<Tensor>& in) { return linear(in[0], in[1]); }},
-      {"conv2d padded", {{2, 3, 11, 9}, {8, 3, 3, 3}, {8}},
-       [padded](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], padded); }},
-      {"conv2d grouped strided", {{2, 4, 10, 10}, {6, 2, 3, 3}},
-       [grouped](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], Tensor(), grouped); }},
-      {"conv2d 1x1", {{1, 5, 4, 4}, {7, 5, 1, 1}, {7}},
-       [](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2]); }},
-  };
-}
-
-std::vector<Tensor> case_inputs(const Case& c, DType dtype = DType::f32) {
-  std::vector<Tensor> inputs;
-  for (size_t i = 0; i < c.shapes.size(); ++i) inputs.push_back(random_tensor(c.shapes[i], 200 + i, dtype));
-  return inputs;
-}
+std::vector<Case> cases() { return testing::dense_cases(); }
+std::vector<Tensor> case_inputs(const Case& c, DType dtype = DType::f32) { return testing::case_inputs(c, 200, dtype); }
 
 float round_f16(float x) { return f16_to_float(float_to_f16(x)); }
 
