@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cmath>
+#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -53,6 +54,19 @@ inline ::testing::AssertionResult all_close(const Tensor& actual, const Tensor& 
   return ::testing::AssertionFailure() << "max diff " << max_diff << " at flat index " << worst << ": got "
                                        << a[size_t(worst)] << ", expected " << e[size_t(worst)]
                                        << " (atol " << atol << ", rtol " << rtol << ")";
+}
+
+// Same dtype, shape and bytes: the only acceptable difference is none.
+inline ::testing::AssertionResult same_bits(const Tensor& actual, const Tensor& expected) {
+  if (actual.defined() != expected.defined())
+    return ::testing::AssertionFailure() << "defined " << actual.defined() << " vs " << expected.defined();
+  if (!actual.defined()) return ::testing::AssertionSuccess();
+  if (actual.dtype() != expected.dtype() || actual.shape() != expected.shape())
+    return ::testing::AssertionFailure() << actual.str() << " vs " << expected.str();
+  Tensor a = actual.contiguous(), e = expected.contiguous();
+  if (std::memcmp(a.raw_data(), e.raw_data(), a.nbytes()) != 0)
+    return ::testing::AssertionFailure() << "bits differ: " << a.str() << " vs " << e.str();
+  return ::testing::AssertionSuccess();
 }
 
 // The whole file as bytes ("" if it cannot be read), and the bytes written over a file.

@@ -16,19 +16,7 @@
 namespace frugal {
 namespace {
 using testing::random_tensor;
-
-// Same dtype, shape and bytes: the only acceptable difference is none.
-::testing::AssertionResult same_bits(const Tensor& actual, const Tensor& expected) {
-  if (actual.defined() != expected.defined())
-    return ::testing::AssertionFailure() << "defined " << actual.defined() << " vs " << expected.defined();
-  if (!actual.defined()) return ::testing::AssertionSuccess();
-  if (actual.dtype() != expected.dtype() || actual.shape() != expected.shape())
-    return ::testing::AssertionFailure() << actual.str() << " vs " << expected.str();
-  Tensor a = actual.contiguous(), e = expected.contiguous();
-  if (std::memcmp(a.raw_data(), e.raw_data(), a.nbytes()) != 0)
-    return ::testing::AssertionFailure() << "bits differ: " << a.str() << " vs " << e.str();
-  return ::testing::AssertionSuccess();
-}
+using testing::same_bits;
 
 Tensor leaf(const Shape& shape, uint64_t seed, double low = -0.5, double high = 0.5) {
   Tensor t = random_tensor(shape, seed, DType::f32, low, high);

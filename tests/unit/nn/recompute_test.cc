@@ -14,18 +14,7 @@
 namespace frugal {
 namespace {
 using testing::random_tensor;
-
-::testing::AssertionResult same_bits(const Tensor& actual, const Tensor& expected) {
-  if (actual.defined() != expected.defined())
-    return ::testing::AssertionFailure() << "defined " << actual.defined() << " vs " << expected.defined();
-  if (!actual.defined()) return ::testing::AssertionSuccess();
-  if (actual.dtype() != expected.dtype() || actual.shape() != expected.shape())
-    return ::testing::AssertionFailure() << actual.str() << " vs " << expected.str();
-  Tensor a = actual.contiguous(), e = expected.contiguous();
-  if (std::memcmp(a.raw_data(), e.raw_data(), a.nbytes()) != 0)
-    return ::testing::AssertionFailure() << "bits differ: " << a.str() << " vs " << e.str();
-  return ::testing::AssertionSuccess();
-}
+using testing::same_bits;
 
 // Every parameter's gradient and every buffer of `actual` equals `expected`'s, bit for bit.
 void expect_same_state(const nn::Module& actual, const nn::Module& expected) {
