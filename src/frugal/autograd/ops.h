@@ -98,6 +98,10 @@ Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, dou
 // updated in place with momentum (unbiased variance, as PyTorch). Eval: running stats are used.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// relu(batch_norm(...)) as one op: one pass forward, the relu mask applied inside batch norm's
+// backward passes; values and gradients bit-identical to the two ops.
+Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                       Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 // q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true);
 

@@ -7,6 +7,7 @@
 #include "frugal/autograd/ops.h"
 #include "frugal/kernels/cpu/nn.h"
 #include "frugal/kernels/kernels.h"
+#include "frugal/kernels/ref/activation.h"
 #include "frugal/kernels/ref/nn.h"
 
 namespace frugal {
@@ -241,8 +242,11 @@ Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
 
 // ---- batch norm ----
 
-Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                  Tensor running_var, bool training, double momentum, double eps) {
+namespace {
+// batch_norm, and batch_norm_relu when relu: one pass writes max(y, 0) and backward masks the
+// gradient by that output inside batch norm's own passes (bit-identical to the two ops).
+Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                       Tensor running_var, bool training, double momentum, double eps, bool relu) {
   check_float_input("batch_norm", input);
   if (input.rank() != 2 && input.rank() != 4)
     throw InputError("batch_norm: input must be (N, C) or (N, C, H, W), got " + shape_str(input.shape()));
@@ -303,15 +307,19 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
         using T = decltype(tag);
         kernels::ref::batch_norm_forward<T>(x.data<T>(), mean.data<T>(), rstd.data<T>(), data_or_null<T>(w),
                                             data_or_null<T>(b), y.data<T>(), N, C, S);
+        if (relu) kernels::ref::activation_forward<T>(kernels::ActivationOp::relu, y.data<T>(), y.data<T>(), y.numel());
       },
       [&] {
         kernels::cpu::batch_norm_forward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                         data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N, C, S);
+                                         data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N, C, S,
+                                         relu);
       });
   if (!autograd::needs_grad({&input, &weight, &bias})) return y;
   const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
              need_b = bias.defined() && bias.requires_grad();
-  return autograd::record(y, "batch_norm", {input, weight, bias}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+  const Tensor relu_out = relu ? y.detach() : Tensor();
+  return autograd::record(y, relu ? "batch_norm_relu" : "batch_norm", {input, weight, bias},
+                          [=](const Tensor& g_in) -> std::vector<Tensor> {
     Tensor g = g_in.contiguous();
     Tensor dx = need_x ? Tensor::empty(x.shape(), dtype) : Tensor();
     Tensor dw = need_w ? Tensor::empty({C}, dtype) : Tensor();
@@ -320,18 +328,35 @@ Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
         dtype, "batch_norm backward",
         [&](auto tag) {
           using T = decltype(tag);
+          Tensor g_bn = g;
+          if (relu) {
+            g_bn = Tensor::empty(g.shape(), dtype);
+            kernels::ref::activation_backward<T>(kernels::ActivationOp::relu, relu_out.data<T>(), g.data<T>(),
+                                                 g_bn.data<T>(), g.numel());
+          }
           kernels::ref::batch_norm_backward<T>(x.data<T>(), mean.data<T>(), rstd.data<T>(), data_or_null<T>(w),
-                                               g.data<T>(), mutable_or_null<T>(dx), mutable_or_null<T>(dw),
+                                               g_bn.data<T>(), mutable_or_null<T>(dx), mutable_or_null<T>(dw),
                                                mutable_or_null<T>(db), N, C, S, training);
         },
         [&] {
           kernels::cpu::batch_norm_backward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
                                             data_or_null<float>(w), g.data<float>(), mutable_or_null<float>(dx),
                                             mutable_or_null<float>(dw), mutable_or_null<float>(db), N, C, S,
-                                            training);
+                                            training, relu ? relu_out.data<float>() : nullptr);
         });
     return {dx, dw, db};
   });
+}
+}  // namespace
+
+Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                  Tensor running_var, bool training, double momentum, double eps) {
+  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, false);
+}
+
+Tensor batch_norm_relu(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                       Tensor running_var, bool training, double momentum, double eps) {
+  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, true);
 }
 
 // ---- attention ----

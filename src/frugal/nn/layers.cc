@@ -110,13 +110,14 @@ int64_t BatchNorm::num_batches_tracked() const {
   return num_batches_tracked_.defined() ? num_batches_tracked_.data<int64_t>()[0] : 0;
 }
 
-Tensor BatchNorm::normalize(const Tensor& x) {
+Tensor BatchNorm::normalize(const Tensor& x, bool relu) {
   if (x.size(1) != num_features_)
     throw InputError(type_name() + "(" + std::to_string(num_features_) + "): input " + shape_str(x.shape()) +
                      " has " + std::to_string(x.size(1)) + " channels");
   // Without running statistics PyTorch normalizes with batch statistics in eval mode too.
   const bool use_batch_stats = is_training() || !running_mean_.defined();
-  Tensor y = batch_norm(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_);
+  Tensor y = relu ? batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_)
+                  : batch_norm(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_);
   if (is_training() && num_batches_tracked_.defined()) num_batches_tracked_.data<int64_t>()[0] += 1;
   return y;
 }
@@ -124,6 +125,11 @@ Tensor BatchNorm::normalize(const Tensor& x) {
 Tensor BatchNorm2d::forward(const Tensor& x) {
   if (x.rank() != 4) throw InputError("BatchNorm2d: input " + shape_str(x.shape()) + " should be (N, C, H, W)");
   return normalize(x);
+}
+
+Tensor BatchNorm2d::forward_relu(const Tensor& x) {
+  if (x.rank() != 4) throw InputError("BatchNorm2d: input " + shape_str(x.shape()) + " should be (N, C, H, W)");
+  return normalize(x, true);
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {

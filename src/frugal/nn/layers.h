@@ -62,7 +62,7 @@ class BatchNorm : public Module {
   int64_t num_batches_tracked() const;
 
  protected:
-  Tensor normalize(const Tensor& x);  // x (N, C) or (N, C, H, W)
+  Tensor normalize(const Tensor& x, bool relu = false);  // x (N, C) or (N, C, H, W); relu: batch_norm_relu
   int64_t num_features_;
 
  private:
@@ -76,6 +76,7 @@ class BatchNorm2d : public BatchNorm {
                        bool track_running_stats = true)
       : BatchNorm(num_features, eps, momentum, affine, track_running_stats) {}
   Tensor forward(const Tensor& x) override;  // (N, C, H, W)
+  Tensor forward_relu(const Tensor& x) override;  // one fused pass (batch_norm_relu)
   std::string type_name() const override { return "BatchNorm2d"; }
 };
 

@@ -6,6 +6,8 @@
 #include <unordered_set>
 
 #include "frugal/autograd/autograd.h"
+#include "frugal/autograd/ops.h"
+#include "frugal/nn/layers.h"
 
 namespace frugal {
 namespace nn {
@@ -177,10 +179,26 @@ Module& Sequential::operator[](int64_t index) const {
   return *named_children()[size_t(index)].second;
 }
 
-Tensor Sequential::forward(const Tensor& x) {
+Tensor Module::forward_relu(const Tensor& x) { return relu(forward(x)); }
+
+Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x) {
   Tensor y = x;
-  for (const auto& [name, child] : named_children()) y = child->forward(y);
+  for (size_t i = 0; i < layers.size(); ++i) {
+    if (i + 1 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1])) {
+      y = layers[i]->forward_relu(y);
+      ++i;
+    } else {
+      y = layers[i]->forward(y);
+    }
+  }
   return y;
+}
+
+Tensor Sequential::forward(const Tensor& x) {
+  std::vector<Module*> layers;
+  layers.reserve(named_children().size());
+  for (const auto& [name, child] : named_children()) layers.push_back(child.get());
+  return forward_chain(layers, x);
 }
 
 }  // namespace nn

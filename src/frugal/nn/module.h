@@ -37,6 +37,9 @@ class Module {
 
   virtual Tensor forward(const Tensor& x) = 0;
   Tensor operator()(const Tensor& x) { return forward(x); }
+  // relu(forward(x)); layers with a fused form (BatchNorm2d, Linear) override it, and
+  // forward_chain hands them the ReLU that follows them.
+  virtual Tensor forward_relu(const Tensor& x);
   // Class name for messages ("Linear").
   virtual std::string type_name() const = 0;
 
@@ -91,7 +94,10 @@ class Module {
   bool training_ = true;
 };
 
-// Runs its children in order; children are named "0", "1", ... as torch.nn.Sequential.
+// Runs layers in order, each layer followed by a ReLU as one layer->forward_relu.
+Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x);
+
+// Runs its children in order (forward_chain); children are named "0", "1", ... as torch.nn.Sequential.
 class Sequential : public Module {
  public:
   Sequential() = default;

@@ -61,9 +61,7 @@ Tensor forward_recomputed(const std::vector<Module*>& layers, const Tensor& x) {
       ~Restore() { set_random_context(previous); }
     } restore;
     set_random_context(context);
-    Tensor y = input;
-    for (Module* m : layers) y = m->forward(y);
-    return y;
+    return forward_chain(layers, input);
   };
   return autograd::recompute(stage, x, parameters, state);
 }
@@ -157,7 +155,7 @@ Tensor Cnn::forward(const Tensor& x) {
     if (recompute_[b]) {
       y = forward_recomputed(layers, y);
     } else {
-      for (Module* m : layers) y = m->forward(y);
+      y = forward_chain(layers, y);
     }
   }
   return classifier_->forward(y);
@@ -364,17 +362,25 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
     int64_t block = conv_values * f32;
     // bf16-mixed conv2d keeps its input and weight rounded to bf16 for backward.
     if (bf16_mixed) block += (in_values + out * channels * config.kernel * config.kernel) * 2;
-    if (config.batch_norm) block += conv_values * f32 + 2 * out * f32;  // output, batch mean and variance
-    if (pooled) block += conv_values * f32;                            // ReLU output, the pool's input
-    if (config.pool == "max") block += pool_values;                    // oneDNN's u8 argmax workspace
+    // Batch norm and ReLU run fused (forward_chain): its output, which is also the pool's input,
+    // and the batch mean and variance. Without batch norm, the ReLU output the pool reads.
+    if (config.batch_norm) block += conv_values * f32 + 2 * out * f32;
+    else if (pooled) block += conv_values * f32;
+    if (config.pool == "max") block += pool_values;  // the u8 argmax workspace (2x2 kernel: a byte per output)
     e.block_bytes.push_back(block);
     e.input_bytes.push_back(in_values * f32);  // block 0: the data batch itself
     h = block_out_size(h, config.kernel, pooled);
     w = block_out_size(w, config.kernel, pooled);
     channels = out;
   }
-  int64_t other = N * channels * h * w * f32;  // the last block's output (flattened as a view)
-  for (int64_t hidden : config.hidden) other += N * hidden * f32 * (config.dropout > 0 ? 3 : 2);  // linear, relu, dropout
+  int64_t width = channels * h * w;
+  int64_t other = N * width * f32;  // the last block's output (flattened as a view)
+  for (int64_t hidden : config.hidden) {
+    other += N * hidden * f32 * (config.dropout > 0 ? 3 : 2);  // linear, relu, dropout
+    if (bf16_mixed) other += (N * width + hidden * width) * 2;  // linear's input and weight rounded to bf16
+    width = hidden;
+  }
+  if (bf16_mixed) other += (N * width + config.outputs * width) * 2;
   e.other_bytes = other + N * config.outputs * f32;
   return e;
 }

@@ -38,7 +38,7 @@ PathRun run(const Fn& fn, const std::vector<Tensor>& inputs, bool reference) {
   }
   PathRun result;
   result.out = fn(leaves);
-  autograd::backward(result.out, random_tensor(result.out.shape(), 99));
+  autograd::backward(result.out, random_tensor(result.out.shape(), 99, result.out.dtype()));
   for (const Tensor& leaf : leaves) result.grads.push_back(leaf.grad());
   return result;
 }
@@ -307,6 +307,49 @@ TEST(BatchNorm, FastMatchesReference) {
             },
             inputs, shape_str(shape) + (training ? " training" : " eval") + (affine ? " affine" : ""));
       }
+}
+
+// batch_norm_relu is relu(batch_norm(...)) fused: the same values and gradients bit for bit, on
+// the fast kernels and on the reference ones, f32 and f64, training and eval.
+TEST(BatchNormRelu, BitIdenticalToTheTwoOps) {
+  for (DType dtype : {DType::f32, DType::f64})
+    for (bool reference : {false, true})
+      for (Shape shape : std::vector<Shape>{{7, 5}, {3, 5, 7, 9}, {16, 32, 28, 28}})
+        for (bool training : {true, false}) {
+          if (dtype == DType::f64 && !reference && shape[0] == 16) continue;  // f64 runs the reference kernels anyway
+          const int64_t C = shape[1];
+          Tensor x = random_tensor(shape, 40, dtype, -2.0, 3.0);
+          Tensor w = random_tensor({C}, 41, dtype, -1.0, 1.5), b = random_tensor({C}, 42, dtype);
+          Tensor rm = random_tensor({C}, 43, dtype), rv = random_tensor({C}, 44, dtype, 0.5, 2.0);
+          auto unfused = [&](const std::vector<Tensor>& in) {
+            Tensor m = rm.clone(), v = rv.clone();
+            return relu(batch_norm(in[0], in[1], in[2], m, v, training));
+          };
+          auto fused = [&](const std::vector<Tensor>& in) {
+            Tensor m = rm.clone(), v = rv.clone();
+            return batch_norm_relu(in[0], in[1], in[2], m, v, training);
+          };
+          PathRun a = run(unfused, {x, w, b}, reference), f = run(fused, {x, w, b}, reference);
+          const std::string what = std::string(dtype_name(dtype)) + (reference ? " reference " : " fast ") +
+                                   shape_str(shape) + (training ? " training" : " eval");
+          EXPECT_TRUE(testing::same_bits(a.out, f.out)) << what << " forward";
+          for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(testing::same_bits(a.grads[i], f.grads[i])) << what << " grad " << i;
+        }
+}
+
+TEST(BatchNormRelu, GradcheckAndRunningStats) {
+  Tensor x = random_leaf({4, 3, 2, 2}, 45, -2.0, 2.0);
+  Tensor w = random_leaf({3}, 46, 0.5, 1.5), b = random_leaf({3}, 47);
+  Tensor rm = random_tensor({3}, 48, DType::f64), rv = random_tensor({3}, 49, DType::f64, 0.5, 2.0);
+  auto r = gradcheck([&](const std::vector<Tensor>& in) { return batch_norm_relu(in[0], in[1], in[2], rm, rv, true); },
+                     {x, w, b});
+  EXPECT_TRUE(r.ok) << r.message;
+  // The running statistics move exactly as batch_norm moves them.
+  Tensor rm1 = rm.clone(), rv1 = rv.clone(), rm2 = rm.clone(), rv2 = rv.clone();
+  batch_norm(x.detach(), Tensor(), Tensor(), rm1, rv1, true);
+  batch_norm_relu(x.detach(), Tensor(), Tensor(), rm2, rv2, true);
+  EXPECT_TRUE(testing::same_bits(rm1, rm2));
+  EXPECT_TRUE(testing::same_bits(rv1, rv2));
 }
 
 // ---- attention ----

@@ -261,23 +261,52 @@ const std::vector<PoolCase> kPoolCases = {
     {2, 3, 5, 5, 2, 2, 2, 2, 0, 0, true},     // odd size: the last row and column are dropped
 };
 
+// Max pooling forward and backward on the fast kernels and on the reference ones; the fast
+// backward writes over a gradient buffer prefilled with 5, so an element it skips shows.
+struct MaxPoolRuns {
+  Tensor fast, reference, fast_x, ref_x;
+};
+MaxPoolRuns run_max_pool(const Pool2dDims& d, const Tensor& x, const Tensor& grad_y) {
+  MaxPoolRuns r{Tensor::empty(grad_y.shape()), Tensor::empty(grad_y.shape()), Tensor::full(x.shape(), 5.0),
+                Tensor::empty(x.shape())};
+  Tensor workspace = Tensor::empty({int64_t(kernels::cpu::max_pool2d_workspace_bytes(d))}, DType::u8);
+  Tensor argmax = Tensor::empty(grad_y.shape(), DType::i32);
+  kernels::cpu::max_pool2d_forward(x.data<float>(), r.fast.data<float>(), workspace.data<uint8_t>(), d);
+  kernels::ref::max_pool2d_forward<float>(x.data<float>(), r.reference.data<float>(), argmax.data<int32_t>(), d);
+  kernels::cpu::max_pool2d_backward(grad_y.data<float>(), workspace.data<uint8_t>(), r.fast_x.data<float>(), d);
+  kernels::ref::max_pool2d_backward<float>(grad_y.data<float>(), argmax.data<int32_t>(), r.ref_x.data<float>(), d);
+  return r;
+}
+
 TEST(DenseKernels, MaxPoolMatchesReference) {
   uint64_t seed = 400;
   for (const PoolCase& c : kPoolCases) {
     const Pool2dDims d = pool_dims(c);
     Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed);
     Tensor grad_y = random_tensor({d.n, d.c, d.out_h, d.out_w}, ++seed);
-    Tensor fast = Tensor::empty(grad_y.shape()), reference = Tensor::empty(grad_y.shape());
-    Tensor workspace = Tensor::empty({int64_t(kernels::cpu::max_pool2d_workspace_bytes(d))}, DType::u8);
-    Tensor argmax = Tensor::empty(grad_y.shape(), DType::i32);
-    kernels::cpu::max_pool2d_forward(x.data<float>(), fast.data<float>(), workspace.data<uint8_t>(), d);
-    kernels::ref::max_pool2d_forward<float>(x.data<float>(), reference.data<float>(), argmax.data<int32_t>(), d);
-    EXPECT_TRUE(all_close(fast, reference, 0, 0)) << describe(d);
-    Tensor fast_x = Tensor::empty(x.shape()), ref_x = Tensor::empty(x.shape());
-    kernels::cpu::max_pool2d_backward(grad_y.data<float>(), workspace.data<uint8_t>(), fast_x.data<float>(), d);
-    kernels::ref::max_pool2d_backward<float>(grad_y.data<float>(), argmax.data<int32_t>(), ref_x.data<float>(), d);
-    EXPECT_TRUE(all_close(fast_x, ref_x, 1e-6, 1e-6)) << describe(d);
+    MaxPoolRuns r = run_max_pool(d, x, grad_y);
+    EXPECT_TRUE(all_close(r.fast, r.reference, 0, 0)) << describe(d);
+    EXPECT_TRUE(all_close(r.fast_x, r.ref_x, 1e-6, 1e-6)) << describe(d);
   }
+}
+
+// The 2x2 stride-2 kernel (pool.h) on ties and NaNs, row lengths around its 16-output vectors:
+// the reference's winner (first maximum, NaN first) and so the same gradient, exactly.
+TEST(DenseKernels, MaxPool2x2TiesAndNaNsFollowReference) {
+  uint64_t seed = 450;
+  for (int64_t w : {2, 3, 14, 15, 30, 32, 33, 64, 70})
+    for (int64_t h : {2, 5}) {
+      const Pool2dDims d = pool_dims(PoolCase{3, 2, h, w, 2, 2, 2, 2, 0, 0, true});
+      Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed, DType::f32, 0.0, 3.0);
+      float* xp = x.data<float>();
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        xp[i] = std::floor(xp[i]);  // ties everywhere: values 0, 1, 2
+        if (i % 7 == 3) xp[i] = std::nanf("");
+      }
+      MaxPoolRuns r = run_max_pool(d, x, random_tensor({d.n, d.c, d.out_h, d.out_w}, ++seed));
+      EXPECT_TRUE(testing::same_bits(r.fast, r.reference)) << describe(d);
+      EXPECT_TRUE(testing::same_bits(r.fast_x, r.ref_x)) << describe(d);
+    }
 }
 
 TEST(DenseKernels, AvgPoolMatchesReference) {

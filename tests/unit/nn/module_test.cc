@@ -145,6 +145,33 @@ TEST(Layers, LinearMatchesItsFormula) {
   EXPECT_THROW(layer(Tensor::zeros({4, 5})), InputError);
 }
 
+// Sequential runs a BatchNorm2d followed by a ReLU as one fused op (forward_chain): outputs,
+// gradients and running statistics equal the two layers run one after the other, bit for bit.
+TEST(Layers, SequentialFusesBatchNormAndRelu) {
+  auto make = [] {
+    auto seq = std::make_shared<nn::Sequential>();
+    seq->push_back(std::make_shared<nn::BatchNorm2d>(4));
+    seq->push_back(std::make_shared<nn::ReLU>());
+    return seq;
+  };
+  auto fused = make(), plain = make();
+  Tensor x = random_tensor({6, 4, 5, 5}, 31, DType::f32, -2.0, 2.0);
+  Tensor x1 = x.clone(), x2 = x.clone();
+  x1.set_requires_grad(true);
+  x2.set_requires_grad(true);
+  Tensor y1 = fused->forward(x1);
+  Tensor y2 = (*plain)[1].forward((*plain)[0].forward(x2));
+  EXPECT_TRUE(testing::same_bits(y1, y2));
+  Tensor g = random_tensor(y1.shape(), 32);
+  autograd::backward(y1, g);
+  autograd::backward(y2, g);
+  EXPECT_TRUE(testing::same_bits(x1.grad(), x2.grad()));
+  auto p1 = fused->named_parameters(), p2 = plain->named_parameters();
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(testing::same_bits(p1[i].second.grad(), p2[i].second.grad()));
+  auto b1 = fused->named_buffers(), b2 = plain->named_buffers();
+  for (size_t i = 0; i < b1.size(); ++i) EXPECT_TRUE(testing::same_bits(b1[i].second, b2[i].second)) << b1[i].first;
+}
+
 TEST(Layers, ForwardShapes) {
   Tensor image = random_tensor({2, 3, 9, 8}, 2);  // (N, C, H, W)
   Conv2dOptions same;

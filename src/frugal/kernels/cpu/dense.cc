@@ -4,6 +4,7 @@
 // Limits: CPU engine only; one in-order stream per thread; cached primitives live until
 // clear_dense_cache() or thread exit.
 #include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/cpu/pool.h"
 
 #include <algorithm>
 #include <array>
@@ -504,15 +505,26 @@ void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* 
   run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::bf16);
 }
 
+namespace {
+// 2x2 windows, stride 2, no padding: the hand kernel of pool.h (about 4x oneDNN's on NCHW here).
+bool is_pool2x2(const Pool2dDims& d) {
+  return d.kernel_h == 2 && d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2 && d.padding_h == 0 &&
+         d.padding_w == 0 && d.out_h == d.h / 2 && d.out_w == d.w / 2;
+}
+}  // namespace
+
 size_t max_pool2d_workspace_bytes(const Pool2dDims& dims) {
+  if (is_pool2x2(dims)) return size_t(dims.n * dims.c * dims.out_h * dims.out_w);
   return pool_forward_entry(dims, true).workspace.get_size();
 }
 
 void max_pool2d_forward(const float* x, float* y, uint8_t* workspace, const Pool2dDims& dims) {
+  if (is_pool2x2(dims)) return max_pool2x2_forward(x, y, workspace, dims.n * dims.c, dims.h, dims.w);
   run_pool_forward(x, y, workspace, dims, true);
 }
 
 void max_pool2d_backward(const float* grad_y, const uint8_t* workspace, float* grad_x, const Pool2dDims& dims) {
+  if (is_pool2x2(dims)) return max_pool2x2_backward(grad_y, workspace, grad_x, dims.n * dims.c, dims.h, dims.w);
   run_pool_backward(grad_y, workspace, grad_x, dims, true);
 }
 

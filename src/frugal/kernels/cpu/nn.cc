@@ -297,7 +297,7 @@ void batch_norm_stats(const float* x, float* mean, float* var, int64_t N, int64_
 }
 
 void batch_norm_forward(const float* x, const float* mean, const float* rstd, const float* weight, const float* bias,
-                        float* y, int64_t N, int64_t C, int64_t S) {
+                        float* y, int64_t N, int64_t C, int64_t S, bool relu) {
   std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));  // y = x * scale + shift per channel
   for (int64_t c = 0; c < C; ++c) {
     scale[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
@@ -309,28 +309,56 @@ void batch_norm_forward(const float* x, const float* mean, const float* rstd, co
       const float a = scale[size_t(c)], b = shift[size_t(c)];
       const float* xr = x + row * S;
       float* yr = y + row * S;
-      for (int64_t s = 0; s < S; ++s) yr[s] = xr[s] * a + b;
+      if (relu) {
+        for (int64_t s = 0; s < S; ++s) {
+          const float v = xr[s] * a + b;
+          yr[s] = v < 0.0f ? 0.0f : v;  // as relu: NaN stays NaN
+        }
+      } else {
+        for (int64_t s = 0; s < S; ++s) yr[s] = xr[s] * a + b;
+      }
     }
   });
 }
 
-void batch_norm_backward(const float* x, const float* mean, const float* rstd, const float* weight,
-                         const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
-                         bool training) {
+namespace {
+// The gradient reaching batch norm: grad itself, or with a fused relu grad where the relu's output
+// is positive (relu's own backward rule, so the fused op equals batch_norm then relu bit for bit).
+template <bool Masked>
+inline float bn_grad(const float* grad, const float* relu_out, int64_t i) {
+  const float g = grad[i];  // read unconditionally, so the masked loops vectorize as blends
+  if constexpr (Masked) return relu_out[i] > 0.0f ? g : 0.0f;
+  else return g;
+}
+
+template <bool Masked>
+void batch_norm_backward_impl(const float* x, const float* mean, const float* rstd, const float* weight,
+                              const float* grad, const float* relu_out, float* dx, float* dweight, float* dbias,
+                              int64_t N, int64_t C, int64_t S, bool training) {
   const double count = double(N * S);
   std::vector<double> total_g(static_cast<size_t>(C)), total_g_xhat(static_cast<size_t>(C));  // (C)
   parallel_for(C, rows_grain(N * S), [&](int64_t c0, int64_t c1) {
-    channel_sums(N, C, S, c0, c1, total_g.data() + c0, [&](int64_t, int64_t at) { return lane_sum(grad + at, S); });
+    // The same 16-lane sums as lane_sum and the direct sum g * (x - mean), with g masked on the fly.
+    channel_sums(N, C, S, c0, c1, total_g.data() + c0, [&](int64_t, int64_t at) {
+      float lanes[kLanes] = {};
+      int64_t s = 0;
+      for (; s + kLanes <= S; s += kLanes)
+        for (int l = 0; l < kLanes; ++l) lanes[l] += bn_grad<Masked>(grad, relu_out, at + s + l);
+      double total = 0;
+      for (int l = 0; l < kLanes; ++l) total += lanes[l];
+      for (; s < S; ++s) total += bn_grad<Masked>(grad, relu_out, at + s);
+      return total;
+    });
     channel_sums(N, C, S, c0, c1, total_g_xhat.data() + c0, [&](int64_t c, int64_t at) {
       // sum g * (x - mean) = dot(g, x) - mean * sum(g), but the direct form keeps precision.
       float lanes[kLanes] = {};
       const float mu = mean[c];
       int64_t s = 0;
       for (; s + kLanes <= S; s += kLanes)
-        for (int l = 0; l < kLanes; ++l) lanes[l] += grad[at + s + l] * (x[at + s + l] - mu);
+        for (int l = 0; l < kLanes; ++l) lanes[l] += bn_grad<Masked>(grad, relu_out, at + s + l) * (x[at + s + l] - mu);
       double total = 0;
       for (int l = 0; l < kLanes; ++l) total += lanes[l];
-      for (; s < S; ++s) total += double(grad[at + s]) * double(x[at + s] - mu);
+      for (; s < S; ++s) total += double(bn_grad<Masked>(grad, relu_out, at + s)) * double(x[at + s] - mu);
       return total * double(rstd[c]);
     });
   });
@@ -346,16 +374,28 @@ void batch_norm_backward(const float* x, const float* mean, const float* rstd, c
       const float coef = r * (weight ? weight[c] : 1.0f);
       const float* xr = x + row * S;
       const float* gr = grad + row * S;
+      const float* yr = Masked ? relu_out + row * S : nullptr;
       float* dxr = dx + row * S;
       if (training) {
         const float mean_g = float(total_g[size_t(c)] / count);
         const float mean_g_xhat = float(total_g_xhat[size_t(c)] / count);
-        for (int64_t s = 0; s < S; ++s) dxr[s] = coef * (gr[s] - mean_g - (xr[s] - mu) * r * mean_g_xhat);
+        for (int64_t s = 0; s < S; ++s)
+          dxr[s] = coef * (bn_grad<Masked>(gr, yr, s) - mean_g - (xr[s] - mu) * r * mean_g_xhat);
       } else {
-        for (int64_t s = 0; s < S; ++s) dxr[s] = coef * gr[s];
+        for (int64_t s = 0; s < S; ++s) dxr[s] = coef * bn_grad<Masked>(gr, yr, s);
       }
     }
   });
+}
+}  // namespace
+
+void batch_norm_backward(const float* x, const float* mean, const float* rstd, const float* weight,
+                         const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
+                         bool training, const float* relu_out) {
+  if (relu_out)
+    batch_norm_backward_impl<true>(x, mean, rstd, weight, grad, relu_out, dx, dweight, dbias, N, C, S, training);
+  else
+    batch_norm_backward_impl<false>(x, mean, rstd, weight, grad, nullptr, dx, dweight, dbias, N, C, S, training);
 }
 
 // ---- attention ----

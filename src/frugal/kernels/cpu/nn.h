@@ -29,11 +29,13 @@ void layer_norm_backward(const float* x, const float* weight, const float* mean,
                          const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C);
 
 void batch_norm_stats(const float* x, float* mean, float* var, int64_t N, int64_t C, int64_t S);
+// relu: y = max(batch norm, 0) in the same pass (the op batch_norm_relu).
 void batch_norm_forward(const float* x, const float* mean, const float* rstd, const float* weight, const float* bias,
-                        float* y, int64_t N, int64_t C, int64_t S);
+                        float* y, int64_t N, int64_t C, int64_t S, bool relu = false);
+// relu_out: the fused op's output; grad then passes only where it is positive (relu's rule).
 void batch_norm_backward(const float* x, const float* mean, const float* rstd, const float* weight,
                          const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
-                         bool training);
+                         bool training, const float* relu_out = nullptr);
 
 // Flash-attention style: each task owns a block of query rows and streams key blocks through an
 // online softmax, saving only lse (BH, Tq). Backward recomputes the blocks in two passes (one per

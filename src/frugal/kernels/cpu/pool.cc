@@ -1,0 +1,144 @@
+// 2x2 stride-2 max pooling (see pool.h): AVX-512 over 16 outputs of a row at a time, masked at the
+// row's end, with a scalar twin for builds without AVX-512. Memory-bound: one read of x and one
+// write of y and a byte per output forward; one read of g and where and one write of dx backward.
+#include "frugal/kernels/cpu/pool.h"
+
+#include <algorithm>
+#include <cmath>
+
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#include "frugal/base/parallel.h"
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+namespace {
+// Scalar rule for one window (a b / c d): the reference kernel's scan order and NaN rule.
+inline void window_max(float a, float b, float c, float d, float* best_out, uint8_t* where_out) {
+  float best = a;
+  uint8_t where = 0;
+  const float rest[3] = {b, c, d};
+  for (uint8_t i = 0; i < 3; ++i) {
+    const float v = rest[i];
+    if (v > best || (std::isnan(v) && !std::isnan(best))) {
+      best = v;
+      where = uint8_t(i + 1);
+    }
+  }
+  *best_out = best;
+  *where_out = where;
+}
+
+#ifdef __AVX512F__
+// Lanes of a step of up to 16 outputs: the outputs, and their 2n inputs as the first 16 and the rest.
+struct Masks {
+  __mmask16 out, lo, hi;
+  explicit Masks(int64_t left) {
+    const unsigned n = unsigned(left < 16 ? left : 16);
+    out = __mmask16((1u << n) - 1u);
+    lo = n >= 8 ? __mmask16(0xFFFF) : __mmask16((1u << (2 * n)) - 1u);
+    hi = n > 8 ? __mmask16((1u << (2 * n - 16)) - 1u) : __mmask16(0);
+  }
+};
+#endif
+
+// Rows of one output row: r0, r1 the two input rows, ow outputs.
+void forward_row(const float* r0, const float* r1, float* y, uint8_t* where, int64_t ow) {
+  int64_t j = 0;
+#ifdef __AVX512F__
+  const __m512i even = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+  const __m512i odd = _mm512_add_epi32(even, _mm512_set1_epi32(1));
+  for (; j < ow; j += 16) {
+    const Masks m(ow - j);
+    const __mmask16 out_mask = m.out, lo_mask = m.lo, hi_mask = m.hi;
+    const float* p0 = r0 + 2 * j;
+    const float* p1 = r1 + 2 * j;
+    const __m512 lo0 = _mm512_maskz_loadu_ps(lo_mask, p0), hi0 = _mm512_maskz_loadu_ps(hi_mask, p0 + 16);
+    const __m512 lo1 = _mm512_maskz_loadu_ps(lo_mask, p1), hi1 = _mm512_maskz_loadu_ps(hi_mask, p1 + 16);
+    const __m512 a = _mm512_permutex2var_ps(lo0, even, hi0), b = _mm512_permutex2var_ps(lo0, odd, hi0);
+    const __m512 c = _mm512_permutex2var_ps(lo1, even, hi1), d = _mm512_permutex2var_ps(lo1, odd, hi1);
+    __m512 best = a;
+    __m512i at = _mm512_setzero_si512();
+    const __m512 rest[3] = {b, c, d};
+    for (int i = 0; i < 3; ++i) {
+      const __m512 v = rest[i];
+      const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+      const __mmask16 v_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+      const __mmask16 best_nan = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
+      const __mmask16 take = __mmask16(greater | (v_nan & __mmask16(~best_nan)));
+      best = _mm512_mask_mov_ps(best, take, v);
+      at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(i + 1));
+    }
+    _mm512_mask_storeu_ps(y + j, out_mask, best);
+    _mm_mask_storeu_epi8(where + j, out_mask, _mm512_cvtepi32_epi8(at));
+  }
+#endif
+  for (; j < ow; ++j) window_max(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], y + j, where + j);
+}
+
+void backward_row(const float* g, const uint8_t* where, float* r0, float* r1, int64_t ow) {
+  int64_t j = 0;
+#ifdef __AVX512F__
+  const __m512i lo_pick = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+  const __m512i hi_pick = _mm512_add_epi32(lo_pick, _mm512_set1_epi32(8));
+  for (; j < ow; j += 16) {
+    const Masks m(ow - j);
+    const __mmask16 out_mask = m.out, lo_mask = m.lo, hi_mask = m.hi;
+    const __m512 gv = _mm512_maskz_loadu_ps(out_mask, g + j);
+    const __m512i at = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(out_mask, where + j));
+    __m512 v[4];
+    for (int i = 0; i < 4; ++i) v[i] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(i)), gv);
+    // Row 0 is a b a b ..., row 1 is c d c d ...
+    _mm512_mask_storeu_ps(r0 + 2 * j, lo_mask, _mm512_permutex2var_ps(v[0], lo_pick, v[1]));
+    _mm512_mask_storeu_ps(r0 + 2 * j + 16, hi_mask, _mm512_permutex2var_ps(v[0], hi_pick, v[1]));
+    _mm512_mask_storeu_ps(r1 + 2 * j, lo_mask, _mm512_permutex2var_ps(v[2], lo_pick, v[3]));
+    _mm512_mask_storeu_ps(r1 + 2 * j + 16, hi_mask, _mm512_permutex2var_ps(v[2], hi_pick, v[3]));
+  }
+#endif
+  for (; j < ow; ++j) {
+    const float gj = g[j];
+    const uint8_t at = where[j];
+    r0[2 * j] = at == 0 ? gj : 0.0f;
+    r0[2 * j + 1] = at == 1 ? gj : 0.0f;
+    r1[2 * j] = at == 2 ? gj : 0.0f;
+    r1[2 * j + 1] = at == 3 ? gj : 0.0f;
+  }
+}
+
+constexpr int64_t kGrain = 16384;  // input elements per thread chunk
+}  // namespace
+
+void max_pool2x2_forward(const float* x, float* y, uint8_t* where, int64_t planes, int64_t h, int64_t w) {
+  const int64_t oh = h / 2, ow = w / 2;
+  parallel_for(planes * oh, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * w, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {
+      const int64_t plane = row / oh, i = row % oh;
+      const float* in = x + (plane * h + 2 * i) * w;
+      forward_row(in, in + w, y + row * ow, where + row * ow, ow);
+    }
+  });
+}
+
+void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad_x, int64_t planes, int64_t h,
+                          int64_t w) {
+  const int64_t oh = h / 2, ow = w / 2;
+  parallel_for(planes, std::max<int64_t>(1, kGrain / std::max<int64_t>(h * w, 1)), [&](int64_t p0, int64_t p1) {
+    for (int64_t plane = p0; plane < p1; ++plane) {
+      float* out = grad_x + plane * h * w;
+      for (int64_t i = 0; i < oh; ++i) {
+        float* row0 = out + 2 * i * w;
+        backward_row(grad_y + (plane * oh + i) * ow, where + (plane * oh + i) * ow, row0, row0 + w, ow);
+        if (w % 2) row0[w - 1] = row0[2 * w - 1] = 0.0f;  // the dropped column
+      }
+      if (h % 2) std::fill(out + (h - 1) * w, out + h * w, 0.0f);  // the dropped row
+    }
+  });
+}
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal

@@ -1,0 +1,23 @@
+// Max pooling over 2x2 windows with stride 2 and no padding, the CNN's pooling, by hand: oneDNN
+// 2.6 runs it on plain NCHW tensors at a fraction of memory speed. Internal to kernels/cpu: the
+// max_pool2d kernels of dense.h route this case here.
+// Semantics are the reference kernel's: the first maximum in row-major window order wins, a NaN
+// beats any number; an odd last row or column is dropped. The workspace is one byte per output:
+// the winner's position in its window (0..3).
+#pragma once
+
+#include <cstdint>
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+// x (planes, h, w) -> y and where (planes, h / 2, w / 2).
+void max_pool2x2_forward(const float* x, float* y, uint8_t* where, int64_t planes, int64_t h, int64_t w);
+// Writes all of grad_x: the gradient at each window's winner, 0 elsewhere.
+void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad_x, int64_t planes, int64_t h,
+                          int64_t w);
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal
