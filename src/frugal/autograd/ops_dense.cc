@@ -14,6 +14,7 @@
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/cpu/pool.h"
 #include "frugal/kernels/kernels.h"
 #include "frugal/kernels/ref/convert.h"
 #include "frugal/kernels/ref/dense.h"
@@ -402,14 +403,24 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
 }
 
 namespace {
+// A convolution operand (x, or the gradient of y) as the kernels read it: packed NCHW, or
+// channels-last when d.channels_last.
+Tensor conv_input(const Tensor& t, const Conv2dDims& d) {
+  return d.channels_last ? to_channels_last(t) : t.contiguous();
+}
+Tensor conv_like_input(const Shape& shape, const Conv2dDims& d, DType dtype) {
+  return d.channels_last ? empty_channels_last(shape, dtype) : Tensor::empty(shape, dtype);
+}
+Tensor conv_output(const Conv2dDims& d, DType dtype) { return conv_like_input({d.n, d.o, d.out_h, d.out_w}, d, dtype); }
+
 // conv2d in bf16-mixed precision: x and weight rounded to bf16 once (and kept, at half the bytes,
 // for backward), grad_y rounded in backward; every product accumulates in f32 and every result
 // (y, dX, dW, db) is f32. The bias is added in f32; db is summed from the rounded grad_y, as the
 // oneDNN kernel reads only that.
 Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
-  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor x16 = round_to_bf16(xc.data<float>(), xc.numel()), w16 = round_to_bf16(wc.data<float>(), wc.numel());
-  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, DType::f32);  // (N, O, OH, OW)
+  Tensor out = conv_output(d, DType::f32);  // (N, O, OH, OW)
   const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
   if (kernels::reference_mode()) {
     Tensor x32 = x16.to(DType::f32), w32 = w16.to(DType::f32);
@@ -424,14 +435,14 @@ Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   bool has_bias = bias.defined();
   Shape x_shape = x.shape(), w_shape = weight.shape();
   return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
     FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d bf16 backward expects an f32 gradient");
     Tensor g16 = round_to_bf16(g.data<float>(), g.numel());
     const bool reference = kernels::reference_mode();
     Tensor g32 = reference ? g16.to(DType::f32) : Tensor();
     std::vector<Tensor> grads(has_bias ? 3 : 2);
     if (need_x) {
-      Tensor gx = Tensor::empty(x_shape, DType::f32);
+      Tensor gx = conv_like_input(x_shape, d, DType::f32);
       if (reference) {
         Tensor w32 = w16.to(DType::f32);
         kernels::ref::conv2d_backward_data<float>(g32.data<float>(), w32.data<float>(), gx.data<float>(), d);
@@ -461,9 +472,9 @@ Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, co
 // grad_y rounded in backward, then the f32 kernels; the bias is added in f32 and db is summed from
 // the rounded grad_y, as in the bf16 path.
 Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
-  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor x16 = round_to_f16(xc.data<float>(), xc.numel()), w16 = round_to_f16(wc.data<float>(), wc.numel());
-  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, DType::f32);  // (N, O, OH, OW)
+  Tensor out = conv_output(d, DType::f32);  // (N, O, OH, OW)
   const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
   if (kernels::reference_mode())
     kernels::ref::conv2d_forward<float>(x16.data<float>(), w16.data<float>(), bias_p, out.data<float>(), d);
@@ -476,13 +487,13 @@ Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   bool has_bias = bias.defined();
   Shape x_shape = x.shape(), w_shape = weight.shape();
   return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
     FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d f16 backward expects an f32 gradient");
     Tensor g16 = round_to_f16(g.data<float>(), g.numel());
     const bool reference = kernels::reference_mode();
     std::vector<Tensor> grads(has_bias ? 3 : 2);
     if (need_x) {
-      Tensor gx = Tensor::empty(x_shape, DType::f32);
+      Tensor gx = conv_like_input(x_shape, d, DType::f32);
       if (reference)
         kernels::ref::conv2d_backward_data<float>(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
       else
@@ -506,11 +517,14 @@ Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, con
 }  // namespace
 
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dOptions& options) {
-  const Conv2dDims d = conv_dims(x, weight, bias, options);
+  Conv2dDims d = conv_dims(x, weight, bias, options);
+  // Channels-last input runs channels-last (oneDNN's NHWC kernels, no reorders) and gives
+  // channels-last output and input gradient; the reference kernels read NCHW.
+  d.channels_last = x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode();
   if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d);
   if (use_f16(x.dtype())) return conv2d_f16(x, weight, bias, d);
-  Tensor xc = x.contiguous(), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor out = Tensor::empty({d.n, d.o, d.out_h, d.out_w}, x.dtype());  // (N, O, OH, OW)
+  Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
+  Tensor out = conv_output(d, x.dtype());  // (N, O, OH, OW)
   kernels::dispatch_float(
       x.dtype(), "conv2d",
       [&](auto tag) {
@@ -528,11 +542,11 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
   bool has_bias = bias.defined();
   return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = g_in.contiguous();  // (N, O, OH, OW)
+    Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
     std::vector<Tensor> grads(has_bias ? 3 : 2);
     const DType dtype = g.dtype();
     if (need_x) {
-      Tensor gx = Tensor::empty(x_saved.shape(), dtype);
+      Tensor gx = conv_like_input(x_saved.shape(), d, dtype);
       kernels::dispatch_float(
           dtype, "conv2d backward",
           [&](auto tag) {
@@ -564,8 +578,30 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   });
 }
 
+namespace {
+// 2x2 max pooling of a channels-last f32 tensor, channels-last out (kernels/cpu/pool.h).
+Tensor max_pool2x2_channels_last(const Tensor& x, const Pool2dDims& d) {
+  Tensor out = empty_channels_last({d.n, d.c, d.out_h, d.out_w}, DType::f32);  // (N, C, OH, OW)
+  Tensor where = Tensor::empty({d.n, d.out_h, d.out_w, d.c}, DType::u8);        // the winner in each window
+  kernels::cpu::max_pool2x2_forward_nhwc(x.data<float>(), out.data<float>(), where.data<uint8_t>(), d.n, d.h, d.w, d.c);
+  if (!autograd::needs_grad({&x})) return out;
+  Shape x_shape = x.shape();
+  return autograd::record(out, "max_pool2d", {x}, [=](const Tensor& g) -> std::vector<Tensor> {
+    FRUGAL_CHECK(g.dtype() == DType::f32, "max_pool2d backward expects an f32 gradient");
+    Tensor gx = empty_channels_last(x_shape, DType::f32);
+    const int64_t strides[4] = {g.strides()[0], g.strides()[1], g.strides()[2], g.strides()[3]};
+    kernels::cpu::max_pool2x2_backward_nhwc(g.data<float>(), strides, where.data<uint8_t>(), gx.data<float>(), d.n, d.h,
+                                            d.w, d.c);
+    return {gx};
+  });
+}
+}  // namespace
+
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const Pool2dDims d = pool_dims("max_pool2d", x, options);
+  if (x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode() && d.kernel_h == 2 &&
+      d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2 && d.padding_h == 0 && d.padding_w == 0)
+    return max_pool2x2_channels_last(x, d);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty({d.n, d.c, d.out_h, d.out_w}, x.dtype());  // (N, C, OH, OW)
   // Where each maximum came from: i32 indices (reference path) or oneDNN's opaque workspace (u8).

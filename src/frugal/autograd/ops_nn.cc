@@ -260,7 +260,9 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
   if (running_mean.defined() != running_var.defined())
     throw InputError("batch_norm: running_mean and running_var must be given together");
 
-  Tensor x = input.contiguous().detach();  // (N, C, S)
+  // Channels-last f32 input (a convolution's NHWC output) stays channels-last: (M, C) kernels.
+  const bool cl = dtype == DType::f32 && !input.is_contiguous() && is_channels_last(input) && !kernels::reference_mode();
+  Tensor x = cl ? input.detach() : input.contiguous().detach();  // (N, C, S), or (N, S, C) if cl
   Tensor w = contiguous_or_undefined(weight), b = contiguous_or_undefined(bias);
   Tensor mean = Tensor::empty({C}, dtype);  // (C)
   Tensor var = Tensor::empty({C}, dtype);   // (C) biased
@@ -275,7 +277,10 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
           using T = decltype(tag);
           kernels::ref::batch_norm_stats<T>(x.data<T>(), mean.data<T>(), var.data<T>(), N, C, S);
         },
-        [&] { kernels::cpu::batch_norm_stats(x.data<float>(), mean.data<float>(), var.data<float>(), N, C, S); });
+        [&] {
+          if (cl) kernels::cpu::batch_norm_stats_nhwc(x.data<float>(), mean.data<float>(), var.data<float>(), N * S, C);
+          else kernels::cpu::batch_norm_stats(x.data<float>(), mean.data<float>(), var.data<float>(), N, C, S);
+        });
     if (running_mean.defined()) {
       // PyTorch's rule: running = (1 - momentum) * running + momentum * batch, with the unbiased
       // batch variance for running_var.
@@ -300,7 +305,7 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
   for (double& r : rstd_values) r = 1.0 / std::sqrt(r + eps);
   Tensor rstd = Tensor::from_vector(rstd_values, {C}).to(dtype);  // (C)
 
-  Tensor y = Tensor::empty(input.shape(), dtype);  // (N, C, S)
+  Tensor y = cl ? empty_channels_last(input.shape(), dtype) : Tensor::empty(input.shape(), dtype);
   kernels::dispatch_float(
       dtype, "batch_norm",
       [&](auto tag) {
@@ -310,9 +315,14 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
         if (relu) kernels::ref::activation_forward<T>(kernels::ActivationOp::relu, y.data<T>(), y.data<T>(), y.numel());
       },
       [&] {
-        kernels::cpu::batch_norm_forward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                         data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N, C, S,
-                                         relu);
+        if (cl)
+          kernels::cpu::batch_norm_forward_nhwc(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                                data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N * S,
+                                                C, relu);
+        else
+          kernels::cpu::batch_norm_forward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                           data_or_null<float>(w), data_or_null<float>(b), y.data<float>(), N, C, S,
+                                           relu);
       });
   if (!autograd::needs_grad({&input, &weight, &bias})) return y;
   const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
@@ -320,8 +330,8 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
   const Tensor relu_out = relu ? y.detach() : Tensor();
   return autograd::record(y, relu ? "batch_norm_relu" : "batch_norm", {input, weight, bias},
                           [=](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = g_in.contiguous();
-    Tensor dx = need_x ? Tensor::empty(x.shape(), dtype) : Tensor();
+    Tensor g = cl ? to_channels_last(g_in) : g_in.contiguous();
+    Tensor dx = !need_x ? Tensor() : cl ? empty_channels_last(x.shape(), dtype) : Tensor::empty(x.shape(), dtype);
     Tensor dw = need_w ? Tensor::empty({C}, dtype) : Tensor();
     Tensor db = need_b ? Tensor::empty({C}, dtype) : Tensor();
     kernels::dispatch_float(
@@ -339,10 +349,17 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
                                                mutable_or_null<T>(db), N, C, S, training);
         },
         [&] {
-          kernels::cpu::batch_norm_backward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                            data_or_null<float>(w), g.data<float>(), mutable_or_null<float>(dx),
-                                            mutable_or_null<float>(dw), mutable_or_null<float>(db), N, C, S,
-                                            training, relu ? relu_out.data<float>() : nullptr);
+          const float* relu_p = relu ? relu_out.data<float>() : nullptr;
+          if (cl)
+            kernels::cpu::batch_norm_backward_nhwc(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                                   data_or_null<float>(w), g.data<float>(), mutable_or_null<float>(dx),
+                                                   mutable_or_null<float>(dw), mutable_or_null<float>(db), N * S, C,
+                                                   training, relu_p);
+          else
+            kernels::cpu::batch_norm_backward(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                              data_or_null<float>(w), g.data<float>(), mutable_or_null<float>(dx),
+                                              mutable_or_null<float>(dw), mutable_or_null<float>(db), N, C, S,
+                                              training, relu_p);
         });
     return {dx, dw, db};
   });

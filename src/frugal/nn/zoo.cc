@@ -148,7 +148,9 @@ Tensor Cnn::forward(const Tensor& x) {
       x.size(3) != config_.width)
     throw InputError("Cnn: input " + shape_str(x.shape()) + " should be (N, " + std::to_string(config_.in_channels) +
                      ", " + std::to_string(config_.height) + ", " + std::to_string(config_.width) + ")");
-  Tensor y = x;  // (N, C, H, W)
+  // Channels-last through the conv blocks (convolution, batch norm and pooling keep it; a copy
+  // unless C = 1); the classifier's flatten packs it back into PyTorch's (C, H, W) order.
+  Tensor y = x.requires_grad() ? x : to_channels_last(x);  // (N, C, H, W)
   for (size_t b = 0; b + 1 < block_starts_.size(); ++b) {
     std::vector<Module*> layers;
     for (int64_t i = block_starts_[b]; i < block_starts_[b + 1]; ++i) layers.push_back(&(*features_)[i]);

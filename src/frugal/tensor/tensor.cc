@@ -541,4 +541,26 @@ std::string Tensor::str(int64_t max_values) const {
   return out.str();
 }
 
+bool is_channels_last(const Tensor& t) {
+  if (!t.defined() || t.rank() != 4) return false;
+  const Shape& s = t.shape();
+  const Strides& st = t.strides();
+  const int64_t expected[4] = {s[2] * s[3] * s[1], 1, s[3] * s[1], s[1]};
+  for (int i = 0; i < 4; ++i)
+    if (s[size_t(i)] != 1 && st[size_t(i)] != expected[i]) return false;
+  return true;
+}
+
+Tensor empty_channels_last(const Shape& nchw, DType dtype) {
+  FRUGAL_CHECK(nchw.size() == 4, "empty_channels_last(): shape " + shape_str(nchw) + " is not (N, C, H, W)");
+  return Tensor::empty({nchw[0], nchw[2], nchw[3], nchw[1]}, dtype).permute_view({0, 3, 1, 2});
+}
+
+Tensor to_channels_last(const Tensor& t) {
+  if (is_channels_last(t)) return t;
+  Tensor out = empty_channels_last(t.shape(), t.dtype());
+  out.copy_from(t);
+  return out;
+}
+
 }  // namespace frugal

@@ -174,6 +174,14 @@ class Tensor {
   std::shared_ptr<TensorImpl> impl_;
 };
 
+// Channels-last: an (N, C, H, W) tensor whose memory is (N, H, W, C), densely packed (PyTorch's
+// memory format of that name). Strides of size-1 axes are not checked, so a packed tensor with
+// C = 1 or H = W = 1 is both contiguous and channels-last. Convolution, batch norm and 2x2 max
+// pooling keep this layout from input to output (oneDNN runs NHWC convolutions without reorders).
+bool is_channels_last(const Tensor& t);
+Tensor empty_channels_last(const Shape& nchw, DType dtype = DType::f32);
+Tensor to_channels_last(const Tensor& t);  // t if already channels-last, else a copy (no autograd)
+
 // Visits every element of `shape` in row-major order, calling fn(offset_a, offset_b) with the
 // element offsets under two stride sets; the workhorse for strided copies and broadcasting.
 template <class Fn>

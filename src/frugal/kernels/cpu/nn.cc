@@ -338,29 +338,32 @@ void batch_norm_backward_impl(const float* x, const float* mean, const float* rs
   const double count = double(N * S);
   std::vector<double> total_g(static_cast<size_t>(C)), total_g_xhat(static_cast<size_t>(C));  // (C)
   parallel_for(C, rows_grain(N * S), [&](int64_t c0, int64_t c1) {
-    // The same 16-lane sums as lane_sum and the direct sum g * (x - mean), with g masked on the fly.
-    channel_sums(N, C, S, c0, c1, total_g.data() + c0, [&](int64_t, int64_t at) {
-      float lanes[kLanes] = {};
-      int64_t s = 0;
-      for (; s + kLanes <= S; s += kLanes)
-        for (int l = 0; l < kLanes; ++l) lanes[l] += bn_grad<Masked>(grad, relu_out, at + s + l);
-      double total = 0;
-      for (int l = 0; l < kLanes; ++l) total += lanes[l];
-      for (; s < S; ++s) total += bn_grad<Masked>(grad, relu_out, at + s);
-      return total;
-    });
-    channel_sums(N, C, S, c0, c1, total_g_xhat.data() + c0, [&](int64_t c, int64_t at) {
-      // sum g * (x - mean) = dot(g, x) - mean * sum(g), but the direct form keeps precision.
-      float lanes[kLanes] = {};
-      const float mu = mean[c];
-      int64_t s = 0;
-      for (; s + kLanes <= S; s += kLanes)
-        for (int l = 0; l < kLanes; ++l) lanes[l] += bn_grad<Masked>(grad, relu_out, at + s + l) * (x[at + s + l] - mu);
-      double total = 0;
-      for (int l = 0; l < kLanes; ++l) total += lanes[l];
-      for (; s < S; ++s) total += double(bn_grad<Masked>(grad, relu_out, at + s)) * double(x[at + s] - mu);
-      return total * double(rstd[c]);
-    });
+    // Both sums in one pass over each row, each with lane_sum's 16 lanes (the plain sum of g, and
+    // g * (x - mean) in the direct form, which keeps precision), g masked on the fly.
+    for (int64_t c = c0; c < c1; ++c) total_g[size_t(c)] = total_g_xhat[size_t(c)] = 0.0;
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t c = c0; c < c1; ++c) {
+        const int64_t at = (n * C + c) * S;
+        const float mu = mean[c];
+        float lanes_g[kLanes] = {}, lanes_gx[kLanes] = {};
+        int64_t s = 0;
+        for (; s + kLanes <= S; s += kLanes)
+          for (int l = 0; l < kLanes; ++l) {
+            const float g = bn_grad<Masked>(grad, relu_out, at + s + l);
+            lanes_g[l] += g;
+            lanes_gx[l] += g * (x[at + s + l] - mu);
+          }
+        double row_g = 0, row_gx = 0;
+        for (int l = 0; l < kLanes; ++l) row_g += lanes_g[l];
+        for (int l = 0; l < kLanes; ++l) row_gx += lanes_gx[l];
+        for (; s < S; ++s) {
+          const float g = bn_grad<Masked>(grad, relu_out, at + s);
+          row_g += g;
+          row_gx += double(g) * double(x[at + s] - mu);
+        }
+        total_g[size_t(c)] += row_g;
+        total_g_xhat[size_t(c)] += row_gx * double(rstd[c]);
+      }
   });
   for (int64_t c = 0; c < C; ++c) {
     if (dweight) dweight[c] = float(total_g_xhat[size_t(c)]);
@@ -396,6 +399,122 @@ void batch_norm_backward(const float* x, const float* mean, const float* rstd, c
     batch_norm_backward_impl<true>(x, mean, rstd, weight, grad, relu_out, dx, dweight, dbias, N, C, S, training);
   else
     batch_norm_backward_impl<false>(x, mean, rstd, weight, grad, nullptr, dx, dweight, dbias, N, C, S, training);
+}
+
+// ---- batch norm, channels-last: x viewed as (M, C), M = N * H * W ----
+
+namespace {
+constexpr int64_t kBlockRows = 128;  // rows per f32 partial sum
+
+// K per-channel sums over the rows of an (M, C) array into out (K, C): fixed blocks of kBlockRows
+// rows sum in f32 (row(m, acc) adds row m into acc (K, C)), blocks combine in double in block
+// order, so the result does not depend on the thread count.
+template <int K, class Row>
+void column_sums(int64_t M, int64_t C, double* out, Row&& row) {
+  const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
+  std::vector<double> partial(static_cast<size_t>(blocks * K * C));
+  parallel_for(blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(kBlockRows * C, 1)), [&](int64_t b0, int64_t b1) {
+    std::vector<float> acc(static_cast<size_t>(K * C));
+    for (int64_t b = b0; b < b1; ++b) {
+      std::fill(acc.begin(), acc.end(), 0.0f);
+      for (int64_t m = b * kBlockRows; m < std::min(M, (b + 1) * kBlockRows); ++m) row(m, acc.data());
+      std::copy(acc.begin(), acc.end(), partial.begin() + b * K * C);
+    }
+  });
+  std::fill(out, out + K * C, 0.0);
+  for (int64_t b = 0; b < blocks; ++b)
+    for (int64_t i = 0; i < K * C; ++i) out[i] += partial[static_cast<size_t>(b * K * C + i)];
+}
+}  // namespace
+
+void batch_norm_stats_nhwc(const float* x, float* mean, float* var, int64_t M, int64_t C) {
+  std::vector<double> totals(static_cast<size_t>(C));
+  column_sums<1>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
+    const float* __restrict xr = x + m * C;
+    for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
+  });
+  for (int64_t c = 0; c < C; ++c) mean[c] = float(totals[size_t(c)] / double(M));
+  column_sums<1>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
+    const float* __restrict xr = x + m * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float d = xr[c] - mean[c];
+      acc[c] += d * d;
+    }
+  });
+  for (int64_t c = 0; c < C; ++c) var[c] = float(totals[size_t(c)] / double(M));
+}
+
+void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                             const float* bias, float* y, int64_t M, int64_t C, bool relu) {
+  std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    scale[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
+    shift[size_t(c)] = (bias ? bias[c] : 0.0f) - mean[c] * scale[size_t(c)];
+  }
+  const float* __restrict a = scale.data();
+  const float* __restrict b = shift.data();
+  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* __restrict xr = x + m * C;
+      float* __restrict yr = y + m * C;
+      if (relu) {
+        for (int64_t c = 0; c < C; ++c) {
+          const float v = xr[c] * a[c] + b[c];
+          yr[c] = v < 0.0f ? 0.0f : v;
+        }
+      } else {
+        for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * a[c] + b[c];
+      }
+    }
+  });
+}
+
+namespace {
+template <bool Masked>
+void batch_norm_backward_nhwc_impl(const float* x, const float* mean, const float* rstd, const float* weight,
+                                   const float* grad, const float* relu_out, float* dx, float* dweight, float* dbias,
+                                   int64_t M, int64_t C, bool training) {
+  std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
+  column_sums<2>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
+    const float* __restrict xr = x + m * C;
+    for (int64_t c = 0; c < C; ++c) {
+      const float g = bn_grad<Masked>(grad, relu_out, m * C + c);
+      acc[c] += g;
+      acc[C + c] += g * (xr[c] - mean[c]);
+    }
+  });
+  std::vector<float> coef(static_cast<size_t>(C)), mean_g(static_cast<size_t>(C)), mean_gx(static_cast<size_t>(C));
+  for (int64_t c = 0; c < C; ++c) {
+    const double g_xhat = totals[size_t(C + c)] * double(rstd[c]);
+    if (dweight) dweight[c] = float(g_xhat);
+    if (dbias) dbias[c] = float(totals[size_t(c)]);
+    coef[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
+    mean_g[size_t(c)] = training ? float(totals[size_t(c)] / double(M)) : 0.0f;
+    // (x - mean) * rstd * mean(g * xhat), folded per channel
+    mean_gx[size_t(c)] = training ? float(g_xhat / double(M)) * rstd[c] : 0.0f;
+  }
+  if (!dx) return;
+  const float* __restrict k = coef.data();
+  const float* __restrict mg = mean_g.data();
+  const float* __restrict mgx = mean_gx.data();
+  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const float* __restrict xr = x + m * C;
+      float* __restrict dxr = dx + m * C;
+      for (int64_t c = 0; c < C; ++c)
+        dxr[c] = k[c] * (bn_grad<Masked>(grad, relu_out, m * C + c) - mg[c] - (xr[c] - mean[c]) * mgx[c]);
+    }
+  });
+}
+}  // namespace
+
+void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                              const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
+                              bool training, const float* relu_out) {
+  if (relu_out)
+    batch_norm_backward_nhwc_impl<true>(x, mean, rstd, weight, grad, relu_out, dx, dweight, dbias, M, C, training);
+  else
+    batch_norm_backward_nhwc_impl<false>(x, mean, rstd, weight, grad, nullptr, dx, dweight, dbias, M, C, training);
 }
 
 // ---- attention ----

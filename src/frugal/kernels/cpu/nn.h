@@ -37,6 +37,15 @@ void batch_norm_backward(const float* x, const float* mean, const float* rstd, c
                          const float* grad, float* dx, float* dweight, float* dbias, int64_t N, int64_t C, int64_t S,
                          bool training, const float* relu_out = nullptr);
 
+// The same three on channels-last input, x viewed as (M, C) with M = N * H * W. Per-channel sums
+// run in fixed blocks of rows (f32 within a block, double across), independent of thread count.
+void batch_norm_stats_nhwc(const float* x, float* mean, float* var, int64_t M, int64_t C);
+void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                             const float* bias, float* y, int64_t M, int64_t C, bool relu = false);
+void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                              const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
+                              bool training, const float* relu_out = nullptr);
+
 // Flash-attention style: each task owns a block of query rows and streams key blocks through an
 // online softmax, saving only lse (BH, Tq). Backward recomputes the blocks in two passes (one per
 // key block for dk, dv; one per query block for dq) so every output has a single writer.

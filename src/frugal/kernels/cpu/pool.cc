@@ -139,6 +139,68 @@ void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad
   });
 }
 
+void max_pool2x2_forward_nhwc(const float* x, float* y, uint8_t* where, int64_t n, int64_t h, int64_t w,
+                              int64_t c) {
+  const int64_t oh = h / 2, ow = w / 2;
+  parallel_for(n * oh, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * w * c, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
+      const int64_t image = row / oh, i = row % oh;
+      for (int64_t j = 0; j < ow; ++j) {
+        const float* __restrict a = x + ((image * h + 2 * i) * w + 2 * j) * c;  // window (a b / cc d)
+        const float* __restrict b = a + c;
+        const float* __restrict cc = a + w * c;
+        const float* __restrict d = cc + c;
+        float* __restrict out = y + (row * ow + j) * c;
+        uint8_t* __restrict at = where + (row * ow + j) * c;
+        for (int64_t k = 0; k < c; ++k) {  // the scalar rule, branch-free so it vectorizes over channels
+          float best = a[k];
+          uint8_t pos = 0;
+          const bool take_b = b[k] > best || (b[k] != b[k] && best == best);
+          best = take_b ? b[k] : best;
+          pos = take_b ? 1 : pos;
+          const bool take_c = cc[k] > best || (cc[k] != cc[k] && best == best);
+          best = take_c ? cc[k] : best;
+          pos = take_c ? 2 : pos;
+          const bool take_d = d[k] > best || (d[k] != d[k] && best == best);
+          best = take_d ? d[k] : best;
+          pos = take_d ? 3 : pos;
+          out[k] = best;
+          at[k] = pos;
+        }
+      }
+    }
+  });
+}
+
+void max_pool2x2_backward_nhwc(const float* grad_y, const int64_t grad_strides[4], const uint8_t* where,
+                               float* grad_x, int64_t n, int64_t h, int64_t w, int64_t c) {
+  const int64_t oh = h / 2, ow = w / 2;
+  const int64_t sn = grad_strides[0], sc = grad_strides[1], sh = grad_strides[2], sw = grad_strides[3];
+  parallel_for(n * h, std::max<int64_t>(1, kGrain / std::max<int64_t>(w * c, 1)), [&](int64_t r0, int64_t r1) {
+    for (int64_t row = r0; row < r1; ++row) {  // (image, input row)
+      const int64_t image = row / h, ih = row % h, i = ih / 2;
+      float* __restrict out = grad_x + row * w * c;
+      if (i >= oh) {  // the dropped odd row
+        std::fill(out, out + w * c, 0.0f);
+        continue;
+      }
+      const uint8_t base = uint8_t(2 * (ih % 2));  // positions 0, 1 on even rows, 2, 3 on odd ones
+      for (int64_t j = 0; j < ow; ++j) {
+        const float* g = grad_y + image * sn + i * sh + j * sw;
+        const uint8_t* __restrict at = where + ((image * oh + i) * ow + j) * c;
+        float* __restrict left = out + 2 * j * c;
+        float* __restrict right = left + c;
+        for (int64_t k = 0; k < c; ++k) {
+          const float gk = g[k * sc];
+          left[k] = at[k] == base ? gk : 0.0f;
+          right[k] = at[k] == base + 1 ? gk : 0.0f;
+        }
+      }
+      if (w % 2) std::fill(out + (w - 1) * c, out + w * c, 0.0f);  // the dropped column
+    }
+  });
+}
+
 }  // namespace cpu
 }  // namespace kernels
 }  // namespace frugal

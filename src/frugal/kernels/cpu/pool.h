@@ -1,6 +1,6 @@
 // Max pooling over 2x2 windows with stride 2 and no padding, the CNN's pooling, by hand: oneDNN
-// 2.6 runs it on plain NCHW tensors at a fraction of memory speed. Internal to kernels/cpu: the
-// max_pool2d kernels of dense.h route this case here.
+// 2.6 runs it on plain NCHW tensors at a fraction of memory speed. The max_pool2d kernels of
+// dense.h route this case here; the op calls the channels-last pair directly.
 // Semantics are the reference kernel's: the first maximum in row-major window order wins, a NaN
 // beats any number; an odd last row or column is dropped. The workspace is one byte per output:
 // the winner's position in its window (0..3).
@@ -17,6 +17,13 @@ void max_pool2x2_forward(const float* x, float* y, uint8_t* where, int64_t plane
 // Writes all of grad_x: the gradient at each window's winner, 0 elsewhere.
 void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad_x, int64_t planes, int64_t h,
                           int64_t w);
+
+// The same on channels-last tensors: x (n, h, w, c) -> y and where (n, h / 2, w / 2, c). The
+// gradient may come in any layout: grad_strides are its element strides for (n, c, h / 2, w / 2).
+void max_pool2x2_forward_nhwc(const float* x, float* y, uint8_t* where, int64_t n, int64_t h, int64_t w,
+                              int64_t c);
+void max_pool2x2_backward_nhwc(const float* grad_y, const int64_t grad_strides[4], const uint8_t* where,
+                               float* grad_x, int64_t n, int64_t h, int64_t w, int64_t c);
 
 }  // namespace cpu
 }  // namespace kernels

@@ -31,6 +31,8 @@ struct Conv2dDims {
   int64_t out_h = 0, out_w = 0;
   int64_t stride_h = 1, stride_w = 1, padding_h = 0, padding_w = 0, dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;
+  // x, y and their gradients stored (n, h, w, c) (is_channels_last); the fast kernels only.
+  bool channels_last = false;
 };
 
 // x (n, c, h, w) -> y (n, c, out_h, out_w); padding symmetric, at most half the kernel.

@@ -1,0 +1,118 @@
+// Channels-last tensors through convolution, batch norm (with and without the fused ReLU) and 2x2
+// max pooling: each op gives channels-last output for channels-last input, and
+// the same values as on packed NCHW input (fp32 and bf16-mixed), which the other tests check
+// against the reference kernels. Also the layout predicate and the conversion itself.
+#include <gtest/gtest.h>
+
+#include <functional>
+
+#include "frugal/autograd/autograd.h"
+#include "frugal/autograd/ops.h"
+#include "frugal/autograd/precision.h"
+#include "test_util.h"
+
+namespace frugal {
+namespace {
+using testing::all_close;
+using testing::random_tensor;
+using Fn = std::function<Tensor(const std::vector<Tensor>&)>;
+
+TEST(ChannelsLast, LayoutPredicateAndConversion) {
+  Tensor packed = random_tensor({2, 3, 4, 5}, 1);
+  EXPECT_FALSE(is_channels_last(packed));
+  Tensor cl = to_channels_last(packed);
+  EXPECT_TRUE(is_channels_last(cl));
+  EXPECT_FALSE(cl.is_contiguous());
+  EXPECT_EQ(cl.shape(), packed.shape());
+  EXPECT_EQ(cl.strides(), (Strides{60, 1, 15, 3}));
+  EXPECT_TRUE(testing::same_bits(cl.contiguous(), packed));
+  EXPECT_TRUE(to_channels_last(cl).same(cl));  // no copy when already channels-last
+  // One channel, or 1x1 images: packed NCHW is channels-last too.
+  EXPECT_TRUE(is_channels_last(random_tensor({2, 1, 4, 5}, 2)));
+  EXPECT_TRUE(is_channels_last(random_tensor({2, 6, 1, 1}, 3)));
+  EXPECT_FALSE(is_channels_last(random_tensor({2, 3, 4}, 4)));
+}
+
+struct Run {
+  Tensor out;
+  std::vector<Tensor> grads;
+};
+
+// fn on leaf copies of inputs, the first one in the given layout; backward of a fixed gradient
+// given packed (as a flatten's backward gives it) or channels-last.
+Run run(const Fn& fn, const std::vector<Tensor>& inputs, bool channels_last, bool grad_channels_last) {
+  std::vector<Tensor> leaves;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    Tensor leaf = i == 0 && channels_last ? to_channels_last(inputs[i].clone()) : inputs[i].clone();
+    leaf.set_requires_grad(true);
+    leaves.push_back(leaf);
+  }
+  Run r;
+  r.out = fn(leaves);
+  Tensor g = random_tensor(r.out.shape(), 77);
+  autograd::backward(r.out, grad_channels_last ? to_channels_last(g) : g);
+  for (const Tensor& leaf : leaves) r.grads.push_back(leaf.grad());
+  return r;
+}
+
+void expect_layouts_agree(const Fn& fn, const std::vector<Tensor>& inputs, const std::string& what, double tol) {
+  for (bool grad_cl : {false, true}) {
+    Run packed = run(fn, inputs, false, grad_cl), cl = run(fn, inputs, true, grad_cl);
+    const std::string label = what + (grad_cl ? ", channels-last gradient" : ", packed gradient");
+    EXPECT_TRUE(is_channels_last(cl.out)) << label << ": output " << shape_str(cl.out.strides());
+    EXPECT_TRUE(all_close(cl.out, packed.out, tol, tol)) << label << " forward";
+    for (size_t i = 0; i < inputs.size(); ++i)
+      EXPECT_TRUE(all_close(cl.grads[i], packed.grads[i], tol, tol)) << label << " gradient " << i;
+  }
+}
+
+TEST(ChannelsLast, Conv2dMatchesPackedLayout) {
+  for (Precision precision : {Precision::fp32, Precision::bf16_mixed})
+    for (int64_t c : {1, 8}) {
+      PrecisionGuard guard(precision);
+      Conv2dOptions o;
+      o.padding_h = o.padding_w = 1;
+      Tensor x = random_tensor({4, c, 9, 7}, 10), w = random_tensor({16, c, 3, 3}, 11), b = random_tensor({16}, 12);
+      // bf16-mixed: both layouts round the same operands, only the f32 summation order may differ.
+      expect_layouts_agree([o](const std::vector<Tensor>& in) { return conv2d(in[0], in[1], in[2], o); }, {x, w, b},
+                           std::string(precision == Precision::fp32 ? "fp32" : "bf16") + " conv c=" + std::to_string(c),
+                           precision == Precision::fp32 ? 1e-5 : 1e-4);
+    }
+}
+
+TEST(ChannelsLast, BatchNormAndFusedReluMatchPackedLayout) {
+  for (bool relu : {false, true})
+    for (bool training : {true, false}) {
+      Tensor x = random_tensor({6, 24, 5, 7}, 20, DType::f32, -2.0, 3.0);
+      Tensor w = random_tensor({24}, 21, DType::f32, 0.5, 1.5), b = random_tensor({24}, 22);
+      Tensor rm = random_tensor({24}, 23), rv = random_tensor({24}, 24, DType::f32, 0.5, 2.0);
+      Fn fn = [&](const std::vector<Tensor>& in) {
+        Tensor m = rm.clone(), v = rv.clone();
+        return relu ? batch_norm_relu(in[0], in[1], in[2], m, v, training)
+                    : batch_norm(in[0], in[1], in[2], m, v, training);
+      };
+      expect_layouts_agree(fn, {x, w, b},
+                           std::string(relu ? "batch_norm_relu" : "batch_norm") + (training ? " training" : " eval"),
+                           1e-5);
+    }
+  // The running statistics move the same way (within rounding) in both layouts.
+  Tensor x = random_tensor({6, 24, 5, 7}, 25);
+  Tensor rm1 = Tensor::zeros({24}), rv1 = Tensor::ones({24}), rm2 = Tensor::zeros({24}), rv2 = Tensor::ones({24});
+  batch_norm(x, Tensor(), Tensor(), rm1, rv1, true);
+  batch_norm(to_channels_last(x), Tensor(), Tensor(), rm2, rv2, true);
+  EXPECT_TRUE(all_close(rm2, rm1, 1e-6, 1e-6));
+  EXPECT_TRUE(all_close(rv2, rv1, 1e-6, 1e-6));
+}
+
+TEST(ChannelsLast, MaxPool2x2MatchesPackedLayoutExactly) {
+  for (Shape shape : std::vector<Shape>{{3, 16, 8, 8}, {2, 5, 7, 9}, {2, 33, 2, 3}}) {
+    Tensor x = random_tensor(shape, 30);
+    float* p = x.data<float>();
+    for (int64_t i = 0; i < x.numel(); i += 5) p[i] = p[i + 1 < x.numel() ? i + 1 : i];  // ties
+    expect_layouts_agree([](const std::vector<Tensor>& in) { return max_pool2d(in[0], Pool2dOptions{}); }, {x},
+                         "max_pool2d " + shape_str(shape), 0.0);
+  }
+}
+
+}  // namespace
+}  // namespace frugal
