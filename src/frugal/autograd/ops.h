@@ -102,6 +102,11 @@ Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Ten
 // backward passes; values and gradients bit-identical to the two ops.
 Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                        Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// max_pool2d(batch_norm_relu(...)) over 2x2 windows with stride 2: on channels-last f32 input one
+// pass writes only the pooled output and keeps it and the winners for backward (no full-size
+// tensor); values and gradients bit-identical to the ops in sequence, which it runs otherwise.
+Tensor batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                                   Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 // q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true);
 

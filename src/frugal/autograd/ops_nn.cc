@@ -245,8 +245,39 @@ Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
 namespace {
 // batch_norm, and batch_norm_relu when relu: one pass writes max(y, 0) and backward masks the
 // gradient by that output inside batch norm's own passes (bit-identical to the two ops).
+enum class Epilogue { none, relu, relu_pool };
+
+// The channels-last forward and backward of batch_norm_relu_max_pool2x2 once the statistics are
+// known: x (N, C, H, W) channels-last, mean and rstd (C); saves the pooled output and winners only.
+Tensor bn_relu_pool(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& x, const Tensor& w,
+                    const Tensor& b, const Tensor& mean, const Tensor& rstd, bool training) {
+  const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  Tensor y = empty_channels_last({N, C, H / 2, W / 2}, DType::f32);
+  Tensor where = Tensor::empty({N, H / 2, W / 2, C}, DType::u8);
+  kernels::cpu::batch_norm_relu_pool_forward_nhwc(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                                  data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
+                                                  where.data<uint8_t>(), N, H, W, C);
+  if (!autograd::needs_grad({&input, &weight, &bias})) return y;
+  const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
+             need_b = bias.defined() && bias.requires_grad();
+  const Tensor y_saved = y.detach();
+  return autograd::record(y, "batch_norm_relu_max_pool2x2", {input, weight, bias},
+                          [=](const Tensor& g_in) -> std::vector<Tensor> {
+    Tensor g = to_channels_last(g_in);
+    Tensor dx = need_x ? empty_channels_last(x.shape(), DType::f32) : Tensor();
+    Tensor dw = need_w ? Tensor::empty({C}, DType::f32) : Tensor();
+    Tensor db = need_b ? Tensor::empty({C}, DType::f32) : Tensor();
+    kernels::cpu::batch_norm_relu_pool_backward_nhwc(
+        x.data<float>(), mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), y_saved.data<float>(),
+        where.data<uint8_t>(), g.data<float>(), mutable_or_null<float>(dx), mutable_or_null<float>(dw),
+        mutable_or_null<float>(db), N, H, W, C, training);
+    return {dx, dw, db};
+  });
+}
+
 Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
-                       Tensor running_var, bool training, double momentum, double eps, bool relu) {
+                       Tensor running_var, bool training, double momentum, double eps, Epilogue epilogue) {
+  const bool relu = epilogue != Epilogue::none;
   check_float_input("batch_norm", input);
   if (input.rank() != 2 && input.rank() != 4)
     throw InputError("batch_norm: input must be (N, C) or (N, C, H, W), got " + shape_str(input.shape()));
@@ -305,6 +336,10 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
   for (double& r : rstd_values) r = 1.0 / std::sqrt(r + eps);
   Tensor rstd = Tensor::from_vector(rstd_values, {C}).to(dtype);  // (C)
 
+  if (epilogue == Epilogue::relu_pool) {
+    FRUGAL_CHECK(cl && input.size(2) >= 2 && input.size(3) >= 2, "batch_norm_relu_max_pool2x2 needs channels-last input");
+    return bn_relu_pool(input, weight, bias, x, w, b, mean, rstd, training);
+  }
   Tensor y = cl ? empty_channels_last(input.shape(), dtype) : Tensor::empty(input.shape(), dtype);
   kernels::dispatch_float(
       dtype, "batch_norm",
@@ -368,12 +403,22 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
 
 Tensor batch_norm(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                   Tensor running_var, bool training, double momentum, double eps) {
-  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, false);
+  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, Epilogue::none);
 }
 
 Tensor batch_norm_relu(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                        Tensor running_var, bool training, double momentum, double eps) {
-  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, true);
+  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, Epilogue::relu);
+}
+
+Tensor batch_norm_relu_max_pool2x2(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                                   Tensor running_var, bool training, double momentum, double eps) {
+  const bool fused = input.dtype() == DType::f32 && input.rank() == 4 && !input.is_contiguous() &&
+                     is_channels_last(input) && !kernels::reference_mode() && input.size(2) >= 2 && input.size(3) >= 2;
+  if (!fused)
+    return max_pool2d(batch_norm_relu(input, weight, bias, running_mean, running_var, training, momentum, eps),
+                      Pool2dOptions{});
+  return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, Epilogue::relu_pool);
 }
 
 // ---- attention ----

@@ -110,14 +110,16 @@ int64_t BatchNorm::num_batches_tracked() const {
   return num_batches_tracked_.defined() ? num_batches_tracked_.data<int64_t>()[0] : 0;
 }
 
-Tensor BatchNorm::normalize(const Tensor& x, bool relu) {
+Tensor BatchNorm::normalize(const Tensor& x, bool relu, bool pool) {
   if (x.size(1) != num_features_)
     throw InputError(type_name() + "(" + std::to_string(num_features_) + "): input " + shape_str(x.shape()) +
                      " has " + std::to_string(x.size(1)) + " channels");
   // Without running statistics PyTorch normalizes with batch statistics in eval mode too.
   const bool use_batch_stats = is_training() || !running_mean_.defined();
-  Tensor y = relu ? batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_)
-                  : batch_norm(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_);
+  Tensor y = pool   ? batch_norm_relu_max_pool2x2(x, weight_, bias_, running_mean_, running_var_, use_batch_stats,
+                                                   momentum_, eps_)
+             : relu ? batch_norm_relu(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_)
+                    : batch_norm(x, weight_, bias_, running_mean_, running_var_, use_batch_stats, momentum_, eps_);
   if (is_training() && num_batches_tracked_.defined()) num_batches_tracked_.data<int64_t>()[0] += 1;
   return y;
 }
@@ -130,6 +132,11 @@ Tensor BatchNorm2d::forward(const Tensor& x) {
 Tensor BatchNorm2d::forward_relu(const Tensor& x) {
   if (x.rank() != 4) throw InputError("BatchNorm2d: input " + shape_str(x.shape()) + " should be (N, C, H, W)");
   return normalize(x, true);
+}
+
+Tensor BatchNorm2d::forward_relu_pool2x2(const Tensor& x) {
+  if (x.rank() != 4) throw InputError("BatchNorm2d: input " + shape_str(x.shape()) + " should be (N, C, H, W)");
+  return normalize(x, true, true);
 }
 
 Tensor BatchNorm1d::forward(const Tensor& x) {

@@ -62,7 +62,8 @@ class BatchNorm : public Module {
   int64_t num_batches_tracked() const;
 
  protected:
-  Tensor normalize(const Tensor& x, bool relu = false);  // x (N, C) or (N, C, H, W); relu: batch_norm_relu
+  // x (N, C) or (N, C, H, W); relu: batch_norm_relu; pool: batch_norm_relu_max_pool2x2
+  Tensor normalize(const Tensor& x, bool relu = false, bool pool = false);
   int64_t num_features_;
 
  private:
@@ -77,6 +78,7 @@ class BatchNorm2d : public BatchNorm {
       : BatchNorm(num_features, eps, momentum, affine, track_running_stats) {}
   Tensor forward(const Tensor& x) override;  // (N, C, H, W)
   Tensor forward_relu(const Tensor& x) override;  // one fused pass (batch_norm_relu)
+  Tensor forward_relu_pool2x2(const Tensor& x) override;  // batch_norm_relu_max_pool2x2
   std::string type_name() const override { return "BatchNorm2d"; }
 };
 
@@ -144,6 +146,7 @@ class MaxPool2d : public Module {
   explicit MaxPool2d(int64_t kernel, int64_t stride = 0, int64_t padding = 0);
   Tensor forward(const Tensor& x) override { return max_pool2d(x, options_); }
   std::string type_name() const override { return "MaxPool2d"; }
+  const Pool2dOptions& options() const { return options_; }
 
  private:
   Pool2dOptions options_;

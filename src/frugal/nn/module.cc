@@ -180,11 +180,25 @@ Module& Sequential::operator[](int64_t index) const {
 }
 
 Tensor Module::forward_relu(const Tensor& x) { return relu(forward(x)); }
+Tensor Module::forward_relu_pool2x2(const Tensor& x) { return max_pool2d(forward_relu(x), Pool2dOptions{}); }
+
+namespace {
+bool is_pool2x2(const Module* m) {
+  const auto* pool = dynamic_cast<const MaxPool2d*>(m);
+  if (!pool) return false;
+  const Pool2dOptions& o = pool->options();
+  return o.kernel_h == 2 && o.kernel_w == 2 && o.stride_h == 2 && o.stride_w == 2 && o.padding_h == 0 &&
+         o.padding_w == 0;
+}
+}  // namespace
 
 Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x) {
   Tensor y = x;
   for (size_t i = 0; i < layers.size(); ++i) {
-    if (i + 1 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1])) {
+    if (i + 2 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1]) && is_pool2x2(layers[i + 2])) {
+      y = layers[i]->forward_relu_pool2x2(y);
+      i += 2;
+    } else if (i + 1 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1])) {
       y = layers[i]->forward_relu(y);
       ++i;
     } else {

@@ -40,6 +40,8 @@ class Module {
   // relu(forward(x)); layers with a fused form (BatchNorm2d, Linear) override it, and
   // forward_chain hands them the ReLU that follows them.
   virtual Tensor forward_relu(const Tensor& x);
+  // max_pool2d(forward_relu(x)) over 2x2 windows, stride 2; BatchNorm2d fuses the three.
+  virtual Tensor forward_relu_pool2x2(const Tensor& x);
   // Class name for messages ("Linear").
   virtual std::string type_name() const = 0;
 
@@ -94,7 +96,8 @@ class Module {
   bool training_ = true;
 };
 
-// Runs layers in order, each layer followed by a ReLU as one layer->forward_relu.
+// Runs layers in order; a layer followed by a ReLU runs the pair as layer->forward_relu, and by a
+// ReLU and a 2x2 stride-2 MaxPool2d the three as layer->forward_relu_pool2x2.
 Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x);
 
 // Runs its children in order (forward_chain); children are named "0", "1", ... as torch.nn.Sequential.

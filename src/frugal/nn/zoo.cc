@@ -364,9 +364,10 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
     int64_t block = conv_values * f32;
     // bf16-mixed conv2d keeps its input and weight rounded to bf16 for backward.
     if (bf16_mixed) block += (in_values + out * channels * config.kernel * config.kernel) * 2;
-    // Batch norm and ReLU run fused (forward_chain): its output, which is also the pool's input,
-    // and the batch mean and variance. Without batch norm, the ReLU output the pool reads.
-    if (config.batch_norm) block += conv_values * f32 + 2 * out * f32;
+    // Batch norm, ReLU and max pooling run as one op (forward_chain): it keeps the batch mean and
+    // variance and the pooled output (the next block's input); batch norm and ReLU alone keep their
+    // full-size output. Without batch norm, the ReLU output the pool reads.
+    if (config.batch_norm) block += 2 * out * f32 + (config.pool == "max" ? 0 : conv_values * f32);
     else if (pooled) block += conv_values * f32;
     if (config.pool == "max") block += pool_values;  // the u8 argmax workspace (2x2 kernel: a byte per output)
     e.block_bytes.push_back(block);
@@ -376,7 +377,8 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
     channels = out;
   }
   int64_t width = channels * h * w;
-  int64_t other = N * width * f32;  // the last block's output (flattened as a view)
+  // The last block's output, and its packed copy when flattening a channels-last tensor.
+  int64_t other = N * width * f32 * (channels > 1 && h * w > 1 ? 2 : 1);
   for (int64_t hidden : config.hidden) {
     other += N * hidden * f32 * (config.dropout > 0 ? 3 : 2);  // linear, relu, dropout
     if (bf16_mixed) other += (N * width + hidden * width) * 2;  // linear's input and weight rounded to bf16

@@ -33,21 +33,21 @@ TEST(ChannelsLast, LayoutPredicateAndConversion) {
   EXPECT_FALSE(is_channels_last(random_tensor({2, 3, 4}, 4)));
 }
 
-struct Run {
+struct PathRun {
   Tensor out;
   std::vector<Tensor> grads;
 };
 
 // fn on leaf copies of inputs, the first one in the given layout; backward of a fixed gradient
 // given packed (as a flatten's backward gives it) or channels-last.
-Run run(const Fn& fn, const std::vector<Tensor>& inputs, bool channels_last, bool grad_channels_last) {
+PathRun run(const Fn& fn, const std::vector<Tensor>& inputs, bool channels_last, bool grad_channels_last) {
   std::vector<Tensor> leaves;
   for (size_t i = 0; i < inputs.size(); ++i) {
     Tensor leaf = i == 0 && channels_last ? to_channels_last(inputs[i].clone()) : inputs[i].clone();
     leaf.set_requires_grad(true);
     leaves.push_back(leaf);
   }
-  Run r;
+  PathRun r;
   r.out = fn(leaves);
   Tensor g = random_tensor(r.out.shape(), 77);
   autograd::backward(r.out, grad_channels_last ? to_channels_last(g) : g);
@@ -57,7 +57,7 @@ Run run(const Fn& fn, const std::vector<Tensor>& inputs, bool channels_last, boo
 
 void expect_layouts_agree(const Fn& fn, const std::vector<Tensor>& inputs, const std::string& what, double tol) {
   for (bool grad_cl : {false, true}) {
-    Run packed = run(fn, inputs, false, grad_cl), cl = run(fn, inputs, true, grad_cl);
+    PathRun packed = run(fn, inputs, false, grad_cl), cl = run(fn, inputs, true, grad_cl);
     const std::string label = what + (grad_cl ? ", channels-last gradient" : ", packed gradient");
     EXPECT_TRUE(is_channels_last(cl.out)) << label << ": output " << shape_str(cl.out.strides());
     EXPECT_TRUE(all_close(cl.out, packed.out, tol, tol)) << label << " forward";
@@ -112,6 +112,33 @@ TEST(ChannelsLast, MaxPool2x2MatchesPackedLayoutExactly) {
     expect_layouts_agree([](const std::vector<Tensor>& in) { return max_pool2d(in[0], Pool2dOptions{}); }, {x},
                          "max_pool2d " + shape_str(shape), 0.0);
   }
+}
+
+// batch_norm_relu_max_pool2x2 against the three ops in sequence on the same channels-last input:
+// output, every gradient and the running statistics bit for bit (odd sizes drop a row and column).
+TEST(ChannelsLast, FusedBatchNormReluPoolIsBitIdenticalToTheOps) {
+  for (Shape shape : std::vector<Shape>{{4, 24, 8, 8}, {3, 37, 7, 9}, {2, 64, 2, 2}})
+    for (bool training : {true, false})
+      for (bool grad_cl : {false, true}) {
+        const int64_t C = shape[1];
+        Tensor x = random_tensor(shape, 50, DType::f32, -2.0, 3.0);
+        Tensor w = random_tensor({C}, 51, DType::f32, -1.0, 1.5), b = random_tensor({C}, 52);
+        Tensor rm = random_tensor({C}, 53), rv = random_tensor({C}, 54, DType::f32, 0.5, 2.0);
+        Tensor rm1 = rm.clone(), rv1 = rv.clone(), rm2 = rm.clone(), rv2 = rv.clone();
+        Fn ops = [&](const std::vector<Tensor>& in) {
+          return max_pool2d(batch_norm_relu(in[0], in[1], in[2], rm1, rv1, training), Pool2dOptions{});
+        };
+        Fn fused = [&](const std::vector<Tensor>& in) {
+          return batch_norm_relu_max_pool2x2(in[0], in[1], in[2], rm2, rv2, training);
+        };
+        PathRun a = run(ops, {x, w, b}, true, grad_cl), f = run(fused, {x, w, b}, true, grad_cl);
+        const std::string what = shape_str(shape) + (training ? " training" : " eval") + (grad_cl ? " cl grad" : "");
+        EXPECT_TRUE(is_channels_last(f.out)) << what;
+        EXPECT_TRUE(testing::same_bits(f.out, a.out)) << what << " forward";
+        for (size_t i = 0; i < 3; ++i) EXPECT_TRUE(testing::same_bits(f.grads[i], a.grads[i])) << what << " grad " << i;
+        EXPECT_TRUE(testing::same_bits(rm2, rm1)) << what;
+        EXPECT_TRUE(testing::same_bits(rv2, rv1)) << what;
+      }
 }
 
 }  // namespace

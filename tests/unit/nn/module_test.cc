@@ -161,6 +161,7 @@ TEST(Layers, SequentialFusesBatchNormAndRelu) {
   x2.set_requires_grad(true);
   Tensor y1 = fused->forward(x1);
   Tensor y2 = (*plain)[1].forward((*plain)[0].forward(x2));
+  EXPECT_EQ(y1.grad_fn()->name, "batch_norm_relu");
   EXPECT_TRUE(testing::same_bits(y1, y2));
   Tensor g = random_tensor(y1.shape(), 32);
   autograd::backward(y1, g);
@@ -170,6 +171,34 @@ TEST(Layers, SequentialFusesBatchNormAndRelu) {
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(testing::same_bits(p1[i].second.grad(), p2[i].second.grad()));
   auto b1 = fused->named_buffers(), b2 = plain->named_buffers();
   for (size_t i = 0; i < b1.size(); ++i) EXPECT_TRUE(testing::same_bits(b1[i].second, b2[i].second)) << b1[i].first;
+}
+
+// ... and a BatchNorm2d, ReLU and 2x2 MaxPool2d on channels-last input as one op
+// (batch_norm_relu_max_pool2x2), again bit for bit against the three layers.
+TEST(Layers, SequentialFusesBatchNormReluAndPool) {
+  auto make = [] {
+    auto seq = std::make_shared<nn::Sequential>();
+    seq->push_back(std::make_shared<nn::BatchNorm2d>(20));
+    seq->push_back(std::make_shared<nn::ReLU>());
+    seq->push_back(std::make_shared<nn::MaxPool2d>(2));
+    return seq;
+  };
+  auto fused = make(), plain = make();
+  Tensor x = to_channels_last(random_tensor({6, 20, 6, 7}, 33, DType::f32, -2.0, 2.0));
+  Tensor x1 = to_channels_last(x.clone()), x2 = to_channels_last(x.clone());
+  x1.set_requires_grad(true);
+  x2.set_requires_grad(true);
+  Tensor y1 = fused->forward(x1);
+  Tensor y2 = (*plain)[2].forward((*plain)[1].forward((*plain)[0].forward(x2)));
+  EXPECT_EQ(y1.grad_fn()->name, "batch_norm_relu_max_pool2x2");
+  EXPECT_EQ(y2.grad_fn()->name, "max_pool2d");
+  EXPECT_TRUE(testing::same_bits(y1, y2));
+  Tensor g = random_tensor(y1.shape(), 34);
+  autograd::backward(y1, g);
+  autograd::backward(y2, g);
+  EXPECT_TRUE(testing::same_bits(x1.grad(), x2.grad()));
+  auto p1 = fused->named_parameters(), p2 = plain->named_parameters();
+  for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(testing::same_bits(p1[i].second.grad(), p2[i].second.grad()));
 }
 
 TEST(Layers, ForwardShapes) {

@@ -10,7 +10,9 @@
 #include <type_traits>
 #include <vector>
 
+#include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/pool.h"
 
 namespace frugal {
 namespace kernels {
@@ -405,6 +407,7 @@ void batch_norm_backward(const float* x, const float* mean, const float* rstd, c
 
 namespace {
 constexpr int64_t kBlockRows = 128;  // rows per f32 partial sum
+constexpr int64_t kMaxRowChannels = 4096;  // per-row scratch on the stack
 
 // K per-channel sums over the rows of an (M, C) array into out (K, C): fixed blocks of kBlockRows
 // rows sum in f32 (row(m, acc) adds row m into acc (K, C)), blocks combine in double in block
@@ -444,43 +447,45 @@ void batch_norm_stats_nhwc(const float* x, float* mean, float* var, int64_t M, i
   for (int64_t c = 0; c < C; ++c) var[c] = float(totals[size_t(c)] / double(M));
 }
 
-void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
-                             const float* bias, float* y, int64_t M, int64_t C, bool relu) {
-  std::vector<float> scale(static_cast<size_t>(C)), shift(static_cast<size_t>(C));
-  for (int64_t c = 0; c < C; ++c) {
-    scale[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
-    shift[size_t(c)] = (bias ? bias[c] : 0.0f) - mean[c] * scale[size_t(c)];
-  }
-  const float* __restrict a = scale.data();
-  const float* __restrict b = shift.data();
-  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) {
-      const float* __restrict xr = x + m * C;
-      float* __restrict yr = y + m * C;
-      if (relu) {
-        for (int64_t c = 0; c < C; ++c) {
-          const float v = xr[c] * a[c] + b[c];
-          yr[c] = v < 0.0f ? 0.0f : v;
-        }
-      } else {
-        for (int64_t c = 0; c < C; ++c) yr[c] = xr[c] * a[c] + b[c];
-      }
+namespace {
+// y = x * scale + shift per channel, then max(y, 0) with relu's NaN rule: one row of C channels.
+// The plain and the pooled kernels both call it, so their values agree bit for bit.
+inline void bn_row(const float* __restrict x, const float* __restrict a, const float* __restrict b,
+                   float* __restrict y, int64_t C, bool relu) {
+  if (relu) {
+    for (int64_t c = 0; c < C; ++c) {
+      const float v = x[c] * a[c] + b[c];
+      y[c] = v < 0.0f ? 0.0f : v;
     }
-  });
+  } else {
+    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * a[c] + b[c];
+  }
 }
 
-namespace {
-template <bool Masked>
-void batch_norm_backward_nhwc_impl(const float* x, const float* mean, const float* rstd, const float* weight,
-                                   const float* grad, const float* relu_out, float* dx, float* dweight, float* dbias,
-                                   int64_t M, int64_t C, bool training) {
+// Per-channel scale and shift of the normalization: (2, C).
+std::vector<float> bn_affine(const float* mean, const float* rstd, const float* weight, const float* bias, int64_t C) {
+  std::vector<float> ab(static_cast<size_t>(2 * C));
+  for (int64_t c = 0; c < C; ++c) {
+    ab[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
+    ab[size_t(C + c)] = (bias ? bias[c] : 0.0f) - mean[c] * ab[size_t(c)];
+  }
+  return ab;
+}
+
+// Batch norm backward over the rows of (M, C) with the gradient of row m produced by
+// grad_row(m, g) into g (C floats): the fused ReLU and pooling variants differ only there.
+template <class GradRow>
+void batch_norm_backward_rows(const float* x, const float* mean, const float* rstd, const float* weight,
+                              GradRow&& grad_row, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
+                              bool training) {
   std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
   column_sums<2>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
+    float g[kMaxRowChannels];
+    grad_row(m, g);
     const float* __restrict xr = x + m * C;
     for (int64_t c = 0; c < C; ++c) {
-      const float g = bn_grad<Masked>(grad, relu_out, m * C + c);
-      acc[c] += g;
-      acc[C + c] += g * (xr[c] - mean[c]);
+      acc[c] += g[c];
+      acc[C + c] += g[c] * (xr[c] - mean[c]);
     }
   });
   std::vector<float> coef(static_cast<size_t>(C)), mean_g(static_cast<size_t>(C)), mean_gx(static_cast<size_t>(C));
@@ -498,23 +503,90 @@ void batch_norm_backward_nhwc_impl(const float* x, const float* mean, const floa
   const float* __restrict mg = mean_g.data();
   const float* __restrict mgx = mean_gx.data();
   parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+    float g[kMaxRowChannels];
     for (int64_t m = m0; m < m1; ++m) {
+      grad_row(m, g);
       const float* __restrict xr = x + m * C;
       float* __restrict dxr = dx + m * C;
-      for (int64_t c = 0; c < C; ++c)
-        dxr[c] = k[c] * (bn_grad<Masked>(grad, relu_out, m * C + c) - mg[c] - (xr[c] - mean[c]) * mgx[c]);
+      for (int64_t c = 0; c < C; ++c) dxr[c] = k[c] * (g[c] - mg[c] - (xr[c] - mean[c]) * mgx[c]);
     }
   });
 }
 }  // namespace
 
+void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                             const float* bias, float* y, int64_t M, int64_t C, bool relu) {
+  const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, C);
+  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+    for (int64_t m = m0; m < m1; ++m) bn_row(x + m * C, ab.data(), ab.data() + C, y + m * C, C, relu);
+  });
+}
+
 void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
                               const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
                               bool training, const float* relu_out) {
-  if (relu_out)
-    batch_norm_backward_nhwc_impl<true>(x, mean, rstd, weight, grad, relu_out, dx, dweight, dbias, M, C, training);
-  else
-    batch_norm_backward_nhwc_impl<false>(x, mean, rstd, weight, grad, nullptr, dx, dweight, dbias, M, C, training);
+  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_backward_nhwc: too many channels");
+  auto grad_row = [&](int64_t m, float* __restrict g) {
+    const float* __restrict gr = grad + m * C;
+    if (relu_out) {
+      const float* __restrict yr = relu_out + m * C;
+      for (int64_t c = 0; c < C; ++c) g[c] = yr[c] > 0.0f ? gr[c] : 0.0f;  // relu's rule on its output
+    } else {
+      for (int64_t c = 0; c < C; ++c) g[c] = gr[c];
+    }
+  };
+  batch_norm_backward_rows(x, mean, rstd, weight, grad_row, dx, dweight, dbias, M, C, training);
+}
+
+void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                                       int64_t C) {
+  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_relu_pool_forward_nhwc: too many channels");
+  const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, C);
+  const float* a = ab.data();
+  const float* b = ab.data() + C;
+  const int64_t OH = H / 2, OW = W / 2;
+  parallel_for(N * OH, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * W * C, 1)), [&](int64_t r0, int64_t r1) {
+    float v[4][kMaxRowChannels];  // the window's four normalized, rectified pixels
+    for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
+      const int64_t n = row / OH, i = row % OH;
+      for (int64_t j = 0; j < OW; ++j) {
+        const float* x00 = x + ((n * H + 2 * i) * W + 2 * j) * C;
+        const float* at[4] = {x00, x00 + C, x00 + W * C, x00 + W * C + C};
+        for (int p = 0; p < 4; ++p) bn_row(at[p], a, b, v[p], C, true);
+        max_pool_window_row(v[0], v[1], v[2], v[3], y + (row * OW + j) * C, where + (row * OW + j) * C, C);
+      }
+    }
+  });
+}
+
+void batch_norm_relu_pool_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                                        const float* y, const uint8_t* where, const float* grad_y, float* dx,
+                                        float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
+                                        bool training) {
+  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_relu_pool_backward_nhwc: too many channels");
+  const int64_t OH = H / 2, OW = W / 2;
+  // The gradient reaching batch norm at pixel (n, h, w): the pooled gradient where this pixel won
+  // its window and its rectified value (the window's maximum) is positive, else 0: max pooling's
+  // backward, then relu's rule, exactly as the three ops give it.
+  auto grad_row = [&](int64_t m, float* __restrict g) {
+    const int64_t w = m % W, h = (m / W) % H, n = m / (W * H);
+    const int64_t i = h / 2, j = w / 2;
+    if (i >= OH || j >= OW) {  // a dropped odd row or column
+      std::fill(g, g + C, 0.0f);
+      return;
+    }
+    const uint8_t pos = uint8_t((h % 2) * 2 + (w % 2));
+    const int64_t at = ((n * OH + i) * OW + j) * C;
+    const uint8_t* __restrict wr = where + at;
+    const float* __restrict yr = y + at;
+    const float* __restrict gr = grad_y + at;
+    for (int64_t c = 0; c < C; ++c) {
+      const float gc = wr[c] == pos ? gr[c] : 0.0f;
+      g[c] = yr[c] > 0.0f ? gc : 0.0f;
+    }
+  };
+  batch_norm_backward_rows(x, mean, rstd, weight, grad_row, dx, dweight, dbias, N * H * W, C, training);
 }
 
 // ---- attention ----

@@ -46,6 +46,18 @@ void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rs
                               const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
                               bool training, const float* relu_out = nullptr);
 
+// batch_norm_relu then 2x2 stride-2 max pooling as one pass, channels-last: x (N, H, W, C) ->
+// y and where (N, H / 2, W / 2, C), the same values and winners as the two kernels; the full-size
+// rectified tensor is never written. Backward takes the pooled output and winners (no full-size
+// saved tensor) and the gradient of y packed channels-last; dx is (N, H, W, C).
+void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                                       int64_t C);
+void batch_norm_relu_pool_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                                        const float* y, const uint8_t* where, const float* grad_y, float* dx,
+                                        float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
+                                        bool training);
+
 // Flash-attention style: each task owns a block of query rows and streams key blocks through an
 // online softmax, saving only lse (BH, Tq). Backward recomputes the blocks in two passes (one per
 // key block for dk, dv; one per query block for dq) so every output has a single writer.

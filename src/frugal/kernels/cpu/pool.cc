@@ -46,6 +46,26 @@ struct Masks {
 };
 #endif
 
+#ifdef __AVX512F__
+// window_max on 16 windows at once, stored under mask.
+inline void window_max16(__m512 a, __m512 b, __m512 c, __m512 d, float* y, uint8_t* where, __mmask16 mask) {
+  __m512 best = a;
+  __m512i at = _mm512_setzero_si512();
+  const __m512 rest[3] = {b, c, d};
+  for (int i = 0; i < 3; ++i) {
+    const __m512 v = rest[i];
+    const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
+    const __mmask16 v_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
+    const __mmask16 best_nan = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
+    const __mmask16 take = __mmask16(greater | (v_nan & __mmask16(~best_nan)));
+    best = _mm512_mask_mov_ps(best, take, v);
+    at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(i + 1));
+  }
+  _mm512_mask_storeu_ps(y, mask, best);
+  _mm_mask_storeu_epi8(where, mask, _mm512_cvtepi32_epi8(at));
+}
+#endif
+
 // Rows of one output row: r0, r1 the two input rows, ow outputs.
 void forward_row(const float* r0, const float* r1, float* y, uint8_t* where, int64_t ow) {
   int64_t j = 0;
@@ -61,20 +81,7 @@ void forward_row(const float* r0, const float* r1, float* y, uint8_t* where, int
     const __m512 lo1 = _mm512_maskz_loadu_ps(lo_mask, p1), hi1 = _mm512_maskz_loadu_ps(hi_mask, p1 + 16);
     const __m512 a = _mm512_permutex2var_ps(lo0, even, hi0), b = _mm512_permutex2var_ps(lo0, odd, hi0);
     const __m512 c = _mm512_permutex2var_ps(lo1, even, hi1), d = _mm512_permutex2var_ps(lo1, odd, hi1);
-    __m512 best = a;
-    __m512i at = _mm512_setzero_si512();
-    const __m512 rest[3] = {b, c, d};
-    for (int i = 0; i < 3; ++i) {
-      const __m512 v = rest[i];
-      const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-      const __mmask16 v_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-      const __mmask16 best_nan = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
-      const __mmask16 take = __mmask16(greater | (v_nan & __mmask16(~best_nan)));
-      best = _mm512_mask_mov_ps(best, take, v);
-      at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(i + 1));
-    }
-    _mm512_mask_storeu_ps(y + j, out_mask, best);
-    _mm_mask_storeu_epi8(where + j, out_mask, _mm512_cvtepi32_epi8(at));
+    window_max16(a, b, c, d, y + j, where + j, out_mask);
   }
 #endif
   for (; j < ow; ++j) window_max(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], y + j, where + j);
@@ -139,6 +146,19 @@ void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad
   });
 }
 
+void max_pool_window_row(const float* a, const float* b, const float* c, const float* d, float* y, uint8_t* where,
+                         int64_t n) {
+  int64_t k = 0;
+#ifdef __AVX512F__
+  for (; k < n; k += 16) {  // 16 windows at a time, the last step masked
+    const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1u);
+    window_max16(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k), _mm512_maskz_loadu_ps(m, c + k),
+                 _mm512_maskz_loadu_ps(m, d + k), y + k, where + k, m);
+  }
+#endif
+  for (; k < n; ++k) window_max(a[k], b[k], c[k], d[k], y + k, where + k);
+}
+
 void max_pool2x2_forward_nhwc(const float* x, float* y, uint8_t* where, int64_t n, int64_t h, int64_t w,
                               int64_t c) {
   const int64_t oh = h / 2, ow = w / 2;
@@ -150,23 +170,7 @@ void max_pool2x2_forward_nhwc(const float* x, float* y, uint8_t* where, int64_t 
         const float* __restrict b = a + c;
         const float* __restrict cc = a + w * c;
         const float* __restrict d = cc + c;
-        float* __restrict out = y + (row * ow + j) * c;
-        uint8_t* __restrict at = where + (row * ow + j) * c;
-        for (int64_t k = 0; k < c; ++k) {  // the scalar rule, branch-free so it vectorizes over channels
-          float best = a[k];
-          uint8_t pos = 0;
-          const bool take_b = b[k] > best || (b[k] != b[k] && best == best);
-          best = take_b ? b[k] : best;
-          pos = take_b ? 1 : pos;
-          const bool take_c = cc[k] > best || (cc[k] != cc[k] && best == best);
-          best = take_c ? cc[k] : best;
-          pos = take_c ? 2 : pos;
-          const bool take_d = d[k] > best || (d[k] != d[k] && best == best);
-          best = take_d ? d[k] : best;
-          pos = take_d ? 3 : pos;
-          out[k] = best;
-          at[k] = pos;
-        }
+        max_pool_window_row(a, b, cc, d, y + (row * ow + j) * c, where + (row * ow + j) * c, c);
       }
     }
   });
@@ -190,7 +194,21 @@ void max_pool2x2_backward_nhwc(const float* grad_y, const int64_t grad_strides[4
         const uint8_t* __restrict at = where + ((image * oh + i) * ow + j) * c;
         float* __restrict left = out + 2 * j * c;
         float* __restrict right = left + c;
-        for (int64_t k = 0; k < c; ++k) {
+        int64_t k = 0;
+#ifdef __AVX512F__
+        const __m512i first = _mm512_set1_epi32(base), second = _mm512_set1_epi32(base + 1);
+        const __m512i g_index = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+                                                   _mm512_set1_epi32(int(sc)));
+        for (; k < c && sc < (int64_t(1) << 26); k += 16) {  // 16 channels at a time; a packed gradient is gathered
+          const __mmask16 m = c - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - k)) - 1u);
+          const __m512 gk = sc == 1 ? _mm512_maskz_loadu_ps(m, g + k)
+                                    : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, g_index, g + k * sc, 4);
+          const __m512i pos = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, at + k));
+          _mm512_mask_storeu_ps(left + k, m, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, first), gk));
+          _mm512_mask_storeu_ps(right + k, m, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, second), gk));
+        }
+#endif
+        for (; k < c; ++k) {
           const float gk = g[k * sc];
           left[k] = at[k] == base ? gk : 0.0f;
           right[k] = at[k] == base + 1 ? gk : 0.0f;

@@ -18,6 +18,10 @@ void max_pool2x2_forward(const float* x, float* y, uint8_t* where, int64_t plane
 void max_pool2x2_backward(const float* grad_y, const uint8_t* where, float* grad_x, int64_t planes, int64_t h,
                           int64_t w);
 
+// n windows given as their four pixels' rows (a b / c d, n values each): y and where (n each).
+void max_pool_window_row(const float* a, const float* b, const float* c, const float* d, float* y, uint8_t* where,
+                         int64_t n);
+
 // The same on channels-last tensors: x (n, h, w, c) -> y and where (n, h / 2, w / 2, c). The
 // gradient may come in any layout: grad_strides are its element strides for (n, c, h / 2, w / 2).
 void max_pool2x2_forward_nhwc(const float* x, float* y, uint8_t* where, int64_t n, int64_t h, int64_t w,
