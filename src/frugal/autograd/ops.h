@@ -59,6 +59,10 @@ Tensor embedding(const Tensor& indices, const Tensor& weight);
 Tensor matmul(const Tensor& a, const Tensor& b);
 // x (..., in), weight (out, in), bias (out) or undefined -> (..., out)
 Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
+// relu(linear(x, weight, bias)) with the bias and the ReLU in the matmul's epilogue (a oneDNN
+// post-op) on the fast kernels; gradients as the two ops give them. Where the sum is negative the
+// output is -0 rather than relu's +0.
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor());
 
 struct Conv2dOptions {
   int64_t stride_h = 1, stride_w = 1;

@@ -12,6 +12,7 @@
 
 #include "frugal/autograd/ops.h"
 #include "frugal/autograd/precision.h"
+#include "frugal/kernels/cpu/activation.h"
 #include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/cpu/pool.h"
@@ -149,7 +150,33 @@ MatrixOperand matrix_operand(const Tensor& t, const Shape& batch) {
 }
 
 // out (batch..., m, n) = a (..., m, k) x b (..., k, n) [+ bias (n)], no autograd.
-Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const Tensor& bias) {
+// relu's forward rule on a packed tensor, in place (the reference paths of the fused epilogue).
+void relu_in_place(Tensor& t) {
+  if (t.dtype() == DType::f64)
+    kernels::ref::activation_forward<double>(kernels::ActivationOp::relu, t.data<double>(), t.data<double>(), t.numel());
+  else
+    kernels::ref::activation_forward<float>(kernels::ActivationOp::relu, t.data<float>(), t.data<float>(), t.numel());
+}
+
+// The gradient through a relu from its output y: g where y > 0, else 0 (relu's own rule).
+Tensor relu_grad_from_output(const Tensor& y, const Tensor& g_in) {
+  Tensor g = g_in.contiguous(), out = Tensor::empty(g.shape(), g.dtype());
+  kernels::dispatch_float(
+      g.dtype(), "relu backward",
+      [&](auto tag) {
+        using T = decltype(tag);
+        kernels::ref::activation_backward<T>(kernels::ActivationOp::relu, y.data<T>(), g.data<T>(), out.data<T>(),
+                                             g.numel());
+      },
+      [&] {
+        kernels::cpu::activation_backward(kernels::ActivationOp::relu, y.data<float>(), g.data<float>(),
+                                          out.data<float>(), g.numel());
+      });
+  return out;
+}
+
+// relu: out = max(a b + bias, 0) in one pass on the fast kernels (a oneDNN post-op).
+Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const Tensor& bias, bool relu = false) {
   check_rank(name, a, "first operand", 2, true);
   check_rank(name, b, "second operand", 2, true);
   check_same_dtype(name, a, "first operand", b, "second operand");
@@ -178,18 +205,21 @@ Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const 
     if (kernels::reference_mode()) {  // the f32 oracle on the rounded operands
       Tensor a32 = a16.to(DType::f32), b32 = b16.to(DType::f32);
       kernels::ref::matmul<float>(a32.data<float>(), b32.data<float>(), bias_p, out.data<float>(), d);
+      if (relu) relu_in_place(out);
     } else {
-      kernels::cpu::matmul_bf16(a16.data<bf16_t>(), b16.data<bf16_t>(), bias_p, out.data<float>(), d);
+      kernels::cpu::matmul_bf16(a16.data<bf16_t>(), b16.data<bf16_t>(), bias_p, out.data<float>(), d, relu);
     }
     return out;
   }
   if (use_f16(a.dtype())) {  // the f32 kernels on f16-valued operands
     Tensor a16 = round_view_to_f16(ao.values), b16 = round_view_to_f16(bo.values);
     const float* bias_p = bias_c.defined() ? bias_c.data<float>() : nullptr;
-    if (kernels::reference_mode())
+    if (kernels::reference_mode()) {
       kernels::ref::matmul<float>(a16.data<float>(), b16.data<float>(), bias_p, out.data<float>(), d);
-    else
-      kernels::cpu::matmul(a16.data<float>(), b16.data<float>(), bias_p, out.data<float>(), d);
+      if (relu) relu_in_place(out);
+    } else {
+      kernels::cpu::matmul(a16.data<float>(), b16.data<float>(), bias_p, out.data<float>(), d, relu);
+    }
     return out;
   }
   kernels::dispatch_float(
@@ -198,10 +228,11 @@ Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const 
         using T = decltype(tag);
         kernels::ref::matmul<T>(ao.values.data<T>(), bo.values.data<T>(), bias_c.defined() ? bias_c.data<T>() : nullptr,
                                 out.data<T>(), d);
+        if (relu) relu_in_place(out);
       },
       [&] {
         kernels::cpu::matmul(ao.values.data<float>(), bo.values.data<float>(),
-                             bias_c.defined() ? bias_c.data<float>() : nullptr, out.data<float>(), d);
+                             bias_c.defined() ? bias_c.data<float>() : nullptr, out.data<float>(), d, relu);
       });
   return out;
 }
@@ -321,7 +352,7 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 // rounded (half the bytes of f32 copies) for backward, which rounds only g: three conversions per
 // layer and step instead of six. The same products, operand for operand, as the general path.
 Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bias, const Shape& x_shape,
-                   const std::vector<Tensor>& inputs) {
+                   const std::vector<Tensor>& inputs, bool relu) {
   const int64_t M = x_rows.size(0), in = x_rows.size(1), out_features = weight.size(0);
   Tensor wc = weight.contiguous();
   Tensor x16 = round_to_bf16(x_rows.data<float>(), M * in);        // (M, in)
@@ -329,31 +360,34 @@ Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bia
   Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
   Tensor y = Tensor::empty({M, out_features}, DType::f32);  // (M, out)
   auto product = [](const Tensor& a, bool ta, const Tensor& b, bool tb, const float* bias_p, Tensor& c, int64_t m,
-                    int64_t n, int64_t k, int64_t lda, int64_t ldb) {
+                    int64_t n, int64_t k, int64_t lda, int64_t ldb, bool relu_epilogue) {
     MatmulDims d;
     d.m = m, d.n = n, d.k = k, d.transpose_a = ta, d.transpose_b = tb, d.lda = lda, d.ldb = ldb, d.ldc = n;
-    if (m > 0 && n > 0) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias_p, c.data<float>(), d);
+    if (m > 0 && n > 0)
+      kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias_p, c.data<float>(), d, relu_epilogue);
   };
-  // y = x W^T + b: W (out, in) read transposed.
-  product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in);
+  // y = x W^T + b (then relu): W (out, in) read transposed.
+  product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in,
+          relu);
   Shape y_shape(x_shape.begin(), x_shape.end() - 1);
   y_shape.push_back(out_features);
   y = y.view(y_shape);
   if (!autograd::needs_grad(inputs)) return y;
   const bool need_x = inputs[0].requires_grad(), need_w = weight.requires_grad();
   const bool need_b = bias.defined() && bias.requires_grad();
-  return autograd::record(y, "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
-    Tensor g_rows = g.contiguous().view({-1, out_features});             // (M, out)
-    Tensor g16 = round_to_bf16(g_rows.data<float>(), M * out_features);  // (M, out)
+  const Tensor y_saved = relu ? y.detach() : Tensor();
+  return autograd::record(y, relu ? "linear_relu" : "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
+    Tensor g_rows = (relu ? relu_grad_from_output(y_saved, g) : g.contiguous()).view({-1, out_features});  // (M, out)
+    Tensor g16 = round_to_bf16(g_rows.data<float>(), M * out_features);                                    // (M, out)
     std::vector<Tensor> grads(bias.defined() ? 3 : 2);
     if (need_x) {  // dX (M, in) = g W
       Tensor gx = Tensor::empty({M, in}, DType::f32);
-      product(g16, false, w16, false, nullptr, gx, M, in, out_features, out_features, in);
+      product(g16, false, w16, false, nullptr, gx, M, in, out_features, out_features, in, false);
       grads[0] = gx.view(x_shape);
     }
     if (need_w) {  // dW (out, in) = g^T x, summed over all rows
       Tensor gw = Tensor::empty({out_features, in}, DType::f32);
-      product(g16, true, x16, false, nullptr, gw, out_features, in, M, out_features, in);
+      product(g16, true, x16, false, nullptr, gw, out_features, in, M, out_features, in, false);
       grads[1] = gw;
     }
     if (need_b) grads[2] = sum(g_rows, {0});
@@ -361,7 +395,8 @@ Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bia
   });
 }
 
-Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+namespace {
+Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   check_rank("linear", x, "input", 1, true);
   check_rank("linear", weight, "weight", 2);
   check_same_dtype("linear", x, "input", weight, "weight");
@@ -380,10 +415,10 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   if (use_bf16(x.dtype()) && !kernels::reference_mode()) {
     std::vector<Tensor> inputs{x, weight};
     if (bias.defined()) inputs.push_back(bias);
-    return linear_bf16(x_rows, weight, bias, x.shape(), inputs);
+    return linear_bf16(x_rows, weight, bias, x.shape(), inputs, relu);
   }
   // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy.
-  Tensor y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias).view(with_last(lead, out_features));
+  Tensor y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias, relu).view(with_last(lead, out_features));
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return y;
@@ -391,15 +426,22 @@ Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) {
   bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
   Shape x_shape = x.shape();
   const Precision precision = compute_precision();
-  return autograd::record(y, "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
+  const Tensor y_saved = relu ? y.detach() : Tensor();
+  return autograd::record(y, relu ? "linear_relu" : "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
     PrecisionGuard same_precision(precision);  // dX, dW in the forward's precision; the bias sum stays f32
-    Tensor g_rows = g.contiguous().view({-1, out_features});  // (M, out)
+    Tensor g_rows = (relu ? relu_grad_from_output(y_saved, g) : g.contiguous()).view({-1, out_features});  // (M, out)
     std::vector<Tensor> grads(bias.defined() ? 3 : 2);
     if (need_x) grads[0] = matmul(g_rows, w_saved).view(x_shape);
     if (need_w) grads[1] = matmul(g_rows.transpose_view(0, 1), x_saved);  // (out, in), summed over all rows
     if (need_b) grads[2] = sum(g_rows, {0});
     return grads;
   });
+}
+}  // namespace
+
+Tensor linear(const Tensor& x, const Tensor& weight, const Tensor& bias) { return linear_impl(x, weight, bias, false); }
+Tensor linear_relu(const Tensor& x, const Tensor& weight, const Tensor& bias) {
+  return linear_impl(x, weight, bias, true);
 }
 
 namespace {

@@ -37,11 +37,20 @@ void Linear::reset_parameters(const InitStreams& streams) {
   }
 }
 
-Tensor Linear::forward(const Tensor& x) {
+void Linear::check_input(const Tensor& x) const {
   if (x.rank() < 1 || x.size(-1) != in_features_)
     throw InputError("Linear(" + std::to_string(in_features_) + " -> " + std::to_string(out_features_) +
                      "): input " + shape_str(x.shape()) + " should end in " + std::to_string(in_features_));
+}
+
+Tensor Linear::forward(const Tensor& x) {
+  check_input(x);
   return linear(x, weight_, bias_);
+}
+
+Tensor Linear::forward_relu(const Tensor& x) {
+  check_input(x);
+  return linear_relu(x, weight_, bias_);
 }
 
 // ---- Conv2d ----

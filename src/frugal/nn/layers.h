@@ -19,6 +19,7 @@ class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
+  Tensor forward_relu(const Tensor& x) override;  // linear_relu: the ReLU in the matmul's epilogue
   std::string type_name() const override { return "Linear"; }
   void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(in), 1/sqrt(in))
   const Tensor& weight() const { return weight_; }
@@ -27,6 +28,7 @@ class Linear : public Module {
   int64_t out_features() const { return out_features_; }
 
  private:
+  void check_input(const Tensor& x) const;
   int64_t in_features_, out_features_;
   Tensor weight_, bias_;
 };

@@ -380,7 +380,7 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
   // The last block's output, and its packed copy when flattening a channels-last tensor.
   int64_t other = N * width * f32 * (channels > 1 && h * w > 1 ? 2 : 1);
   for (int64_t hidden : config.hidden) {
-    other += N * hidden * f32 * (config.dropout > 0 ? 3 : 2);  // linear, relu, dropout
+    other += N * hidden * f32 * (config.dropout > 0 ? 2 : 1);  // linear_relu's output, dropout's
     if (bf16_mixed) other += (N * width + hidden * width) * 2;  // linear's input and weight rounded to bf16
     width = hidden;
   }

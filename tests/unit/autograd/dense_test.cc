@@ -6,6 +6,7 @@
 
 #include "frugal/autograd/gradcheck.h"
 #include "frugal/autograd/ops.h"
+#include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/kernels.h"
 #include "test_util.h"
@@ -102,6 +103,38 @@ std::vector<ConvCase> conv_cases() {
   cases.push_back({{2, 3, 5, 6}, {3, 1, 3, 2}, depthwise, "depthwise, non-square kernel"});
   cases.push_back({{2, 4, 3, 3}, {5, 4, 1, 1}, {}, "1x1"});
   return cases;
+}
+
+// linear_relu: the ReLU in the matmul's epilogue (oneDNN post-op). Gradcheck in f64 (reference
+// kernels), the fast path against the reference in every precision, and against relu(linear) on
+// the fast kernels; the ops record as one node.
+TEST(Dense, LinearReluMatchesReluOfLinear) {
+  Tensor w = random_leaf({5, 4}, 33), bias = random_leaf({5}, 34);
+  for (Shape xs : std::vector<Shape>{{4}, {3, 4}, {2, 3, 4}}) {
+    Tensor x = random_leaf(xs, 35);
+    expect_gradcheck([](const std::vector<Tensor>& in) { return linear_relu(in[0], in[1], in[2]); }, {x, w, bias},
+                     "linear_relu " + shape_str(xs));
+  }
+  for (Precision precision : {Precision::fp32, Precision::bf16_mixed, Precision::fp16_mixed}) {
+    PrecisionGuard guard(precision);
+    Tensor x = random_tensor({64, 48}, 36), w32 = random_tensor({40, 48}, 37), b32 = random_tensor({40}, 38);
+    const std::string what = std::string("linear_relu ") + std::to_string(int(precision));
+    expect_fast_matches_reference([](const std::vector<Tensor>& in) { return linear_relu(in[0], in[1], in[2]); },
+                                  {x, w32, b32}, what);
+    expect_fast_matches_reference([](const std::vector<Tensor>& in) { return linear_relu(in[0], in[1]); }, {x, w32},
+                                  what + " without bias");
+    // Fused against the two ops, both on the fast kernels.
+    auto grads_of = [&](bool fused) {
+      Tensor xl = x.clone(), wl = w32.clone(), bl = b32.clone();
+      for (Tensor* t : {&xl, &wl, &bl}) t->set_requires_grad(true);
+      Tensor y = fused ? linear_relu(xl, wl, bl) : relu(linear(xl, wl, bl));
+      if (fused) EXPECT_EQ(y.grad_fn()->name, "linear_relu");
+      autograd::backward(sum(mul(y, random_tensor(y.shape(), 39))));
+      return std::vector<Tensor>{y.detach(), xl.grad(), wl.grad(), bl.grad()};
+    };
+    std::vector<Tensor> fused = grads_of(true), plain = grads_of(false);
+    for (size_t i = 0; i < fused.size(); ++i) EXPECT_TRUE(all_close(fused[i], plain[i], 1e-5, 1e-5)) << what << " " << i;
+  }
 }
 
 TEST(Dense, Conv2dGradcheck) {

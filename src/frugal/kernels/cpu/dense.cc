@@ -205,18 +205,22 @@ MatmulDims fold_batch(MatmulDims d) {
   return d;
 }
 
-void run_matmul(const void* a, const void* b, const float* bias, float* c, const MatmulDims& dims_in, dt in_type) {
+void run_matmul(const void* a, const void* b, const float* bias, float* c, const MatmulDims& dims_in, dt in_type,
+                bool relu) {
   const MatmulDims d = fold_batch(dims_in);
   if (d.batch == 0 || d.m == 0 || d.n == 0) return;
   if (d.k == 0) {  // an empty sum: c = bias or 0
     for (int64_t e = 0; e < d.batch; ++e)
       for (int64_t i = 0; i < d.m; ++i)
-        for (int64_t j = 0; j < d.n; ++j) c[e * d.batch_stride_c + i * d.ldc + j] = bias ? bias[j] : 0.0f;
+        for (int64_t j = 0; j < d.n; ++j) {
+          const float v = bias ? bias[j] : 0.0f;
+          c[e * d.batch_stride_c + i * d.ldc + j] = relu && v < 0.0f ? 0.0f : v;
+        }
     return;
   }
   Key key = make_key(Kind::matmul, in_type);
   for (int64_t v : {d.batch, d.m, d.n, d.k, int64_t(d.transpose_a), int64_t(d.transpose_b), d.lda, d.ldb, d.ldc,
-                    d.batch_stride_a, d.batch_stride_b, d.batch_stride_c, int64_t(bias != nullptr)})
+                    d.batch_stride_a, d.batch_stride_b, d.batch_stride_c, int64_t(bias != nullptr), int64_t(relu)})
     key.add(v);
   MatmulEntry& entry = find_or_make(cache().matmul, key, [&] {
     MatmulEntry e;
@@ -225,7 +229,13 @@ void run_matmul(const void* a, const void* b, const float* bias, float* c, const
     e.c = matrix_desc(d.batch, d.m, d.n, false, d.ldc, d.batch_stride_c, dt::f32);
     if (bias) e.bias = d.batch == 1 ? md({1, d.n}, dt::f32, dnnl_dims{d.n, 1}) : md({1, 1, d.n}, dt::f32, dnnl_dims{d.n, d.n, 1});
     auto desc = bias ? dnnl::matmul::desc(e.a, e.b, e.bias, e.c) : dnnl::matmul::desc(e.a, e.b, e.c);
-    e.primitive = dnnl::matmul(dnnl::matmul::primitive_desc(desc, engine()));
+    dnnl::primitive_attr attr;
+    if (relu) {  // the bias+activation epilogue runs inside the matmul kernel
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_relu, 0.0f, 0.0f);
+      attr.set_post_ops(ops);
+    }
+    e.primitive = dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, engine()));
     return e;
   });
   std::unordered_map<int, dnnl::memory> args{
@@ -474,12 +484,12 @@ void round_to_f16(const float* x, float* y, int64_t n) {
   parallel_for(n, kRoundGrain, [&](int64_t begin, int64_t end) { round_to_f16_range(x, y, begin, end); });
 }
 
-void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims) {
-  run_matmul(a, b, bias, c, dims, dt::f32);
+void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims, bool relu) {
+  run_matmul(a, b, bias, c, dims, dt::f32, relu);
 }
 
-void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims) {
-  run_matmul(a, b, bias, c, dims, dt::bf16);
+void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims, bool relu) {
+  run_matmul(a, b, bias, c, dims, dt::bf16, relu);
 }
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {

@@ -15,9 +15,11 @@ namespace frugal {
 namespace kernels {
 namespace cpu {
 
-// Operands are wrapped in place (transposes through strides); bias (n) may be null.
-void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims);
-void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims);
+// Operands are wrapped in place (transposes through strides); bias (n) may be null. relu: c =
+// max(a b + bias, 0) as a oneDNN post-op in the same pass (a negative sum gives -0, not +0).
+void matmul(const float* a, const float* b, const float* bias, float* c, const MatmulDims& dims, bool relu = false);
+void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, const MatmulDims& dims,
+                 bool relu = false);
 
 // Convolutions run in the layout oneDNN prefers (blocked channels); NCHW operands are reordered
 // into per-thread scratch buffers when that layout differs from theirs.
