@@ -1,6 +1,6 @@
 // One optimizer step (AdamW, SGD with momentum) and one global-norm clip over the parameters of
 // the example MLP (784-256-128-10) and GPT (4 layers, width 128, context 128), on 1 and 2 threads.
-// Run with OMP_WAIT_POLICY=passive (what `frugal` sets) to see the cost of waking the pool.
+// Run with GOMP_SPINCOUNT=30000 (what `frugal` sets; OMP_WAIT_POLICY=passive to see the cost of waking the pool).
 #include <benchmark/benchmark.h>
 
 #include <memory>

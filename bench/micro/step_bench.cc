@@ -1,7 +1,7 @@
 // One training step (forward, backward, AdamW) of the three example models at their example
 // batch sizes, fp32 and bf16-mixed, with counted model FLOPs per second; plus the memory-bound
 // pieces around the dense ops (bf16 conversion, attention softmax, GELU) on the GPT's sizes.
-// Run: OMP_NUM_THREADS=2 OMP_WAIT_POLICY=passive build/bench/step_bench (on a quiet machine).
+// Run: OMP_NUM_THREADS=2 GOMP_SPINCOUNT=30000 build/bench/step_bench (on a quiet machine; what `frugal` sets).
 #include <benchmark/benchmark.h>
 
 #include "frugal/autograd/autograd.h"

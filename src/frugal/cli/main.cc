@@ -377,13 +377,16 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
 }  // namespace
 
 int main(int argc, char** argv) {
-  // OpenMP threads spin between parallel regions by default; when anything else needs the cores
-  // (a second job, a build, CI running tests in parallel) the spinning starves the thread holding
-  // the work and a step gets many times slower. Sleeping waits cost a few microseconds per region
-  // instead, so frugal runs with them unless the user chose a policy. libgomp reads the variable
-  // when it loads, hence the one re-exec.
-  if (std::getenv("OMP_WAIT_POLICY") == nullptr) {
-    setenv("OMP_WAIT_POLICY", "passive", 1);
+  // OpenMP threads wait for the next parallel region by spinning, by default for 300000 rounds;
+  // when anything else needs the cores (a second job, a build, CI running tests in parallel) that
+  // starves the thread holding the work and a step gets many times slower. Sleeping at once
+  // (passive) costs a futex wake per region instead, a fifth of a CNN step on this VM. A short spin
+  // (30000 rounds, tens of microseconds) keeps back-to-back kernels awake and gives the cores back
+  // soon: measured here it is as fast as the default when idle and no slower than passive under
+  // load (bench/RESULTS.md). frugal uses it unless the user chose a policy or a spin count; libgomp
+  // reads both when it loads, hence the one re-exec.
+  if (std::getenv("OMP_WAIT_POLICY") == nullptr && std::getenv("GOMP_SPINCOUNT") == nullptr) {
+    setenv("GOMP_SPINCOUNT", "30000", 1);
     execv("/proc/self/exe", argv);  // on failure, carry on with the default policy
   }
   CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
