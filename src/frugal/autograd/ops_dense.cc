@@ -641,8 +641,7 @@ Tensor max_pool2x2_channels_last(const Tensor& x, const Pool2dDims& d) {
 
 Tensor max_pool2d(const Tensor& x, const Pool2dOptions& options) {
   const Pool2dDims d = pool_dims("max_pool2d", x, options);
-  if (x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode() && d.kernel_h == 2 &&
-      d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2 && d.padding_h == 0 && d.padding_w == 0)
+  if (x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode() && kernels::cpu::is_pool2x2(d))
     return max_pool2x2_channels_last(x, d);
   Tensor xc = x.contiguous();
   Tensor out = Tensor::empty({d.n, d.c, d.out_h, d.out_w}, x.dtype());  // (N, C, OH, OW)

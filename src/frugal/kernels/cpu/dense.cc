@@ -518,13 +518,11 @@ void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* 
   run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::bf16);
 }
 
-namespace {
 // 2x2 windows, stride 2, no padding: the hand kernel of pool.h (about 4x oneDNN's on NCHW here).
 bool is_pool2x2(const Pool2dDims& d) {
   return d.kernel_h == 2 && d.kernel_w == 2 && d.stride_h == 2 && d.stride_w == 2 && d.padding_h == 0 &&
          d.padding_w == 0 && d.out_h == d.h / 2 && d.out_w == d.w / 2;
 }
-}  // namespace
 
 size_t max_pool2d_workspace_bytes(const Pool2dDims& dims) {
   if (is_pool2x2(dims)) return size_t(dims.n * dims.c * dims.out_h * dims.out_w);

@@ -8,9 +8,14 @@
 
 #include <cstdint>
 
+#include "frugal/kernels/ref/dense.h"
+
 namespace frugal {
 namespace kernels {
 namespace cpu {
+
+// The pooling these kernels do: 2x2 windows, stride 2, no padding.
+bool is_pool2x2(const Pool2dDims& d);
 
 // x (planes, h, w) -> y and where (planes, h / 2, w / 2).
 void max_pool2x2_forward(const float* x, float* y, uint8_t* where, int64_t planes, int64_t h, int64_t w);
