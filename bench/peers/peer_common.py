@@ -27,6 +27,8 @@ def base_parser(description):
     ap.add_argument("--threads", type=int, default=2, help="torch.set_num_threads (frugal: [run] threads)")
     ap.add_argument("--bf16", action="store_true", help="torch.autocast('cpu', dtype=torch.bfloat16)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model (needs a C compiler)")
+    ap.add_argument("--channels-last", action="store_true",
+                    help="model and image batches in torch.channels_last (PyTorch's advice for CNNs on CPU)")
     ap.add_argument("--minutes", type=float, default=0, help="stop after this much wall time (0 = off)")
     ap.add_argument("--seed", type=int, default=1, help="[run] seed: data order and initial weights")
     ap.add_argument("--quiet", action="store_true", help="only the final JSON line")
@@ -41,6 +43,11 @@ def setup_torch(args):
 
 def autocast(args):
     return torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16)
+
+
+def memory_format(t, args):
+    """An image batch in the run's memory format (--channels-last); other tensors unchanged."""
+    return t.contiguous(memory_format=torch.channels_last) if args.channels_last and t.dim() == 4 else t
 
 
 def maybe_compile(model, args):
@@ -213,7 +220,7 @@ def evaluate_classifier(model, x, y, args, batch=1000):
     loss, correct = 0.0, 0
     with torch.no_grad(), autocast(args):
         for begin in range(0, len(x), batch):
-            logits = model(x[begin: begin + batch]).float()
+            logits = model(memory_format(x[begin: begin + batch], args)).float()
             target = y[begin: begin + batch]
             loss += F.cross_entropy(logits, target, reduction="sum").item()
             correct += (logits.argmax(1) == target).sum().item()
@@ -229,6 +236,8 @@ def train_classifier(name, build, args):
     setup_torch(args)
     (x_train, y_train), (x_val, y_val), (x_test, y_test) = fashion_mnist(args.seed, args.val_fraction)
     model = build()
+    if args.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     opt = adamw(model, args.lr, args.weight_decay)
     run_model = maybe_compile(model, args)
     n = len(x_train)
@@ -244,7 +253,7 @@ def train_classifier(name, build, args):
         for b in range(batches):
             t0 = time.perf_counter()
             rows = order[b * args.batch: (b + 1) * args.batch]
-            x, y = x_train.index_select(0, rows), y_train.index_select(0, rows)
+            x, y = memory_format(x_train.index_select(0, rows), args), y_train.index_select(0, rows)
             with autocast(args):
                 logits = run_model(x)
             loss = F.cross_entropy(logits.float(), y)
@@ -269,6 +278,7 @@ def train_classifier(name, build, args):
     val_loss, val_acc = evaluate_classifier(run_model, x_val, y_val, args)
     test_loss, test_acc = evaluate_classifier(run_model, x_test, y_test, args)
     emit({"peer": "pytorch", "example": name, "torch": torch.__version__, "bf16": args.bf16, "compile": args.compile,
+          "channels_last": args.channels_last,
           "threads": args.threads, "steps": step, "epochs": samples / n, "samples_seen": samples,
           "train_s": train_s, "first_step_s": first_step_s, "epoch_s": train_s * n / samples, "prepare_s": prepared_s,
           "wall_s": time.perf_counter() - start, "train_loss": loss_value, "val_loss": val_loss,

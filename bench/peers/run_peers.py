@@ -149,6 +149,8 @@ def run_torch(example, setting, args, workdir, tag, gpt_minutes=None):
         command.append("--bf16")
     if "compile" in setting:
         command.append("--compile")
+    if "channels-last" in setting:
+        command.append("--channels-last")
     log = os.path.join(workdir, tag + ".log")
     env = dict(os.environ, OMP_NUM_THREADS="2")
     code, rss, wall, text = run_process(command, log, env)
@@ -260,6 +262,8 @@ def main():
     settings = ["frugal fp32", "frugal bf16-mixed", "torch fp32", "torch bf16"]
     if args.compile:
         settings += ["torch compile fp32", "torch compile bf16"]
+    if "cnn" in examples:  # PyTorch's advice for CNNs on CPU; the other examples have no images
+        settings += ["torch channels-last fp32", "torch channels-last bf16"]
     print(f"{torch_source}; frugal {args.frugal}; {machine()}; logs in {workdir}", file=sys.stderr)
 
     raw = open(os.path.join(workdir, "records.jsonl"), "a")
@@ -293,6 +297,8 @@ def main():
     for example in examples if not args.records else []:
         for run in range(args.runs):
             for setting in settings:  # alternating, so drifts in machine speed hit every setting alike
+                if "channels-last" in setting and example != "cnn":
+                    continue
                 r = one_run(example, setting, f"{example}-{setting.replace(' ', '-')}-{run}")
                 if r:
                     records.append(r)
