@@ -117,7 +117,7 @@ TEST(ChannelsLast, MaxPool2x2MatchesPackedLayoutExactly) {
 // batch_norm_relu_max_pool2x2 against the three ops in sequence on the same channels-last input:
 // output, every gradient and the running statistics bit for bit (odd sizes drop a row and column).
 TEST(ChannelsLast, FusedBatchNormReluPoolIsBitIdenticalToTheOps) {
-  for (Shape shape : std::vector<Shape>{{4, 24, 8, 8}, {3, 37, 7, 9}, {2, 64, 2, 2}})
+  for (Shape shape : std::vector<Shape>{{4, 24, 8, 8}, {3, 37, 7, 9}, {2, 64, 2, 2}, {2, 4100, 2, 3}})
     for (bool training : {true, false})
       for (bool grad_cl : {false, true}) {
         const int64_t C = shape[1];

@@ -10,7 +10,6 @@
 #include <type_traits>
 #include <vector>
 
-#include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
 #include "frugal/kernels/cpu/pool.h"
 
@@ -407,7 +406,6 @@ void batch_norm_backward(const float* x, const float* mean, const float* rstd, c
 
 namespace {
 constexpr int64_t kBlockRows = 128;  // rows per f32 partial sum
-constexpr int64_t kMaxRowChannels = 4096;  // per-row scratch on the stack
 
 // K per-channel sums over the rows of an (M, C) array into out (K, C): fixed blocks of kBlockRows
 // rows sum in f32 (row(m, acc) adds row m into acc (K, C)), blocks combine in double in block
@@ -480,7 +478,9 @@ void batch_norm_backward_rows(const float* x, const float* mean, const float* rs
                               bool training) {
   std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
   column_sums<2>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
-    float g[kMaxRowChannels];
+    thread_local std::vector<float> row;  // the row's gradient; grows to the widest C seen
+    if (int64_t(row.size()) < C) row.resize(size_t(C));
+    float* g = row.data();
     grad_row(m, g);
     const float* __restrict xr = x + m * C;
     for (int64_t c = 0; c < C; ++c) {
@@ -503,7 +503,8 @@ void batch_norm_backward_rows(const float* x, const float* mean, const float* rs
   const float* __restrict mg = mean_g.data();
   const float* __restrict mgx = mean_gx.data();
   parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-    float g[kMaxRowChannels];
+    std::vector<float> row(static_cast<size_t>(C));
+    float* g = row.data();
     for (int64_t m = m0; m < m1; ++m) {
       grad_row(m, g);
       const float* __restrict xr = x + m * C;
@@ -525,7 +526,6 @@ void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rst
 void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
                               const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
                               bool training, const float* relu_out) {
-  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_backward_nhwc: too many channels");
   auto grad_row = [&](int64_t m, float* __restrict g) {
     const float* __restrict gr = grad + m * C;
     if (relu_out) {
@@ -541,13 +541,13 @@ void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rs
 void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
                                        const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
                                        int64_t C) {
-  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_relu_pool_forward_nhwc: too many channels");
   const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, C);
   const float* a = ab.data();
   const float* b = ab.data() + C;
   const int64_t OH = H / 2, OW = W / 2;
   parallel_for(N * OH, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * W * C, 1)), [&](int64_t r0, int64_t r1) {
-    float v[4][kMaxRowChannels];  // the window's four normalized, rectified pixels
+    std::vector<float> pixels(static_cast<size_t>(4 * C));  // the window's four normalized, rectified pixels
+    float* v[4] = {pixels.data(), pixels.data() + C, pixels.data() + 2 * C, pixels.data() + 3 * C};
     for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
       const int64_t n = row / OH, i = row % OH;
       for (int64_t j = 0; j < OW; ++j) {
@@ -564,7 +564,6 @@ void batch_norm_relu_pool_backward_nhwc(const float* x, const float* mean, const
                                         const float* y, const uint8_t* where, const float* grad_y, float* dx,
                                         float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
                                         bool training) {
-  FRUGAL_CHECK(C <= kMaxRowChannels, "batch_norm_relu_pool_backward_nhwc: too many channels");
   const int64_t OH = H / 2, OW = W / 2;
   // The gradient reaching batch norm at pixel (n, h, w): the pooled gradient where this pixel won
   // its window and its rectified value (the window's maximum) is positive, else 0: max pooling's
