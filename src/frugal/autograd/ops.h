@@ -69,6 +69,11 @@ struct Conv2dOptions {
   int64_t padding_h = 0, padding_w = 0;
   int64_t dilation_h = 1, dilation_w = 1;
   int64_t groups = 1;
+  // In bf16-mixed precision on channels-last input, return y as a bf16 tensor (rounded as the
+  // kernel writes it, half the bytes to store and read back) for a consumer that reads bf16:
+  // batch_norm_relu_max_pool2x2. Its gradient then arrives in bf16, as the backward reads it.
+  // Ignored otherwise (fp32, fp16-mixed, packed NCHW input, the reference kernels).
+  bool bf16_output = false;
 };
 // x (N, C, H, W), weight (O, C/groups, KH, KW), bias (O) or undefined -> (N, O, OH, OW)
 Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias = Tensor(),
@@ -109,6 +114,9 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
 // max_pool2d(batch_norm_relu(...)) over 2x2 windows with stride 2: on channels-last f32 input one
 // pass writes only the pooled output and keeps it and the winners for backward (no full-size
 // tensor); values and gradients bit-identical to the ops in sequence, which it runs otherwise.
+// Channels-last bf16 input (conv2d's bf16_output) is read in f32 arithmetic, every value the same
+// as for its f32 widening; the output and the parameters' gradients are f32, the input's gradient
+// is bf16 (the f32 one rounded).
 Tensor batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                                    Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
 // q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.

@@ -459,14 +459,16 @@ Tensor conv_output(const Conv2dDims& d, DType dtype) { return conv_like_input({d
 // for backward), grad_y rounded in backward; every product accumulates in f32 and every result
 // (y, dX, dW, db) is f32. The bias is added in f32; db is summed from the rounded grad_y, as the
 // oneDNN kernel reads only that.
-Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
+Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d, bool bf16_output) {
   Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor x16 = round_to_bf16(xc.data<float>(), xc.numel()), w16 = round_to_bf16(wc.data<float>(), wc.numel());
-  Tensor out = conv_output(d, DType::f32);  // (N, O, OH, OW)
+  Tensor out = conv_output(d, bf16_output ? DType::bf16 : DType::f32);  // (N, O, OH, OW)
   const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
   if (kernels::reference_mode()) {
     Tensor x32 = x16.to(DType::f32), w32 = w16.to(DType::f32);
     kernels::ref::conv2d_forward<float>(x32.data<float>(), w32.data<float>(), bias_p, out.data<float>(), d);
+  } else if (bf16_output) {
+    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<bf16_t>(), d);
   } else {
     kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<float>(), d);
   }
@@ -478,9 +480,9 @@ Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, co
   Shape x_shape = x.shape(), w_shape = weight.shape();
   return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
     Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
-    FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d bf16 backward expects an f32 gradient");
-    Tensor g16 = round_to_bf16(g.data<float>(), g.numel());
+    FRUGAL_CHECK(g.dtype() == (bf16_output ? DType::bf16 : DType::f32), "conv2d bf16 backward: gradient dtype");
     const bool reference = kernels::reference_mode();
+    Tensor g16 = bf16_output ? g : round_to_bf16(g.data<float>(), g.numel());  // a bf16 gradient is read as it is
     Tensor g32 = reference ? g16.to(DType::f32) : Tensor();
     std::vector<Tensor> grads(has_bias ? 3 : 2);
     if (need_x) {
@@ -563,7 +565,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   // Channels-last input runs channels-last (oneDNN's NHWC kernels, no reorders) and gives
   // channels-last output and input gradient; the reference kernels read NCHW.
   d.channels_last = x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode();
-  if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d);
+  if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d, options.bf16_output && d.channels_last);
   if (use_f16(x.dtype())) return conv2d_f16(x, weight, bias, d);
   Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = conv_output(d, x.dtype());  // (N, O, OH, OW)

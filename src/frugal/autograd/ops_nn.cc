@@ -249,14 +249,21 @@ enum class Epilogue { none, relu, relu_pool };
 
 // The channels-last forward and backward of batch_norm_relu_max_pool2x2 once the statistics are
 // known: x (N, C, H, W) channels-last, mean and rstd (C); saves the pooled output and winners only.
+// x is f32, or bf16 (conv2d's bf16_output; dx is then bf16 too).
 Tensor bn_relu_pool(const Tensor& input, const Tensor& weight, const Tensor& bias, const Tensor& x, const Tensor& w,
                     const Tensor& b, const Tensor& mean, const Tensor& rstd, bool training) {
   const int64_t N = x.size(0), C = x.size(1), H = x.size(2), W = x.size(3);
+  const bool narrow = x.dtype() == DType::bf16;
   Tensor y = empty_channels_last({N, C, H / 2, W / 2}, DType::f32);
   Tensor where = Tensor::empty({N, H / 2, W / 2, C}, DType::u8);
-  kernels::cpu::batch_norm_relu_pool_forward_nhwc(x.data<float>(), mean.data<float>(), rstd.data<float>(),
-                                                  data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
-                                                  where.data<uint8_t>(), N, H, W, C);
+  if (narrow)
+    kernels::cpu::batch_norm_relu_pool_forward_nhwc(x.data<bf16_t>(), mean.data<float>(), rstd.data<float>(),
+                                                    data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
+                                                    where.data<uint8_t>(), N, H, W, C);
+  else
+    kernels::cpu::batch_norm_relu_pool_forward_nhwc(x.data<float>(), mean.data<float>(), rstd.data<float>(),
+                                                    data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
+                                                    where.data<uint8_t>(), N, H, W, C);
   if (!autograd::needs_grad({&input, &weight, &bias})) return y;
   const bool need_x = input.requires_grad(), need_w = weight.defined() && weight.requires_grad(),
              need_b = bias.defined() && bias.requires_grad();
@@ -264,15 +271,84 @@ Tensor bn_relu_pool(const Tensor& input, const Tensor& weight, const Tensor& bia
   return autograd::record(y, "batch_norm_relu_max_pool2x2", {input, weight, bias},
                           [=](const Tensor& g_in) -> std::vector<Tensor> {
     Tensor g = to_channels_last(g_in);
-    Tensor dx = need_x ? empty_channels_last(x.shape(), DType::f32) : Tensor();
+    Tensor dx = need_x ? empty_channels_last(x.shape(), x.dtype()) : Tensor();
     Tensor dw = need_w ? Tensor::empty({C}, DType::f32) : Tensor();
     Tensor db = need_b ? Tensor::empty({C}, DType::f32) : Tensor();
-    kernels::cpu::batch_norm_relu_pool_backward_nhwc(
-        x.data<float>(), mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), y_saved.data<float>(),
-        where.data<uint8_t>(), g.data<float>(), mutable_or_null<float>(dx), mutable_or_null<float>(dw),
-        mutable_or_null<float>(db), N, H, W, C, training);
+    if (narrow)
+      kernels::cpu::batch_norm_relu_pool_backward_nhwc(
+          x.data<bf16_t>(), mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), y_saved.data<float>(),
+          where.data<uint8_t>(), g.data<float>(), mutable_or_null<bf16_t>(dx), mutable_or_null<float>(dw),
+          mutable_or_null<float>(db), N, H, W, C, training);
+    else
+      kernels::cpu::batch_norm_relu_pool_backward_nhwc(
+          x.data<float>(), mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), y_saved.data<float>(),
+          where.data<uint8_t>(), g.data<float>(), mutable_or_null<float>(dx), mutable_or_null<float>(dw),
+          mutable_or_null<float>(db), N, H, W, C, training);
     return {dx, dw, db};
   });
+}
+
+// PyTorch's rule: running = (1 - momentum) * running + momentum * batch, with the unbiased batch
+// variance (count values per channel) for running_var.
+void update_running_stats(Tensor& running_mean, Tensor& running_var, const Tensor& mean, const Tensor& var,
+                          int64_t count, double momentum) {
+  if (!running_mean.defined()) return;
+  const int64_t C = mean.numel();
+  std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
+  std::vector<double> bm = mean.to_vector<double>(), bv = var.to_vector<double>();
+  const double unbias = double(count) / double(count - 1);
+  for (size_t c = 0; c < size_t(C); ++c) {
+    rm[c] = (1.0 - momentum) * rm[c] + momentum * bm[c];
+    rv[c] = (1.0 - momentum) * rv[c] + momentum * bv[c] * unbias;
+  }
+  running_mean.copy_from(Tensor::from_vector(rm, {C}).to(running_mean.dtype()));
+  running_var.copy_from(Tensor::from_vector(rv, {C}).to(running_var.dtype()));
+}
+
+// Evaluation: the running statistics as the batch's (copies: they may change in place before this
+// op's backward runs).
+void use_running_stats(const Tensor& running_mean, const Tensor& running_var, Tensor& mean, Tensor& var) {
+  if (!running_mean.defined())
+    throw InputError("batch_norm: evaluation (training = false) needs running_mean and running_var");
+  mean.copy_from(running_mean);
+  var.copy_from(running_var);
+}
+
+// 1 / sqrt(var + eps), computed in double, in var's dtype.
+Tensor rstd_of(const Tensor& var, double eps) {
+  std::vector<double> rstd_values = var.to_vector<double>();
+  for (double& r : rstd_values) r = 1.0 / std::sqrt(r + eps);
+  return Tensor::from_vector(rstd_values, {var.numel()}).to(var.dtype());
+}
+
+// batch_norm_relu_max_pool2x2 on bf16 channels-last input (conv2d's bf16_output): the statistics
+// over the widened values in f32, then bn_relu_pool; parameters and statistics stay f32.
+Tensor bn_relu_pool_bf16(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
+                         Tensor running_var, bool training, double momentum, double eps) {
+  const char* op = "batch_norm_relu_max_pool2x2";
+  if (input.rank() != 4 || !is_channels_last(input) || input.size(2) < 2 || input.size(3) < 2 ||
+      kernels::reference_mode())
+    throw InputError(std::string(op) + ": bf16 input must be channels-last (N, C, H, W) with H, W >= 2 (the "
+                     "bf16_output of conv2d on the fast kernels), got " + shape_str(input.shape()));
+  const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
+  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"weight", &weight}, {"bias", &bias},
+                         {"running_mean", &running_mean}, {"running_var", &running_var}})
+    check_channel_param(op, name, *t, C, DType::f32);
+  if (running_mean.defined() != running_var.defined())
+    throw InputError(std::string(op) + ": running_mean and running_var must be given together");
+  Tensor x = input.detach();
+  Tensor mean = Tensor::empty({C}, DType::f32), var = Tensor::empty({C}, DType::f32);
+  if (training) {
+    if (N * H * W <= 1)
+      throw InputError(std::string(op) + ": training needs more than one value per channel, got input " +
+                       shape_str(input.shape()));
+    kernels::cpu::batch_norm_stats_nhwc(x.data<bf16_t>(), mean.data<float>(), var.data<float>(), N * H * W, C);
+    update_running_stats(running_mean, running_var, mean, var, N * H * W, momentum);
+  } else {
+    use_running_stats(running_mean, running_var, mean, var);
+  }
+  return bn_relu_pool(input, weight, bias, x, contiguous_or_undefined(weight), contiguous_or_undefined(bias), mean,
+                      rstd_of(var, eps), training);
 }
 
 Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
@@ -312,29 +388,11 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
           if (cl) kernels::cpu::batch_norm_stats_nhwc(x.data<float>(), mean.data<float>(), var.data<float>(), N * S, C);
           else kernels::cpu::batch_norm_stats(x.data<float>(), mean.data<float>(), var.data<float>(), N, C, S);
         });
-    if (running_mean.defined()) {
-      // PyTorch's rule: running = (1 - momentum) * running + momentum * batch, with the unbiased
-      // batch variance for running_var.
-      std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
-      std::vector<double> bm = mean.to_vector<double>(), bv = var.to_vector<double>();
-      const double unbias = double(count) / double(count - 1);
-      for (size_t c = 0; c < size_t(C); ++c) {
-        rm[c] = (1.0 - momentum) * rm[c] + momentum * bm[c];
-        rv[c] = (1.0 - momentum) * rv[c] + momentum * bv[c] * unbias;
-      }
-      running_mean.copy_from(Tensor::from_vector(rm, {C}).to(dtype));
-      running_var.copy_from(Tensor::from_vector(rv, {C}).to(dtype));
-    }
+    update_running_stats(running_mean, running_var, mean, var, count, momentum);
   } else {
-    if (!running_mean.defined())
-      throw InputError("batch_norm: evaluation (training = false) needs running_mean and running_var");
-    // Copies: the running stats may change in place before this op's backward runs.
-    mean.copy_from(running_mean);
-    var.copy_from(running_var);
+    use_running_stats(running_mean, running_var, mean, var);
   }
-  std::vector<double> rstd_values = var.to_vector<double>();
-  for (double& r : rstd_values) r = 1.0 / std::sqrt(r + eps);
-  Tensor rstd = Tensor::from_vector(rstd_values, {C}).to(dtype);  // (C)
+  Tensor rstd = rstd_of(var, eps);  // (C)
 
   if (epilogue == Epilogue::relu_pool) {
     FRUGAL_CHECK(cl && input.size(2) >= 2 && input.size(3) >= 2, "batch_norm_relu_max_pool2x2 needs channels-last input");
@@ -413,6 +471,8 @@ Tensor batch_norm_relu(const Tensor& input, const Tensor& weight, const Tensor& 
 
 Tensor batch_norm_relu_max_pool2x2(const Tensor& input, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                                    Tensor running_var, bool training, double momentum, double eps) {
+  if (input.dtype() == DType::bf16)
+    return bn_relu_pool_bf16(input, weight, bias, running_mean, running_var, training, momentum, eps);
   const bool fused = input.dtype() == DType::f32 && input.rank() == 4 && !input.is_contiguous() &&
                      is_channels_last(input) && !kernels::reference_mode() && input.size(2) >= 2 && input.size(3) >= 2;
   if (!fused)

@@ -89,6 +89,13 @@ Tensor Conv2d::forward(const Tensor& x) {
   return conv2d(x, weight_, bias_, options_);
 }
 
+Tensor Conv2d::forward_bf16_output(const Tensor& x) {
+  if (x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
+  Conv2dOptions options = options_;
+  options.bf16_output = true;
+  return conv2d(x, weight_, bias_, options);
+}
+
 // ---- BatchNorm ----
 
 BatchNorm::BatchNorm(int64_t num_features, double eps, double momentum, bool affine, bool track_running_stats)

@@ -39,6 +39,9 @@ class Conv2d : public Module {
   Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, const Conv2dOptions& options = {},
          bool bias = true);
   Tensor forward(const Tensor& x) override;
+  // forward with conv2d's bf16_output: in bf16-mixed precision on channels-last input the output
+  // is a bf16 tensor, for a following BatchNorm2d + ReLU + 2x2 max pooling (forward_chain).
+  Tensor forward_bf16_output(const Tensor& x);
   std::string type_name() const override { return "Conv2d"; }
   void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))
   const Tensor& weight() const { return weight_; }

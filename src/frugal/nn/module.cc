@@ -190,12 +190,21 @@ bool is_pool2x2(const Module* m) {
   return o.kernel_h == 2 && o.kernel_w == 2 && o.stride_h == 2 && o.stride_w == 2 && o.padding_h == 0 &&
          o.padding_w == 0;
 }
+
+// BatchNorm2d, ReLU, 2x2 max pooling from layers[i]: one fused op, which reads bf16 input.
+bool is_bn_relu_pool(const std::vector<Module*>& layers, size_t i) {
+  return i + 2 < layers.size() && dynamic_cast<const BatchNorm2d*>(layers[i]) &&
+         dynamic_cast<const ReLU*>(layers[i + 1]) && is_pool2x2(layers[i + 2]);
+}
 }  // namespace
 
 Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x) {
   Tensor y = x;
   for (size_t i = 0; i < layers.size(); ++i) {
-    if (i + 2 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1]) && is_pool2x2(layers[i + 2])) {
+    auto* conv = dynamic_cast<Conv2d*>(layers[i]);
+    if (conv && is_bn_relu_pool(layers, i + 1)) {  // its output is stored for batch norm only
+      y = conv->forward_bf16_output(y);
+    } else if (i + 2 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1]) && is_pool2x2(layers[i + 2])) {
       y = layers[i]->forward_relu_pool2x2(y);
       i += 2;
     } else if (i + 1 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1])) {

@@ -361,7 +361,10 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
   for (int64_t out : config.channels) {
     const int64_t in_values = N * channels * h * w, conv_values = N * out * h * w;  // padding keeps H, W
     const int64_t pool_values = N * out * (h / 2) * (w / 2);
-    int64_t block = conv_values * f32;
+    // The convolution's output, kept by batch norm: in bf16-mixed a bf16 tensor when batch norm,
+    // ReLU and max pooling follow (conv2d's bf16_output, which their fused op reads).
+    const bool bf16_output = bf16_mixed && config.batch_norm && config.pool == "max";
+    int64_t block = conv_values * (bf16_output ? 2 : f32);
     // bf16-mixed conv2d keeps its input and weight rounded to bf16 for backward.
     if (bf16_mixed) block += (in_values + out * channels * config.kernel * config.kernel) * 2;
     // Batch norm, ReLU and max pooling run as one op (forward_chain): it keeps the batch mean and

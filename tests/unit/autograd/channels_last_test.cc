@@ -141,5 +141,78 @@ TEST(ChannelsLast, FusedBatchNormReluPoolIsBitIdenticalToTheOps) {
       }
 }
 
+// bf16 channels-last input (conv2d's bf16_output): every value computed in f32 as for the input's
+// f32 widening, so against the f32 op on that widening the output, the parameters' gradients and
+// the running statistics agree bit for bit and the input's gradient is the f32 one rounded to bf16.
+// Shapes cover whole-register channel counts (the AVX-512 rows) and others.
+TEST(ChannelsLast, FusedBatchNormReluPoolReadsBf16Input) {
+  for (Shape shape : std::vector<Shape>{{4, 32, 8, 8}, {3, 37, 7, 9}, {2, 64, 6, 5}, {2, 16, 2, 2}})
+    for (bool training : {true, false}) {
+      const int64_t C = shape[1];
+      Tensor x16 = to_channels_last(random_tensor(shape, 60, DType::f32, -2.0, 3.0).to(DType::bf16));
+      Tensor x32 = x16.to(DType::f32);
+      Tensor w = random_tensor({C}, 61, DType::f32, -1.0, 1.5), b = random_tensor({C}, 62);
+      Tensor rm = random_tensor({C}, 63), rv = random_tensor({C}, 64, DType::f32, 0.5, 2.0);
+      Tensor rm16 = rm.clone(), rv16 = rv.clone(), rm32 = rm.clone(), rv32 = rv.clone();
+      auto pass = [&](const Tensor& input, Tensor& run_mean, Tensor& run_var) {
+        Tensor xl = to_channels_last(input.clone()), wl = w.clone(), bl = b.clone();
+        for (Tensor* t : {&xl, &wl, &bl}) t->set_requires_grad(true);
+        PathRun r;
+        r.out = batch_norm_relu_max_pool2x2(xl, wl, bl, run_mean, run_var, training);
+        autograd::backward(r.out, random_tensor(r.out.shape(), 65));
+        r.grads = {xl.grad(), wl.grad(), bl.grad()};
+        return r;
+      };
+      ASSERT_TRUE(is_channels_last(x16) && x16.dtype() == DType::bf16);
+      PathRun narrow = pass(x16, rm16, rv16), wide = pass(x32, rm32, rv32);
+      const std::string what = shape_str(shape) + (training ? " training" : " eval");
+      EXPECT_EQ(narrow.out.dtype(), DType::f32) << what;
+      EXPECT_TRUE(testing::same_bits(narrow.out, wide.out)) << what << " forward";
+      EXPECT_EQ(narrow.grads[0].dtype(), DType::bf16) << what;
+      EXPECT_TRUE(testing::same_bits(narrow.grads[0], wide.grads[0].to(DType::bf16))) << what << " grad x";
+      EXPECT_TRUE(testing::same_bits(narrow.grads[1], wide.grads[1])) << what << " grad weight";
+      EXPECT_TRUE(testing::same_bits(narrow.grads[2], wide.grads[2])) << what << " grad bias";
+      EXPECT_TRUE(testing::same_bits(rm16, rm32)) << what;
+      EXPECT_TRUE(testing::same_bits(rv16, rv32)) << what;
+    }
+  // Anything but channels-last bf16 (N, C, H, W) is refused with a message, not misread.
+  Tensor packed = random_tensor({2, 3, 4, 4}, 66).to(DType::bf16);
+  Tensor w = Tensor::ones({3}), b = Tensor::zeros({3}), rm = Tensor::zeros({3}), rv = Tensor::ones({3});
+  EXPECT_THROW(batch_norm_relu_max_pool2x2(packed, w, b, rm, rv, true), InputError);
+  Tensor cl = to_channels_last(random_tensor({2, 3, 4, 4}, 67).to(DType::bf16));
+  EXPECT_THROW(batch_norm_relu_max_pool2x2(cl, w.to(DType::bf16), b, rm, rv, true), InputError);
+}
+
+// conv2d's bf16_output in bf16-mixed: y is the f32 output rounded to bf16 (channels-last), and a
+// bf16 gradient gives the same gradients as the f32 path given that gradient's f32 widening (the
+// f32 path rounds its gradient to exactly those bf16 values). Ignored in fp32 and on NCHW input.
+TEST(ChannelsLast, Conv2dBf16OutputIsTheRoundedOutput) {
+  Conv2dOptions o;
+  o.padding_h = o.padding_w = 1;
+  Conv2dOptions narrow = o;
+  narrow.bf16_output = true;
+  for (int64_t c : {1, 8}) {
+    PrecisionGuard guard(Precision::bf16_mixed);
+    Tensor x = to_channels_last(random_tensor({4, c, 9, 7}, 70)), w = random_tensor({16, c, 3, 3}, 71);
+    Tensor b = random_tensor({16}, 72);
+    Tensor xa = to_channels_last(x.clone()), wa = w.clone(), ba = b.clone();
+    Tensor xb = to_channels_last(x.clone()), wb = w.clone(), bb = b.clone();
+    for (Tensor* t : {&xa, &wa, &ba, &xb, &wb, &bb}) t->set_requires_grad(true);
+    Tensor y16 = conv2d(xa, wa, ba, narrow), y32 = conv2d(xb, wb, bb, o);
+    EXPECT_EQ(y16.dtype(), DType::bf16);
+    EXPECT_TRUE(is_channels_last(y16));
+    EXPECT_TRUE(testing::same_bits(y16, y32.to(DType::bf16))) << "c=" << c;
+    Tensor g16 = to_channels_last(random_tensor(y16.shape(), 73).to(DType::bf16));
+    autograd::backward(y16, g16);
+    autograd::backward(y32, g16.to(DType::f32));
+    for (auto [a, e] : {std::pair<Tensor*, Tensor*>{&xa, &xb}, {&wa, &wb}, {&ba, &bb}})
+      EXPECT_TRUE(testing::same_bits(a->grad(), e->grad())) << "c=" << c;
+  }
+  Tensor x = to_channels_last(random_tensor({2, 3, 5, 5}, 74)), w = random_tensor({16, 3, 3, 3}, 75);
+  EXPECT_EQ(conv2d(x, w, Tensor(), narrow).dtype(), DType::f32) << "fp32 ignores bf16_output";
+  PrecisionGuard guard(Precision::bf16_mixed);
+  EXPECT_EQ(conv2d(random_tensor({2, 3, 5, 5}, 76), w, Tensor(), narrow).dtype(), DType::f32) << "NCHW input";
+}
+
 }  // namespace
 }  // namespace frugal

@@ -2,6 +2,9 @@
 // shapes, agreement with the op it wraps, Dropout's (seed, step, layer) masks, BatchNorm's modes.
 #include <gtest/gtest.h>
 
+#include <cmath>
+
+#include "frugal/autograd/precision.h"
 #include "frugal/nn/nn.h"
 #include "test_util.h"
 
@@ -199,6 +202,48 @@ TEST(Layers, SequentialFusesBatchNormReluAndPool) {
   EXPECT_TRUE(testing::same_bits(x1.grad(), x2.grad()));
   auto p1 = fused->named_parameters(), p2 = plain->named_parameters();
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(testing::same_bits(p1[i].second.grad(), p2[i].second.grad()));
+}
+
+// In bf16-mixed a Conv2d feeding BatchNorm2d + ReLU + 2x2 MaxPool2d on channels-last input
+// stores its output in bf16 for the fused op (conv2d's bf16_output); run layer by layer it stays
+// f32. The two agree to bf16 rounding of the convolution's output, and both train the same
+// parameters.
+TEST(Layers, SequentialStoresConvOutputInBf16ForBatchNorm) {
+  PrecisionGuard guard(Precision::bf16_mixed);
+  auto make = [] {
+    Conv2dOptions same;
+    same.padding_h = same.padding_w = 1;
+    auto seq = std::make_shared<nn::Sequential>();
+    seq->push_back(std::make_shared<nn::Conv2d>(3, 16, 3, same));
+    seq->push_back(std::make_shared<nn::BatchNorm2d>(16));
+    seq->push_back(std::make_shared<nn::ReLU>());
+    seq->push_back(std::make_shared<nn::MaxPool2d>(2));
+    return seq;
+  };
+  auto chained = make(), layered = make();
+  Tensor x = to_channels_last(random_tensor({4, 3, 8, 8}, 35, DType::f32, -2.0, 2.0));
+  Tensor y1 = chained->forward(x);
+  Tensor y2 = x;
+  for (int i = 0; i < 4; ++i) y2 = (*layered)[i].forward(y2);
+  EXPECT_EQ(y1.grad_fn()->name, "batch_norm_relu_max_pool2x2");
+  EXPECT_EQ(y1.grad_fn()->inputs[0].dtype(), DType::bf16);
+  EXPECT_EQ(y2.grad_fn()->inputs[0].dtype(), DType::f32);
+  EXPECT_EQ(y1.dtype(), DType::f32);
+  EXPECT_TRUE(all_close(y1, y2, 3e-2, 3e-2));  // batch norm's unit scale: bf16 steps of ~1/128
+  Tensor g = random_tensor(y1.shape(), 36);
+  autograd::backward(y1, g);
+  autograd::backward(y2, g);
+  auto p1 = chained->named_parameters(), p2 = layered->named_parameters();
+  // Relative error over each whole gradient: batch norm's backward subtracts means, so single
+  // elements cancel, and rounding can change a pooling window's winner. The convolution's bias
+  // is left out: batch norm removes its effect, its gradient is rounding noise around 0.
+  for (size_t i = 0; i < p1.size(); ++i) {
+    if (p1[i].first == "0.bias") continue;
+    std::vector<double> a = p1[i].second.grad().to_vector<double>(), e = p2[i].second.grad().to_vector<double>();
+    double diff = 0, norm = 0;
+    for (size_t k = 0; k < a.size(); ++k) diff += (a[k] - e[k]) * (a[k] - e[k]), norm += e[k] * e[k];
+    EXPECT_LT(std::sqrt(diff / norm), 5e-2) << p1[i].first;
+  }
 }
 
 TEST(Layers, ForwardShapes) {

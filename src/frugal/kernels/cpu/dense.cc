@@ -303,10 +303,12 @@ dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvDescs& c, bo
   return dnnl::convolution_forward::primitive_desc(desc, engine());
 }
 
-void run_conv_forward(const void* x, const void* weight, const float* bias, float* y, const Conv2dDims& d, dt in_type) {
-  const Key key = conv_key(Kind::conv_forward, in_type, d, bias != nullptr);
+void run_conv_forward(const void* x, const void* weight, const float* bias, void* y, const Conv2dDims& d, dt in_type,
+                      dt out_type = dt::f32) {
+  Key key = conv_key(Kind::conv_forward, in_type, d, bias != nullptr);
+  key.add(int64_t(out_type));
   ConvForwardEntry& entry = find_or_make(cache().conv_forward, key, [&] {
-    ConvDescs c = conv_descs(d, in_type);
+    ConvDescs c = conv_descs_typed(d, in_type, in_type, out_type);
     auto pd = conv_forward_pd(c, bias != nullptr);
     ConvForwardEntry e;
     e.primitive = dnnl::convolution_forward(pd);
@@ -498,6 +500,10 @@ void conv2d_forward(const float* x, const float* weight, const float* bias, floa
 
 void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims) {
   run_conv_forward(x, weight, bias, y, dims, dt::bf16);
+}
+
+void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, bf16_t* y, const Conv2dDims& dims) {
+  run_conv_forward(x, weight, bias, y, dims, dt::bf16, dt::bf16);
 }
 
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {

@@ -25,6 +25,9 @@ void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, 
 // into per-thread scratch buffers when that layout differs from theirs.
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims);
 void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims);
+// The same with y rounded to bf16 as the kernel writes it (oneDNN's rounding: nearest even,
+// denormals flushed), for a consumer that stores its input in bf16 (bf16-mixed batch norm).
+void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, bf16_t* y, const Conv2dDims& dims);
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& dims);
 void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
                              const Conv2dDims& dims);

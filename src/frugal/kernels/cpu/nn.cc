@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/pool.h"
 
 namespace frugal {
@@ -408,17 +409,17 @@ namespace {
 constexpr int64_t kBlockRows = 128;  // rows per f32 partial sum
 
 // K per-channel sums over the rows of an (M, C) array into out (K, C): fixed blocks of kBlockRows
-// rows sum in f32 (row(m, acc) adds row m into acc (K, C)), blocks combine in double in block
-// order, so the result does not depend on the thread count.
-template <int K, class Row>
-void column_sums(int64_t M, int64_t C, double* out, Row&& row) {
+// rows sum in f32 (block(m0, m1, acc) adds rows [m0, m1) into acc (K, C), one row after the other),
+// blocks combine in double in block order, so the result does not depend on the thread count.
+template <int K, class Block>
+void column_sums(int64_t M, int64_t C, double* out, Block&& block) {
   const int64_t blocks = (M + kBlockRows - 1) / kBlockRows;
   std::vector<double> partial(static_cast<size_t>(blocks * K * C));
   parallel_for(blocks, std::max<int64_t>(1, kGrain / std::max<int64_t>(kBlockRows * C, 1)), [&](int64_t b0, int64_t b1) {
     std::vector<float> acc(static_cast<size_t>(K * C));
     for (int64_t b = b0; b < b1; ++b) {
       std::fill(acc.begin(), acc.end(), 0.0f);
-      for (int64_t m = b * kBlockRows; m < std::min(M, (b + 1) * kBlockRows); ++m) row(m, acc.data());
+      block(b * kBlockRows, std::min(M, (b + 1) * kBlockRows), acc.data());
       std::copy(acc.begin(), acc.end(), partial.begin() + b * K * C);
     }
   });
@@ -426,37 +427,81 @@ void column_sums(int64_t M, int64_t C, double* out, Row&& row) {
   for (int64_t b = 0; b < blocks; ++b)
     for (int64_t i = 0; i < K * C; ++i) out[i] += partial[static_cast<size_t>(b * K * C + i)];
 }
+
+// Calls f(std::integral_constant<int64_t, CT>) with CT = C for the usual channel counts, so the
+// per-row loops over channels compile to a fixed run of vector operations (C = 32 is two
+// registers: a run-time count costs more in loop setup than in arithmetic), and CT = 0 (use the
+// run-time C) for the others. The arithmetic is the same either way.
+template <class F>
+void with_channels(int64_t C, F&& f) {
+  switch (C) {
+    case 16: return f(std::integral_constant<int64_t, 16>{});
+    case 32: return f(std::integral_constant<int64_t, 32>{});
+    case 64: return f(std::integral_constant<int64_t, 64>{});
+    case 128: return f(std::integral_constant<int64_t, 128>{});
+    case 256: return f(std::integral_constant<int64_t, 256>{});
+    default: return f(std::integral_constant<int64_t, 0>{});
+  }
+}
+
+// This thread's scratch row of C floats (the gradient reaching batch norm at one row).
+float* row_scratch(int64_t C) {
+  thread_local std::vector<float> row;
+  if (int64_t(row.size()) < C) row.resize(size_t(C));
+  return row.data();
+}
 }  // namespace
 
-void batch_norm_stats_nhwc(const float* x, float* mean, float* var, int64_t M, int64_t C) {
+namespace {
+// A stored activation as f32: bf16 widens exactly.
+inline float widen(float v) { return v; }
+inline float widen(bf16_t v) { return bf16_to_float(v); }
+
+template <int64_t CT, class T>
+void batch_norm_stats_rows(const T* x, float* mean, float* var, int64_t M, int64_t channels) {
+  const int64_t C = CT > 0 ? CT : channels;
   std::vector<double> totals(static_cast<size_t>(C));
-  column_sums<1>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
-    const float* __restrict xr = x + m * C;
-    for (int64_t c = 0; c < C; ++c) acc[c] += xr[c];
+  column_sums<1>(M, C, totals.data(), [&](int64_t m0, int64_t m1, float* __restrict acc) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const T* __restrict xr = x + m * C;
+      for (int64_t c = 0; c < C; ++c) acc[c] += widen(xr[c]);
+    }
   });
   for (int64_t c = 0; c < C; ++c) mean[c] = float(totals[size_t(c)] / double(M));
-  column_sums<1>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
-    const float* __restrict xr = x + m * C;
-    for (int64_t c = 0; c < C; ++c) {
-      const float d = xr[c] - mean[c];
-      acc[c] += d * d;
+  const float* __restrict mu = mean;
+  column_sums<1>(M, C, totals.data(), [&](int64_t m0, int64_t m1, float* __restrict acc) {
+    for (int64_t m = m0; m < m1; ++m) {
+      const T* __restrict xr = x + m * C;
+      for (int64_t c = 0; c < C; ++c) {
+        const float d = widen(xr[c]) - mu[c];
+        acc[c] += d * d;
+      }
     }
   });
   for (int64_t c = 0; c < C; ++c) var[c] = float(totals[size_t(c)] / double(M));
+}
+}  // namespace
+
+void batch_norm_stats_nhwc(const float* x, float* mean, float* var, int64_t M, int64_t C) {
+  with_channels(C, [&](auto ct) { batch_norm_stats_rows<decltype(ct)::value>(x, mean, var, M, C); });
+}
+void batch_norm_stats_nhwc(const bf16_t* x, float* mean, float* var, int64_t M, int64_t C) {
+  with_channels(C, [&](auto ct) { batch_norm_stats_rows<decltype(ct)::value>(x, mean, var, M, C); });
 }
 
 namespace {
 // y = x * scale + shift per channel, then max(y, 0) with relu's NaN rule: one row of C channels.
 // The plain and the pooled kernels both call it, so their values agree bit for bit.
-inline void bn_row(const float* __restrict x, const float* __restrict a, const float* __restrict b,
-                   float* __restrict y, int64_t C, bool relu) {
+template <class T>
+inline void bn_row(const T* __restrict x, const float* __restrict a, const float* __restrict b, float* __restrict y,
+                   int64_t C, bool relu) {
   if (relu) {
     for (int64_t c = 0; c < C; ++c) {
-      const float v = x[c] * a[c] + b[c];
+      const float v = widen(x[c]) * a[c] + b[c];
       y[c] = v < 0.0f ? 0.0f : v;
     }
   } else {
-    for (int64_t c = 0; c < C; ++c) y[c] = x[c] * a[c] + b[c];
+    for (int64_t c = 0; c < C; ++c) y[c] = widen(x[c]) * a[c] + b[c];
   }
 }
 
@@ -470,23 +515,115 @@ std::vector<float> bn_affine(const float* mean, const float* rstd, const float* 
   return ab;
 }
 
-// Batch norm backward over the rows of (M, C) with the gradient of row m produced by
-// grad_row(m, g) into g (C floats): the fused ReLU and pooling variants differ only there.
-template <class GradRow>
-void batch_norm_backward_rows(const float* x, const float* mean, const float* rstd, const float* weight,
-                              GradRow&& grad_row, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
-                              bool training) {
-  std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
-  column_sums<2>(M, C, totals.data(), [&](int64_t m, float* __restrict acc) {
-    thread_local std::vector<float> row;  // the row's gradient; grows to the widest C seen
-    if (int64_t(row.size()) < C) row.resize(size_t(C));
-    float* g = row.data();
-    grad_row(m, g);
-    const float* __restrict xr = x + m * C;
-    for (int64_t c = 0; c < C; ++c) {
-      acc[c] += g[c];
-      acc[C + c] += g[c] * (xr[c] - mean[c]);
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+constexpr bool kAvx512 = true;
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const bf16_t* p) { return widen_bf16x16(p); }
+inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+inline void store16(bf16_t* p, __m512 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), round_to_bf16x16(v)); }
+#else
+constexpr bool kAvx512 = false;
+#endif
+// Whole registers per row: the row helpers below take their AVX-512 form.
+template <int64_t CT>
+constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
+
+inline float narrow_to(float v, float*) { return v; }
+inline bf16_t narrow_to(float v, bf16_t*) { return float_to_bf16(v); }
+
+// Batch norm backward, one row of C channels at a time. The fused ReLU and pooling variants and
+// the plain one share these, so their sums and values agree bit for bit.
+// acc (2, C): acc[c] += g[c], acc[C + c] += g[c] * (x[c] - mu[c]).
+template <int64_t CT, class T>
+inline void backward_sum_row(const float* __restrict g, const T* __restrict x, const float* __restrict mu,
+                             float* __restrict acc, int64_t C) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (kVectorRow<CT>) {
+    for (int64_t c = 0; c < CT; c += 16) {
+      const __m512 gv = _mm512_loadu_ps(g + c);
+      const __m512 d = _mm512_sub_ps(load16(x + c), _mm512_loadu_ps(mu + c));
+      _mm512_storeu_ps(acc + c, _mm512_add_ps(_mm512_loadu_ps(acc + c), gv));
+      _mm512_storeu_ps(acc + CT + c, _mm512_fmadd_ps(gv, d, _mm512_loadu_ps(acc + CT + c)));
     }
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < C; ++c) {
+    acc[c] += g[c];
+    acc[C + c] += g[c] * (widen(x[c]) - mu[c]);
+  }
+}
+
+// dx[c] = k[c] * (g[c] - mg[c] - (x[c] - mu[c]) * mgx[c]), stored as D (bf16: rounded as
+// f32_to_bf16 rounds).
+template <int64_t CT, class T, class D>
+inline void backward_dx_row(const float* __restrict g, const T* __restrict x, const float* __restrict k,
+                            const float* __restrict mg, const float* __restrict mu, const float* __restrict mgx,
+                            D* __restrict dx, int64_t C) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (kVectorRow<CT>) {
+    for (int64_t c = 0; c < CT; c += 16) {
+      const __m512 d = _mm512_sub_ps(load16(x + c), _mm512_loadu_ps(mu + c));
+      const __m512 centered = _mm512_sub_ps(_mm512_loadu_ps(g + c), _mm512_loadu_ps(mg + c));
+      store16(dx + c, _mm512_mul_ps(_mm512_loadu_ps(k + c), _mm512_fnmadd_ps(d, _mm512_loadu_ps(mgx + c), centered)));
+    }
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < C; ++c)
+    dx[c] = narrow_to(k[c] * (g[c] - mg[c] - (widen(x[c]) - mu[c]) * mgx[c]), dx);
+}
+
+// g[c] = grad[c] where relu's output y[c] > 0, else 0 (relu's rule on its output).
+template <int64_t CT>
+inline void relu_grad_row(const float* __restrict grad, const float* __restrict y, float* __restrict g, int64_t C) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (kVectorRow<CT>) {
+    for (int64_t c = 0; c < CT; c += 16) {
+      const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + c), _mm512_setzero_ps(), _CMP_GT_OQ);
+      _mm512_storeu_ps(g + c, _mm512_maskz_mov_ps(positive, _mm512_loadu_ps(grad + c)));
+    }
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < C; ++c) g[c] = y[c] > 0.0f ? grad[c] : 0.0f;
+}
+
+// The same after 2x2 max pooling: the pooled gradient where this pixel (window position pos)
+// won and the window's rectified maximum is positive, else 0.
+template <int64_t CT>
+inline void pool_grad_row(const float* __restrict grad_y, const float* __restrict y, const uint8_t* __restrict where,
+                          uint8_t pos, float* __restrict g, int64_t C) {
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+  if constexpr (kVectorRow<CT>) {
+    const __m128i at = _mm_set1_epi8(char(pos));
+    for (int64_t c = 0; c < CT; c += 16) {
+      const __mmask16 won = _mm_cmpeq_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(where + c)), at);
+      const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + c), _mm512_setzero_ps(), _CMP_GT_OQ);
+      _mm512_storeu_ps(g + c, _mm512_maskz_mov_ps(won & positive, _mm512_loadu_ps(grad_y + c)));
+    }
+    return;
+  }
+#endif
+  for (int64_t c = 0; c < C; ++c) {
+    const float gc = where[c] == pos ? grad_y[c] : 0.0f;
+    g[c] = y[c] > 0.0f ? gc : 0.0f;
+  }
+}
+
+// Batch norm backward over the rows of (M, C). for_rows(m0, m1, body) calls body(m, g) for the
+// rows m0 <= m < m1 in order, g the gradient reaching batch norm at row m (C floats): the fused
+// ReLU and pooling variants differ only there.
+// T: x's stored type; D: dx's (bf16 dx is the f32 result rounded, as f32_to_bf16 rounds it).
+template <int64_t CT, class T, class D, class ForRows>
+void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, const float* weight,
+                              ForRows&& for_rows, D* dx, float* dweight, float* dbias, int64_t M, int64_t channels,
+                              bool training) {
+  const int64_t C = CT > 0 ? CT : channels;
+  std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
+  const float* mu = mean;
+  column_sums<2>(M, C, totals.data(), [&](int64_t m0, int64_t m1, float* acc) {
+    for_rows(m0, m1, [&](int64_t m, const float* g) { backward_sum_row<CT>(g, x + m * C, mu, acc, C); });
   });
   std::vector<float> coef(static_cast<size_t>(C)), mean_g(static_cast<size_t>(C)), mean_gx(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
@@ -499,48 +636,55 @@ void batch_norm_backward_rows(const float* x, const float* mean, const float* rs
     mean_gx[size_t(c)] = training ? float(g_xhat / double(M)) * rstd[c] : 0.0f;
   }
   if (!dx) return;
-  const float* __restrict k = coef.data();
-  const float* __restrict mg = mean_g.data();
-  const float* __restrict mgx = mean_gx.data();
+  const float* k = coef.data();
+  const float* mg = mean_g.data();
+  const float* mgx = mean_gx.data();
   parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-    std::vector<float> row(static_cast<size_t>(C));
-    float* g = row.data();
-    for (int64_t m = m0; m < m1; ++m) {
-      grad_row(m, g);
-      const float* __restrict xr = x + m * C;
-      float* __restrict dxr = dx + m * C;
-      for (int64_t c = 0; c < C; ++c) dxr[c] = k[c] * (g[c] - mg[c] - (xr[c] - mean[c]) * mgx[c]);
-    }
+    for_rows(m0, m1, [&](int64_t m, const float* g) {
+      backward_dx_row<CT>(g, x + m * C, k, mg, mu, mgx, dx + m * C, C);
+    });
   });
 }
 }  // namespace
 
 void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
-                             const float* bias, float* y, int64_t M, int64_t C, bool relu) {
-  const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, C);
-  parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-    for (int64_t m = m0; m < m1; ++m) bn_row(x + m * C, ab.data(), ab.data() + C, y + m * C, C, relu);
+                             const float* bias, float* y, int64_t M, int64_t channels, bool relu) {
+  const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, channels);
+  with_channels(channels, [&](auto ct) {
+    const int64_t C = decltype(ct)::value > 0 ? decltype(ct)::value : channels;
+    parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
+      for (int64_t m = m0; m < m1; ++m) bn_row(x + m * C, ab.data(), ab.data() + C, y + m * C, C, relu);
+    });
   });
 }
 
 void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
-                              const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t C,
+                              const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t channels,
                               bool training, const float* relu_out) {
-  auto grad_row = [&](int64_t m, float* __restrict g) {
-    const float* __restrict gr = grad + m * C;
-    if (relu_out) {
-      const float* __restrict yr = relu_out + m * C;
-      for (int64_t c = 0; c < C; ++c) g[c] = yr[c] > 0.0f ? gr[c] : 0.0f;  // relu's rule on its output
-    } else {
-      for (int64_t c = 0; c < C; ++c) g[c] = gr[c];
+  with_channels(channels, [&](auto ct) {
+  constexpr int64_t CT = decltype(ct)::value;
+  const int64_t C = CT > 0 ? CT : channels;
+  auto for_rows = [&](int64_t m0, int64_t m1, auto&& body) {
+    if (!relu_out) {
+      for (int64_t m = m0; m < m1; ++m) body(m, grad + m * C);
+      return;
+    }
+    float* g = row_scratch(C);
+    for (int64_t m = m0; m < m1; ++m) {
+      relu_grad_row<CT>(grad + m * C, relu_out + m * C, g, C);
+      body(m, static_cast<const float*>(g));
     }
   };
-  batch_norm_backward_rows(x, mean, rstd, weight, grad_row, dx, dweight, dbias, M, C, training);
+  batch_norm_backward_rows<CT>(x, mean, rstd, weight, for_rows, dx, dweight, dbias, M, C, training);
+  });
 }
 
-void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
-                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
-                                       int64_t C) {
+namespace {
+template <int64_t CT, class T>
+void bn_relu_pool_forward_rows(const T* x, const float* mean, const float* rstd, const float* weight,
+                               const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                               int64_t channels) {
+  const int64_t C = CT > 0 ? CT : channels;
   const std::vector<float> ab = bn_affine(mean, rstd, weight, bias, C);
   const float* a = ab.data();
   const float* b = ab.data() + C;
@@ -551,41 +695,80 @@ void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const 
     for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
       const int64_t n = row / OH, i = row % OH;
       for (int64_t j = 0; j < OW; ++j) {
-        const float* x00 = x + ((n * H + 2 * i) * W + 2 * j) * C;
-        const float* at[4] = {x00, x00 + C, x00 + W * C, x00 + W * C + C};
+        const T* x00 = x + ((n * H + 2 * i) * W + 2 * j) * C;
+        const T* at[4] = {x00, x00 + C, x00 + W * C, x00 + W * C + C};
         for (int p = 0; p < 4; ++p) bn_row(at[p], a, b, v[p], C, true);
         max_pool_window_row(v[0], v[1], v[2], v[3], y + (row * OW + j) * C, where + (row * OW + j) * C, C);
       }
     }
   });
 }
+}  // namespace
+
+void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
+                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                                       int64_t C) {
+  with_channels(C, [&](auto ct) {
+    bn_relu_pool_forward_rows<decltype(ct)::value>(x, mean, rstd, weight, bias, y, where, N, H, W, C);
+  });
+}
+void batch_norm_relu_pool_forward_nhwc(const bf16_t* x, const float* mean, const float* rstd, const float* weight,
+                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                                       int64_t C) {
+  with_channels(C, [&](auto ct) {
+    bn_relu_pool_forward_rows<decltype(ct)::value>(x, mean, rstd, weight, bias, y, where, N, H, W, C);
+  });
+}
+
+namespace {
+template <int64_t CT, class T, class D>
+void bn_relu_pool_backward_rows(const T* x, const float* mean, const float* rstd, const float* weight,
+                                const float* y, const uint8_t* where, const float* grad_y, D* dx, float* dweight,
+                                float* dbias, int64_t N, int64_t H, int64_t W, int64_t channels, bool training) {
+  const int64_t C = CT > 0 ? CT : channels;
+  const int64_t OH = H / 2, OW = W / 2;
+  // The gradient reaching batch norm at pixel (n, h, w): the pooled gradient where this pixel won
+  // its window and its rectified value (the window's maximum) is positive, else 0: max pooling's
+  // backward, then relu's rule, exactly as the three ops give it.
+  auto for_rows = [&](int64_t m0, int64_t m1, auto&& body) {
+    float* g = row_scratch(C);
+    int64_t w = m0 % W, h = (m0 / W) % H, n = m0 / (W * H);
+    for (int64_t m = m0; m < m1; ++m) {
+      const int64_t i = h / 2, j = w / 2;
+      if (i < OH && j < OW) {
+        const int64_t at = ((n * OH + i) * OW + j) * C;
+        pool_grad_row<CT>(grad_y + at, y + at, where + at, uint8_t((h % 2) * 2 + (w % 2)), g, C);
+      } else {  // a dropped odd row or column
+        std::fill(g, g + C, 0.0f);
+      }
+      body(m, static_cast<const float*>(g));
+      if (++w == W) {
+        w = 0;
+        if (++h == H) h = 0, ++n;
+      }
+    }
+  };
+  batch_norm_backward_rows<CT>(x, mean, rstd, weight, for_rows, dx, dweight, dbias, N * H * W, C, training);
+}
+}  // namespace
 
 void batch_norm_relu_pool_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
                                         const float* y, const uint8_t* where, const float* grad_y, float* dx,
                                         float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
                                         bool training) {
-  const int64_t OH = H / 2, OW = W / 2;
-  // The gradient reaching batch norm at pixel (n, h, w): the pooled gradient where this pixel won
-  // its window and its rectified value (the window's maximum) is positive, else 0: max pooling's
-  // backward, then relu's rule, exactly as the three ops give it.
-  auto grad_row = [&](int64_t m, float* __restrict g) {
-    const int64_t w = m % W, h = (m / W) % H, n = m / (W * H);
-    const int64_t i = h / 2, j = w / 2;
-    if (i >= OH || j >= OW) {  // a dropped odd row or column
-      std::fill(g, g + C, 0.0f);
-      return;
-    }
-    const uint8_t pos = uint8_t((h % 2) * 2 + (w % 2));
-    const int64_t at = ((n * OH + i) * OW + j) * C;
-    const uint8_t* __restrict wr = where + at;
-    const float* __restrict yr = y + at;
-    const float* __restrict gr = grad_y + at;
-    for (int64_t c = 0; c < C; ++c) {
-      const float gc = wr[c] == pos ? gr[c] : 0.0f;
-      g[c] = yr[c] > 0.0f ? gc : 0.0f;
-    }
-  };
-  batch_norm_backward_rows(x, mean, rstd, weight, grad_row, dx, dweight, dbias, N * H * W, C, training);
+  with_channels(C, [&](auto ct) {
+    bn_relu_pool_backward_rows<decltype(ct)::value>(x, mean, rstd, weight, y, where, grad_y, dx, dweight, dbias, N, H,
+                                                    W, C, training);
+  });
+}
+void batch_norm_relu_pool_backward_nhwc(const bf16_t* x, const float* mean, const float* rstd, const float* weight,
+                                        const float* y, const uint8_t* where, const float* grad_y, bf16_t* dx,
+                                        float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
+                                        bool training) {
+  with_channels(C, [&](auto ct) {
+    bn_relu_pool_backward_rows<decltype(ct)::value>(x, mean, rstd, weight, y, where, grad_y, dx, dweight, dbias, N, H,
+                                                    W, C, training);
+  });
 }
 
 // ---- attention ----

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "frugal/tensor/dtype.h"
+
 namespace frugal {
 namespace kernels {
 namespace cpu {
@@ -55,6 +57,18 @@ void batch_norm_relu_pool_forward_nhwc(const float* x, const float* mean, const 
                                        int64_t C);
 void batch_norm_relu_pool_backward_nhwc(const float* x, const float* mean, const float* rstd, const float* weight,
                                         const float* y, const uint8_t* where, const float* grad_y, float* dx,
+                                        float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
+                                        bool training);
+
+// bf16-mixed: x stored in bf16 (a convolution's output rounded as it was written), every sum and
+// value computed in f32 exactly as the f32 kernels do on the widened x, and dx rounded to bf16
+// (f32_to_bf16's rule) for the convolution's backward, which reads its gradient in bf16 anyway.
+void batch_norm_stats_nhwc(const bf16_t* x, float* mean, float* var, int64_t M, int64_t C);
+void batch_norm_relu_pool_forward_nhwc(const bf16_t* x, const float* mean, const float* rstd, const float* weight,
+                                       const float* bias, float* y, uint8_t* where, int64_t N, int64_t H, int64_t W,
+                                       int64_t C);
+void batch_norm_relu_pool_backward_nhwc(const bf16_t* x, const float* mean, const float* rstd, const float* weight,
+                                        const float* y, const uint8_t* where, const float* grad_y, bf16_t* dx,
                                         float* dweight, float* dbias, int64_t N, int64_t H, int64_t W, int64_t C,
                                         bool training);
 
