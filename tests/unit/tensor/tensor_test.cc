@@ -117,5 +117,28 @@ TEST(Tensor, StridedCopiesMatchElementwise) {
   EXPECT_EQ(q.at({4, 2, 1}), t.at({1, 2, 4}));
 }
 
+// Packed NCHW <-> channels-last copies, both ways: every element lands where the element-wise
+// rule puts it, for each element size, odd sizes and size-1 axes.
+TEST(Tensor, LayoutChangeCopiesMatchElementwise) {
+  for (DType dtype : {DType::f32, DType::bf16, DType::u8, DType::i64, DType::f64})
+    for (Shape shape : std::vector<Shape>{{2, 3, 4, 5}, {3, 37, 7, 9}, {1, 64, 2, 33}, {2, 1, 3, 3}, {2, 5, 1, 1}}) {
+      const int64_t n = shape_numel(shape);
+      Tensor packed = Tensor::arange(n, DType::f64).view(shape).to(dtype);
+      Tensor cl = to_channels_last(packed);
+      ASSERT_TRUE(is_channels_last(cl));
+      Tensor back = cl.contiguous();
+      for (int64_t i = 0; i < shape[0]; ++i)
+        for (int64_t c = 0; c < shape[1]; ++c)
+          for (int64_t h = 0; h < shape[2]; ++h)
+            for (int64_t w = 0; w < shape[3]; ++w) {
+              ASSERT_EQ(cl.at({i, c, h, w}), packed.at({i, c, h, w})) << dtype_name(dtype) << shape_str(shape);
+              ASSERT_EQ(back.at({i, c, h, w}), packed.at({i, c, h, w})) << dtype_name(dtype) << shape_str(shape);
+            }
+      // The channels-last buffer itself is (N, H, W, C): (i, c, h, w) at ((i H + h) W + w) C + c.
+      if (dtype == DType::f32 && shape == Shape{2, 3, 4, 5})
+        EXPECT_EQ(double(cl.data<float>()[((1 * 4 + 2) * 5 + 3) * 3 + 1]), packed.at({1, 1, 2, 3}));
+    }
+}
+
 }  // namespace
 }  // namespace frugal
