@@ -77,6 +77,23 @@ bool rapl_readable() {
   return false;
 }
 
+// A bf16-mixed run's matmuls run in bf16: its MFU is taken against the bf16 peak (where the CPU
+// has AVX512-BF16, which this project's machines do), and the printed summary names it.
+TEST(Cost, MfuUsesThePeakOfTheRunsPrecision) {
+  Scratch s = make_scratch("cost_mfu_bf16");
+  CommandResult r = s.frugal("train job.toml --json --out run --set precision.mode='\"bf16-mixed\"'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  json j = summary_of(r);
+  ASSERT_TRUE(j["mfu"].is_number()) << j.dump();
+  EXPECT_EQ(j["mfu_peak_flops"]["precision"], "bf16");
+  EXPECT_EQ(j["mfu_peak_flops"]["source"], "measured");
+  EXPECT_GT(j["mfu"].get<double>(), 0.0);
+  EXPECT_LT(j["mfu"].get<double>(), 1.0);
+  CommandResult text = s.frugal("train job.toml --out run2 --set precision.mode='\"bf16-mixed\"'");
+  ASSERT_EQ(text.exit_code, 0) << text.err;
+  EXPECT_NE(text.out.find("of the bf16 peak"), std::string::npos) << text.out;
+}
+
 TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   Scratch s = make_scratch("cost_summary");
   CommandResult r = s.frugal("train job.toml --json --out run");
@@ -102,7 +119,7 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   EXPECT_EQ(c["hours"]["source"], "measured");
   EXPECT_NEAR(c["hours"]["value"].get<double>() * 3600, j["wall_s"].get<double>(), 1e-6);
   // Training FLOPs = 3 x forward FLOPs per sample x samples; local states no peak, so MFU is taken
-  // against the f32 peak measured on this machine.
+  // against the peak measured on this machine, f32 for an fp32 run.
   EXPECT_DOUBLE_EQ(j["flops"].get<double>(),
                    3.0 * j["flops_per_sample"].get<double>() * j["samples_seen"].get<double>());
   EXPECT_GT(j["flops_per_sample"].get<double>(), 0.0);
@@ -111,6 +128,7 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   EXPECT_LE(j["cpu_utilization"].get<double>(), 1.05);
   ASSERT_TRUE(j["mfu"].is_number()) << j.dump();
   EXPECT_EQ(j["mfu_peak_flops"]["source"], "measured");
+  EXPECT_EQ(j["mfu_peak_flops"]["precision"], "fp32");
   EXPECT_GT(j["mfu_peak_flops"]["value"].get<double>(), 1e9);
   EXPECT_GT(j["mfu"].get<double>(), 0.0);
   EXPECT_LT(j["mfu"].get<double>(), 1.0);

@@ -78,10 +78,15 @@ void print_summary(const json& s) {
     std::printf("\n");
   }
   if (s.contains("flops")) {
-    std::printf("  model FLOPs %.4g, MFU %s\n", s["flops"].get<double>(),
-                s.contains("mfu") && s["mfu"].is_number()
-                    ? (std::to_string(100 * s["mfu"].get<double>()) + "%").c_str()
-                    : s.value("mfu_note", std::string("unknown")).c_str());
+    if (s.contains("mfu") && s["mfu"].is_number() && s.contains("mfu_peak_flops")) {
+      const json& peak = s["mfu_peak_flops"];
+      std::printf("  model FLOPs %.4g, MFU %.1f%% of the %s peak (%.0f GFLOP/s, %s)\n", s["flops"].get<double>(),
+                  100 * s["mfu"].get<double>(), peak.value("precision", std::string("fp32")).c_str(),
+                  peak["value"].get<double>() * 1e-9, peak["source"].get<std::string>().c_str());
+    } else {
+      std::printf("  model FLOPs %.4g, MFU %s\n", s["flops"].get<double>(),
+                  s.value("mfu_note", std::string("unknown")).c_str());
+    }
   }
   if (s["status"] == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"

@@ -1046,20 +1046,25 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       summary["flops"] = flops;
       summary["flops_per_sample"] = flops_per_sample;
       summary["projections"] = projections_json(priced, flops);
-      std::optional<double> peak = priced.instance.peak("fp32");
+      // MFU against the peak of the precision the matmuls and convolutions run in: bf16 for
+      // bf16-mixed; fp32 otherwise (fp16-mixed runs the f32 kernels on f16-rounded values here).
+      const std::string peak_precision = job.precision.mode == "bf16-mixed" ? "bf16" : "fp32";
+      std::optional<double> peak = priced.instance.peak(peak_precision);
       const char* peak_source = priced.instance.from_user("peak_tflops") ? cost::source_user : cost::source_catalog;
       if ((!peak || *peak <= 0) && priced.instance.name == "local") {
-        // This machine: measure its f32 peak (an FMA loop on the run's threads, about half a second).
-        peak = cost::measure_peak_flops(num_threads()).fp32;
+        // This machine: measure its peak (FMA or bf16 dot-product loops on the run's threads, about
+        // half a second).
+        const cost::PeakFlops measured = cost::measure_peak_flops(num_threads());
+        peak = peak_precision == "bf16" ? measured.bf16 : measured.fp32;
         peak_source = cost::source_measured;
       }
       if (peak && *peak > 0 && c.wall_s > 0) {
         summary["mfu"] = flops / c.wall_s / *peak;
-        summary["mfu_peak_flops"] = {{"value", *peak}, {"source", peak_source}};
+        summary["mfu_peak_flops"] = {{"value", *peak}, {"source", peak_source}, {"precision", peak_precision}};
       } else {
         summary["mfu"] = nullptr;
-        summary["mfu_note"] = "unknown: instance '" + priced.instance.name +
-                              "' states no fp32 peak FLOP/s (set peak_tflops in a user catalog, [cost] catalog)";
+        summary["mfu_note"] = "unknown: instance '" + priced.instance.name + "' states no " + peak_precision +
+                              " peak FLOP/s (set peak_tflops in a user catalog, [cost] catalog)";
       }
       if (budget) {
         json b = json::object();
