@@ -531,99 +531,122 @@ constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
 inline float narrow_to(float v, float*) { return v; }
 inline bf16_t narrow_to(float v, bf16_t*) { return float_to_bf16(v); }
 
-// Batch norm backward, one row of C channels at a time. The fused ReLU and pooling variants and
-// the plain one share these, so their sums and values agree bit for bit.
-// acc (2, C): acc[c] += g[c], acc[C + c] += g[c] * (x[c] - mu[c]).
-template <int64_t CT, class T>
-inline void backward_sum_row(const float* __restrict g, const T* __restrict x, const float* __restrict mu,
-                             float* __restrict acc, int64_t C) {
+// The gradient reaching batch norm, row after row of (M, C): seek(m), then fill(g) (the row's C
+// values) or, on AVX-512 builds, g16(c) (16 of them from channel c), and next() to the
+// following row. The plain, ReLU and pooling variants of the backward differ only here.
+struct PlainGrad {  // grad itself, or masked by relu's rule on its output relu_out (may be null)
+  const float* grad;
+  const float* relu_out;
+  int64_t C;
+  int64_t m = 0;
+  void seek(int64_t row) { m = row; }
+  void next() { ++m; }
+  void fill(float* __restrict g) const {
+    const float* __restrict gr = grad + m * C;
+    const float* __restrict yr = relu_out ? relu_out + m * C : nullptr;
+    for (int64_t c = 0; c < C; ++c) g[c] = !yr || yr[c] > 0.0f ? gr[c] : 0.0f;
+  }
 #if defined(__AVX512F__) && defined(__AVX512BW__)
-  if constexpr (kVectorRow<CT>) {
-    for (int64_t c = 0; c < CT; c += 16) {
-      const __m512 gv = _mm512_loadu_ps(g + c);
-      const __m512 d = _mm512_sub_ps(load16(x + c), _mm512_loadu_ps(mu + c));
-      _mm512_storeu_ps(acc + c, _mm512_add_ps(_mm512_loadu_ps(acc + c), gv));
-      _mm512_storeu_ps(acc + CT + c, _mm512_fmadd_ps(gv, d, _mm512_loadu_ps(acc + CT + c)));
-    }
-    return;
+  __m512 g16(int64_t c) const {
+    const __m512 gv = _mm512_loadu_ps(grad + m * C + c);
+    if (!relu_out) return gv;
+    return _mm512_maskz_mov_ps(_mm512_cmp_ps_mask(_mm512_loadu_ps(relu_out + m * C + c), _mm512_setzero_ps(), _CMP_GT_OQ),
+                               gv);
   }
 #endif
-  for (int64_t c = 0; c < C; ++c) {
-    acc[c] += g[c];
-    acc[C + c] += g[c] * (widen(x[c]) - mu[c]);
-  }
-}
+};
 
-// dx[c] = k[c] * (g[c] - mg[c] - (x[c] - mu[c]) * mgx[c]), stored as D (bf16: rounded as
-// f32_to_bf16 rounds).
-template <int64_t CT, class T, class D>
-inline void backward_dx_row(const float* __restrict g, const T* __restrict x, const float* __restrict k,
-                            const float* __restrict mg, const float* __restrict mu, const float* __restrict mgx,
-                            D* __restrict dx, int64_t C) {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-  if constexpr (kVectorRow<CT>) {
-    for (int64_t c = 0; c < CT; c += 16) {
-      const __m512 d = _mm512_sub_ps(load16(x + c), _mm512_loadu_ps(mu + c));
-      const __m512 centered = _mm512_sub_ps(_mm512_loadu_ps(g + c), _mm512_loadu_ps(mg + c));
-      store16(dx + c, _mm512_mul_ps(_mm512_loadu_ps(k + c), _mm512_fnmadd_ps(d, _mm512_loadu_ps(mgx + c), centered)));
+// After 2x2 max pooling of the rectified output: at pixel (n, h, w) the pooled gradient where
+// this pixel won its window and the window's maximum y is positive, else 0 (a dropped odd row or
+// column gets 0): max pooling's backward, then relu's rule, exactly as the three ops give it.
+struct PoolGrad {
+  const float* grad_y;
+  const float* y;
+  const uint8_t* where;
+  int64_t H, W, C;
+  int64_t n = 0, h = 0, w = 0;
+  int64_t at = -1;  // the row's window in the pooled arrays, -1 if dropped
+  uint8_t pos = 0;  // the pixel's place in its window, as `where` records winners
+  void seek(int64_t m) {
+    w = m % W, h = (m / W) % H, n = m / (W * H);
+    place();
+  }
+  void next() {
+    if (++w == W) {
+      w = 0;
+      if (++h == H) h = 0, ++n;
     }
-    return;
+    place();
   }
-#endif
-  for (int64_t c = 0; c < C; ++c)
-    dx[c] = narrow_to(k[c] * (g[c] - mg[c] - (widen(x[c]) - mu[c]) * mgx[c]), dx);
-}
-
-// g[c] = grad[c] where relu's output y[c] > 0, else 0 (relu's rule on its output).
-template <int64_t CT>
-inline void relu_grad_row(const float* __restrict grad, const float* __restrict y, float* __restrict g, int64_t C) {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-  if constexpr (kVectorRow<CT>) {
-    for (int64_t c = 0; c < CT; c += 16) {
-      const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + c), _mm512_setzero_ps(), _CMP_GT_OQ);
-      _mm512_storeu_ps(g + c, _mm512_maskz_mov_ps(positive, _mm512_loadu_ps(grad + c)));
+  void place() {
+    const int64_t OH = H / 2, OW = W / 2, i = h / 2, j = w / 2;
+    at = i < OH && j < OW ? ((n * OH + i) * OW + j) * C : -1;
+    pos = uint8_t((h % 2) * 2 + (w % 2));
+  }
+  void fill(float* __restrict g) const {
+    if (at < 0) return std::fill(g, g + C, 0.0f);
+    for (int64_t c = 0; c < C; ++c) {
+      const float gc = where[at + c] == pos ? grad_y[at + c] : 0.0f;
+      g[c] = y[at + c] > 0.0f ? gc : 0.0f;
     }
-    return;
   }
-#endif
-  for (int64_t c = 0; c < C; ++c) g[c] = y[c] > 0.0f ? grad[c] : 0.0f;
-}
-
-// The same after 2x2 max pooling: the pooled gradient where this pixel (window position pos)
-// won and the window's rectified maximum is positive, else 0.
-template <int64_t CT>
-inline void pool_grad_row(const float* __restrict grad_y, const float* __restrict y, const uint8_t* __restrict where,
-                          uint8_t pos, float* __restrict g, int64_t C) {
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
-  if constexpr (kVectorRow<CT>) {
-    const __m128i at = _mm_set1_epi8(char(pos));
-    for (int64_t c = 0; c < CT; c += 16) {
-      const __mmask16 won = _mm_cmpeq_epi8_mask(_mm_loadu_si128(reinterpret_cast<const __m128i*>(where + c)), at);
-      const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + c), _mm512_setzero_ps(), _CMP_GT_OQ);
-      _mm512_storeu_ps(g + c, _mm512_maskz_mov_ps(won & positive, _mm512_loadu_ps(grad_y + c)));
-    }
-    return;
+  __m512 g16(int64_t c) const {
+    if (at < 0) return _mm512_setzero_ps();
+    const __m128i winners = _mm_loadu_si128(reinterpret_cast<const __m128i*>(where + at + c));
+    const __mmask16 won = _mm_cmpeq_epi8_mask(winners, _mm_set1_epi8(char(pos)));
+    const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(y + at + c), _mm512_setzero_ps(), _CMP_GT_OQ);
+    return _mm512_maskz_mov_ps(won & positive, _mm512_loadu_ps(grad_y + at + c));
   }
 #endif
-  for (int64_t c = 0; c < C; ++c) {
-    const float gc = where[c] == pos ? grad_y[c] : 0.0f;
-    g[c] = y[c] > 0.0f ? gc : 0.0f;
-  }
-}
+};
 
-// Batch norm backward over the rows of (M, C). for_rows(m0, m1, body) calls body(m, g) for the
-// rows m0 <= m < m1 in order, g the gradient reaching batch norm at row m (C floats): the fused
-// ReLU and pooling variants differ only there.
+// Batch norm backward over the rows of (M, C), the gradient reaching it from `grad` (PlainGrad or
+// PoolGrad). Pass 1 sums g and g * (x - mean) per channel in fixed row blocks (column_sums), pass
+// 2 writes dx = k (g - mean(g) - (x - mean) mean(g xhat) rstd). With whole registers per row
+// (C a multiple of 16 known at compile time) the block's sums stay in registers and g is never
+// stored; otherwise rows go through a scratch row. The variants share this code, so their sums
+// and values agree bit for bit.
 // T: x's stored type; D: dx's (bf16 dx is the f32 result rounded, as f32_to_bf16 rounds it).
-template <int64_t CT, class T, class D, class ForRows>
-void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, const float* weight,
-                              ForRows&& for_rows, D* dx, float* dweight, float* dbias, int64_t M, int64_t channels,
-                              bool training) {
+template <int64_t CT, class T, class D, class Grad>
+void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, const float* weight, const Grad& grad,
+                              D* dx, float* dweight, float* dbias, int64_t M, int64_t channels, bool training) {
   const int64_t C = CT > 0 ? CT : channels;
   std::vector<double> totals(static_cast<size_t>(2 * C));  // sum g, then sum g * (x - mean)
   const float* mu = mean;
   column_sums<2>(M, C, totals.data(), [&](int64_t m0, int64_t m1, float* acc) {
-    for_rows(m0, m1, [&](int64_t m, const float* g) { backward_sum_row<CT>(g, x + m * C, mu, acc, C); });
+    Grad g = grad;
+    g.seek(m0);
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if constexpr (kVectorRow<CT>) {
+      constexpr int64_t V = CT / 16;
+      __m512 sum_g[V], sum_gx[V], mu_v[V];
+      for (int64_t v = 0; v < V; ++v) {
+        sum_g[v] = _mm512_loadu_ps(acc + 16 * v), sum_gx[v] = _mm512_loadu_ps(acc + CT + 16 * v);
+        mu_v[v] = _mm512_loadu_ps(mu + 16 * v);
+      }
+      for (int64_t m = m0; m < m1; ++m, g.next())
+        for (int64_t v = 0; v < V; ++v) {
+          const __m512 gv = g.g16(16 * v);
+          sum_g[v] = _mm512_add_ps(sum_g[v], gv);
+          sum_gx[v] = _mm512_fmadd_ps(gv, _mm512_sub_ps(load16(x + m * CT + 16 * v), mu_v[v]), sum_gx[v]);
+        }
+      for (int64_t v = 0; v < V; ++v) {
+        _mm512_storeu_ps(acc + 16 * v, sum_g[v]);
+        _mm512_storeu_ps(acc + CT + 16 * v, sum_gx[v]);
+      }
+      return;
+    }
+#endif
+    float* __restrict row = row_scratch(C);
+    for (int64_t m = m0; m < m1; ++m, g.next()) {
+      g.fill(row);
+      const T* __restrict xr = x + m * C;
+      for (int64_t c = 0; c < C; ++c) {
+        acc[c] += row[c];
+        acc[C + c] += row[c] * (widen(xr[c]) - mu[c]);
+      }
+    }
   });
   std::vector<float> coef(static_cast<size_t>(C)), mean_g(static_cast<size_t>(C)), mean_gx(static_cast<size_t>(C));
   for (int64_t c = 0; c < C; ++c) {
@@ -640,9 +663,32 @@ void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, 
   const float* mg = mean_g.data();
   const float* mgx = mean_gx.data();
   parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-    for_rows(m0, m1, [&](int64_t m, const float* g) {
-      backward_dx_row<CT>(g, x + m * C, k, mg, mu, mgx, dx + m * C, C);
-    });
+    Grad g = grad;
+    g.seek(m0);
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+    if constexpr (kVectorRow<CT>) {
+      constexpr int64_t V = CT / 16;
+      __m512 k_v[V], mg_v[V], mu_v[V], mgx_v[V];
+      for (int64_t v = 0; v < V; ++v) {
+        k_v[v] = _mm512_loadu_ps(k + 16 * v), mg_v[v] = _mm512_loadu_ps(mg + 16 * v);
+        mu_v[v] = _mm512_loadu_ps(mu + 16 * v), mgx_v[v] = _mm512_loadu_ps(mgx + 16 * v);
+      }
+      for (int64_t m = m0; m < m1; ++m, g.next())
+        for (int64_t v = 0; v < V; ++v) {
+          const __m512 d = _mm512_sub_ps(load16(x + m * CT + 16 * v), mu_v[v]);
+          const __m512 centered = _mm512_sub_ps(g.g16(16 * v), mg_v[v]);
+          store16(dx + m * CT + 16 * v, _mm512_mul_ps(k_v[v], _mm512_fnmadd_ps(d, mgx_v[v], centered)));
+        }
+      return;
+    }
+#endif
+    float* __restrict row = row_scratch(C);
+    for (int64_t m = m0; m < m1; ++m, g.next()) {
+      g.fill(row);
+      const T* __restrict xr = x + m * C;
+      D* __restrict dxr = dx + m * C;
+      for (int64_t c = 0; c < C; ++c) dxr[c] = narrow_to(k[c] * (row[c] - mg[c] - (widen(xr[c]) - mu[c]) * mgx[c]), dxr);
+    }
   });
 }
 }  // namespace
@@ -662,20 +708,10 @@ void batch_norm_backward_nhwc(const float* x, const float* mean, const float* rs
                               const float* grad, float* dx, float* dweight, float* dbias, int64_t M, int64_t channels,
                               bool training, const float* relu_out) {
   with_channels(channels, [&](auto ct) {
-  constexpr int64_t CT = decltype(ct)::value;
-  const int64_t C = CT > 0 ? CT : channels;
-  auto for_rows = [&](int64_t m0, int64_t m1, auto&& body) {
-    if (!relu_out) {
-      for (int64_t m = m0; m < m1; ++m) body(m, grad + m * C);
-      return;
-    }
-    float* g = row_scratch(C);
-    for (int64_t m = m0; m < m1; ++m) {
-      relu_grad_row<CT>(grad + m * C, relu_out + m * C, g, C);
-      body(m, static_cast<const float*>(g));
-    }
-  };
-  batch_norm_backward_rows<CT>(x, mean, rstd, weight, for_rows, dx, dweight, dbias, M, C, training);
+    constexpr int64_t CT = decltype(ct)::value;
+    const int64_t C = CT > 0 ? CT : channels;
+    batch_norm_backward_rows<CT>(x, mean, rstd, weight, PlainGrad{grad, relu_out, C}, dx, dweight, dbias, M, C,
+                                 training);
   });
 }
 
@@ -726,29 +762,8 @@ void bn_relu_pool_backward_rows(const T* x, const float* mean, const float* rstd
                                 const float* y, const uint8_t* where, const float* grad_y, D* dx, float* dweight,
                                 float* dbias, int64_t N, int64_t H, int64_t W, int64_t channels, bool training) {
   const int64_t C = CT > 0 ? CT : channels;
-  const int64_t OH = H / 2, OW = W / 2;
-  // The gradient reaching batch norm at pixel (n, h, w): the pooled gradient where this pixel won
-  // its window and its rectified value (the window's maximum) is positive, else 0: max pooling's
-  // backward, then relu's rule, exactly as the three ops give it.
-  auto for_rows = [&](int64_t m0, int64_t m1, auto&& body) {
-    float* g = row_scratch(C);
-    int64_t w = m0 % W, h = (m0 / W) % H, n = m0 / (W * H);
-    for (int64_t m = m0; m < m1; ++m) {
-      const int64_t i = h / 2, j = w / 2;
-      if (i < OH && j < OW) {
-        const int64_t at = ((n * OH + i) * OW + j) * C;
-        pool_grad_row<CT>(grad_y + at, y + at, where + at, uint8_t((h % 2) * 2 + (w % 2)), g, C);
-      } else {  // a dropped odd row or column
-        std::fill(g, g + C, 0.0f);
-      }
-      body(m, static_cast<const float*>(g));
-      if (++w == W) {
-        w = 0;
-        if (++h == H) h = 0, ++n;
-      }
-    }
-  };
-  batch_norm_backward_rows<CT>(x, mean, rstd, weight, for_rows, dx, dweight, dbias, N * H * W, C, training);
+  batch_norm_backward_rows<CT>(x, mean, rstd, weight, PoolGrad{grad_y, y, where, H, W, C}, dx, dweight, dbias,
+                               N * H * W, C, training);
 }
 }  // namespace
 
