@@ -490,11 +490,40 @@ void batch_norm_stats_nhwc(const bf16_t* x, float* mean, float* var, int64_t M, 
 }
 
 namespace {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+constexpr bool kAvx512 = true;
+inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
+inline __m512 load16(const bf16_t* p) { return widen_bf16x16(p); }
+inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
+inline void store16(bf16_t* p, __m512 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), round_to_bf16x16(v)); }
+#else
+constexpr bool kAvx512 = false;
+#endif
+// Whole registers per row: the row helpers below take their AVX-512 form.
+template <int64_t CT>
+constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
+
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+// x * a + b (one rounding), then, for relu, 0 where that is below 0 (NaN and -0 stay).
+inline __m512 bn16(__m512 x, __m512 a, __m512 b, bool relu) {
+  const __m512 v = _mm512_fmadd_ps(x, a, b);
+  return relu ? _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps()) : v;
+}
+#endif
+
 // y = x * scale + shift per channel, then max(y, 0) with relu's NaN rule: one row of C channels.
-// The plain and the pooled kernels both call it, so their values agree bit for bit.
-template <class T>
+// The plain and the pooled kernels both call it (or bn16, its AVX-512 form, which it uses for
+// whole registers), so their values agree bit for bit.
+template <int64_t CT, class T>
 inline void bn_row(const T* __restrict x, const float* __restrict a, const float* __restrict b, float* __restrict y,
                    int64_t C, bool relu) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  if constexpr (kVectorRow<CT>) {
+    for (int64_t c = 0; c < CT; c += 16)
+      _mm512_storeu_ps(y + c, bn16(load16(x + c), _mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), relu));
+    return;
+  }
+#endif
   if (relu) {
     for (int64_t c = 0; c < C; ++c) {
       const float v = widen(x[c]) * a[c] + b[c];
@@ -514,19 +543,6 @@ std::vector<float> bn_affine(const float* mean, const float* rstd, const float* 
   }
   return ab;
 }
-
-#if defined(__AVX512F__) && defined(__AVX512BW__)
-constexpr bool kAvx512 = true;
-inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
-inline __m512 load16(const bf16_t* p) { return widen_bf16x16(p); }
-inline void store16(float* p, __m512 v) { _mm512_storeu_ps(p, v); }
-inline void store16(bf16_t* p, __m512 v) { _mm256_storeu_si256(reinterpret_cast<__m256i*>(p), round_to_bf16x16(v)); }
-#else
-constexpr bool kAvx512 = false;
-#endif
-// Whole registers per row: the row helpers below take their AVX-512 form.
-template <int64_t CT>
-constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
 
 inline float narrow_to(float v, float*) { return v; }
 inline bf16_t narrow_to(float v, bf16_t*) { return float_to_bf16(v); }
@@ -699,7 +715,7 @@ void batch_norm_forward_nhwc(const float* x, const float* mean, const float* rst
   with_channels(channels, [&](auto ct) {
     const int64_t C = decltype(ct)::value > 0 ? decltype(ct)::value : channels;
     parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
-      for (int64_t m = m0; m < m1; ++m) bn_row(x + m * C, ab.data(), ab.data() + C, y + m * C, C, relu);
+      for (int64_t m = m0; m < m1; ++m) bn_row<decltype(ct)::value>(x + m * C, ab.data(), ab.data() + C, y + m * C, C, relu);
     });
   });
 }
@@ -726,6 +742,25 @@ void bn_relu_pool_forward_rows(const T* x, const float* mean, const float* rstd,
   const float* b = ab.data() + C;
   const int64_t OH = H / 2, OW = W / 2;
   parallel_for(N * OH, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * W * C, 1)), [&](int64_t r0, int64_t r1) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+    if constexpr (kVectorRow<CT>) {  // the window's four pixels in registers, 16 channels at a time
+      for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
+        const int64_t n = row / OH, i = row % OH;
+        for (int64_t j = 0; j < OW; ++j) {
+          const T* x00 = x + ((n * H + 2 * i) * W + 2 * j) * CT;
+          const T* x10 = x00 + W * CT;
+          const int64_t out = (row * OW + j) * CT;
+          for (int64_t c = 0; c < CT; c += 16) {
+            const __m512 av = _mm512_loadu_ps(a + c), bv = _mm512_loadu_ps(b + c);
+            max_pool_window16(bn16(load16(x00 + c), av, bv, true), bn16(load16(x00 + CT + c), av, bv, true),
+                              bn16(load16(x10 + c), av, bv, true), bn16(load16(x10 + CT + c), av, bv, true),
+                              y + out + c, where + out + c, __mmask16(0xFFFF));
+          }
+        }
+      }
+      return;
+    }
+#endif
     std::vector<float> pixels(static_cast<size_t>(4 * C));  // the window's four normalized, rectified pixels
     float* v[4] = {pixels.data(), pixels.data() + C, pixels.data() + 2 * C, pixels.data() + 3 * C};
     for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
@@ -733,7 +768,7 @@ void bn_relu_pool_forward_rows(const T* x, const float* mean, const float* rstd,
       for (int64_t j = 0; j < OW; ++j) {
         const T* x00 = x + ((n * H + 2 * i) * W + 2 * j) * C;
         const T* at[4] = {x00, x00 + C, x00 + W * C, x00 + W * C + C};
-        for (int p = 0; p < 4; ++p) bn_row(at[p], a, b, v[p], C, true);
+        for (int p = 0; p < 4; ++p) bn_row<CT>(at[p], a, b, v[p], C, true);
         max_pool_window_row(v[0], v[1], v[2], v[3], y + (row * OW + j) * C, where + (row * OW + j) * C, C);
       }
     }

@@ -46,25 +46,6 @@ struct Masks {
 };
 #endif
 
-#ifdef __AVX512F__
-// window_max on 16 windows at once, stored under mask.
-inline void window_max16(__m512 a, __m512 b, __m512 c, __m512 d, float* y, uint8_t* where, __mmask16 mask) {
-  __m512 best = a;
-  __m512i at = _mm512_setzero_si512();
-  const __m512 rest[3] = {b, c, d};
-  for (int i = 0; i < 3; ++i) {
-    const __m512 v = rest[i];
-    const __mmask16 greater = _mm512_cmp_ps_mask(v, best, _CMP_GT_OQ);
-    const __mmask16 v_nan = _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q);
-    const __mmask16 best_nan = _mm512_cmp_ps_mask(best, best, _CMP_UNORD_Q);
-    const __mmask16 take = __mmask16(greater | (v_nan & __mmask16(~best_nan)));
-    best = _mm512_mask_mov_ps(best, take, v);
-    at = _mm512_mask_mov_epi32(at, take, _mm512_set1_epi32(i + 1));
-  }
-  _mm512_mask_storeu_ps(y, mask, best);
-  _mm_mask_storeu_epi8(where, mask, _mm512_cvtepi32_epi8(at));
-}
-#endif
 
 // Rows of one output row: r0, r1 the two input rows, ow outputs.
 void forward_row(const float* r0, const float* r1, float* y, uint8_t* where, int64_t ow) {
@@ -81,7 +62,7 @@ void forward_row(const float* r0, const float* r1, float* y, uint8_t* where, int
     const __m512 lo1 = _mm512_maskz_loadu_ps(lo_mask, p1), hi1 = _mm512_maskz_loadu_ps(hi_mask, p1 + 16);
     const __m512 a = _mm512_permutex2var_ps(lo0, even, hi0), b = _mm512_permutex2var_ps(lo0, odd, hi0);
     const __m512 c = _mm512_permutex2var_ps(lo1, even, hi1), d = _mm512_permutex2var_ps(lo1, odd, hi1);
-    window_max16(a, b, c, d, y + j, where + j, out_mask);
+    max_pool_window16(a, b, c, d, y + j, where + j, out_mask);
   }
 #endif
   for (; j < ow; ++j) window_max(r0[2 * j], r0[2 * j + 1], r1[2 * j], r1[2 * j + 1], y + j, where + j);
@@ -96,7 +77,7 @@ void backward_row(const float* g, const uint8_t* where, float* r0, float* r1, in
     const Masks m(ow - j);
     const __mmask16 out_mask = m.out, lo_mask = m.lo, hi_mask = m.hi;
     const __m512 gv = _mm512_maskz_loadu_ps(out_mask, g + j);
-    const __m512i at = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(out_mask, where + j));
+    const __m512i at = _mm512_maskz_cvtepu8_epi32(__mmask16(0xFFFF), _mm_maskz_loadu_epi8(out_mask, where + j));
     __m512 v[4];
     for (int i = 0; i < 4; ++i) v[i] = _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(at, _mm512_set1_epi32(i)), gv);
     // Row 0 is a b a b ..., row 1 is c d c d ...
@@ -152,7 +133,7 @@ void max_pool_window_row(const float* a, const float* b, const float* c, const f
 #ifdef __AVX512F__
   for (; k < n; k += 16) {  // 16 windows at a time, the last step masked
     const __mmask16 m = n - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - k)) - 1u);
-    window_max16(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k), _mm512_maskz_loadu_ps(m, c + k),
+    max_pool_window16(_mm512_maskz_loadu_ps(m, a + k), _mm512_maskz_loadu_ps(m, b + k), _mm512_maskz_loadu_ps(m, c + k),
                  _mm512_maskz_loadu_ps(m, d + k), y + k, where + k, m);
   }
 #endif
@@ -203,7 +184,7 @@ void max_pool2x2_backward_nhwc(const float* grad_y, const int64_t grad_strides[4
           const __mmask16 m = c - k >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (c - k)) - 1u);
           const __m512 gk = sc == 1 ? _mm512_maskz_loadu_ps(m, g + k)
                                     : _mm512_mask_i32gather_ps(_mm512_setzero_ps(), m, g_index, g + k * sc, 4);
-          const __m512i pos = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, at + k));
+          const __m512i pos = _mm512_maskz_cvtepu8_epi32(__mmask16(0xFFFF), _mm_maskz_loadu_epi8(m, at + k));
           _mm512_mask_storeu_ps(left + k, m, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, first), gk));
           _mm512_mask_storeu_ps(right + k, m, _mm512_maskz_mov_ps(_mm512_cmpeq_epi32_mask(pos, second), gk));
         }
