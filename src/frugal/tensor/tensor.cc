@@ -8,6 +8,12 @@
 #include <sstream>
 #include <unordered_map>
 
+#ifdef __AVX512F__
+#include <immintrin.h>
+#endif
+
+#include "frugal/base/parallel.h"
+
 namespace frugal {
 
 namespace {
@@ -437,6 +443,69 @@ Tensor Tensor::detach() const { return make_view(*this, shape(), strides(), offs
 
 // ---- Copies ----
 
+namespace {
+// dst[r * cols + c] = src[c * rows + r] for one plane of 4-byte elements: 16 x 16 blocks through
+// AVX-512 registers (the classic unpack / shuffle transpose), the edges element by element.
+void transpose_plane(const uint32_t* src, uint32_t* dst, int64_t rows, int64_t cols) {
+  int64_t r0 = 0;
+#ifdef __AVX512F__
+  for (; r0 + 16 <= rows; r0 += 16) {
+    int64_t c0 = 0;
+    for (; c0 + 16 <= cols; c0 += 16) {
+      // The all-lanes maskz forms: GCC 12 warns about the undefined pass-through of the plain ones.
+      const __mmask16 all = 0xFFFF;
+      const __mmask8 all8 = 0xFF;
+      __m512i t[16], u[16];
+      for (int i = 0; i < 16; ++i)  // source row c0 + i: 16 values of dst column c0 + i
+        t[i] = _mm512_loadu_si512(src + (c0 + i) * rows + r0);
+      for (int i = 0; i < 16; i += 2) {
+        u[i] = _mm512_maskz_unpacklo_epi32(all, t[i], t[i + 1]);
+        u[i + 1] = _mm512_maskz_unpackhi_epi32(all, t[i], t[i + 1]);
+      }
+      for (int i = 0; i < 16; i += 4) {
+        t[i] = _mm512_maskz_unpacklo_epi64(all8, u[i], u[i + 2]);
+        t[i + 1] = _mm512_maskz_unpackhi_epi64(all8, u[i], u[i + 2]);
+        t[i + 2] = _mm512_maskz_unpacklo_epi64(all8, u[i + 1], u[i + 3]);
+        t[i + 3] = _mm512_maskz_unpackhi_epi64(all8, u[i + 1], u[i + 3]);
+      }
+      for (int i = 0; i < 4; ++i) {
+        u[i] = _mm512_maskz_shuffle_i32x4(all, t[i], t[i + 4], 0x88);
+        u[i + 4] = _mm512_maskz_shuffle_i32x4(all, t[i], t[i + 4], 0xdd);
+        u[i + 8] = _mm512_maskz_shuffle_i32x4(all, t[i + 8], t[i + 12], 0x88);
+        u[i + 12] = _mm512_maskz_shuffle_i32x4(all, t[i + 8], t[i + 12], 0xdd);
+      }
+      for (int i = 0; i < 8; ++i) {
+        t[i] = _mm512_maskz_shuffle_i32x4(all, u[i], u[i + 8], 0x88);
+        t[i + 8] = _mm512_maskz_shuffle_i32x4(all, u[i], u[i + 8], 0xdd);
+      }
+      for (int k = 0; k < 16; ++k) _mm512_storeu_si512(dst + (r0 + k) * cols + c0, t[k]);  // t[k]: dst row r0 + k
+    }
+    for (int64_t r = r0; r < r0 + 16; ++r)
+      for (int64_t c = c0; c < cols; ++c) dst[r * cols + c] = src[c * rows + r];
+  }
+#endif
+  for (int64_t r = r0; r < rows; ++r)
+    for (int64_t c = 0; c < cols; ++c) dst[r * cols + c] = src[c * rows + r];
+}
+
+// Packed NCHW <-> channels-last with 4-byte elements (the layout changes around a CNN's
+// convolution blocks): per image a (C, H * W) <-> (H * W, C) transpose. False for any other pair.
+bool copy_layout_change(Tensor& dst, const Tensor& src) {
+  if (dst.rank() != 4 || src.dtype() != dst.dtype() || dtype_size(dst.dtype()) != 4 || dst.numel() == 0) return false;
+  const int64_t N = dst.size(0), C = dst.size(1), HW = dst.size(2) * dst.size(3);
+  int64_t rows = 0, cols = 0;
+  if (src.is_contiguous() && is_channels_last(dst)) rows = HW, cols = C;       // dst planes (HW, C)
+  else if (is_channels_last(src) && dst.is_contiguous()) rows = C, cols = HW;  // dst planes (C, HW)
+  else return false;
+  const uint32_t* s = static_cast<const uint32_t*>(src.raw_data());
+  uint32_t* d = static_cast<uint32_t*>(dst.raw_data());
+  parallel_for(N, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; ++p) transpose_plane(s + p * rows * cols, d + p * rows * cols, rows, cols);
+  });
+  return true;
+}
+}  // namespace
+
 void Tensor::copy_from(const Tensor& src) {
   FRUGAL_CHECK(src.shape() == shape(),
                "copy_from(): shape " + shape_str(src.shape()) + " into " + shape_str(shape()));
@@ -457,6 +526,7 @@ void Tensor::copy_from(const Tensor& src) {
     });
     return;
   }
+  if (copy_layout_change(*this, src)) return;
   dispatch_dtype(dtype(), [&](auto dst_tag) {
     using D = decltype(dst_tag);
     dispatch_dtype(src.dtype(), [&](auto src_tag) {
