@@ -457,8 +457,9 @@ Tensor conv_output(const Conv2dDims& d, DType dtype) { return conv_like_input({d
 
 // conv2d in bf16-mixed precision: x and weight rounded to bf16 once (and kept, at half the bytes,
 // for backward), grad_y rounded in backward; every product accumulates in f32 and every result
-// (y, dX, dW, db) is f32. The bias is added in f32; db is summed from the rounded grad_y, as the
-// oneDNN kernel reads only that.
+// (y, dX, dW, db) is f32, except y with bf16_output (rounded as written; its gradient then comes
+// in bf16 and is read as it is). The bias is added in f32; db is summed from the rounded grad_y,
+// as the oneDNN kernel reads only that.
 Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d, bool bf16_output) {
   Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor x16 = round_to_bf16(xc.data<float>(), xc.numel()), w16 = round_to_bf16(wc.data<float>(), wc.numel());

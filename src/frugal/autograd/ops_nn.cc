@@ -27,15 +27,15 @@ T* mutable_or_null(const Tensor& t) {
 
 Tensor contiguous_or_undefined(const Tensor& t) { return t.defined() ? t.contiguous().detach() : Tensor(); }
 
-// Checks an optional per-channel parameter (weight, bias, running stats) of an op.
+// Checks an optional per-channel parameter (weight, bias, running stats) of an op: shape (channels),
+// dtype the input's (f32 for a bf16 input).
 void check_channel_param(const char* op, const char* what, const Tensor& t, int64_t channels, DType dtype) {
   if (!t.defined()) return;
   if (t.shape() != Shape{channels})
     throw InputError(std::string(op) + ": " + what + " must have shape (" + std::to_string(channels) + "), got " +
                      shape_str(t.shape()));
   if (t.dtype() != dtype)
-    throw InputError(std::string(op) + ": " + what + " is " + dtype_str(t.dtype()) + " but the input is " +
-                     dtype_str(dtype));
+    throw InputError(std::string(op) + ": " + what + " is " + dtype_str(t.dtype()) + ", expected " + dtype_str(dtype));
 }
 
 void check_float_input(const char* op, const Tensor& t) {

@@ -91,6 +91,11 @@ Tensor Conv2d::forward(const Tensor& x) {
 
 Tensor Conv2d::forward_bf16_output(const Tensor& x) {
   if (x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
+  // The fused op that reads bf16 needs at least a 2 x 2 output to pool; otherwise stay f32.
+  const Conv2dOptions& o = options_;
+  const int64_t out_h = (x.size(2) + 2 * o.padding_h - o.dilation_h * (kernel_size_ - 1) - 1) / o.stride_h + 1;
+  const int64_t out_w = (x.size(3) + 2 * o.padding_w - o.dilation_w * (kernel_size_ - 1) - 1) / o.stride_w + 1;
+  if (out_h < 2 || out_w < 2) return forward(x);
   Conv2dOptions options = options_;
   options.bf16_output = true;
   return conv2d(x, weight_, bias_, options);

@@ -244,6 +244,22 @@ TEST(Layers, SequentialStoresConvOutputInBf16ForBatchNorm) {
     for (size_t k = 0; k < a.size(); ++k) diff += (a[k] - e[k]) * (a[k] - e[k]), norm += e[k] * e[k];
     EXPECT_LT(std::sqrt(diff / norm), 5e-2) << p1[i].first;
   }
+  // An output too small to pool stays f32 (the layers' own errors apply, as in fp32).
+  Tensor thin = to_channels_last(random_tensor({4, 3, 3, 8}, 37));
+  Conv2dOptions none;
+  auto seq = std::make_shared<nn::Sequential>();
+  seq->push_back(std::make_shared<nn::Conv2d>(3, 16, 3, none));  // -> (4, 16, 1, 6)
+  seq->push_back(std::make_shared<nn::BatchNorm2d>(16));
+  seq->push_back(std::make_shared<nn::ReLU>());
+  seq->push_back(std::make_shared<nn::MaxPool2d>(2));
+  std::string bf16_error, fp32_error;
+  try { seq->forward(thin); } catch (const InputError& e) { bf16_error = e.what(); }
+  {
+    PrecisionGuard fp32(Precision::fp32);
+    try { seq->forward(thin); } catch (const InputError& e) { fp32_error = e.what(); }
+  }
+  EXPECT_EQ(bf16_error, fp32_error);
+  EXPECT_EQ(bf16_error.find("bf16"), std::string::npos) << bf16_error;
 }
 
 TEST(Layers, ForwardShapes) {

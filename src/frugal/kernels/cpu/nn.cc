@@ -450,9 +450,7 @@ float* row_scratch(int64_t C) {
   if (int64_t(row.size()) < C) row.resize(size_t(C));
   return row.data();
 }
-}  // namespace
 
-namespace {
 // A stored activation as f32: bf16 widens exactly.
 inline float widen(float v) { return v; }
 inline float widen(bf16_t v) { return bf16_to_float(v); }
