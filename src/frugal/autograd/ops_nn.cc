@@ -38,6 +38,17 @@ void check_channel_param(const char* op, const char* what, const Tensor& t, int6
     throw InputError(std::string(op) + ": " + what + " is " + dtype_str(t.dtype()) + ", expected " + dtype_str(dtype));
 }
 
+// Batch norm's optional parameters for C channels in `dtype`; the running statistics come in pairs.
+void check_batch_norm_params(const char* op, const Tensor& weight, const Tensor& bias, const Tensor& running_mean,
+                             const Tensor& running_var, int64_t C, DType dtype) {
+  check_channel_param(op, "weight", weight, C, dtype);
+  check_channel_param(op, "bias", bias, C, dtype);
+  check_channel_param(op, "running_mean", running_mean, C, dtype);
+  check_channel_param(op, "running_var", running_var, C, dtype);
+  if (running_mean.defined() != running_var.defined())
+    throw InputError(std::string(op) + ": running_mean and running_var must be given together");
+}
+
 void check_float_input(const char* op, const Tensor& t) {
   if (t.dtype() != DType::f32 && t.dtype() != DType::f64)
     throw InputError(std::string(op) + ": expected a f32 or f64 tensor, got " + dtype_str(t.dtype()));
@@ -331,11 +342,7 @@ Tensor bn_relu_pool_bf16(const Tensor& input, const Tensor& weight, const Tensor
     throw InputError(std::string(op) + ": bf16 input must be channels-last (N, C, H, W) with H, W >= 2 (the "
                      "bf16_output of conv2d on the fast kernels), got " + shape_str(input.shape()));
   const int64_t N = input.size(0), C = input.size(1), H = input.size(2), W = input.size(3);
-  for (auto [name, t] : {std::pair<const char*, const Tensor*>{"weight", &weight}, {"bias", &bias},
-                         {"running_mean", &running_mean}, {"running_var", &running_var}})
-    check_channel_param(op, name, *t, C, DType::f32);
-  if (running_mean.defined() != running_var.defined())
-    throw InputError(std::string(op) + ": running_mean and running_var must be given together");
+  check_batch_norm_params(op, weight, bias, running_mean, running_var, C, DType::f32);
   Tensor x = input.detach();
   Tensor mean = Tensor::empty({C}, DType::f32), var = Tensor::empty({C}, DType::f32);
   if (training) {
@@ -360,12 +367,7 @@ Tensor batch_norm_impl(const Tensor& input, const Tensor& weight, const Tensor& 
   const int64_t N = input.size(0), C = input.size(1);
   const int64_t S = input.rank() == 4 ? input.size(2) * input.size(3) : 1;
   const DType dtype = input.dtype();
-  check_channel_param("batch_norm", "weight", weight, C, dtype);
-  check_channel_param("batch_norm", "bias", bias, C, dtype);
-  check_channel_param("batch_norm", "running_mean", running_mean, C, dtype);
-  check_channel_param("batch_norm", "running_var", running_var, C, dtype);
-  if (running_mean.defined() != running_var.defined())
-    throw InputError("batch_norm: running_mean and running_var must be given together");
+  check_batch_norm_params("batch_norm", weight, bias, running_mean, running_var, C, dtype);
 
   // Channels-last f32 input (a convolution's NHWC output) stays channels-last: (M, C) kernels.
   const bool cl = dtype == DType::f32 && !input.is_contiguous() && is_channels_last(input) && !kernels::reference_mode();

@@ -14,6 +14,14 @@
 #include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/pool.h"
 
+// The AVX-512 forms of the channels-last batch norm rows (byte compares and masked stores need BW
+// and VL, which every AVX-512 CPU since Skylake-X has); scalar loops otherwise.
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define FRUGAL_NN_AVX512 1
+#else
+#define FRUGAL_NN_AVX512 0
+#endif
+
 namespace frugal {
 namespace kernels {
 namespace cpu {
@@ -488,7 +496,7 @@ void batch_norm_stats_nhwc(const bf16_t* x, float* mean, float* var, int64_t M, 
 }
 
 namespace {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if FRUGAL_NN_AVX512
 constexpr bool kAvx512 = true;
 inline __m512 load16(const float* p) { return _mm512_loadu_ps(p); }
 inline __m512 load16(const bf16_t* p) { return widen_bf16x16(p); }
@@ -501,7 +509,7 @@ constexpr bool kAvx512 = false;
 template <int64_t CT>
 constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
 
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if FRUGAL_NN_AVX512
 // x * a + b (one rounding), then, for relu, 0 where that is below 0 (NaN and -0 stay).
 inline __m512 bn16(__m512 x, __m512 a, __m512 b, bool relu) {
   const __m512 v = _mm512_fmadd_ps(x, a, b);
@@ -515,7 +523,7 @@ inline __m512 bn16(__m512 x, __m512 a, __m512 b, bool relu) {
 template <int64_t CT, class T>
 inline void bn_row(const T* __restrict x, const float* __restrict a, const float* __restrict b, float* __restrict y,
                    int64_t C, bool relu) {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if FRUGAL_NN_AVX512
   if constexpr (kVectorRow<CT>) {
     for (int64_t c = 0; c < CT; c += 16)
       _mm512_storeu_ps(y + c, bn16(load16(x + c), _mm512_loadu_ps(a + c), _mm512_loadu_ps(b + c), relu));
@@ -560,7 +568,7 @@ struct PlainGrad {  // grad itself, or masked by relu's rule on its output relu_
     const float* __restrict yr = relu_out ? relu_out + m * C : nullptr;
     for (int64_t c = 0; c < C; ++c) g[c] = !yr || yr[c] > 0.0f ? gr[c] : 0.0f;
   }
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if FRUGAL_NN_AVX512
   __m512 g16(int64_t c) const {
     const __m512 gv = _mm512_loadu_ps(grad + m * C + c);
     if (!relu_out) return gv;
@@ -604,7 +612,7 @@ struct PoolGrad {
       g[c] = y[at + c] > 0.0f ? gc : 0.0f;
     }
   }
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if FRUGAL_NN_AVX512
   __m512 g16(int64_t c) const {
     if (at < 0) return _mm512_setzero_ps();
     const __m128i winners = _mm_loadu_si128(reinterpret_cast<const __m128i*>(where + at + c));
@@ -631,7 +639,7 @@ void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, 
   column_sums<2>(M, C, totals.data(), [&](int64_t m0, int64_t m1, float* acc) {
     Grad g = grad;
     g.seek(m0);
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if FRUGAL_NN_AVX512
     if constexpr (kVectorRow<CT>) {
       constexpr int64_t V = CT / 16;
       __m512 sum_g[V], sum_gx[V], mu_v[V];
@@ -679,7 +687,7 @@ void batch_norm_backward_rows(const T* x, const float* mean, const float* rstd, 
   parallel_for(M, rows_grain(C), [&](int64_t m0, int64_t m1) {
     Grad g = grad;
     g.seek(m0);
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#if FRUGAL_NN_AVX512
     if constexpr (kVectorRow<CT>) {
       constexpr int64_t V = CT / 16;
       __m512 k_v[V], mg_v[V], mu_v[V], mgx_v[V];
@@ -740,7 +748,7 @@ void bn_relu_pool_forward_rows(const T* x, const float* mean, const float* rstd,
   const float* b = ab.data() + C;
   const int64_t OH = H / 2, OW = W / 2;
   parallel_for(N * OH, std::max<int64_t>(1, kGrain / std::max<int64_t>(2 * W * C, 1)), [&](int64_t r0, int64_t r1) {
-#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if FRUGAL_NN_AVX512
     if constexpr (kVectorRow<CT>) {  // the window's four pixels in registers, 16 channels at a time
       for (int64_t row = r0; row < r1; ++row) {  // (image, output row)
         const int64_t n = row / OH, i = row % OH;
