@@ -170,6 +170,74 @@ CONV_BENCH(BM_conv_bf16_raw_onednn_blocked);
 CONV_BENCH(BM_conv_bf16_raw_onednn_nchw);
 CONV_BENCH(BM_conv_bf16_frugal_kernel);
 
+
+// ---- convolution weight gradient, the CNN example's layers on channels-last operands ----
+// arg 0: layer (0: 128 x 1 x 28 x 28 -> 32, 1: 128 x 32 x 14 x 14 -> 64), 3x3, padding 1, with bias.
+
+kernels::Conv2dDims cnn_layer(int64_t layer) {
+  kernels::Conv2dDims d;
+  d.n = 128, d.c = layer == 0 ? 1 : 32, d.o = layer == 0 ? 32 : 64, d.h = d.w = layer == 0 ? 28 : 14;
+  d.kernel_h = d.kernel_w = 3, d.padding_h = d.padding_w = 1, d.out_h = d.h, d.out_w = d.w;
+  d.channels_last = true;
+  return d;
+}
+
+double weight_grad_flops(const kernels::Conv2dDims& d) {
+  return 2.0 * double(d.n * d.out_h * d.out_w * d.o * d.c * d.kernel_h * d.kernel_w);
+}
+
+// oneDNN's NHWC backward-weights primitive with the weight gradient in its preferred layout (no
+// reorder counted): what frugal used before its own kernel.
+void raw_weight_grad(benchmark::State& state, dt type) {
+  const kernels::Conv2dDims d = cnn_layer(state.range(0));
+  dnnl::memory::desc x({d.n, d.c, d.h, d.w}, type, tag::nhwc), dy({d.n, d.o, d.out_h, d.out_w}, type, tag::nhwc),
+      w_any({d.o, d.c, 3, 3}, type, tag::any), b({d.o}, dt::f32, tag::a);
+  dnnl::convolution_forward::desc fdesc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x,
+                                        w_any, b, dy, {1, 1}, {1, 1}, {1, 1});
+  dnnl::convolution_forward::primitive_desc fpd(fdesc, engine());
+  dnnl::memory::desc gw_any({d.o, d.c, 3, 3}, dt::f32, tag::any);
+  dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, x, gw_any, b, dy, {1, 1},
+                                                {1, 1}, {1, 1});
+  dnnl::convolution_backward_weights::primitive_desc pd(desc, engine(), fpd);
+  dnnl::convolution_backward_weights primitive(pd);
+  dnnl::memory xm(x, engine()), dym(dy, engine()), gwm(pd.diff_weights_desc(), engine()), gbm(b, engine());
+  const DType dtype = type == dt::f32 ? DType::f32 : DType::bf16;
+  Tensor fill_x = filled({d.n * d.c * d.h * d.w}, dtype), fill_dy = filled({d.n * d.o * d.out_h * d.out_w}, dtype);
+  std::memcpy(xm.get_data_handle(), fill_x.raw_data(), fill_x.nbytes());
+  std::memcpy(dym.get_data_handle(), fill_dy.raw_data(), fill_dy.nbytes());
+  dnnl::stream s(engine());
+  for (auto _ : state) {
+    primitive.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_DIFF_WEIGHTS, gwm},
+                          {DNNL_ARG_DIFF_BIAS, gbm}});
+    s.wait();
+  }
+  set_flops(state, weight_grad_flops(d));
+}
+
+void frugal_weight_grad(benchmark::State& state, DType dtype) {
+  const kernels::Conv2dDims d = cnn_layer(state.range(0));
+  Tensor x = filled({d.n * d.c * d.h * d.w}, dtype), dy = filled({d.n * d.o * d.out_h * d.out_w}, dtype);
+  Tensor gw = Tensor::empty({d.o, d.c, 3, 3}), gb = Tensor::empty({d.o});
+  for (auto _ : state) {
+    if (dtype == DType::f32)
+      kernels::cpu::conv2d_backward_weights(x.data<float>(), dy.data<float>(), gw.data<float>(), gb.data<float>(), d);
+    else
+      kernels::cpu::conv2d_backward_weights_bf16(x.data<bf16_t>(), dy.data<bf16_t>(), gw.data<float>(),
+                                                 gb.data<float>(), d);
+  }
+  set_flops(state, weight_grad_flops(d));
+}
+
+void BM_weight_grad_f32_raw_onednn(benchmark::State& state) { raw_weight_grad(state, dt::f32); }
+void BM_weight_grad_f32_frugal(benchmark::State& state) { frugal_weight_grad(state, DType::f32); }
+void BM_weight_grad_bf16_raw_onednn(benchmark::State& state) { raw_weight_grad(state, dt::bf16); }
+void BM_weight_grad_bf16_frugal(benchmark::State& state) { frugal_weight_grad(state, DType::bf16); }
+#define WEIGHT_GRAD_BENCH(fn) BENCHMARK(fn)->Arg(0)->Arg(1)->ArgName("layer")->UseRealTime()->Unit(benchmark::kMicrosecond)
+WEIGHT_GRAD_BENCH(BM_weight_grad_f32_raw_onednn);
+WEIGHT_GRAD_BENCH(BM_weight_grad_f32_frugal);
+WEIGHT_GRAD_BENCH(BM_weight_grad_bf16_raw_onednn);
+WEIGHT_GRAD_BENCH(BM_weight_grad_bf16_frugal);
+
 }  // namespace
 }  // namespace frugal
 

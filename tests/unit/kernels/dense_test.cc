@@ -5,6 +5,8 @@
 
 #include <cmath>
 
+#include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/conv_weight_grad.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/ref/dense.h"
 #include "test_util.h"
@@ -229,6 +231,78 @@ TEST(DenseKernels, Bf16ConvMatchesF32) {
     kernels::ref::conv2d_forward<float>(x_r.data<float>(), w_r.data<float>(), bias.data<float>(), rounded.data<float>(), d);
     EXPECT_TRUE(all_close(fast, rounded, kAtol, kRtol)) << describe(d);
   }
+}
+
+// The hand-written weight gradient of stride-1 channels-last convolutions (conv_weight_grad.h)
+// against the reference on the same operands: f32, and bf16 against the reference on the
+// widened bf16 values (both sum f32 products, only the order differs). The cases cover every
+// register block width (16 to 64 output channels, and a second block of 64), channel counts that
+// are not a multiple of 16, odd output widths (bf16's last pixel pair half empty), padding 0 to 2,
+// non-square kernels, and fewer images than the kernel's 8 blocks. The result does not depend on
+// the thread count, bit for bit.
+TEST(DenseKernels, ChannelsLastWeightGradMatchesReference) {
+  const std::vector<ConvCase> cases = {
+      {16, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // the CNN's first layer
+      {16, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // its second
+      {3, 7, 9, 11, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},     // odd width, 3 images
+      {9, 17, 6, 5, 48, 3, 5, 1, 1, 0, 2, 1, 1, 1},     // 5 wide kernel, no vertical padding
+      {2, 33, 5, 7, 80, 1, 1, 1, 1, 0, 0, 1, 1, 1},     // 1x1, 64 + 16 output channels
+      {1, 3, 8, 9, 128, 5, 5, 1, 1, 2, 2, 1, 1, 1},     // two blocks of 64, one image
+      {4, 2, 4, 3, 16, 3, 3, 1, 1, 2, 1, 1, 1, 1},      // padding wider than half the kernel
+  };
+  uint64_t seed = 600;
+  for (const ConvCase& c : cases) {
+    const Conv2dDims packed = conv_dims(c);
+    Conv2dDims d = packed;
+    d.channels_last = true;
+    for (bool bf16 : {false, true}) {
+      ASSERT_TRUE(kernels::cpu::conv_weight_grad_supported(d, bf16)) << describe(d);
+      Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed), grad_y = random_tensor({d.n, d.o, d.out_h, d.out_w}, ++seed);
+      if (bf16) x = x.to(DType::bf16).to(DType::f32), grad_y = grad_y.to(DType::bf16).to(DType::f32);
+      Tensor ref_w = Tensor::empty({d.o, d.c, d.kernel_h, d.kernel_w}), ref_b = Tensor::empty({d.o});
+      kernels::ref::conv2d_backward_weights<float>(x.data<float>(), grad_y.data<float>(), ref_w.data<float>(),
+                                                   ref_b.data<float>(), packed);
+      // (n, h, w, c) copies, in the operand type.
+      const DType type = bf16 ? DType::bf16 : DType::f32;
+      Tensor x_cl = x.permute_view({0, 2, 3, 1}).contiguous().to(type);
+      Tensor g_cl = grad_y.permute_view({0, 2, 3, 1}).contiguous().to(type);
+      Tensor runs[2][2];  // threads 1, 2 x (weight, bias)
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        Tensor w = Tensor::empty(ref_w.shape()), b = Tensor::empty({d.o});
+        if (bf16)
+          kernels::cpu::conv2d_backward_weights_bf16(x_cl.data<bf16_t>(), g_cl.data<bf16_t>(), w.data<float>(),
+                                                     b.data<float>(), d);
+        else
+          kernels::cpu::conv2d_backward_weights(x_cl.data<float>(), g_cl.data<float>(), w.data<float>(),
+                                                b.data<float>(), d);
+        runs[threads - 1][0] = w, runs[threads - 1][1] = b;
+      }
+      set_num_threads(0);
+      const std::string what = describe(d) + (bf16 ? " bf16" : " f32");
+      const double k_scale = std::sqrt(double(d.n * d.out_h * d.out_w));  // as in ConvBackwardMatchesReference
+      EXPECT_TRUE(all_close(runs[1][0], ref_w, kAtol * k_scale, kRtol)) << "grad w " << what;
+      EXPECT_TRUE(all_close(runs[1][1], ref_b, kAtol * k_scale, kRtol)) << "grad b " << what;
+      EXPECT_TRUE(testing::same_bits(runs[0][0], runs[1][0])) << "threads " << what;
+      EXPECT_TRUE(testing::same_bits(runs[0][1], runs[1][1])) << "threads " << what;
+      // Without a bias gradient the weight gradient is the same.
+      Tensor w = Tensor::empty(ref_w.shape());
+      if (bf16)
+        kernels::cpu::conv2d_backward_weights_bf16(x_cl.data<bf16_t>(), g_cl.data<bf16_t>(), w.data<float>(), nullptr, d);
+      else
+        kernels::cpu::conv2d_backward_weights(x_cl.data<float>(), g_cl.data<float>(), w.data<float>(), nullptr, d);
+      EXPECT_TRUE(testing::same_bits(w, runs[1][0])) << "no bias " << what;
+    }
+  }
+  // What the kernel leaves to oneDNN.
+  Conv2dDims d = conv_dims({2, 4, 9, 9, 16, 3, 3, 2, 2, 1, 1, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_weight_grad_supported(d, false)) << "stride 2";
+  d = conv_dims({2, 4, 9, 9, 24, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_weight_grad_supported(d, false)) << "24 output channels";
+  d.o = 16, d.channels_last = false;
+  EXPECT_FALSE(kernels::cpu::conv_weight_grad_supported(d, false)) << "NCHW";
 }
 
 struct PoolCase {

@@ -4,6 +4,7 @@
 // Limits: CPU engine only; one in-order stream per thread; cached primitives live until
 // clear_dense_cache() or thread exit.
 #include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/cpu/conv_weight_grad.h"
 #include "frugal/kernels/cpu/pool.h"
 
 #include <algorithm>
@@ -516,11 +517,13 @@ void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float
 
 void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
                              const Conv2dDims& d) {
+  if (conv_weight_grad_supported(d, false)) return conv_weight_grad_nhwc(x, grad_y, grad_weight, grad_bias, d);
   run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::f32);
 }
 
 void conv2d_backward_weights_bf16(const bf16_t* x, const bf16_t* grad_y, float* grad_weight, float* grad_bias,
                                   const Conv2dDims& d) {
+  if (conv_weight_grad_supported(d, true)) return conv_weight_grad_nhwc(x, grad_y, grad_weight, grad_bias, d);
   run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::bf16);
 }
 
