@@ -86,7 +86,8 @@ void BM_matmul_bf16_frugal_kernel(benchmark::State& state) {
 }
 
 void matmul_shapes(benchmark::internal::Benchmark* b) {
-  b->Args({1024, 1024, 1024})->Args({2048, 2048, 2048})->Args({256, 784, 1024})->UseRealTime()->Unit(benchmark::kMillisecond);
+  // The last two: the CNN classifier's backward (grad_x, and dW with K = batch) and forward.
+  b->Args({1024, 1024, 1024})->Args({2048, 2048, 2048})->Args({256, 784, 1024})->Args({128, 128, 3136})->Args({128, 3136, 128})->UseRealTime()->Unit(benchmark::kMillisecond);
 }
 
 BENCHMARK(BM_matmul_f32_raw_onednn)->Apply(matmul_shapes);
@@ -171,7 +172,7 @@ CONV_BENCH(BM_conv_bf16_raw_onednn_nchw);
 CONV_BENCH(BM_conv_bf16_frugal_kernel);
 
 
-// ---- convolution weight gradient, the CNN example's layers on channels-last operands ----
+// ---- the CNN example's layers on channels-last operands: weight gradient, first-layer forward ----
 // arg 0: layer (0: 128 x 1 x 28 x 28 -> 32, 1: 128 x 32 x 14 x 14 -> 64), 3x3, padding 1, with bias.
 
 kernels::Conv2dDims cnn_layer(int64_t layer) {
@@ -182,7 +183,7 @@ kernels::Conv2dDims cnn_layer(int64_t layer) {
   return d;
 }
 
-double weight_grad_flops(const kernels::Conv2dDims& d) {
+double conv_flops(const kernels::Conv2dDims& d) {
   return 2.0 * double(d.n * d.out_h * d.out_w * d.o * d.c * d.kernel_h * d.kernel_w);
 }
 
@@ -211,7 +212,7 @@ void raw_weight_grad(benchmark::State& state, dt type) {
                           {DNNL_ARG_DIFF_BIAS, gbm}});
     s.wait();
   }
-  set_flops(state, weight_grad_flops(d));
+  set_flops(state, conv_flops(d));
 }
 
 void frugal_weight_grad(benchmark::State& state, DType dtype) {
@@ -225,8 +226,55 @@ void frugal_weight_grad(benchmark::State& state, DType dtype) {
       kernels::cpu::conv2d_backward_weights_bf16(x.data<bf16_t>(), dy.data<bf16_t>(), gw.data<float>(),
                                                  gb.data<float>(), d);
   }
-  set_flops(state, weight_grad_flops(d));
+  set_flops(state, conv_flops(d));
 }
+
+// The forward of the first layer (1 -> 32 channels), output in the operand type as the CNN
+// writes it: oneDNN's NHWC primitive against frugal's direct kernel.
+void raw_forward(benchmark::State& state, dt type) {
+  const kernels::Conv2dDims d = cnn_layer(state.range(0));
+  dnnl::memory::desc x({d.n, d.c, d.h, d.w}, type, tag::nhwc), y({d.n, d.o, d.out_h, d.out_w}, type, tag::nhwc),
+      w_any({d.o, d.c, 3, 3}, type, tag::any), b({d.o}, dt::f32, tag::a);
+  dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, x,
+                                       w_any, b, y, {1, 1}, {1, 1}, {1, 1});
+  dnnl::convolution_forward::primitive_desc pd(desc, engine());
+  dnnl::convolution_forward primitive(pd);
+  dnnl::memory xm(x, engine()), wm(pd.weights_desc(), engine()), ym(y, engine()), bm(b, engine());
+  const DType dtype = type == dt::f32 ? DType::f32 : DType::bf16;
+  Tensor fill_x = filled({d.n * d.c * d.h * d.w}, dtype);
+  std::memcpy(xm.get_data_handle(), fill_x.raw_data(), fill_x.nbytes());
+  std::memset(wm.get_data_handle(), 0, pd.weights_desc().get_size());
+  std::memset(bm.get_data_handle(), 0, b.get_size());
+  dnnl::stream s(engine());
+  for (auto _ : state) {
+    primitive.execute(s, {{DNNL_ARG_SRC, xm}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_BIAS, bm}, {DNNL_ARG_DST, ym}});
+    s.wait();
+  }
+  set_flops(state, conv_flops(d));
+}
+
+void frugal_forward(benchmark::State& state, DType dtype) {
+  const kernels::Conv2dDims d = cnn_layer(state.range(0));
+  Tensor x = filled({d.n * d.c * d.h * d.w}, dtype), w = filled({d.o, d.c, 3, 3}, dtype), b = filled({d.o});
+  Tensor y = Tensor::empty({d.n * d.o * d.out_h * d.out_w}, dtype);
+  for (auto _ : state) {
+    if (dtype == DType::f32)
+      kernels::cpu::conv2d_forward(x.data<float>(), w.data<float>(), b.data<float>(), y.data<float>(), d);
+    else
+      kernels::cpu::conv2d_forward_bf16(x.data<bf16_t>(), w.data<bf16_t>(), b.data<float>(), y.data<bf16_t>(), d);
+  }
+  set_flops(state, conv_flops(d));
+}
+
+void BM_forward_f32_raw_onednn(benchmark::State& state) { raw_forward(state, dt::f32); }
+void BM_forward_f32_frugal(benchmark::State& state) { frugal_forward(state, DType::f32); }
+void BM_forward_bf16_raw_onednn(benchmark::State& state) { raw_forward(state, dt::bf16); }
+void BM_forward_bf16_frugal(benchmark::State& state) { frugal_forward(state, DType::bf16); }
+#define FORWARD_BENCH(fn) BENCHMARK(fn)->Arg(0)->ArgName("layer")->UseRealTime()->Unit(benchmark::kMicrosecond)
+FORWARD_BENCH(BM_forward_f32_raw_onednn);
+FORWARD_BENCH(BM_forward_f32_frugal);
+FORWARD_BENCH(BM_forward_bf16_raw_onednn);
+FORWARD_BENCH(BM_forward_bf16_frugal);
 
 void BM_weight_grad_f32_raw_onednn(benchmark::State& state) { raw_weight_grad(state, dt::f32); }
 void BM_weight_grad_f32_frugal(benchmark::State& state) { frugal_weight_grad(state, DType::f32); }

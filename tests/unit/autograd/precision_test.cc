@@ -81,6 +81,21 @@ TEST(Bf16Convert, FastMatchesReferenceBitForBit) {
     for (int64_t i = 0; i < n; ++i)
       ASSERT_EQ(fast[size_t(i)].bits, reference[size_t(i)].bits) << "n " << n << " index " << i << " value " << p[i];
   }
+  // Bit patterns 65521 apart (a prime) span every exponent and sign: whole vectors of normal
+  // numbers, NaNs and infinities, as well as the denormal ones, round as the scalar rule does.
+  {
+    const int64_t n = 65536;
+    std::vector<float> x(static_cast<size_t>(n));
+    for (int64_t i = 0; i < n; ++i) {
+      const uint32_t u = uint32_t(i) * 65521u;
+      std::memcpy(&x[size_t(i)], &u, 4);
+    }
+    std::vector<bf16_t> fast(static_cast<size_t>(n)), reference(static_cast<size_t>(n));
+    kernels::cpu::f32_to_bf16(x.data(), fast.data(), n);
+    kernels::ref::f32_to_bf16(x.data(), reference.data(), n);
+    for (int64_t i = 0; i < n; ++i)
+      ASSERT_EQ(fast[size_t(i)].bits, reference[size_t(i)].bits) << "index " << i << " value " << x[size_t(i)];
+  }
   // The rounding itself: ties go to even, and values just above a tie round up.
   EXPECT_EQ(float_to_bf16(1.00390625f).bits, float_to_bf16(1.0f).bits);
   EXPECT_EQ(bf16_to_float(float_to_bf16(1.01171875f)), 1.015625f);

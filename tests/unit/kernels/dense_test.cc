@@ -6,7 +6,7 @@
 #include <cmath>
 
 #include "frugal/base/parallel.h"
-#include "frugal/kernels/cpu/conv_weight_grad.h"
+#include "frugal/kernels/cpu/conv.h"
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/ref/dense.h"
 #include "test_util.h"
@@ -233,7 +233,7 @@ TEST(DenseKernels, Bf16ConvMatchesF32) {
   }
 }
 
-// The hand-written weight gradient of stride-1 channels-last convolutions (conv_weight_grad.h)
+// The hand-written weight gradient of stride-1 channels-last convolutions (conv.h)
 // against the reference on the same operands: f32, and bf16 against the reference on the
 // widened bf16 values (both sum f32 products, only the order differs). The cases cover every
 // register block width (16 to 64 output channels, and a second block of 64), channel counts that
@@ -303,6 +303,75 @@ TEST(DenseKernels, ChannelsLastWeightGradMatchesReference) {
   EXPECT_FALSE(kernels::cpu::conv_weight_grad_supported(d, false)) << "24 output channels";
   d.o = 16, d.channels_last = false;
   EXPECT_FALSE(kernels::cpu::conv_weight_grad_supported(d, false)) << "NCHW";
+}
+
+// The hand-written forward of few-channel stride-1 convolutions (conv.h) against the reference
+// on the same operands (bf16: the widened bf16 values), where each precision takes the shape:
+// one to four input channels, single bf16 terms (a kernel row with an odd number of values),
+// 16 to 64 output channels, padding 0 to 2. bf16 output is the f32 output rounded, bit for bit;
+// an infinite input makes exactly the outputs that read it non-finite.
+TEST(DenseKernels, ChannelsLastDirectForwardMatchesReference) {
+  const std::vector<ConvCase> cases = {
+      {16, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // the CNN's first layer
+      {3, 3, 9, 11, 16, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // RGB (bf16 only: 27 f32 terms)
+      {2, 1, 7, 6, 48, 5, 5, 1, 1, 2, 2, 1, 1, 1},     // 5x5 (bf16 only)
+      {2, 2, 6, 7, 64, 3, 1, 1, 1, 1, 0, 1, 1, 1},     // 3x1, no horizontal padding
+      {1, 1, 5, 5, 16, 1, 1, 1, 1, 0, 0, 1, 1, 1},     // 1x1: one term, alone in bf16
+      {3, 4, 5, 4, 32, 2, 2, 1, 1, 1, 1, 1, 1, 1},     // even kernel, 16 f32 terms
+  };
+  uint64_t seed = 700;
+  int ran[2] = {0, 0};
+  for (const ConvCase& c : cases) {
+    const Conv2dDims packed = conv_dims(c);
+    Conv2dDims d = packed;
+    d.channels_last = true;
+    for (bool bf16 : {false, true}) {
+      if (!kernels::cpu::conv_direct_supported(d, bf16)) continue;
+      ++ran[bf16];
+      const std::string what = describe(d) + (bf16 ? " bf16" : " f32");
+      Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed), w = random_tensor({d.o, d.c, d.kernel_h, d.kernel_w}, ++seed);
+      Tensor bias = random_tensor({d.o}, ++seed);
+      if (bf16) x = x.to(DType::bf16).to(DType::f32), w = w.to(DType::bf16).to(DType::f32);
+      for (bool with_inf : {false, true}) {
+        // Inside the last image, away from its edges: every term of its neighbours runs into it.
+        if (with_inf) x.data<float>()[((d.n - 1) * d.c + d.c - 1) * d.h * d.w + (d.h / 2) * d.w + d.w / 2] = INFINITY;
+        Tensor ref = Tensor::empty({d.n, d.o, d.out_h, d.out_w});
+        kernels::ref::conv2d_forward<float>(x.data<float>(), w.data<float>(), bias.data<float>(), ref.data<float>(),
+                                            packed);
+        Tensor ref_cl = ref.permute_view({0, 2, 3, 1}).contiguous();  // (n, out_h, out_w, o)
+        Tensor x_cl = x.permute_view({0, 2, 3, 1}).contiguous();
+        Tensor y = Tensor::empty(ref_cl.shape());
+        if (bf16) {
+          Tensor x16 = x_cl.to(DType::bf16), w16 = w.to(DType::bf16);
+          Tensor y16 = Tensor::empty(ref_cl.shape(), DType::bf16);
+          kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias.data<float>(),
+                                            y.data<float>(), d);
+          kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias.data<float>(),
+                                            y16.data<bf16_t>(), d);
+          EXPECT_TRUE(testing::same_bits(y16, y.to(DType::bf16))) << "bf16 output " << what;
+        } else {
+          kernels::cpu::conv2d_forward(x_cl.data<float>(), w.data<float>(), bias.data<float>(), y.data<float>(), d);
+        }
+        if (!with_inf) {
+          EXPECT_TRUE(all_close(y, ref_cl, kAtol, kRtol)) << what;
+          continue;
+        }
+        int64_t mismatched = 0, non_finite = 0;
+        for (int64_t i = 0; i < y.numel(); ++i) {
+          const bool finite = std::isfinite(y.data<float>()[i]), ref_finite = std::isfinite(ref_cl.data<float>()[i]);
+          mismatched += finite != ref_finite;
+          non_finite += !ref_finite;
+        }
+        EXPECT_EQ(mismatched, 0) << "non-finite outputs " << what;
+        EXPECT_GT(non_finite, 0) << what;
+      }
+    }
+  }
+  EXPECT_EQ(ran[0], 4);
+  EXPECT_EQ(ran[1], 6);
+  Conv2dDims d = conv_dims({2, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_direct_supported(d, true)) << "32 channels: oneDNN's";
 }
 
 struct PoolCase {

@@ -17,8 +17,15 @@ namespace cpu {
 
 #if defined(__AVX512F__) && defined(__AVX512BW__)
 // 16 floats rounded to bf16 exactly as f32_to_bf16 rounds them: u + 0x7FFF + lsb, NaNs made quiet.
-// The all-lanes maskz forms: GCC 12 warns about the undefined pass-through of the plain ones.
+// With AVX512-BF16, VCVTNEPS2BF16 does just that except that it reads denormals as zero
+// (checked against the scalar rule on every non-denormal float); a vector holding a denormal
+// takes the integer path. The all-lanes maskz forms: GCC 12 warns about the undefined
+// pass-through of the plain ones.
 inline __m256i round_to_bf16x16(__m512 x) {
+#if defined(__AVX512BF16__) && defined(__AVX512DQ__)
+  constexpr int kDenormal = 0x20;  // VFPCLASSPS category
+  if (!_mm512_fpclass_ps_mask(x, kDenormal)) return reinterpret_cast<__m256i>(_mm512_cvtneps_pbh(x));
+#endif
   const __mmask16 all = 0xFFFF;
   const __m512i u = _mm512_castps_si512(x);
   // NaN: magnitude above the infinity pattern (unsigned compare; the sign bit is masked off).

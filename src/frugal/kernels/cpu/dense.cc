@@ -4,7 +4,7 @@
 // Limits: CPU engine only; one in-order stream per thread; cached primitives live until
 // clear_dense_cache() or thread exit.
 #include "frugal/kernels/cpu/dense.h"
-#include "frugal/kernels/cpu/conv_weight_grad.h"
+#include "frugal/kernels/cpu/conv.h"
 #include "frugal/kernels/cpu/pool.h"
 
 #include <algorithm>
@@ -496,14 +496,17 @@ void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, 
 }
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  if (conv_direct_supported(dims, false)) return conv_direct_forward_nhwc(x, weight, bias, y, dims);
   run_conv_forward(x, weight, bias, y, dims, dt::f32);
 }
 
 void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims) {
+  if (conv_direct_supported(dims, true)) return conv_direct_forward_nhwc(x, weight, bias, y, dims);
   run_conv_forward(x, weight, bias, y, dims, dt::bf16);
 }
 
 void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, bf16_t* y, const Conv2dDims& dims) {
+  if (conv_direct_supported(dims, true)) return conv_direct_forward_nhwc(x, weight, bias, y, dims);
   run_conv_forward(x, weight, bias, y, dims, dt::bf16, dt::bf16);
 }
 

@@ -1,4 +1,4 @@
-#include "frugal/kernels/cpu/conv_weight_grad.h"
+#include "frugal/kernels/cpu/conv.h"
 
 #include <algorithm>
 #include <array>
@@ -8,6 +8,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/convert.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -43,6 +44,16 @@ Geometry geometry(const Conv2dDims& d, int64_t P) {
   g.PW = P * (g.S - 1) + g.KW;
   g.cols = g.KH * g.KW * g.C;
   return g;
+}
+
+// What both kernels take: channels-last, stride and dilation 1, one group, O a multiple of 16,
+// and output sizes that follow from those.
+bool stride1_channels_last(const Conv2dDims& d) {
+  if (!d.channels_last || d.groups != 1 || d.stride_h != 1 || d.stride_w != 1 || d.dilation_h != 1 ||
+      d.dilation_w != 1)
+    return false;
+  if (d.n < 1 || d.c < 1 || d.o < 16 || d.o % 16 != 0 || d.out_h < 1 || d.out_w < 1) return false;
+  return d.out_h == d.h + 2 * d.padding_h - d.kernel_h + 1 && d.out_w == d.w + 2 * d.padding_w - d.kernel_w + 1;
 }
 
 // What one image's accumulation reads: the x buffer and the gradient (for bf16 as pairs,
@@ -113,8 +124,11 @@ void pair_up(const bf16_t* a, int64_t shift, int64_t n, uint32_t* out) {
 }
 
 // The x buffer of one image: each padded row is copied once into row (PW + 1 positions, zeros
-// outside the image), whose neighbouring positions are then paired in one flat pass.
-void fill_x_buffer(const bf16_t* x_img, const Geometry& g, uint32_t* out, bf16_t* row) {
+// outside the image), whose values `shift` apart are then paired in one flat pass: shift C pairs
+// neighbouring pixels (the weight gradient's steps), shift 1 neighbouring values (the direct
+// forward's patch terms). single, if not null, gets each row's values alone (zero-extended).
+void fill_x_buffer(const bf16_t* x_img, const Geometry& g, uint32_t* out, bf16_t* row, int64_t shift,
+                   uint32_t* single = nullptr) {
   const int64_t row_elems = g.PW * g.C;
   const int64_t left = std::min(g.pw, g.PW + 1), inside = std::max<int64_t>(0, std::min(g.W, g.PW + 1 - g.pw));
   std::memset(row, 0, size_t((g.PW + 1) * g.C) * sizeof(bf16_t));
@@ -122,11 +136,14 @@ void fill_x_buffer(const bf16_t* x_img, const Geometry& g, uint32_t* out, bf16_t
     const int64_t in_r = r - g.ph;
     if (in_r < 0 || in_r >= g.H) {
       std::memset(out, 0, size_t(row_elems) * sizeof(uint32_t));
+      if (single) std::memset(single + r * row_elems, 0, size_t(row_elems) * sizeof(uint32_t));
       continue;
     }
     // Positions [0, left) and [left + inside, PW + 1) stay zero from the memset above.
     std::memcpy(row + left * g.C, x_img + in_r * g.W * g.C, size_t(inside * g.C) * sizeof(bf16_t));
-    pair_up(row, g.C, row_elems, out);
+    pair_up(row, shift, row_elems, out);
+    if (single)
+      for (int64_t i = 0; i < row_elems; ++i) single[r * row_elems + i] = row[i].bits;
   }
 }
 
@@ -295,7 +312,7 @@ void weight_grad(const typename M::In* x, const typename M::In* grad_y, float* g
           const int64_t i = first + k;
           Elem* xb = x_buffer.data() + k * x_elems;
           if constexpr (M::P == 2) {
-            fill_x_buffer(x + i * x_image, g, xb, row.data());
+            fill_x_buffer(x + i * x_image, g, xb, row.data(), g.C);
             fill_grad_pairs(grad_y + i * dy_image, g, pair_buffer.data() + k * pair_elems);
             group.dy[k] = pair_buffer.data() + k * pair_elems;
           } else {
@@ -328,7 +345,146 @@ void weight_grad(const typename M::In* x, const typename M::In* grad_y, float* g
   }
 }
 
+
+// ---- direct forward ----
+
+constexpr int64_t kMaxTerms = 16;
+
+// Terms per output pixel: f32 one per patch value, bf16 one per pair of a kernel row's values.
+int64_t direct_terms(const Conv2dDims& d, bool bf16) {
+  const int64_t row = d.kernel_w * d.c;
+  return d.kernel_h * (bf16 ? (row + 1) / 2 : row);
+}
+
+// 32 output channels per block when the weights of all terms and at least 4 pixels fit in
+// registers, else 16; pixels per block: what is left of 28 registers, at most 8.
+int direct_channel_vectors(int64_t O, int64_t terms) { return O % 32 == 0 && terms <= 10 ? 2 : 1; }
+constexpr int pixel_block(int ov, int terms) { return std::clamp((28 - terms * ov) / ov, 1, 8); }
+
+inline void store_out(float* y, __m512 v) { _mm512_storeu_ps(y, v); }
+#if defined(__AVX512BW__)
+inline void store_out(bf16_t* y, __m512 v) {
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(y), round_to_bf16x16(v));
+}
+#endif
+
+// Output channels [o0, o0 + 16 OV) of one image from its x buffer: weights[t] (O lanes) is term
+// t's weight (pair), offset[t] where its value (pair) is from a pixel's first buffer element.
+template <class M, int OV, int NT, class Out>
+void direct_image(const typename M::Elem* buffer, const int64_t* offset, const typename M::Elem* weights,
+                  const float* bias, Out* y, const Geometry& g, int64_t o0) {
+  using Elem = typename M::Elem;
+  constexpr int PB = pixel_block(OV, NT);
+  __m512 wv[NT][OV], b[OV];
+  int64_t off[NT];
+  for (int t = 0; t < NT; ++t) {
+    off[t] = offset[t];
+    for (int v = 0; v < OV; ++v) wv[t][v] = M::load(weights + t * g.O + o0 + 16 * v);
+  }
+  for (int v = 0; v < OV; ++v) b[v] = bias ? _mm512_loadu_ps(bias + o0 + 16 * v) : _mm512_setzero_ps();
+  const int64_t C = g.C, O = g.O;
+  // K pixels from xs (buffer) to ys (output), all terms in order.
+  auto pixels = [&](auto k_pixels, const Elem* xs, Out* ys) {
+    constexpr int K = decltype(k_pixels)::value;
+    __m512 acc[K][OV];
+    for (int k = 0; k < K; ++k)
+      for (int v = 0; v < OV; ++v) acc[k][v] = b[v];
+    for (int t = 0; t < NT; ++t)
+      for (int k = 0; k < K; ++k) {
+        const __m512 x = M::broadcast(xs + k * C + off[t]);
+        for (int v = 0; v < OV; ++v) acc[k][v] = M::fma(acc[k][v], wv[t][v], x);
+      }
+    for (int k = 0; k < K; ++k)
+      for (int v = 0; v < OV; ++v) store_out(ys + k * O + 16 * v, acc[k][v]);
+  };
+  for (int64_t oh = 0; oh < g.OH; ++oh) {
+    const Elem* xs = buffer + oh * g.PW * C;
+    Out* ys = y + oh * g.OW * O + o0;
+    int64_t ow = 0;
+    for (; ow + PB <= g.OW; ow += PB) pixels(std::integral_constant<int, PB>(), xs + ow * C, ys + ow * O);
+    for (; ow < g.OW; ++ow) pixels(std::integral_constant<int, 1>(), xs + ow * C, ys + ow * O);
+  }
+}
+
+template <class M, class Out>
+using DirectFn = void (*)(const typename M::Elem*, const int64_t*, const typename M::Elem*, const float*, Out*,
+                          const Geometry&, int64_t);
+
+template <class M, class Out, int OV, int... I>
+constexpr std::array<DirectFn<M, Out>, sizeof...(I)> direct_table(std::integer_sequence<int, I...>) {
+  return {&direct_image<M, OV, I + 1, Out>...};
+}
+
+template <class M, class Out>
+DirectFn<M, Out> direct_fn(int ov, int64_t terms) {
+  static constexpr auto t1 = direct_table<M, Out, 1>(std::make_integer_sequence<int, int(kMaxTerms)>());
+  static constexpr auto t2 = direct_table<M, Out, 2>(std::make_integer_sequence<int, 10>());
+  return ov == 2 ? t2[size_t(terms - 1)] : t1[size_t(terms - 1)];
+}
+
+inline uint32_t weight_bits(float w) { return float_bits(w); }
+inline uint32_t weight_bits(bf16_t w) { return w.bits; }
+
+template <class M, class Out>
+void direct_forward(const typename M::In* x, const typename M::In* weight, const float* bias, Out* y,
+                    const Conv2dDims& d) {
+  using Elem = typename M::Elem;
+  constexpr bool pairs = M::P == 2;
+  const Geometry g = geometry(d, 1);
+  const int64_t row_values = g.KW * g.C, per_row = pairs ? (row_values + 1) / 2 : row_values;
+  const int64_t terms = g.KH * per_row, row_elems = g.PW * g.C, image_elems = g.PH * row_elems;
+  // Per call, on this thread: each term's offset and weights (O lanes, a pair's first value low).
+  thread_local std::vector<int64_t> offsets;
+  thread_local std::vector<Elem> weights;
+  offsets.resize(size_t(terms));
+  weights.resize(size_t(terms * g.O));
+  auto w_at = [&](int64_t o, int64_t kh, int64_t j) {  // j = kw C + ic, a kernel row's value
+    return weight[((o * g.C + j % g.C) * g.KH + kh) * g.KW + j / g.C];
+  };
+  for (int64_t kh = 0; kh < g.KH; ++kh)
+    for (int64_t q = 0; q < per_row; ++q) {
+      const int64_t t = kh * per_row + q, j = pairs ? 2 * q : q;
+      const bool alone = pairs && j + 1 == row_values;  // read from the zero-extended copy
+      offsets[size_t(t)] = (alone ? image_elems : 0) + kh * row_elems + j;
+      for (int64_t o = 0; o < g.O; ++o) {
+        uint32_t bits = weight_bits(w_at(o, kh, j));
+        if (pairs && !alone) bits |= weight_bits(w_at(o, kh, j + 1)) << 16;
+        std::memcpy(&weights[size_t(t * g.O + o)], &bits, sizeof(Elem));
+      }
+    }
+  const int ov = direct_channel_vectors(g.O, terms);
+  const DirectFn<M, Out> fn = direct_fn<M, Out>(ov, terms);
+  const int64_t x_image = g.H * g.W * g.C, y_image = g.OH * g.OW * g.O;
+  // The workers see their own thread_locals: these two are the caller's.
+  const int64_t* offset = offsets.data();
+  const Elem* weight_lanes = weights.data();
+  parallel_for(d.n, 1, [&](int64_t i0, int64_t i1) {
+    thread_local std::vector<Elem> buffer;  // pairs then values alone (bf16), or the padded image (f32)
+    thread_local std::vector<bf16_t> row;
+    if (buffer.size() < size_t((pairs ? 2 : 1) * image_elems)) buffer.resize(size_t((pairs ? 2 : 1) * image_elems));
+    if (pairs && row.size() < size_t((g.PW + 1) * g.C)) row.resize(size_t((g.PW + 1) * g.C));
+    for (int64_t i = i0; i < i1; ++i) {
+      if constexpr (pairs)
+        fill_x_buffer(x + i * x_image, g, buffer.data(), row.data(), 1, buffer.data() + image_elems);
+      else
+        fill_x_buffer(x + i * x_image, g, buffer.data());
+      for (int64_t o0 = 0; o0 < g.O; o0 += 16 * ov)
+        fn(buffer.data(), offset, weight_lanes, bias, y + i * y_image, g, o0);
+    }
+  });
+}
+
 #endif  // __AVX512F__
+
+template <class Out>
+void direct_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, Out* y, const Conv2dDims& d) {
+  FRUGAL_CHECK(conv_direct_supported(d, true), "conv_direct_forward_nhwc: unsupported bf16 convolution");
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512BF16__)
+  direct_forward<Bf16Math>(x, weight, bias, y, d);
+#else
+  (void)x, (void)weight, (void)bias, (void)y;
+#endif
+}
 
 }  // namespace
 
@@ -337,12 +493,7 @@ bool conv_weight_grad_supported(const Conv2dDims& d, bool bf16) {
 #if !defined(__AVX512BF16__)
   if (bf16) return false;
 #endif
-  if (!d.channels_last || d.groups != 1 || d.stride_h != 1 || d.stride_w != 1 || d.dilation_h != 1 ||
-      d.dilation_w != 1)
-    return false;
-  if (d.n < 1 || d.c < 1 || d.o < 16 || d.o % 16 != 0 || d.out_h < 1 || d.out_w < 1) return false;
-  if (d.out_h != d.h + 2 * d.padding_h - d.kernel_h + 1 || d.out_w != d.w + 2 * d.padding_w - d.kernel_w + 1)
-    return false;
+  if (!stride1_channels_last(d)) return false;
   if (d.o * d.c * d.kernel_h * d.kernel_w > kMaxWeightGrad) return false;
   return image_buffer_bytes(geometry(d, bf16 ? 2 : 1), 4) <= kMaxImageBuffers;
 #else
@@ -369,6 +520,41 @@ void conv_weight_grad_nhwc(const bf16_t* x, const bf16_t* grad_y, float* grad_we
 #else
   (void)x, (void)grad_y, (void)grad_weight, (void)grad_bias;
 #endif
+}
+
+
+bool conv_direct_supported(const Conv2dDims& d, bool bf16) {
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+#if !defined(__AVX512BF16__)
+  if (bf16) return false;
+#endif
+  if (!stride1_channels_last(d)) return false;
+  if (direct_terms(d, bf16) > kMaxTerms) return false;
+  const Geometry g = geometry(d, 1);
+  return (bf16 ? 2 : 1) * g.PH * g.PW * g.C * 4 <= kMaxImageBuffers;
+#else
+  (void)d, (void)bf16;
+  return false;
+#endif
+}
+
+void conv_direct_forward_nhwc(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& d) {
+  FRUGAL_CHECK(conv_direct_supported(d, false), "conv_direct_forward_nhwc: unsupported convolution");
+#if defined(__AVX512F__) && defined(__AVX512BW__)
+  direct_forward<F32Math>(x, weight, bias, y, d);
+#else
+  (void)x, (void)weight, (void)bias, (void)y;
+#endif
+}
+
+void conv_direct_forward_nhwc(const bf16_t* x, const bf16_t* weight, const float* bias, float* y,
+                              const Conv2dDims& d) {
+  direct_forward_bf16(x, weight, bias, y, d);
+}
+
+void conv_direct_forward_nhwc(const bf16_t* x, const bf16_t* weight, const float* bias, bf16_t* y,
+                              const Conv2dDims& d) {
+  direct_forward_bf16(x, weight, bias, y, d);
 }
 
 }  // namespace cpu

@@ -1,0 +1,72 @@
+// Two convolution kernels by hand, for stride-1 convolutions on channels-last operands, where
+// oneDNN 2.6 is far from this CPU's peak. dense.h's conv2d_* functions route the supported shapes
+// here.
+//
+// ---- weight and bias gradients ----
+// oneDNN 2.6 runs them well below this CPU's peak on NHWC tensors (the CNN's 32 -> 64 layer at
+// about 60% of the bf16 peak, its 1 -> 32 input layer at about a fifth), and they are a quarter of
+// the CNN's training step.
+//
+// dW is a sum over every output pixel p of grad_y[p] (O values) times the input patch at p. The
+// kernels keep 16 output channels per register and broadcast one patch value per column
+// (kh, kw, ic) into a register block of up to 24 accumulators, so each loaded gradient vector
+// serves a whole block of columns. bf16 takes pixels in pairs along a row, as VDPBF16PS wants:
+// both operands are interleaved (pixel 2s, pixel 2s+1) once per image, into buffers that stay
+// in cache, and the padding becomes zeros there.
+//
+// The images are split into a fixed number of blocks, each summed into its own partial result
+// (in image and pixel order, f32), and the blocks are added in order: the result does not depend
+// on the thread count. Accumulation is f32 throughout; VDPBF16PS adds its two products one at a
+// time, rounding to nearest even, and reads bf16 denormals as zero (as oneDNN's kernels do).
+// bf16 with an odd output width pairs each row's last pixel with a zero gradient: a non-finite x
+// next to it then adds NaN (0 x inf) where the reference adds nothing, but such an x already makes
+// the reference's gradient non-finite through the pixels that do read it.
+//
+// ---- forward with few input channels ----
+// An image model's first layer (1 or 3 channels): oneDNN runs the CNN's 1 -> 32 layer at about a
+// fifth of the peak, each output pixel being only KH x KW x C products per channel. Each output
+// pixel is a sum of terms over its patch: per kernel row kh, the KW x C values of the patch are
+// contiguous in a padded copy of the image. f32 takes them one at a time (a broadcast and an FMA
+// per 16 output channels); bf16 in pairs (VDPBF16PS), a row's odd last value paired with a zero
+// stored as such (a zero weight times a neighbour that may be infinite would not be zero). The
+// weights of all terms stay in registers, shared by a block of pixels along the row. The sum
+// starts from the bias and adds the terms in patch order, in f32; bf16 output is that value
+// rounded as f32_to_bf16 rounds (nearest even, denormals kept): always the f32 output rounded.
+#pragma once
+
+#include <cstdint>
+
+#include "frugal/kernels/ref/dense.h"
+#include "frugal/tensor/dtype.h"
+
+namespace frugal {
+namespace kernels {
+namespace cpu {
+
+// Shapes these kernels take: channels-last, stride and dilation 1, one group, O a multiple of 16,
+// a weight gradient of at most 2^20 elements (the partial sums stay small), and a CPU with
+// AVX-512 (and AVX512-BF16 for the bf16 kernel) at build time.
+bool conv_weight_grad_supported(const Conv2dDims& d, bool bf16);
+
+// x (n, h, w, c) and grad_y (n, out_h, out_w, o), both packed channels-last; grad_weight
+// (o, c, kernel_h, kernel_w) and grad_bias (o, may be null) are overwritten.
+void conv_weight_grad_nhwc(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                           const Conv2dDims& d);
+void conv_weight_grad_nhwc(const bf16_t* x, const bf16_t* grad_y, float* grad_weight, float* grad_bias,
+                           const Conv2dDims& d);
+
+// Shapes the forward kernels take: channels-last, stride and dilation 1, one group, O a multiple
+// of 16, at most 16 terms per pixel (f32: KH KW C; bf16: KH ceil(KW C / 2)), a padded image of at
+// most 512 KiB, and AVX-512 (AVX512-BF16 for bf16) at build time.
+bool conv_direct_supported(const Conv2dDims& d, bool bf16);
+
+// x (n, h, w, c), weight (o, c, kernel_h, kernel_w), bias (o) or null; y (n, out_h, out_w, o).
+void conv_direct_forward_nhwc(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& d);
+void conv_direct_forward_nhwc(const bf16_t* x, const bf16_t* weight, const float* bias, float* y,
+                              const Conv2dDims& d);
+void conv_direct_forward_nhwc(const bf16_t* x, const bf16_t* weight, const float* bias, bf16_t* y,
+                              const Conv2dDims& d);
+
+}  // namespace cpu
+}  // namespace kernels
+}  // namespace frugal
