@@ -270,7 +270,7 @@ void BM_forward_f32_raw_onednn(benchmark::State& state) { raw_forward(state, dt:
 void BM_forward_f32_frugal(benchmark::State& state) { frugal_forward(state, DType::f32); }
 void BM_forward_bf16_raw_onednn(benchmark::State& state) { raw_forward(state, dt::bf16); }
 void BM_forward_bf16_frugal(benchmark::State& state) { frugal_forward(state, DType::bf16); }
-#define FORWARD_BENCH(fn) BENCHMARK(fn)->Arg(0)->ArgName("layer")->UseRealTime()->Unit(benchmark::kMicrosecond)
+#define FORWARD_BENCH(fn) BENCHMARK(fn)->Arg(0)->Arg(1)->ArgName("layer")->UseRealTime()->Unit(benchmark::kMicrosecond)
 FORWARD_BENCH(BM_forward_f32_raw_onednn);
 FORWARD_BENCH(BM_forward_f32_frugal);
 FORWARD_BENCH(BM_forward_bf16_raw_onednn);
