@@ -233,14 +233,15 @@ TEST(DenseKernels, Bf16ConvMatchesF32) {
   }
 }
 
-// The hand-written weight gradient of stride-1 channels-last convolutions (conv.h)
-// against the reference on the same operands: f32, and bf16 against the reference on the
+// The hand-written weight gradient of stride-1 channels-last convolutions (conv.h), and their
+// data gradient (dense.cc runs it as a forward convolution), against the reference on the same
+// operands: f32, and bf16 against the reference on the
 // widened bf16 values (both sum f32 products, only the order differs). The cases cover every
 // register block width (16 to 64 output channels, and a second block of 64), channel counts that
 // are not a multiple of 16, odd output widths (bf16's last pixel pair half empty), padding 0 to 2,
 // non-square kernels, and fewer images than the kernel's 8 blocks. The result does not depend on
 // the thread count, bit for bit.
-TEST(DenseKernels, ChannelsLastWeightGradMatchesReference) {
+TEST(DenseKernels, ChannelsLastBackwardMatchesReference) {
   const std::vector<ConvCase> cases = {
       {16, 1, 28, 28, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},   // the CNN's first layer
       {16, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // its second
@@ -285,6 +286,18 @@ TEST(DenseKernels, ChannelsLastWeightGradMatchesReference) {
       EXPECT_TRUE(all_close(runs[1][1], ref_b, kAtol * k_scale, kRtol)) << "grad b " << what;
       EXPECT_TRUE(testing::same_bits(runs[0][0], runs[1][0])) << "threads " << what;
       EXPECT_TRUE(testing::same_bits(runs[0][1], runs[1][1])) << "threads " << what;
+      // The data gradient (a forward convolution with the kernel turned, oneDNN's) on the same case.
+      Tensor weight = random_tensor({d.o, d.c, d.kernel_h, d.kernel_w}, ++seed);
+      if (bf16) weight = weight.to(DType::bf16).to(DType::f32);
+      Tensor ref_x = Tensor::empty(x.shape()), grad_x = Tensor::empty({d.n, d.h, d.w, d.c});
+      kernels::ref::conv2d_backward_data<float>(grad_y.data<float>(), weight.data<float>(), ref_x.data<float>(), packed);
+      if (bf16) {
+        Tensor w16 = weight.to(DType::bf16);
+        kernels::cpu::conv2d_backward_data_bf16(g_cl.data<bf16_t>(), w16.data<bf16_t>(), grad_x.data<float>(), d);
+      } else {
+        kernels::cpu::conv2d_backward_data(g_cl.data<float>(), weight.data<float>(), grad_x.data<float>(), d);
+      }
+      EXPECT_TRUE(all_close(grad_x, ref_x.permute_view({0, 2, 3, 1}).contiguous(), kAtol, kRtol)) << "grad x " << what;
       // Without a bias gradient the weight gradient is the same.
       Tensor w = Tensor::empty(ref_w.shape());
       if (bf16)

@@ -11,6 +11,7 @@
 #include <array>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include <dnnl.hpp>
 #include <immintrin.h>
@@ -510,10 +511,48 @@ void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bia
   run_conv_forward(x, weight, bias, y, dims, dt::bf16, dt::bf16);
 }
 
+namespace {
+// The data gradient of a stride-1 convolution is itself a stride-1 convolution: of grad_y, with
+// the kernel turned 180 degrees and its channel axes swapped, padded by kernel - 1 - padding.
+// On channels-last f32 operands oneDNN 2.6 runs that as a forward convolution (brgconv) faster
+// than with its NHWC backward-data kernel: 4.7-5.0 against 5.7-5.9 ms on the CNN's 32 -> 64 layer.
+// The values differ only in f32 summation order.
+bool data_grad_as_forward(const Conv2dDims& d) {
+  return d.channels_last && d.groups == 1 && d.stride_h == 1 && d.stride_w == 1 && d.dilation_h == 1 &&
+         d.dilation_w == 1 && d.padding_h < d.kernel_h && d.padding_w < d.kernel_w &&
+         d.out_h == d.h + 2 * d.padding_h - d.kernel_h + 1 && d.out_w == d.w + 2 * d.padding_w - d.kernel_w + 1;
+}
+
+Conv2dDims data_grad_dims(const Conv2dDims& d) {
+  Conv2dDims f = d;
+  f.c = d.o, f.o = d.c, f.h = d.out_h, f.w = d.out_w, f.out_h = d.h, f.out_w = d.w;
+  f.padding_h = d.kernel_h - 1 - d.padding_h, f.padding_w = d.kernel_w - 1 - d.padding_w;
+  return f;
+}
+
+// weight (o, c, kh, kw) turned and transposed into this thread's buffer: (c, o, kh, kw).
+const float* data_grad_weight(const float* weight, const Conv2dDims& d) {
+  thread_local std::vector<float> flipped;  // grows, never shrinks
+  const int64_t KH = d.kernel_h, KW = d.kernel_w;
+  flipped.resize(size_t(d.o * d.c * KH * KW));
+  for (int64_t o = 0; o < d.o; ++o)
+    for (int64_t c = 0; c < d.c; ++c)
+      for (int64_t kh = 0; kh < KH; ++kh)
+        for (int64_t kw = 0; kw < KW; ++kw)
+          flipped[size_t(((c * d.o + o) * KH + kh) * KW + kw)] =
+              weight[((o * d.c + c) * KH + (KH - 1 - kh)) * KW + (KW - 1 - kw)];
+  return flipped.data();
+}
+}  // namespace
+
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
+  if (data_grad_as_forward(d))
+    return run_conv_forward(grad_y, data_grad_weight(weight, d), nullptr, grad_x, data_grad_dims(d), dt::f32);
   run_conv_backward_data(grad_y, weight, grad_x, d, dt::f32);
 }
 
+// bf16 stays on the backward-data kernel: the forward form measured 2.37-2.44 against its
+// 2.14-2.29 ms on the CNN's 32 -> 64 layer.
 void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float* grad_x, const Conv2dDims& d) {
   run_conv_backward_data(grad_y, weight, grad_x, d, dt::bf16);
 }
