@@ -128,7 +128,9 @@ TEST(Dense, LinearReluMatchesReluOfLinear) {
       Tensor xl = x.clone(), wl = w32.clone(), bl = b32.clone();
       for (Tensor* t : {&xl, &wl, &bl}) t->set_requires_grad(true);
       Tensor y = fused ? linear_relu(xl, wl, bl) : relu(linear(xl, wl, bl));
-      if (fused) EXPECT_EQ(y.grad_fn()->name, "linear_relu");
+      if (fused) {
+        EXPECT_EQ(y.grad_fn()->name, "linear_relu");
+      }
       autograd::backward(sum(mul(y, random_tensor(y.shape(), 39))));
       return std::vector<Tensor>{y.detach(), xl.grad(), wl.grad(), bl.grad()};
     };

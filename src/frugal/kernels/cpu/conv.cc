@@ -3,12 +3,14 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <memory>
 #include <utility>
 #include <vector>
 
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
 #include "frugal/kernels/cpu/convert.h"
+#include "frugal/tensor/tensor.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -22,6 +24,23 @@ namespace {
 constexpr int64_t kBlocks = 8;                        // image blocks, one partial result each
 constexpr int64_t kMaxWeightGrad = int64_t(1) << 20;  // elements of dW (the partials are kBlocks of it)
 constexpr int64_t kMaxImageBuffers = 512 << 10;       // bytes of one image's operand buffers (L2)
+
+// This thread's buffer for one role: it grows to the largest request, never shrinks, and counts as
+// workspace in the memory accounting (tensor.h), as dense.cc's reorder buffers do. A kernel holds
+// each role once; kernels on one thread run one after the other.
+enum Scratch : size_t { kPartials, kImage, kPairs, kRow, kScratchRoles };
+
+template <class T>
+T* scratch(Scratch role, int64_t count) {
+  thread_local std::array<std::unique_ptr<Storage>, kScratchRoles> buffers;
+  std::unique_ptr<Storage>& buffer = buffers[role];
+  const size_t bytes = size_t(std::max<int64_t>(count, 1)) * sizeof(T);
+  if (!buffer || buffer->bytes() < bytes) {
+    MemoryCategoryGuard workspace(MemoryCategory::workspace);
+    buffer = std::make_unique<Storage>(bytes);
+  }
+  return static_cast<T*>(buffer->data());
+}
 
 // Where things are in one image's buffers. The x buffer holds, for every padded row r (input row
 // r - padding_h) and every position q of a step's patch start along it, the value (f32) or pair of
@@ -278,27 +297,22 @@ void weight_grad(const typename M::In* x, const typename M::In* grad_y, float* g
   const int64_t x_elems = g.PH * g.PW * g.C, pair_elems = M::P == 2 ? g.OH * g.S * g.O : 0;
   const int64_t group_max =
       std::clamp<int64_t>(kGroupBytes / image_buffer_bytes(g, sizeof(Elem)), 1, ImageGroup<M>::kMax);
-  // Per call, on this thread: the partial results (blocks, cols, O) then (blocks, O), and each
-  // column's x buffer offset. They grow, never shrink.
-  thread_local std::vector<float> partials;
+  // On this thread: the partial results (blocks, cols, O) then (blocks, O), and each column's x
+  // buffer offset.
+  float* part = scratch<float>(kPartials, blocks * (part_size + g.O));
+  float* bias_part = part + blocks * part_size;
   thread_local std::vector<int64_t> offsets;
-  const size_t need = size_t(blocks * (part_size + g.O));
-  if (partials.size() < need) partials.resize(need);
-  if (offsets.size() < size_t(g.cols)) offsets.resize(size_t(g.cols));
+  offsets.resize(size_t(g.cols));
   for (int64_t col = 0; col < g.cols; ++col) {
     const int64_t kh = col / (g.KW * g.C);
     offsets[size_t(col)] = kh * g.PW * g.C + (col - kh * g.KW * g.C);  // (kh, kw * C + ic)
   }
-  float* part = partials.data();
-  float* bias_part = part + blocks * part_size;
-  const int64_t* offset = offsets.data();
+  const int64_t* offset = offsets.data();  // the workers see their own thread_locals
   const int64_t x_image = g.H * g.W * g.C, dy_image = g.OH * g.OW * g.O;
   parallel_for(blocks, 1, [&](int64_t b0, int64_t b1) {
-    thread_local std::vector<Elem> x_buffer, pair_buffer;
-    thread_local std::vector<bf16_t> row;
-    if (x_buffer.size() < size_t(group_max * x_elems)) x_buffer.resize(size_t(group_max * x_elems));
-    if (pair_buffer.size() < size_t(group_max * pair_elems)) pair_buffer.resize(size_t(group_max * pair_elems));
-    if (M::P == 2 && row.size() < size_t((g.PW + 1) * g.C)) row.resize(size_t((g.PW + 1) * g.C));
+    Elem* x_buffer = scratch<Elem>(kImage, group_max * x_elems);
+    Elem* pair_buffer = M::P == 2 ? scratch<Elem>(kPairs, group_max * pair_elems) : nullptr;
+    bf16_t* row = M::P == 2 ? scratch<bf16_t>(kRow, (g.PW + 1) * g.C) : nullptr;
     for (int64_t b = b0; b < b1; ++b) {
       float* bp = part + b * part_size;
       float* bb = grad_bias ? bias_part + b * g.O : nullptr;
@@ -310,11 +324,11 @@ void weight_grad(const typename M::In* x, const typename M::In* grad_y, float* g
         group.images = std::min(group_max, end - first);
         for (int64_t k = 0; k < group.images; ++k) {
           const int64_t i = first + k;
-          Elem* xb = x_buffer.data() + k * x_elems;
+          Elem* xb = x_buffer + k * x_elems;
           if constexpr (M::P == 2) {
-            fill_x_buffer(x + i * x_image, g, xb, row.data(), g.C);
-            fill_grad_pairs(grad_y + i * dy_image, g, pair_buffer.data() + k * pair_elems);
-            group.dy[k] = pair_buffer.data() + k * pair_elems;
+            fill_x_buffer(x + i * x_image, g, xb, row, g.C);
+            fill_grad_pairs(grad_y + i * dy_image, g, pair_buffer + k * pair_elems);
+            group.dy[k] = pair_buffer + k * pair_elems;
           } else {
             fill_x_buffer(x + i * x_image, g, xb);
             group.dy[k] = grad_y + i * dy_image;
@@ -459,17 +473,15 @@ void direct_forward(const typename M::In* x, const typename M::In* weight, const
   const int64_t* offset = offsets.data();
   const Elem* weight_lanes = weights.data();
   parallel_for(d.n, 1, [&](int64_t i0, int64_t i1) {
-    thread_local std::vector<Elem> buffer;  // pairs then values alone (bf16), or the padded image (f32)
-    thread_local std::vector<bf16_t> row;
-    if (buffer.size() < size_t((pairs ? 2 : 1) * image_elems)) buffer.resize(size_t((pairs ? 2 : 1) * image_elems));
-    if (pairs && row.size() < size_t((g.PW + 1) * g.C)) row.resize(size_t((g.PW + 1) * g.C));
+    // Pairs then values alone (bf16), or the padded image (f32).
+    Elem* buffer = scratch<Elem>(kImage, (pairs ? 2 : 1) * image_elems);
+    bf16_t* row = pairs ? scratch<bf16_t>(kRow, (g.PW + 1) * g.C) : nullptr;
     for (int64_t i = i0; i < i1; ++i) {
       if constexpr (pairs)
-        fill_x_buffer(x + i * x_image, g, buffer.data(), row.data(), 1, buffer.data() + image_elems);
+        fill_x_buffer(x + i * x_image, g, buffer, row, 1, buffer + image_elems);
       else
-        fill_x_buffer(x + i * x_image, g, buffer.data());
-      for (int64_t o0 = 0; o0 < g.O; o0 += 16 * ov)
-        fn(buffer.data(), offset, weight_lanes, bias, y + i * y_image, g, o0);
+        fill_x_buffer(x + i * x_image, g, buffer);
+      for (int64_t o0 = 0; o0 < g.O; o0 += 16 * ov) fn(buffer, offset, weight_lanes, bias, y + i * y_image, g, o0);
     }
   });
 }

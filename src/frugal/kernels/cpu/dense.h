@@ -22,7 +22,9 @@ void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, 
                  bool relu = false);
 
 // Convolutions run in the layout oneDNN prefers (blocked channels); NCHW operands are reordered
-// into per-thread scratch buffers when that layout differs from theirs.
+// into per-thread scratch buffers when that layout differs from theirs. Stride-1 channels-last
+// ones take conv.h's hand kernels where they apply (the weight gradient, few-channel forwards),
+// and their f32 data gradient runs as a forward convolution with the kernel turned.
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims);
 void conv2d_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bias, float* y, const Conv2dDims& dims);
 // The same with y rounded to bf16 as the kernel writes it (oneDNN's rounding: nearest even,
