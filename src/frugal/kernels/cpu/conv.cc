@@ -65,14 +65,10 @@ Geometry geometry(const Conv2dDims& d, int64_t P) {
   return g;
 }
 
-// What both kernels take: channels-last, stride and dilation 1, one group, O a multiple of 16,
-// and output sizes that follow from those.
-bool stride1_channels_last(const Conv2dDims& d) {
-  if (!d.channels_last || d.groups != 1 || d.stride_h != 1 || d.stride_w != 1 || d.dilation_h != 1 ||
-      d.dilation_w != 1)
-    return false;
-  if (d.n < 1 || d.c < 1 || d.o < 16 || d.o % 16 != 0 || d.out_h < 1 || d.out_w < 1) return false;
-  return d.out_h == d.h + 2 * d.padding_h - d.kernel_h + 1 && d.out_w == d.w + 2 * d.padding_w - d.kernel_w + 1;
+// What both kernels take: a stride-1 channels-last convolution, not empty, O a multiple of 16.
+bool kernel_shape(const Conv2dDims& d) {
+  return is_stride1_channels_last(d) && d.n >= 1 && d.c >= 1 && d.o >= 16 && d.o % 16 == 0 && d.out_h >= 1 &&
+         d.out_w >= 1;
 }
 
 // What one image's accumulation reads: the x buffer and the gradient (for bf16 as pairs,
@@ -500,12 +496,18 @@ void direct_forward_bf16(const bf16_t* x, const bf16_t* weight, const float* bia
 
 }  // namespace
 
+bool is_stride1_channels_last(const Conv2dDims& d) {
+  return d.channels_last && d.groups == 1 && d.stride_h == 1 && d.stride_w == 1 && d.dilation_h == 1 &&
+         d.dilation_w == 1 && d.out_h == d.h + 2 * d.padding_h - d.kernel_h + 1 &&
+         d.out_w == d.w + 2 * d.padding_w - d.kernel_w + 1;
+}
+
 bool conv_weight_grad_supported(const Conv2dDims& d, bool bf16) {
 #if defined(__AVX512F__)
 #if !defined(__AVX512BF16__)
   if (bf16) return false;
 #endif
-  if (!stride1_channels_last(d)) return false;
+  if (!kernel_shape(d)) return false;
   if (d.o * d.c * d.kernel_h * d.kernel_w > kMaxWeightGrad) return false;
   return image_buffer_bytes(geometry(d, bf16 ? 2 : 1), 4) <= kMaxImageBuffers;
 #else
@@ -540,7 +542,7 @@ bool conv_direct_supported(const Conv2dDims& d, bool bf16) {
 #if !defined(__AVX512BF16__)
   if (bf16) return false;
 #endif
-  if (!stride1_channels_last(d)) return false;
+  if (!kernel_shape(d)) return false;
   if (direct_terms(d, bf16) > kMaxTerms) return false;
   const Geometry g = geometry(d, 1);
   return (bf16 ? 2 : 1) * g.PH * g.PW * g.C * 4 <= kMaxImageBuffers;

@@ -43,6 +43,11 @@ namespace frugal {
 namespace kernels {
 namespace cpu {
 
+// A stride-1 channels-last convolution: channels-last operands, stride and dilation 1, one group,
+// and the output sizes that follow. Both kernels below take only these (dense.cc's data gradient
+// as a forward convolution too).
+bool is_stride1_channels_last(const Conv2dDims& d);
+
 // Shapes these kernels take: channels-last, stride and dilation 1, one group, O a multiple of 16,
 // a weight gradient of at most 2^20 elements (the partial sums stay small), and a CPU with
 // AVX-512 (and AVX512-BF16 for the bf16 kernel) at build time.
