@@ -13,7 +13,35 @@ namespace autograd {
 namespace {
 thread_local bool t_grad_enabled = true;
 std::atomic<uint64_t> g_sequence{0};
+
+// UnreadOutputs: whether a scope is active, whether the op about to record asked to skip its
+// output, and the storages of the outputs skipped so far in the scope.
+thread_local bool t_unread_outputs = false;
+thread_local bool t_skip_claimed = false;
+thread_local std::vector<const Storage*> t_skipped;
 }  // namespace
+
+UnreadOutputs::UnreadOutputs(bool active) : previous_(t_unread_outputs) {
+  if (active) t_unread_outputs = true;
+}
+
+UnreadOutputs::~UnreadOutputs() {
+  t_unread_outputs = previous_;
+  if (!t_unread_outputs) {
+    t_skipped.clear();
+    t_skip_claimed = false;
+  }
+}
+
+bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_list<const Tensor*> read_by_backward) {
+  if (!t_unread_outputs || !needs_grad(inputs)) return false;
+  for (const Tensor* t : read_by_backward)
+    if (t && t->defined())
+      FRUGAL_CHECK(std::find(t_skipped.begin(), t_skipped.end(), t->storage().get()) == t_skipped.end(),
+                   "skip_output: an op's backward would read an output skipped earlier in the UnreadOutputs scope");
+  t_skip_claimed = true;
+  return true;
+}
 
 bool grad_enabled() { return t_grad_enabled; }
 void set_grad_enabled(bool enabled) { t_grad_enabled = enabled; }
@@ -34,6 +62,13 @@ bool needs_grad(const std::vector<Tensor>& inputs) {
 
 Tensor record(Tensor output, const char* name, std::vector<Tensor> inputs, BackwardFn backward) {
   if (!needs_grad(inputs)) return output;
+  if (t_unread_outputs) {
+    FRUGAL_CHECK(t_skip_claimed, std::string("record: ") + name +
+                                     " ran inside an UnreadOutputs scope without skip_output(); its backward may "
+                                     "read values that were never computed");
+    t_skip_claimed = false;
+    t_skipped.push_back(output.storage().get());
+  }
   auto node = std::make_shared<Node>();
   node->name = name;
   node->sequence = g_sequence.fetch_add(1);

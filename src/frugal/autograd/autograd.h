@@ -50,6 +50,29 @@ bool needs_grad(const std::vector<Tensor>& inputs);
 // so the graph holds no reference cycle.
 Tensor record(Tensor output, const char* name, std::vector<Tensor> inputs, BackwardFn backward);
 
+// ---- Outputs nobody reads ----
+// Backward's re-run of a recomputed block (recompute.h) only backpropagates through the block's
+// output, so the ops at the block's end, whose values feed nothing but that output, need their
+// nodes, not their values. Inside an active UnreadOutputs scope an op that can do without its
+// output (skip_output) records its node and leaves the output unwritten: arbitrary bytes. The
+// scope holds every op recorded in it to that: one that did not ask to skip, or one whose backward
+// reads a value skipped earlier in the scope, is a logic error (its gradient would be garbage).
+class UnreadOutputs {
+ public:
+  explicit UnreadOutputs(bool active = true);
+  ~UnreadOutputs();
+  UnreadOutputs(const UnreadOutputs&) = delete;
+  UnreadOutputs& operator=(const UnreadOutputs&) = delete;
+
+ private:
+  bool previous_;
+};
+
+// For an op about to run on `inputs` whose backward reads only `read_by_backward` (never its own
+// output): true when it may leave its output unwritten, that is inside an active UnreadOutputs
+// scope and recording. The op must then record() its node.
+bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_list<const Tensor*> read_by_backward);
+
 // Backpropagates from `root`. `grad_root` defaults to 1 for a one-element root. Gradients add
 // into the .grad of every leaf that requires grad. The graph is released afterwards.
 void backward(const Tensor& root, const Tensor& grad_root = Tensor());

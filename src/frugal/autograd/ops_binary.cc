@@ -19,7 +19,8 @@ const char* binary_name(BinaryOp op) {
   return "?";
 }
 
-Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
+// compute = false: shapes and dtypes checked, the output allocated and left unwritten.
+Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b, bool compute = true) {
   const char* name = binary_name(op);
   if (a.dtype() != b.dtype())
     throw InputError(std::string(name) + ": dtypes differ (" + std::string(dtype_name(a.dtype())) + " and " +
@@ -27,6 +28,7 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
   Shape shape = broadcast_shapes(a.shape(), b.shape());
   Tensor av = a.expand_view(shape), bv = b.expand_view(shape);
   Tensor out = Tensor::empty(shape, a.dtype());
+  if (!compute) return out;
   kernels::dispatch_float(
       a.dtype(), name,
       [&](auto tag) {
@@ -41,7 +43,9 @@ Tensor binary_forward(BinaryOp op, const Tensor& a, const Tensor& b) {
 }
 
 Tensor binary(BinaryOp op, const Tensor& a, const Tensor& b) {
-  Tensor out = binary_forward(op, a, b);
+  // add and sub backpropagate without reading a value: in an UnreadOutputs scope they only record.
+  const bool linear_in_inputs = op == BinaryOp::add || op == BinaryOp::sub;
+  Tensor out = binary_forward(op, a, b, !(linear_in_inputs && autograd::skip_output({&a, &b}, {})));
   if (!autograd::needs_grad({&a, &b})) return out;
   Tensor a_saved = a.detach(), b_saved = b.detach();
   Shape a_shape = a.shape(), b_shape = b.shape();

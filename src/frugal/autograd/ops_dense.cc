@@ -366,9 +366,11 @@ Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bia
     if (m > 0 && n > 0)
       kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias_p, c.data<float>(), d, relu_epilogue);
   };
-  // y = x W^T + b (then relu): W (out, in) read transposed.
-  product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in,
-          relu);
+  // y = x W^T + b (then relu): W (out, in) read transposed. Backward reads the rounded operands,
+  // not y (except for the ReLU's sign), so an UnreadOutputs scope can do without the product.
+  if (relu || !autograd::skip_output({&inputs[0], &weight, &bias}, {&inputs[0], &weight}))
+    product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in,
+            relu);
   Shape y_shape(x_shape.begin(), x_shape.end() - 1);
   y_shape.push_back(out_features);
   y = y.view(y_shape);
@@ -417,8 +419,12 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
     if (bias.defined()) inputs.push_back(bias);
     return linear_bf16(x_rows, weight, bias, x.shape(), inputs, relu);
   }
-  // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy.
-  Tensor y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias, relu).view(with_last(lead, out_features));
+  // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy. Backward reads x
+  // and W, not y (except for the ReLU's sign), so an UnreadOutputs scope can do without it.
+  const bool skip = !relu && autograd::skip_output({&x, &weight, &bias}, {&x, &weight});
+  Tensor y = (skip ? Tensor::empty({x_rows.size(0), out_features}, x.dtype())
+                   : matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias, relu))
+                 .view(with_last(lead, out_features));
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return y;

@@ -40,7 +40,8 @@ Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t
       return {Tensor::zeros(g.shape(), g.dtype())};
     });
   }
-  Tensor out = apply_dropout_mask(x, p, seed, stream);
+  // The mask is a function of (seed, stream, position): backward draws it again, reading no value.
+  Tensor out = autograd::skip_output({&x}, {}) ? Tensor::empty(x.shape(), x.dtype()) : apply_dropout_mask(x, p, seed, stream);
   return autograd::record(out, "dropout", {x}, [=](const Tensor& g) -> std::vector<Tensor> {
     return {apply_dropout_mask(g, p, seed, stream)};
   });

@@ -25,8 +25,8 @@ class GradEnabledGuard {
 };
 }  // namespace
 
-Tensor recompute(const std::function<Tensor(const Tensor&)>& fn, const Tensor& input,
-                 const std::vector<Tensor>& parameters, const std::vector<Tensor>& state) {
+Tensor recompute(const BlockFn& fn, const Tensor& input, const std::vector<Tensor>& parameters,
+                 const std::vector<Tensor>& state, const BlockFn& rerun) {
   FRUGAL_CHECK(input.defined(), "recompute: undefined input");
   std::vector<Tensor> inputs;
   inputs.reserve(1 + parameters.size());
@@ -52,7 +52,7 @@ Tensor recompute(const std::function<Tensor(const Tensor&)>& fn, const Tensor& i
   const bool input_needs_grad = input.requires_grad();
   const Tensor saved_input = input.detach();
   const size_t count = parameters.size();
-  std::function<Tensor(const Tensor&)> block = fn;
+  BlockFn block = rerun ? rerun : fn;
   return record(output, "recompute", std::move(inputs),
                 [block, saved_input, input_needs_grad, precision, state, count](const Tensor& grad_output) {
                   PrecisionGuard same_precision(precision);

@@ -20,9 +20,13 @@ namespace autograd {
 //   accumulates exactly as the plain graph's would (same values, same order of additions).
 // - state: tensors fn updates in place (BatchNorm running statistics and counters); they are
 //   restored after the re-run, so the update happens once, at the forward.
+// - rerun, when given, is what backward runs instead of fn: the same ops on the same values, except
+//   that it may leave unwritten what only feeds the output (UnreadOutputs in autograd.h), since the
+//   re-run's output is backpropagated through and never read. The gradients are fn's, bit for bit.
 // Without grad recording, or when neither input nor parameters need a gradient, this is fn(input).
-Tensor recompute(const std::function<Tensor(const Tensor&)>& fn, const Tensor& input,
-                 const std::vector<Tensor>& parameters, const std::vector<Tensor>& state = {});
+using BlockFn = std::function<Tensor(const Tensor&)>;
+Tensor recompute(const BlockFn& fn, const Tensor& input, const std::vector<Tensor>& parameters,
+                 const std::vector<Tensor>& state = {}, const BlockFn& rerun = nullptr);
 
 }  // namespace autograd
 }  // namespace frugal

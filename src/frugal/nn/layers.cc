@@ -3,6 +3,7 @@
 
 #include <cmath>
 
+#include "frugal/autograd/autograd.h"
 #include "frugal/nn/init.h"
 
 namespace frugal {
@@ -45,6 +46,12 @@ void Linear::check_input(const Tensor& x) const {
 
 Tensor Linear::forward(const Tensor& x) {
   check_input(x);
+  return linear(x, weight_, bias_);
+}
+
+Tensor Linear::forward_output_unread(const Tensor& x) {
+  check_input(x);
+  autograd::UnreadOutputs unread;
   return linear(x, weight_, bias_);
 }
 

@@ -20,6 +20,7 @@ class Linear : public Module {
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
   Tensor forward(const Tensor& x) override;
   Tensor forward_relu(const Tensor& x) override;  // linear_relu: the ReLU in the matmul's epilogue
+  Tensor forward_output_unread(const Tensor& x) override;  // the product skipped
   std::string type_name() const override { return "Linear"; }
   void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(in), 1/sqrt(in))
   const Tensor& weight() const { return weight_; }

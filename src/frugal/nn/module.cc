@@ -198,7 +198,7 @@ bool is_bn_relu_pool(const std::vector<Module*>& layers, size_t i) {
 }
 }  // namespace
 
-Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x) {
+Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x, bool output_unread) {
   Tensor y = x;
   for (size_t i = 0; i < layers.size(); ++i) {
     auto* conv = dynamic_cast<Conv2d*>(layers[i]);
@@ -211,18 +211,21 @@ Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x) {
       y = layers[i]->forward_relu(y);
       ++i;
     } else {
-      y = layers[i]->forward(y);
+      y = output_unread && i + 1 == layers.size() ? layers[i]->forward_output_unread(y) : layers[i]->forward(y);
     }
   }
   return y;
 }
 
-Tensor Sequential::forward(const Tensor& x) {
+std::vector<Module*> Sequential::layers() const {
   std::vector<Module*> layers;
   layers.reserve(named_children().size());
   for (const auto& [name, child] : named_children()) layers.push_back(child.get());
-  return forward_chain(layers, x);
+  return layers;
 }
+
+Tensor Sequential::forward(const Tensor& x) { return forward_chain(layers(), x); }
+Tensor Sequential::forward_output_unread(const Tensor& x) { return forward_chain(layers(), x, true); }
 
 }  // namespace nn
 }  // namespace frugal

@@ -42,6 +42,11 @@ class Module {
   virtual Tensor forward_relu(const Tensor& x);
   // max_pool2d(forward_relu(x)) over 2x2 windows, stride 2; BatchNorm2d fuses the three.
   virtual Tensor forward_relu_pool2x2(const Tensor& x);
+  // forward(x) when the output's values will never be read, only backpropagated through (the
+  // last layer of a recomputed stage in backward's re-run, autograd::recompute): a module may
+  // leave unwritten what only feeds its output (autograd::UnreadOutputs). Linear, Sequential and
+  // GptBlock do; the default runs forward.
+  virtual Tensor forward_output_unread(const Tensor& x) { return forward(x); }
   // Class name for messages ("Linear").
   virtual std::string type_name() const = 0;
 
@@ -97,8 +102,10 @@ class Module {
 };
 
 // Runs layers in order; a layer followed by a ReLU runs the pair as layer->forward_relu, and by a
-// ReLU and a 2x2 stride-2 MaxPool2d the three as layer->forward_relu_pool2x2.
-Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x);
+// ReLU and a 2x2 stride-2 MaxPool2d the three as layer->forward_relu_pool2x2. output_unread: the
+// chain's output will not be read (Module::forward_output_unread), so a last layer run on its own
+// runs as forward_output_unread.
+Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x, bool output_unread = false);
 
 // Runs its children in order (forward_chain); children are named "0", "1", ... as torch.nn.Sequential.
 class Sequential : public Module {
@@ -109,7 +116,11 @@ class Sequential : public Module {
   int64_t size() const { return int64_t(named_children().size()); }
   Module& operator[](int64_t index) const;
   Tensor forward(const Tensor& x) override;
+  Tensor forward_output_unread(const Tensor& x) override;  // forward_chain's output_unread
   std::string type_name() const override { return "Sequential"; }
+
+ private:
+  std::vector<Module*> layers() const;
 };
 
 }  // namespace nn

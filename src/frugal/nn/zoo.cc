@@ -55,15 +55,17 @@ Tensor forward_recomputed(const std::vector<Module*>& layers, const Tensor& x) {
     for (const auto& [name, b] : m->named_buffers()) state.push_back(b);
   }
   const RandomContext context = random_context();
-  auto stage = [layers, context](const Tensor& input) {
+  // The re-run's output is only backpropagated through: the last layer may skip what only feeds it.
+  auto stage = [layers, context](const Tensor& input, bool output_unread) {
     struct Restore {  // the caller's context comes back even if a layer throws
       RandomContext previous = random_context();
       ~Restore() { set_random_context(previous); }
     } restore;
     set_random_context(context);
-    return forward_chain(layers, input);
+    return forward_chain(layers, input, output_unread);
   };
-  return autograd::recompute(stage, x, parameters, state);
+  return autograd::recompute([stage](const Tensor& input) { return stage(input, false); }, x, parameters, state,
+                             [stage](const Tensor& input) { return stage(input, true); });
 }
 
 template <class M>
@@ -183,10 +185,8 @@ GptMlp::GptMlp(int64_t width, double dropout, bool bias) {
   drop_ = register_module("drop", std::make_shared<Dropout>(dropout));
 }
 
-Tensor GptMlp::forward(const Tensor& x) {
-  Tensor h = gelu(fc_->forward(x), GeluApproximation::tanh);  // (B, T, 4C)
-  return drop_->forward(proj_->forward(h));
-}
+Tensor GptMlp::hidden(const Tensor& x) { return gelu(fc_->forward(x), GeluApproximation::tanh); }
+Tensor GptMlp::output(const Tensor& h) { return drop_->forward(proj_->forward(h)); }
 
 GptBlock::GptBlock(const GptConfig& config) {
   ln1_ = register_module("ln1", std::make_shared<LayerNorm>(config.width, 1e-5, true, config.bias));
@@ -196,9 +196,11 @@ GptBlock::GptBlock(const GptConfig& config) {
   mlp_ = register_module("mlp", std::make_shared<GptMlp>(config.width, config.dropout, config.bias));
 }
 
-Tensor GptBlock::forward(const Tensor& x) {
+Tensor GptBlock::run(const Tensor& x, bool output_unread) {
   Tensor h = add(x, attn_->forward(ln1_->forward(x)));  // (B, T, C)
-  return add(h, mlp_->forward(ln2_->forward(h)));
+  Tensor a = mlp_->hidden(ln2_->forward(h));             // (B, T, 4C)
+  autograd::UnreadOutputs unread(output_unread);
+  return add(h, mlp_->output(a));
 }
 
 Gpt::Gpt(const GptConfig& config) : config_(config) {

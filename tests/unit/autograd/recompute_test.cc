@@ -1,10 +1,13 @@
 // autograd::recompute on a residual block built from every kind of op a model block has (layer
 // norm, linear, GELU, dropout, batch norm with running statistics, a residual add): parameter and
 // input gradients bit-identical to the plain graph in fp32 and bf16-mixed, with gradient
-// accumulation, statistics updated once, the forward's precision captured, and memory kept.
+// accumulation, statistics updated once, the forward's precision captured, and memory kept; a
+// re-run that only records the ops feeding nothing but its output (UnreadOutputs) gives the same.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "frugal/autograd/autograd.h"
@@ -210,6 +213,118 @@ TEST(Recompute, ParametersMustBeLeaves) {
   Tensor derived = mul_scalar(w, 2.0);
   Tensor x = leaf({4}, 2);
   EXPECT_THROW(autograd::recompute([&](const Tensor& in) { return mul(in, derived); }, x, {derived}), InternalError);
+}
+
+// ---- A re-run that leaves unread outputs unwritten (autograd::UnreadOutputs) ----
+
+// x (N, C) -> x + dropout(linear(gelu(linear(ln(x))))): the last linear, the dropout and the add
+// feed only the output, so the re-run may record them without computing them.
+struct TailBlock {
+  Tensor ln_w, ln_b, w1, b1, w2, b2;
+  uint64_t seed;
+  TailBlock(int64_t C, uint64_t s) : seed(s) {
+    ln_w = leaf({C}, s + 1, 0.5, 1.5), ln_b = leaf({C}, s + 2);
+    w1 = leaf({4 * C, C}, s + 3), b1 = leaf({4 * C}, s + 4);
+    w2 = leaf({C, 4 * C}, s + 5), b2 = leaf({C}, s + 6);
+  }
+  Tensor forward(const Tensor& x, bool output_unread) const {
+    Tensor h = gelu(linear(layer_norm(x, ln_w, ln_b), w1, b1), GeluApproximation::tanh);  // (N, 4C)
+    autograd::UnreadOutputs unread(output_unread);
+    return add(x, dropout(linear(h, w2, b2), 0.25, /*training=*/true, seed, /*stream=*/3));
+  }
+  std::vector<Tensor> parameters() const { return {ln_w, ln_b, w1, b1, w2, b2}; }
+};
+
+void expect_unread_rerun_identical(Precision precision) {
+  const int64_t N = 24, C = 20;
+  PrecisionGuard guard(precision);
+  const Tensor readout = random_tensor({N, C}, 999);
+  auto run = [&](const std::vector<TailBlock>& blocks, bool recomputed) {
+    Tensor x = random_tensor({N, C}, 7);
+    x.set_requires_grad(true);
+    Tensor y = x;
+    for (const TailBlock& b : blocks) {
+      auto fn = [&b](const Tensor& in) { return b.forward(in, false); };
+      auto rerun = [&b](const Tensor& in) { return b.forward(in, true); };
+      y = recomputed ? autograd::recompute(fn, y, b.parameters(), {}, rerun) : fn(y);
+    }
+    autograd::backward(sum(mul(y, readout)));
+    return x.grad();
+  };
+  std::vector<TailBlock> plain{TailBlock(C, 100), TailBlock(C, 200)}, recomputed{TailBlock(C, 100), TailBlock(C, 200)};
+  Tensor g_plain = run(plain, false), g_recomputed = run(recomputed, true);
+  EXPECT_TRUE(same_bits(g_recomputed, g_plain)) << "input gradient";
+  for (size_t b = 0; b < plain.size(); ++b) {
+    std::vector<Tensor> pa = recomputed[b].parameters(), pe = plain[b].parameters();
+    for (size_t i = 0; i < pa.size(); ++i) {
+      ASSERT_TRUE(pe[i].grad().defined());
+      EXPECT_TRUE(same_bits(pa[i].grad(), pe[i].grad())) << "block " << b << " parameter " << i;
+    }
+  }
+}
+
+TEST(Recompute, RerunWithUnreadOutputsBitIdentical) {
+  expect_unread_rerun_identical(Precision::fp32);
+  expect_unread_rerun_identical(Precision::bf16_mixed);
+  expect_unread_rerun_identical(Precision::fp16_mixed);
+}
+
+// Hands the next allocation of `shape` a block full of NaN (the caching allocator's free lists are
+// last in, first out) and returns its address.
+const void* poison_next_block(const Shape& shape) {
+  Tensor poison = Tensor::full(shape, std::numeric_limits<float>::quiet_NaN());
+  return poison.raw_data();
+}
+
+bool all_nan(const Tensor& t) {
+  Tensor c = t.contiguous();
+  for (int64_t i = 0; i < c.numel(); ++i)
+    if (!std::isnan(c.data<float>()[i])) return false;
+  return true;
+}
+
+TEST(Recompute, UnreadOutputsAreNotComputed) {
+  // Sizes no other tensor of this test has, so the poisoned block is the one handed out.
+  Tensor x = leaf({37, 11}, 1), w = leaf({29, 11}, 2), b = leaf({29}, 3), r = leaf({37, 29}, 4);
+  {
+    const void* block = poison_next_block({37, 29});
+    autograd::UnreadOutputs unread;
+    Tensor y = linear(x, w, b);
+    ASSERT_EQ(y.raw_data(), block) << "the allocator did not hand out the poisoned block";
+    EXPECT_TRUE(all_nan(y)) << "linear computed an output nobody reads";
+    const void* block2 = poison_next_block({37, 29});
+    Tensor z = add(r, y);
+    ASSERT_EQ(z.raw_data(), block2);
+    EXPECT_TRUE(all_nan(z)) << "add computed an output nobody reads";
+  }
+  // Outside a scope, or without gradients to record, the same ops compute their values.
+  for (bool in_scope : {false, true}) {
+    poison_next_block({37, 29});
+    autograd::UnreadOutputs unread(in_scope);
+    autograd::NoGradGuard no_grad;
+    EXPECT_FALSE(all_nan(linear(x, w, b))) << in_scope;
+  }
+}
+
+TEST(Recompute, UnreadOutputsRejectOpsThatReadValues) {
+  Tensor x = leaf({5, 4}, 1), w = leaf({3, 4}, 2), w2 = leaf({3, 3}, 3);
+  {
+    autograd::UnreadOutputs unread;  // gelu's backward reads its input: it cannot skip
+    EXPECT_THROW(gelu(x, GeluApproximation::tanh), InternalError);
+  }
+  {
+    autograd::UnreadOutputs unread;  // the second linear's backward would read the first's output
+    Tensor y = linear(x, w, Tensor());
+    EXPECT_THROW(linear(y, w2, Tensor()), InternalError);
+  }
+  {
+    autograd::UnreadOutputs unread;  // the fused ReLU keeps its output's sign for backward
+    EXPECT_THROW(linear_relu(x, w, Tensor()), InternalError);
+  }
+  // A scope left by an exception leaves nothing behind: the same ops record normally after it.
+  Tensor y = linear(linear(x, w, Tensor()), w2, Tensor());
+  autograd::backward(sum(y));
+  EXPECT_TRUE(w.grad().defined());
 }
 
 }  // namespace
