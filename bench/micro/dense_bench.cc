@@ -172,7 +172,7 @@ CONV_BENCH(BM_conv_bf16_raw_onednn_nchw);
 CONV_BENCH(BM_conv_bf16_frugal_kernel);
 
 
-// ---- the CNN example's layers on channels-last operands: weight gradient, first-layer forward ----
+// ---- the CNN example's layers on channels-last operands: weight gradient, forward, data gradient ----
 // arg 0: layer (0: 128 x 1 x 28 x 28 -> 32, 1: 128 x 32 x 14 x 14 -> 64), 3x3, padding 1, with bias.
 
 kernels::Conv2dDims cnn_layer(int64_t layer) {
@@ -265,6 +265,42 @@ void frugal_forward(benchmark::State& state, DType dtype) {
   }
   set_flops(state, conv_flops(d));
 }
+
+// The data gradient of the second layer (f32): oneDNN's NHWC backward-data primitive (its fastest
+// form on NHWC is the forward of the turned kernel, within 10-20% of it) against frugal's path
+// (Winograd F(2x2, 3x3) as a forward of the turned kernel).
+void BM_data_grad_f32_raw_onednn(benchmark::State& state) {
+  const kernels::Conv2dDims d = cnn_layer(1);
+  dnnl::memory::desc dx({d.n, d.c, d.h, d.w}, dt::f32, tag::nhwc), dy({d.n, d.o, d.out_h, d.out_w}, dt::f32, tag::nhwc),
+      w_any({d.o, d.c, 3, 3}, dt::f32, tag::any);
+  dnnl::convolution_forward::desc fdesc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct, dx,
+                                        w_any, dy, {1, 1}, {1, 1}, {1, 1});
+  dnnl::convolution_forward::primitive_desc fpd(fdesc, engine());
+  dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, dx, w_any, dy, {1, 1}, {1, 1},
+                                             {1, 1});
+  dnnl::convolution_backward_data::primitive_desc pd(desc, engine(), fpd);
+  dnnl::convolution_backward_data primitive(pd);
+  dnnl::memory dxm(dx, engine()), dym(dy, engine()), wm(pd.weights_desc(), engine());
+  Tensor fill_dy = filled({d.n * d.o * d.out_h * d.out_w});
+  std::memcpy(dym.get_data_handle(), fill_dy.raw_data(), fill_dy.nbytes());
+  std::memset(wm.get_data_handle(), 0, pd.weights_desc().get_size());
+  dnnl::stream s(engine());
+  for (auto _ : state) {
+    primitive.execute(s, {{DNNL_ARG_DIFF_DST, dym}, {DNNL_ARG_WEIGHTS, wm}, {DNNL_ARG_DIFF_SRC, dxm}});
+    s.wait();
+  }
+  set_flops(state, conv_flops(d));
+}
+
+void BM_data_grad_f32_frugal(benchmark::State& state) {
+  const kernels::Conv2dDims d = cnn_layer(1);
+  Tensor dy = filled({d.n * d.o * d.out_h * d.out_w}), w = filled({d.o, d.c, 3, 3});
+  Tensor dx = Tensor::empty({d.n * d.c * d.h * d.w});
+  for (auto _ : state) kernels::cpu::conv2d_backward_data(dy.data<float>(), w.data<float>(), dx.data<float>(), d);
+  set_flops(state, conv_flops(d));
+}
+BENCHMARK(BM_data_grad_f32_raw_onednn)->UseRealTime()->Unit(benchmark::kMicrosecond);
+BENCHMARK(BM_data_grad_f32_frugal)->UseRealTime()->Unit(benchmark::kMicrosecond);
 
 void BM_forward_f32_raw_onednn(benchmark::State& state) { raw_forward(state, dt::f32); }
 void BM_forward_f32_frugal(benchmark::State& state) { frugal_forward(state, DType::f32); }

@@ -387,6 +387,89 @@ TEST(DenseKernels, ChannelsLastDirectForwardMatchesReference) {
   EXPECT_FALSE(kernels::cpu::conv_direct_supported(d, true)) << "32 channels: oneDNN's";
 }
 
+// Winograd F(2x2, 3x3) (conv.h), the f32 forward of 3x3 stride-1 channels-last convolutions with
+// 16-multiple channel counts, and through it the data gradient, against the reference: every
+// register-block width (64, 32 and 16 output channels), partial tiles at odd output sizes, padding
+// 0 to 2, a last block of fewer tiles, with and without a bias; bit-identical at 1 and 2 threads;
+// an infinite input leaves every output the reference makes non-finite non-finite (a tile's other
+// outputs may turn NaN too: its transforms mix the tile's inputs).
+TEST(DenseKernels, ChannelsLastWinogradMatchesReference) {
+  const std::vector<ConvCase> cases = {
+      {16, 32, 14, 14, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1},  // the CNN's second layer
+      {3, 16, 9, 11, 32, 3, 3, 1, 1, 1, 1, 1, 1, 1},    // odd output sizes: half tiles
+      {2, 48, 7, 6, 80, 3, 3, 1, 1, 0, 0, 1, 1, 1},     // no padding, 64 + 16 output channels
+      {1, 16, 5, 5, 16, 3, 3, 1, 1, 2, 2, 1, 1, 1},     // padding 2: 16 tiles, a block of 4
+      {5, 64, 4, 3, 48, 3, 3, 1, 1, 1, 0, 1, 1, 1},     // 32 + 16 output channels, padding 1 x 0
+  };
+  uint64_t seed = 800;
+  for (const ConvCase& c : cases) {
+    const Conv2dDims packed = conv_dims(c);
+    Conv2dDims d = packed;
+    d.channels_last = true;
+    ASSERT_TRUE(kernels::cpu::conv_winograd_supported(d)) << describe(d);
+    Tensor x = random_tensor({d.n, d.c, d.h, d.w}, ++seed), w = random_tensor({d.o, d.c, 3, 3}, ++seed);
+    Tensor bias = random_tensor({d.o}, ++seed);
+    float& victim = x.data<float>()[((d.n - 1) * d.c + d.c / 2) * d.h * d.w + (d.h / 2) * d.w + d.w / 2];
+    const float kept = victim;
+    for (bool with_bias : {true, false}) {
+      for (bool with_inf : {false, true}) {
+        victim = with_inf ? INFINITY : kept;
+        const std::string what = describe(d) + (with_bias ? " bias" : "") + (with_inf ? " inf" : "");
+        const float* b = with_bias ? bias.data<float>() : nullptr;
+        Tensor ref = Tensor::empty({d.n, d.o, d.out_h, d.out_w});
+        kernels::ref::conv2d_forward<float>(x.data<float>(), w.data<float>(), b, ref.data<float>(), packed);
+        Tensor ref_cl = ref.permute_view({0, 2, 3, 1}).contiguous();
+        Tensor x_cl = x.permute_view({0, 2, 3, 1}).contiguous();
+        Tensor y[2];
+        for (int threads : {1, 2}) {
+          set_num_threads(threads);
+          y[threads - 1] = Tensor::empty(ref_cl.shape());
+          kernels::cpu::conv2d_forward(x_cl.data<float>(), w.data<float>(), b, y[threads - 1].data<float>(), d);
+        }
+        set_num_threads(0);
+        EXPECT_TRUE(testing::same_bits(y[0], y[1])) << "threads " << what;
+        if (!with_inf) {
+          EXPECT_TRUE(all_close(y[1], ref_cl, kAtol, kRtol)) << what;
+          continue;
+        }
+        int64_t lost = 0, non_finite = 0;
+        for (int64_t i = 0; i < ref_cl.numel(); ++i) {
+          const bool ref_finite = std::isfinite(ref_cl.data<float>()[i]);
+          non_finite += !ref_finite;
+          lost += !ref_finite && std::isfinite(y[1].data<float>()[i]);
+        }
+        EXPECT_GT(non_finite, 0) << what;
+        EXPECT_EQ(lost, 0) << what;
+      }
+    }
+    victim = kept;
+    // The data gradient of the same shape runs as a Winograd forward when its channels allow.
+    Conv2dDims back = d;
+    back.c = d.o, back.o = d.c, back.h = d.out_h, back.w = d.out_w, back.out_h = d.h, back.out_w = d.w;
+    back.padding_h = 2 - d.padding_h, back.padding_w = 2 - d.padding_w;
+    if (!kernels::cpu::conv_winograd_supported(back)) continue;
+    Tensor grad_y = random_tensor({d.n, d.o, d.out_h, d.out_w}, ++seed);
+    Tensor ref_x = Tensor::empty(x.shape()), grad_x = Tensor::empty({d.n, d.h, d.w, d.c});
+    kernels::ref::conv2d_backward_data<float>(grad_y.data<float>(), w.data<float>(), ref_x.data<float>(), packed);
+    Tensor g_cl = grad_y.permute_view({0, 2, 3, 1}).contiguous();
+    kernels::cpu::conv2d_backward_data(g_cl.data<float>(), w.data<float>(), grad_x.data<float>(), d);
+    EXPECT_TRUE(all_close(grad_x, ref_x.permute_view({0, 2, 3, 1}).contiguous(), kAtol, kRtol))
+        << "grad x " << describe(d);
+  }
+  // What the kernel leaves to oneDNN.
+  Conv2dDims d = conv_dims({2, 32, 9, 9, 64, 3, 3, 2, 2, 1, 1, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_winograd_supported(d)) << "stride 2";
+  d = conv_dims({2, 24, 9, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_winograd_supported(d)) << "24 input channels";
+  d = conv_dims({2, 32, 9, 9, 64, 5, 5, 1, 1, 2, 2, 1, 1, 1});
+  d.channels_last = true;
+  EXPECT_FALSE(kernels::cpu::conv_winograd_supported(d)) << "5x5";
+  d = conv_dims({2, 32, 9, 9, 64, 3, 3, 1, 1, 1, 1, 1, 1, 1});
+  EXPECT_FALSE(kernels::cpu::conv_winograd_supported(d)) << "NCHW";
+}
+
 struct PoolCase {
   int64_t n, c, h, w, kernel_h, kernel_w, stride_h, stride_w, padding_h, padding_w;
   bool count_include_pad;

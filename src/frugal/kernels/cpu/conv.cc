@@ -3,14 +3,13 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <memory>
 #include <utility>
 #include <vector>
 
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
 #include "frugal/kernels/cpu/convert.h"
-#include "frugal/tensor/tensor.h"
+#include "frugal/kernels/cpu/scratch.h"
 
 #if defined(__AVX512F__)
 #include <immintrin.h>
@@ -24,23 +23,6 @@ namespace {
 constexpr int64_t kBlocks = 8;                        // image blocks, one partial result each
 constexpr int64_t kMaxWeightGrad = int64_t(1) << 20;  // elements of dW (the partials are kBlocks of it)
 constexpr int64_t kMaxImageBuffers = 512 << 10;       // bytes of one image's operand buffers (L2)
-
-// This thread's buffer for one role: it grows to the largest request, never shrinks, and counts as
-// workspace in the memory accounting (tensor.h), as dense.cc's reorder buffers do. A kernel holds
-// each role once; kernels on one thread run one after the other.
-enum Scratch : size_t { kPartials, kImage, kPairs, kRow, kScratchRoles };
-
-template <class T>
-T* scratch(Scratch role, int64_t count) {
-  thread_local std::array<std::unique_ptr<Storage>, kScratchRoles> buffers;
-  std::unique_ptr<Storage>& buffer = buffers[role];
-  const size_t bytes = size_t(std::max<int64_t>(count, 1)) * sizeof(T);
-  if (!buffer || buffer->bytes() < bytes) {
-    MemoryCategoryGuard workspace(MemoryCategory::workspace);
-    buffer = std::make_unique<Storage>(bytes);
-  }
-  return static_cast<T*>(buffer->data());
-}
 
 // Where things are in one image's buffers. The x buffer holds, for every padded row r (input row
 // r - padding_h) and every position q of a step's patch start along it, the value (f32) or pair of

@@ -498,6 +498,7 @@ void matmul_bf16(const bf16_t* a, const bf16_t* b, const float* bias, float* c, 
 
 void conv2d_forward(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& dims) {
   if (conv_direct_supported(dims, false)) return conv_direct_forward_nhwc(x, weight, bias, y, dims);
+  if (conv_winograd_supported(dims)) return conv_winograd_forward_nhwc(x, weight, bias, y, dims);
   run_conv_forward(x, weight, bias, y, dims, dt::f32);
 }
 
@@ -544,8 +545,11 @@ const float* data_grad_weight(const float* weight, const Conv2dDims& d) {
 }  // namespace
 
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
-  if (data_grad_as_forward(d))
-    return run_conv_forward(grad_y, data_grad_weight(weight, d), nullptr, grad_x, data_grad_dims(d), dt::f32);
+  if (data_grad_as_forward(d)) {
+    const Conv2dDims f = data_grad_dims(d);
+    if (conv_winograd_supported(f)) return conv_winograd_forward_nhwc(grad_y, data_grad_weight(weight, d), nullptr, grad_x, f);
+    return run_conv_forward(grad_y, data_grad_weight(weight, d), nullptr, grad_x, f, dt::f32);
+  }
   run_conv_backward_data(grad_y, weight, grad_x, d, dt::f32);
 }
 
