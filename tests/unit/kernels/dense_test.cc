@@ -286,7 +286,7 @@ TEST(DenseKernels, ChannelsLastBackwardMatchesReference) {
       EXPECT_TRUE(all_close(runs[1][1], ref_b, kAtol * k_scale, kRtol)) << "grad b " << what;
       EXPECT_TRUE(testing::same_bits(runs[0][0], runs[1][0])) << "threads " << what;
       EXPECT_TRUE(testing::same_bits(runs[0][1], runs[1][1])) << "threads " << what;
-      // The data gradient (a forward convolution with the kernel turned, oneDNN's) on the same case.
+      // The data gradient (a forward convolution with the kernel turned: oneDNN or Winograd) on the same case.
       Tensor weight = random_tensor({d.o, d.c, d.kernel_h, d.kernel_w}, ++seed);
       if (bf16) weight = weight.to(DType::bf16).to(DType::f32);
       Tensor ref_x = Tensor::empty(x.shape()), grad_x = Tensor::empty({d.n, d.h, d.w, d.c});
@@ -388,7 +388,8 @@ TEST(DenseKernels, ChannelsLastDirectForwardMatchesReference) {
 }
 
 // Winograd F(2x2, 3x3) (conv.h), the f32 forward of 3x3 stride-1 channels-last convolutions with
-// 16-multiple channel counts, and through it the data gradient, against the reference: every
+// 16-multiple channel counts, through it the data gradient, and the weight gradient by the
+// transforms' adjoint, against the reference: every
 // register-block width (64, 32 and 16 output channels), partial tiles at odd output sizes, padding
 // 0 to 2, a last block of fewer tiles, with and without a bias; bit-identical at 1 and 2 threads;
 // an infinite input leaves every output the reference makes non-finite non-finite (a tile's other
@@ -443,6 +444,31 @@ TEST(DenseKernels, ChannelsLastWinogradMatchesReference) {
       }
     }
     victim = kept;
+    // The weight gradient (the transforms' adjoint), at 1 and 2 threads, with and without the bias's.
+    ASSERT_TRUE(kernels::cpu::conv_winograd_weight_grad_supported(d)) << describe(d);
+    {
+      Tensor grad_y = random_tensor({d.n, d.o, d.out_h, d.out_w}, ++seed);
+      Tensor ref_w = Tensor::empty(w.shape()), ref_b = Tensor::empty({d.o});
+      kernels::ref::conv2d_backward_weights<float>(x.data<float>(), grad_y.data<float>(), ref_w.data<float>(),
+                                                   ref_b.data<float>(), packed);
+      Tensor x_cl = x.permute_view({0, 2, 3, 1}).contiguous(), g_cl = grad_y.permute_view({0, 2, 3, 1}).contiguous();
+      Tensor gw[2], gb[2];
+      for (int threads : {1, 2}) {
+        set_num_threads(threads);
+        gw[threads - 1] = Tensor::empty(w.shape()), gb[threads - 1] = Tensor::empty({d.o});
+        kernels::cpu::conv2d_backward_weights(x_cl.data<float>(), g_cl.data<float>(), gw[threads - 1].data<float>(),
+                                              gb[threads - 1].data<float>(), d);
+      }
+      set_num_threads(0);
+      const double k_scale = std::sqrt(double(d.n * d.out_h * d.out_w));  // as in ConvBackwardMatchesReference
+      EXPECT_TRUE(all_close(gw[1], ref_w, kAtol * k_scale, kRtol)) << "grad w " << describe(d);
+      EXPECT_TRUE(all_close(gb[1], ref_b, kAtol * k_scale, kRtol)) << "grad b " << describe(d);
+      EXPECT_TRUE(testing::same_bits(gw[0], gw[1])) << "threads " << describe(d);
+      EXPECT_TRUE(testing::same_bits(gb[0], gb[1])) << "threads " << describe(d);
+      Tensor no_bias = Tensor::empty(w.shape());
+      kernels::cpu::conv2d_backward_weights(x_cl.data<float>(), g_cl.data<float>(), no_bias.data<float>(), nullptr, d);
+      EXPECT_TRUE(testing::same_bits(no_bias, gw[1])) << "no bias " << describe(d);
+    }
     // The data gradient of the same shape runs as a Winograd forward when its channels allow.
     Conv2dDims back = d;
     back.c = d.o, back.o = d.c, back.h = d.out_h, back.w = d.out_w, back.out_h = d.h, back.out_w = d.w;

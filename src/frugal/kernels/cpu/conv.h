@@ -89,6 +89,16 @@ bool conv_winograd_supported(const Conv2dDims& d);
 void conv_winograd_forward_nhwc(const float* x, const float* weight, const float* bias, float* y,
                                 const Conv2dDims& d);
 
+// The weight gradient by the adjoint of the same transforms, summed over tiles in the transformed
+// domain (16 products per tile and channel pair instead of 36), in kernel-fixed tile ranges added
+// in order. Takes what conv_winograd_supported takes with C O <= 128 x 128.
+bool conv_winograd_weight_grad_supported(const Conv2dDims& d);
+
+// x (n, h, w, c) and grad_y (n, out_h, out_w, o); grad_weight (o, c, 3, 3) and grad_bias (o, may be
+// null) are overwritten.
+void conv_winograd_weight_grad_nhwc(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                                    const Conv2dDims& d);
+
 }  // namespace cpu
 }  // namespace kernels
 }  // namespace frugal

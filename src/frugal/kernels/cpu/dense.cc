@@ -561,6 +561,7 @@ void conv2d_backward_data_bf16(const bf16_t* grad_y, const bf16_t* weight, float
 
 void conv2d_backward_weights(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
                              const Conv2dDims& d) {
+  if (conv_winograd_weight_grad_supported(d)) return conv_winograd_weight_grad_nhwc(x, grad_y, grad_weight, grad_bias, d);
   if (conv_weight_grad_supported(d, false)) return conv_weight_grad_nhwc(x, grad_y, grad_weight, grad_bias, d);
   run_conv_backward_weights(x, grad_y, grad_weight, grad_bias, d, dt::f32);
 }

@@ -31,6 +31,7 @@ namespace {
 
 constexpr int64_t kTiles = 12;        // tiles per block: two 6-row or one 12-row register block
 constexpr int64_t kMaxChannels = 256;  // C and O; beyond, U leaves L2 and oneDNN is the better bet
+constexpr int64_t kMaxWeightGradPairs = 128 * 128;  // C O: the weight gradient's partial sums (8 MiB)
 
 #if defined(__AVX512F__)
 
@@ -60,10 +61,12 @@ void transform_weights(const float* weight, const Shape& s, float* U) {
     }
 }
 
-// V[xi][r][c..c+16) = (B^T d B)[xi] for the tile's 4x4 patch d of 16 channels at c; B^T =
+// V[xi][r][c..c+16) = (B^T d B)[xi] for the tile's 4x4 patch d of 16 channels at c (V holds `rows`
+// tiles per xi); B^T =
 // [1 0 -1 0; 0 1 1 0; 0 -1 1 0; 0 1 0 -1]. Outside the image d is zero.
-void transform_tile(const float* x, const Shape& s, int64_t n, int64_t ih0, int64_t iw0, int64_t r, float* V) {
-  const int64_t row_stride = kTiles * s.C;  // V's xi stride
+void transform_tile(const float* x, const Shape& s, int64_t n, int64_t ih0, int64_t iw0, int64_t r, int64_t rows,
+                    float* V) {
+  const int64_t row_stride = rows * s.C;  // V's xi stride: rows tiles of C channels
   for (int64_t c = 0; c < s.C; c += 16) {
     __m512 d[4][4];
     for (int i = 0; i < 4; ++i) {
@@ -154,7 +157,7 @@ void winograd(const float* x, const float* weight, const float* bias, float* y, 
       const int64_t t0 = b * kTiles, count = std::min(kTiles, s.tiles - t0);
       for (int64_t r = 0; r < count; ++r) {
         const int64_t t = t0 + r, n = t / (s.TH * s.TW), th = t / s.TW % s.TH, tw = t % s.TW;
-        transform_tile(x, s, n, 2 * th - s.ph, 2 * tw - s.pw, r, V);
+        transform_tile(x, s, n, 2 * th - s.ph, 2 * tw - s.pw, r, kTiles, V);
       }
       for (int64_t xi = 0; xi < 16; ++xi) {
         float* v = V + xi * kTiles * s.C;
@@ -177,6 +180,135 @@ void winograd(const float* x, const float* weight, const float* bias, float* y, 
   });
 }
 
+// ---- weight gradient: the adjoint of the forward ----
+// y = A^T [(G g G^T) . (B^T d B)] A is linear in g, so dL/dg = G^T [(A dy A^T) . (B^T d B)] G, summed
+// over tiles: the sum runs in the transformed domain, S (16, C, O) = sum over tiles of V (16, t, C)
+// times Y (16, t, O), Y = A dy A^T per tile and output channel, and one G^T S G per (o, c) ends it.
+// The tiles are split into kBlocks fixed ranges with their own partial S, added in order.
+
+constexpr int64_t kBlocks = 8;   // tile ranges, one partial sum each: independent of the thread count
+constexpr int64_t kChunk = 48;   // tiles transformed at a time: V, Y and a block's S stay in L2
+
+// Y[xi][r][o..o+16) = (A dy A^T)[xi] for the tile's 2x2 gradient (zero past the image's edge), A =
+// [1 0; 1 1; 1 -1; 0 -1]; bias_sum[o] += the tile's four gradients when given.
+void transform_grad_tile(const float* dy, const Shape& s, int64_t n, int64_t oh0, int64_t ow0, int64_t r,
+                         int64_t chunk, float* Y, float* bias_sum) {
+  const bool down = oh0 + 1 < s.OH, right = ow0 + 1 < s.OW;
+  const int64_t xi_stride = chunk * s.O;
+  for (int64_t o = 0; o < s.O; o += 16) {
+    const float* p = dy + ((n * s.OH + oh0) * s.OW + ow0) * s.O + o;
+    const __m512 zero = _mm512_setzero_ps();
+    const __m512 g00 = _mm512_loadu_ps(p), g01 = right ? _mm512_loadu_ps(p + s.O) : zero;
+    const __m512 g10 = down ? _mm512_loadu_ps(p + s.OW * s.O) : zero;
+    const __m512 g11 = down && right ? _mm512_loadu_ps(p + (s.OW + 1) * s.O) : zero;
+    if (bias_sum)
+      _mm512_storeu_ps(bias_sum + o, _mm512_add_ps(_mm512_loadu_ps(bias_sum + o),
+                                                   _mm512_add_ps(_mm512_add_ps(g00, g01), _mm512_add_ps(g10, g11))));
+    // A dy: rows (g0., g0. + g1., g0. - g1., -g1.); then times A^T along each row the same way.
+    const __m512 rows[4][2] = {{g00, g01},
+                               {_mm512_add_ps(g00, g10), _mm512_add_ps(g01, g11)},
+                               {_mm512_sub_ps(g00, g10), _mm512_sub_ps(g01, g11)},
+                               {_mm512_sub_ps(zero, g10), _mm512_sub_ps(zero, g11)}};
+    float* out = Y + r * s.O + o;
+    for (int i = 0; i < 4; ++i) {
+      const __m512 a = rows[i][0], b = rows[i][1];
+      _mm512_storeu_ps(out + (i * 4 + 0) * xi_stride, a);
+      _mm512_storeu_ps(out + (i * 4 + 1) * xi_stride, _mm512_add_ps(a, b));
+      _mm512_storeu_ps(out + (i * 4 + 2) * xi_stride, _mm512_sub_ps(a, b));
+      _mm512_storeu_ps(out + (i * 4 + 3) * xi_stride, _mm512_sub_ps(zero, b));
+    }
+  }
+}
+
+// S[c0..c0+4)[o0..o0+16 OV) += sum over the chunk's count tiles of V[t][c] Y[t][o], t in order.
+template <int OV>
+void accumulate(const float* V, const float* Y, float* S, const Shape& s, int64_t count, int64_t c0, int64_t o0) {
+  constexpr int NR = 4;
+  __m512 acc[NR][OV];
+  for (int r = 0; r < NR; ++r)
+    for (int k = 0; k < OV; ++k) acc[r][k] = _mm512_loadu_ps(S + (c0 + r) * s.O + o0 + 16 * k);
+  for (int64_t t = 0; t < count; ++t) {
+    __m512 y[OV];
+    for (int k = 0; k < OV; ++k) {
+      y[k] = _mm512_loadu_ps(Y + t * s.O + o0 + 16 * k);
+      // In a register: GCC would otherwise fold the load into every FMA, four loads for one.
+      asm("" : "+v"(y[k]));
+    }
+    for (int r = 0; r < NR; ++r) {
+      const __m512 b = _mm512_set1_ps(V[t * s.C + c0 + r]);
+      for (int k = 0; k < OV; ++k) acc[r][k] = _mm512_fmadd_ps(b, y[k], acc[r][k]);
+    }
+  }
+  for (int r = 0; r < NR; ++r)
+    for (int k = 0; k < OV; ++k) _mm512_storeu_ps(S + (c0 + r) * s.O + o0 + 16 * k, acc[r][k]);
+}
+
+// grad_weight (o, c, 3, 3) = G^T S G for every (o, c), S (16, C, O); G^T = [1 1/2 1/2 0; 0 1/2 -1/2 0;
+// 0 1/2 1/2 1].
+void untransform_weights(const float* S, const Shape& s, float* grad_weight) {
+  for (int64_t o = 0; o < s.O; ++o)
+    for (int64_t c = 0; c < s.C; ++c) {
+      float m[4][4], t[3][4];
+      for (int xi = 0; xi < 16; ++xi) m[xi / 4][xi % 4] = S[(xi * s.C + c) * s.O + o];
+      for (int j = 0; j < 4; ++j) {
+        t[0][j] = m[0][j] + 0.5f * (m[1][j] + m[2][j]);
+        t[1][j] = 0.5f * (m[1][j] - m[2][j]);
+        t[2][j] = 0.5f * (m[1][j] + m[2][j]) + m[3][j];
+      }
+      float* g = grad_weight + (o * s.C + c) * 9;
+      for (int i = 0; i < 3; ++i) {
+        g[i * 3 + 0] = t[i][0] + 0.5f * (t[i][1] + t[i][2]);
+        g[i * 3 + 1] = 0.5f * (t[i][1] - t[i][2]);
+        g[i * 3 + 2] = 0.5f * (t[i][1] + t[i][2]) + t[i][3];
+      }
+    }
+}
+
+void winograd_weight_grad(const float* x, const float* dy, float* grad_weight, float* grad_bias, const Conv2dDims& d) {
+  Shape s{};
+  s.N = d.n, s.H = d.h, s.W = d.w, s.C = d.c, s.O = d.o, s.OH = d.out_h, s.OW = d.out_w;
+  s.ph = d.padding_h, s.pw = d.padding_w;
+  s.TH = (s.OH + 1) / 2, s.TW = (s.OW + 1) / 2;
+  s.tiles = s.N * s.TH * s.TW;
+  const int64_t part = 16 * s.C * s.O + s.O;  // a block's S, then its bias sum
+  float* parts = scratch<float>(kWinoWeights, kBlocks * part);  // the caller's, written by the workers
+  parallel_for(kBlocks, 1, [&](int64_t b0, int64_t b1) {
+    float* V = scratch<float>(kWinoTiles, 16 * kChunk * (s.C + s.O));  // this worker's
+    float* Y = V + 16 * kChunk * s.C;
+    for (int64_t b = b0; b < b1; ++b) {
+      float* S = parts + b * part;
+      float* bias_sum = grad_bias ? S + 16 * s.C * s.O : nullptr;
+      std::memset(S, 0, size_t(part) * sizeof(float));
+      const int64_t first = s.tiles * b / kBlocks, last = s.tiles * (b + 1) / kBlocks;
+      for (int64_t t0 = first; t0 < last; t0 += kChunk) {
+        const int64_t count = std::min(kChunk, last - t0);
+        for (int64_t r = 0; r < count; ++r) {
+          const int64_t t = t0 + r, n = t / (s.TH * s.TW), th = t / s.TW % s.TH, tw = t % s.TW;
+          transform_tile(x, s, n, 2 * th - s.ph, 2 * tw - s.pw, r, kChunk, V);
+          transform_grad_tile(dy, s, n, 2 * th, 2 * tw, r, kChunk, Y, bias_sum);
+        }
+        for (int64_t xi = 0; xi < 16; ++xi) {
+          const float* v = V + xi * kChunk * s.C;
+          const float* y = Y + xi * kChunk * s.O;
+          float* sx = S + xi * s.C * s.O;
+          for (int64_t c = 0; c < s.C; c += 4) {
+            int64_t o = 0;
+            for (; o + 64 <= s.O; o += 64) accumulate<4>(v, y, sx, s, count, c, o);
+            for (; o + 32 <= s.O; o += 32) accumulate<2>(v, y, sx, s, count, c, o);
+            for (; o < s.O; o += 16) accumulate<1>(v, y, sx, s, count, c, o);
+          }
+        }
+      }
+    }
+  });
+  for (int64_t b = 1; b < kBlocks; ++b) {  // in block order
+    const float* from = parts + b * part;
+    for (int64_t i = 0; i < part; ++i) parts[i] += from[i];
+  }
+  untransform_weights(parts, s, grad_weight);
+  if (grad_bias) std::memcpy(grad_bias, parts + 16 * s.C * s.O, size_t(s.O) * sizeof(float));
+}
+
 #endif  // __AVX512F__
 
 }  // namespace
@@ -189,6 +321,20 @@ bool conv_winograd_supported(const Conv2dDims& d) {
 #else
   (void)d;
   return false;
+#endif
+}
+
+bool conv_winograd_weight_grad_supported(const Conv2dDims& d) {
+  return conv_winograd_supported(d) && d.c * d.o <= kMaxWeightGradPairs;
+}
+
+void conv_winograd_weight_grad_nhwc(const float* x, const float* grad_y, float* grad_weight, float* grad_bias,
+                                    const Conv2dDims& d) {
+  FRUGAL_CHECK(conv_winograd_weight_grad_supported(d), "conv_winograd_weight_grad_nhwc: unsupported convolution");
+#if defined(__AVX512F__)
+  winograd_weight_grad(x, grad_y, grad_weight, grad_bias, d);
+#else
+  (void)x, (void)grad_y, (void)grad_weight, (void)grad_bias;
 #endif
 }
 
