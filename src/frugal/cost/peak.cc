@@ -63,7 +63,8 @@ double bf16_loop(int64_t iterations) {
 #endif
 }
 
-// FLOP/s of `loop` on `threads` threads, best of 3 runs of about `seconds` each.
+// FLOP/s of `loop` on `threads` threads, best of 5 runs of about `seconds` each: on a shared
+// machine a run can lose a core for a while (3 runs once measured half the peak).
 template <class Loop>
 double rate(Loop loop, int threads, double seconds) {
   // Calibrate the iteration count on one thread, then run it everywhere at once.
@@ -79,7 +80,7 @@ double rate(Loop loop, int threads, double seconds) {
     iterations *= 4;
   }
   double best = 0;
-  for (int repeat = 0; repeat < 3; ++repeat) {
+  for (int repeat = 0; repeat < 5; ++repeat) {
     double flops = 0;
     auto start = std::chrono::steady_clock::now();
 #pragma omp parallel num_threads(threads) reduction(+ : flops)

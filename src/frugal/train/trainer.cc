@@ -1052,8 +1052,8 @@ TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
       std::optional<double> peak = priced.instance.peak(peak_precision);
       const char* peak_source = priced.instance.from_user("peak_tflops") ? cost::source_user : cost::source_catalog;
       if ((!peak || *peak <= 0) && priced.instance.name == "local") {
-        // This machine: measure its peak (FMA or bf16 dot-product loops on the run's threads, about
-        // half a second).
+        // This machine: measure its peak (FMA and bf16 dot-product loops on the run's threads, about
+        // a second).
         const cost::PeakFlops measured = cost::measure_peak_flops(num_threads());
         peak = peak_precision == "bf16" ? measured.bf16 : measured.fp32;
         peak_source = cost::source_measured;
