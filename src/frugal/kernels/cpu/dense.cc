@@ -547,8 +547,9 @@ const float* data_grad_weight(const float* weight, const Conv2dDims& d) {
 void conv2d_backward_data(const float* grad_y, const float* weight, float* grad_x, const Conv2dDims& d) {
   if (data_grad_as_forward(d)) {
     const Conv2dDims f = data_grad_dims(d);
-    if (conv_winograd_supported(f)) return conv_winograd_forward_nhwc(grad_y, data_grad_weight(weight, d), nullptr, grad_x, f);
-    return run_conv_forward(grad_y, data_grad_weight(weight, d), nullptr, grad_x, f, dt::f32);
+    const float* turned = data_grad_weight(weight, d);
+    if (conv_winograd_supported(f)) return conv_winograd_forward_nhwc(grad_y, turned, nullptr, grad_x, f);
+    return run_conv_forward(grad_y, turned, nullptr, grad_x, f, dt::f32);
   }
   run_conv_backward_data(grad_y, weight, grad_x, d, dt::f32);
 }

@@ -40,6 +40,21 @@ struct Shape {
   int64_t TH, TW, tiles;  // tiles per column and row of an image, and in all
 };
 
+Shape shape_of(const Conv2dDims& d) {
+  Shape s{};
+  s.N = d.n, s.H = d.h, s.W = d.w, s.C = d.c, s.O = d.o, s.OH = d.out_h, s.OW = d.out_w;
+  s.ph = d.padding_h, s.pw = d.padding_w;
+  s.TH = (s.OH + 1) / 2, s.TW = (s.OW + 1) / 2;
+  s.tiles = s.N * s.TH * s.TW;
+  return s;
+}
+
+// Tile t (in image, row, column order): its image and its first output row and column.
+struct Tile {
+  int64_t n, oh, ow;
+};
+Tile tile_at(const Shape& s, int64_t t) { return {t / (s.TH * s.TW), 2 * (t / s.TW % s.TH), 2 * (t % s.TW)}; }
+
 // U (16, C, O) = G g G^T for every (o, c), weight (o, c, 3, 3); G = [1 0 0; 1/2 1/2 1/2; 1/2 -1/2 1/2;
 // 0 0 1].
 void transform_weights(const float* weight, const Shape& s, float* U) {
@@ -142,11 +157,7 @@ void untransform_tile(const float* M, const float* bias, const Shape& s, int64_t
 }
 
 void winograd(const float* x, const float* weight, const float* bias, float* y, const Conv2dDims& d) {
-  Shape s{};
-  s.N = d.n, s.H = d.h, s.W = d.w, s.C = d.c, s.O = d.o, s.OH = d.out_h, s.OW = d.out_w;
-  s.ph = d.padding_h, s.pw = d.padding_w;
-  s.TH = (s.OH + 1) / 2, s.TW = (s.OW + 1) / 2;
-  s.tiles = s.N * s.TH * s.TW;
+  const Shape s = shape_of(d);
   float* U = scratch<float>(kWinoWeights, 16 * s.C * s.O);  // the caller's, read by every worker
   transform_weights(weight, s, U);
   const int64_t blocks = (s.tiles + kTiles - 1) / kTiles;
@@ -156,8 +167,8 @@ void winograd(const float* x, const float* weight, const float* bias, float* y, 
     for (int64_t b = b0; b < b1; ++b) {
       const int64_t t0 = b * kTiles, count = std::min(kTiles, s.tiles - t0);
       for (int64_t r = 0; r < count; ++r) {
-        const int64_t t = t0 + r, n = t / (s.TH * s.TW), th = t / s.TW % s.TH, tw = t % s.TW;
-        transform_tile(x, s, n, 2 * th - s.ph, 2 * tw - s.pw, r, kTiles, V);
+        const Tile t = tile_at(s, t0 + r);
+        transform_tile(x, s, t.n, t.oh - s.ph, t.ow - s.pw, r, kTiles, V);
       }
       for (int64_t xi = 0; xi < 16; ++xi) {
         float* v = V + xi * kTiles * s.C;
@@ -173,8 +184,8 @@ void winograd(const float* x, const float* weight, const float* bias, float* y, 
         for (; o < s.O; o += 16) multiply<12, 1>(v, u, m, s, 0, o);
       }
       for (int64_t r = 0; r < count; ++r) {
-        const int64_t t = t0 + r, n = t / (s.TH * s.TW), th = t / s.TW % s.TH, tw = t % s.TW;
-        untransform_tile(M, bias, s, n, 2 * th, 2 * tw, r, y);
+        const Tile t = tile_at(s, t0 + r);
+        untransform_tile(M, bias, s, t.n, t.oh, t.ow, r, y);
       }
     }
   });
@@ -265,11 +276,7 @@ void untransform_weights(const float* S, const Shape& s, float* grad_weight) {
 }
 
 void winograd_weight_grad(const float* x, const float* dy, float* grad_weight, float* grad_bias, const Conv2dDims& d) {
-  Shape s{};
-  s.N = d.n, s.H = d.h, s.W = d.w, s.C = d.c, s.O = d.o, s.OH = d.out_h, s.OW = d.out_w;
-  s.ph = d.padding_h, s.pw = d.padding_w;
-  s.TH = (s.OH + 1) / 2, s.TW = (s.OW + 1) / 2;
-  s.tiles = s.N * s.TH * s.TW;
+  const Shape s = shape_of(d);
   const int64_t part = 16 * s.C * s.O + s.O;  // a block's S, then its bias sum
   float* parts = scratch<float>(kWinoWeights, kBlocks * part);  // the caller's, written by the workers
   parallel_for(kBlocks, 1, [&](int64_t b0, int64_t b1) {
@@ -283,9 +290,9 @@ void winograd_weight_grad(const float* x, const float* dy, float* grad_weight, f
       for (int64_t t0 = first; t0 < last; t0 += kChunk) {
         const int64_t count = std::min(kChunk, last - t0);
         for (int64_t r = 0; r < count; ++r) {
-          const int64_t t = t0 + r, n = t / (s.TH * s.TW), th = t / s.TW % s.TH, tw = t % s.TW;
-          transform_tile(x, s, n, 2 * th - s.ph, 2 * tw - s.pw, r, kChunk, V);
-          transform_grad_tile(dy, s, n, 2 * th, 2 * tw, r, kChunk, Y, bias_sum);
+          const Tile t = tile_at(s, t0 + r);
+          transform_tile(x, s, t.n, t.oh - s.ph, t.ow - s.pw, r, kChunk, V);
+          transform_grad_tile(dy, s, t.n, t.oh, t.ow, r, kChunk, Y, bias_sum);
         }
         for (int64_t xi = 0; xi < 16; ++xi) {
           const float* v = V + xi * kChunk * s.C;
