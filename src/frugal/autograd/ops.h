@@ -119,6 +119,26 @@ Tensor batch_norm_relu(const Tensor& x, const Tensor& weight, const Tensor& bias
 // is bf16 (the f32 one rounded).
 Tensor batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,
                                    Tensor running_var, bool training, double momentum = 0.1, double eps = 1e-5);
+// batch_norm_relu_max_pool2x2(conv2d(x, conv_weight, conv_bias, conv), ...) as one op for a
+// network's first block, where the convolution's output is recomputed in each pass instead of
+// stored (kernels/cpu/stem.h): the full-size tensor is never written, the convolution's weight
+// gradient is summed with batch norm's input gradient. Runs when ..._supported: f32 x that needs no
+// gradient, channels-last (any layout with one channel), a 3x3 or 5x5 kernel on one channel or
+// 3x3 on three, stride 1, padding k / 2, no dilation or groups, O a multiple of 16 up to 256,
+// H, W >= 2, the fast kernels of an AVX-512 build; otherwise InputError. In bf16- and fp16-mixed
+// precision x and conv_weight are rounded to that type as conv2d rounds them and their products
+// summed in f32; the convolution's output and gradient stay f32 (conv2d's are rounded), so values
+// differ from the separate ops by rounding, not in kind. Output (N, O, H / 2, W / 2) channels-last;
+// gradients for conv_weight, conv_bias, weight and bias.
+bool conv2d_batch_norm_relu_max_pool2x2_supported(const Tensor& x, const Tensor& conv_weight,
+                                                  const Conv2dOptions& conv);
+// The same by shape, for an f32 x (N, C, H, W) without gradient, channels-last, and an O x C x k x k
+// kernel with stride 1 and padding k / 2 (a model's memory estimate).
+bool conv2d_batch_norm_relu_max_pool2x2_runs(const Shape& x, int64_t out_channels, int64_t kernel);
+Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_weight, const Tensor& conv_bias,
+                                          const Conv2dOptions& conv, const Tensor& weight, const Tensor& bias,
+                                          Tensor running_mean, Tensor running_var, bool training,
+                                          double momentum = 0.1, double eps = 1e-5);
 // q, k, v (B, H, T, D) -> (B, H, T, D); softmax(q k^T / sqrt(D)) v with an optional causal mask.
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal = true);
 

@@ -5,7 +5,11 @@
 #include <string>
 
 #include "frugal/autograd/ops.h"
+#include "frugal/autograd/precision.h"
+#include "frugal/kernels/cpu/convert.h"
+#include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/cpu/nn.h"
+#include "frugal/kernels/cpu/stem.h"
 #include "frugal/kernels/kernels.h"
 #include "frugal/kernels/ref/activation.h"
 #include "frugal/kernels/ref/nn.h"
@@ -481,6 +485,100 @@ Tensor batch_norm_relu_max_pool2x2(const Tensor& input, const Tensor& weight, co
     return max_pool2d(batch_norm_relu(input, weight, bias, running_mean, running_var, training, momentum, eps),
                       Pool2dOptions{});
   return batch_norm_impl(input, weight, bias, running_mean, running_var, training, momentum, eps, Epilogue::relu_pool);
+}
+
+// ---- a first block: conv2d, batch norm, ReLU, 2x2 max pooling ----
+
+namespace {
+kernels::cpu::StemDims stem_dims(const Tensor& x, const Tensor& conv_weight) {
+  kernels::cpu::StemDims d;
+  d.n = x.size(0), d.c = x.size(1), d.h = x.size(2), d.w = x.size(3);
+  d.o = conv_weight.size(0), d.k = conv_weight.size(2);
+  return d;
+}
+
+// An f32 operand of the convolution (its memory read as one flat array) as the compute precision
+// has conv2d read it: the same values in fp32, rounded to bf16 or f16 values otherwise.
+Tensor as_computed(const Tensor& t, const Tensor& like) {
+  const Precision precision = compute_precision();
+  if (precision == Precision::fp32) return t;
+  Tensor out = like;
+  if (precision == Precision::bf16_mixed) kernels::cpu::round_to_bf16_values(t.data<float>(), out.data<float>(), t.numel());
+  else kernels::cpu::round_to_f16(t.data<float>(), out.data<float>(), t.numel());
+  return out;
+}
+}  // namespace
+
+bool conv2d_batch_norm_relu_max_pool2x2_supported(const Tensor& x, const Tensor& conv_weight,
+                                                  const Conv2dOptions& conv) {
+  if (kernels::reference_mode() || autograd::needs_grad({&x}) || x.dtype() != DType::f32 ||
+      conv_weight.dtype() != DType::f32 || x.rank() != 4 || conv_weight.rank() != 4 || !is_channels_last(x))
+    return false;
+  const int64_t k = conv_weight.size(2);
+  if (conv_weight.size(1) != x.size(1) || conv_weight.size(3) != k) return false;
+  if (conv.stride_h != 1 || conv.stride_w != 1 || conv.dilation_h != 1 || conv.dilation_w != 1 || conv.groups != 1 ||
+      conv.padding_h != k / 2 || conv.padding_w != k / 2)
+    return false;
+  return conv2d_batch_norm_relu_max_pool2x2_runs(x.shape(), conv_weight.size(0), k);
+}
+
+bool conv2d_batch_norm_relu_max_pool2x2_runs(const Shape& x, int64_t out_channels, int64_t kernel) {
+  if (kernels::reference_mode() || x.size() != 4) return false;
+  kernels::cpu::StemDims d;
+  d.n = x[0], d.c = x[1], d.h = x[2], d.w = x[3], d.o = out_channels, d.k = kernel;
+  return kernels::cpu::stem_supported(d);
+}
+
+Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_weight, const Tensor& conv_bias,
+                                          const Conv2dOptions& conv, const Tensor& weight, const Tensor& bias,
+                                          Tensor running_mean, Tensor running_var, bool training, double momentum,
+                                          double eps) {
+  const char* op = "conv2d_batch_norm_relu_max_pool2x2";
+  if (!conv2d_batch_norm_relu_max_pool2x2_supported(x, conv_weight, conv))
+    throw InputError(std::string(op) + ": input " + shape_str(x.shape()) + " and weight " +
+                     shape_str(conv_weight.shape()) + " are not a case it runs (see ops.h); use conv2d and " +
+                     "batch_norm_relu_max_pool2x2");
+  const kernels::cpu::StemDims d = stem_dims(x, conv_weight);
+  check_channel_param(op, "conv bias", conv_bias, d.o, DType::f32);
+  check_batch_norm_params(op, weight, bias, running_mean, running_var, d.o, DType::f32);
+  const Tensor xl = to_channels_last(x).detach(), wl = conv_weight.contiguous().detach();
+  const Tensor xv = as_computed(xl, empty_channels_last(xl.shape())), wv = as_computed(wl, Tensor::empty(wl.shape()));
+  const Tensor cb = contiguous_or_undefined(conv_bias), w = contiguous_or_undefined(weight),
+               b = contiguous_or_undefined(bias);
+  Tensor moments = Tensor::empty({kernels::cpu::stem_moments_size(d)}, DType::f64);
+  kernels::cpu::stem_moments(xv.data<float>(), moments.data<double>(), d);
+  Tensor mean = Tensor::empty({d.o}, DType::f32), var = Tensor::empty({d.o}, DType::f32);
+  if (training) {
+    kernels::cpu::stem_stats(moments.data<double>(), wv.data<float>(), data_or_null<float>(cb), mean.data<float>(),
+                             var.data<float>(), d);
+    update_running_stats(running_mean, running_var, mean, var, d.n * d.h * d.w, momentum);
+  } else {
+    use_running_stats(running_mean, running_var, mean, var);
+  }
+  const Tensor rstd = rstd_of(var, eps);
+  Tensor y = empty_channels_last({d.n, d.o, d.h / 2, d.w / 2}, DType::f32);
+  Tensor where = Tensor::empty({d.n, d.h / 2, d.w / 2, d.o}, DType::u8);
+  kernels::cpu::stem_forward(xv.data<float>(), moments.data<double>(), wv.data<float>(), data_or_null<float>(cb),
+                             mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
+                             where.data<uint8_t>(), d);
+  if (!autograd::needs_grad({&conv_weight, &conv_bias, &weight, &bias})) return y;
+  const bool need_cw = conv_weight.requires_grad(), need_cb = conv_bias.defined() && conv_bias.requires_grad();
+  const bool need_w = weight.defined() && weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
+  const Tensor y_saved = y.detach();
+  return autograd::record(y, op, {x, conv_weight, conv_bias, weight, bias}, [=](const Tensor& g_in) -> std::vector<Tensor> {
+    FRUGAL_CHECK(g_in.dtype() == DType::f32, "conv2d_batch_norm_relu_max_pool2x2 backward expects an f32 gradient");
+    const Tensor g = to_channels_last(g_in);
+    Tensor dcw = need_cw ? Tensor::empty(wl.shape(), DType::f32) : Tensor();
+    Tensor dcb = need_cb ? Tensor::empty({d.o}, DType::f32) : Tensor();
+    Tensor dw = need_w ? Tensor::empty({d.o}, DType::f32) : Tensor();
+    Tensor db = need_b ? Tensor::empty({d.o}, DType::f32) : Tensor();
+    kernels::cpu::stem_backward(xv.data<float>(), moments.data<double>(), wv.data<float>(), data_or_null<float>(cb),
+                                mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), y_saved.data<float>(),
+                                where.data<uint8_t>(), g.data<float>(), mutable_or_null<float>(dcw),
+                                mutable_or_null<float>(dcb), mutable_or_null<float>(dw), mutable_or_null<float>(db), d,
+                                training);
+    return {Tensor(), dcw, dcb, dw, db};
+  });
 }
 
 // ---- attention ----

@@ -151,6 +151,16 @@ Tensor BatchNorm::normalize(const Tensor& x, bool relu, bool pool) {
   return y;
 }
 
+Tensor BatchNorm::normalize_conv_relu_pool2x2(const Conv2d& conv, const Tensor& x) {
+  if (conv.weight().size(0) != num_features_ || !conv2d_batch_norm_relu_max_pool2x2_supported(x, conv.weight(), conv.options()))
+    return Tensor();
+  const bool use_batch_stats = is_training() || !running_mean_.defined();
+  Tensor y = conv2d_batch_norm_relu_max_pool2x2(x, conv.weight(), conv.bias(), conv.options(), weight_, bias_,
+                                                running_mean_, running_var_, use_batch_stats, momentum_, eps_);
+  if (is_training() && num_batches_tracked_.defined()) num_batches_tracked_.data<int64_t>()[0] += 1;
+  return y;
+}
+
 Tensor BatchNorm2d::forward(const Tensor& x) {
   if (x.rank() != 4) throw InputError("BatchNorm2d: input " + shape_str(x.shape()) + " should be (N, C, H, W)");
   return normalize(x);

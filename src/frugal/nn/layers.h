@@ -70,6 +70,9 @@ class BatchNorm : public Module {
  protected:
   // x (N, C) or (N, C, H, W); relu: batch_norm_relu; pool: batch_norm_relu_max_pool2x2
   Tensor normalize(const Tensor& x, bool relu = false, bool pool = false);
+  // conv, then this, ReLU and 2x2 max pooling as conv2d_batch_norm_relu_max_pool2x2 where it runs
+  // (an input without gradient: a network's first block); undefined otherwise.
+  Tensor normalize_conv_relu_pool2x2(const Conv2d& conv, const Tensor& x);
   int64_t num_features_;
 
  private:
@@ -85,6 +88,9 @@ class BatchNorm2d : public BatchNorm {
   Tensor forward(const Tensor& x) override;  // (N, C, H, W)
   Tensor forward_relu(const Tensor& x) override;  // one fused pass (batch_norm_relu)
   Tensor forward_relu_pool2x2(const Tensor& x) override;  // batch_norm_relu_max_pool2x2
+  // conv, this, ReLU and 2x2 max pooling as one op (conv2d_batch_norm_relu_max_pool2x2) when it
+  // runs on x; an undefined tensor otherwise, for the caller to run the layers (forward_chain).
+  Tensor forward_conv_relu_pool2x2(const Conv2d& conv, const Tensor& x) { return normalize_conv_relu_pool2x2(conv, x); }
   std::string type_name() const override { return "BatchNorm2d"; }
 };
 

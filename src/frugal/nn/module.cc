@@ -202,7 +202,15 @@ Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x, bool o
   Tensor y = x;
   for (size_t i = 0; i < layers.size(); ++i) {
     auto* conv = dynamic_cast<Conv2d*>(layers[i]);
-    if (conv && is_bn_relu_pool(layers, i + 1)) {  // its output is stored for batch norm only
+    if (conv && is_bn_relu_pool(layers, i + 1)) {
+      // A first block (no gradient into x) runs as one op; otherwise the convolution's output is
+      // stored for batch norm only, in bf16 under bf16-mixed precision.
+      if (Tensor fused = static_cast<BatchNorm2d*>(layers[i + 1])->forward_conv_relu_pool2x2(*conv, y);
+          fused.defined()) {
+        y = fused;
+        i += 3;
+        continue;
+      }
       y = conv->forward_bf16_output(y);
     } else if (i + 2 < layers.size() && dynamic_cast<const ReLU*>(layers[i + 1]) && is_pool2x2(layers[i + 2])) {
       y = layers[i]->forward_relu_pool2x2(y);

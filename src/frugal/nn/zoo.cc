@@ -363,6 +363,18 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
   for (int64_t out : config.channels) {
     const int64_t in_values = N * channels * h * w, conv_values = N * out * h * w;  // padding keeps H, W
     const int64_t pool_values = N * out * (h / 2) * (w / 2);
+    e.input_bytes.push_back(in_values * f32);  // block 0: the data batch itself
+    if (e.block_bytes.empty() && config.batch_norm && config.pool == "max" &&
+        conv2d_batch_norm_relu_max_pool2x2_runs({N, channels, h, w}, out, config.kernel)) {
+      // The first block as one op (forward_chain): the argmax bytes, batch mean and rstd, the
+      // input's moments (doubles) and, in bf16-mixed, the input and weight rounded (kept f32).
+      const int64_t taps = channels * config.kernel * config.kernel;
+      int64_t block = pool_values + 2 * out * f32 + (channels + taps + taps * taps) * 8;
+      if (bf16_mixed) block += (in_values + out * taps) * f32;
+      e.block_bytes.push_back(block);
+      h = block_out_size(h, config.kernel, true), w = block_out_size(w, config.kernel, true), channels = out;
+      continue;
+    }
     // The convolution's output, kept by batch norm: in bf16-mixed a bf16 tensor when batch norm,
     // ReLU and max pooling follow (conv2d's bf16_output, which their fused op reads).
     const bool bf16_output = bf16_mixed && config.batch_norm && config.pool == "max";
@@ -376,7 +388,6 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
     else if (pooled) block += conv_values * f32;
     if (config.pool == "max") block += pool_values;  // the u8 argmax workspace (2x2 kernel: a byte per output)
     e.block_bytes.push_back(block);
-    e.input_bytes.push_back(in_values * f32);  // block 0: the data batch itself
     h = block_out_size(h, config.kernel, pooled);
     w = block_out_size(w, config.kernel, pooled);
     channels = out;

@@ -204,10 +204,10 @@ TEST(Layers, SequentialFusesBatchNormReluAndPool) {
   for (size_t i = 0; i < p1.size(); ++i) EXPECT_TRUE(testing::same_bits(p1[i].second.grad(), p2[i].second.grad()));
 }
 
-// In bf16-mixed a Conv2d feeding BatchNorm2d + ReLU + 2x2 MaxPool2d on channels-last input
-// stores its output in bf16 for the fused op (conv2d's bf16_output); run layer by layer it stays
-// f32. The two agree to bf16 rounding of the convolution's output, and both train the same
-// parameters.
+// In bf16-mixed a Conv2d feeding BatchNorm2d + ReLU + 2x2 MaxPool2d on channels-last input that
+// needs a gradient stores its output in bf16 for the fused op (conv2d's bf16_output); run layer
+// by layer it stays f32. The two agree to bf16 rounding of the convolution's output, and both
+// train the same parameters. (Without a gradient into x the four run as one op: next test.)
 TEST(Layers, SequentialStoresConvOutputInBf16ForBatchNorm) {
   PrecisionGuard guard(Precision::bf16_mixed);
   auto make = [] {
@@ -222,6 +222,7 @@ TEST(Layers, SequentialStoresConvOutputInBf16ForBatchNorm) {
   };
   auto chained = make(), layered = make();
   Tensor x = to_channels_last(random_tensor({4, 3, 8, 8}, 35, DType::f32, -2.0, 2.0));
+  x.set_requires_grad(true);
   Tensor y1 = chained->forward(x);
   Tensor y2 = x;
   for (int i = 0; i < 4; ++i) y2 = (*layered)[i].forward(y2);
@@ -260,6 +261,60 @@ TEST(Layers, SequentialStoresConvOutputInBf16ForBatchNorm) {
   }
   EXPECT_EQ(bf16_error, fp32_error);
   EXPECT_EQ(bf16_error.find("bf16"), std::string::npos) << bf16_error;
+}
+
+// A first block -- Conv2d, BatchNorm2d, ReLU, 2x2 MaxPool2d on an input without gradient -- runs
+// as conv2d_batch_norm_relu_max_pool2x2 (the convolution's output never stored), in every
+// precision; layer by layer the same parameters get the same gradients to rounding, the running
+// statistics and the batch count move alike, and eval mode runs it too.
+TEST(Layers, SequentialRunsAFirstBlockAsOneOp) {
+  auto make = [] {
+    Conv2dOptions same;
+    same.padding_h = same.padding_w = 1;
+    auto seq = std::make_shared<nn::Sequential>();
+    seq->push_back(std::make_shared<nn::Conv2d>(1, 16, 3, same));
+    seq->push_back(std::make_shared<nn::BatchNorm2d>(16));
+    seq->push_back(std::make_shared<nn::ReLU>());
+    seq->push_back(std::make_shared<nn::MaxPool2d>(2));
+    return seq;
+  };
+  for (Precision precision : {Precision::fp32, Precision::bf16_mixed, Precision::fp16_mixed}) {
+    PrecisionGuard guard(precision);
+    auto chained = make(), layered = make();
+    const Tensor x = random_tensor({4, 1, 10, 10}, 38, DType::f32, -1.0, 2.0);
+    const int64_t before = Storage::live_bytes(MemoryCategory::activations);
+    Tensor y1 = chained->forward(x);
+    const int64_t kept = Storage::live_bytes(MemoryCategory::activations) - before;
+    ASSERT_TRUE(y1.grad_fn()) << precision_name(precision);
+    EXPECT_EQ(y1.grad_fn()->name, "conv2d_batch_norm_relu_max_pool2x2");
+    // The pooled output, its winners and the rounded input (bf16, fp16); not the 16 x 10 x 10 maps.
+    EXPECT_LT(kept, 4 * 16 * 10 * 10 * 4) << precision_name(precision);
+    Tensor y2 = x;
+    for (int i = 0; i < 4; ++i) y2 = (*layered)[i].forward(y2);
+    EXPECT_NE(y2.grad_fn()->name, "conv2d_batch_norm_relu_max_pool2x2");
+    // bf16-mixed: the layers round the convolution's output to bf16, the op does not.
+    const double tol = precision == Precision::bf16_mixed ? 3e-2 : 1e-4;
+    EXPECT_TRUE(all_close(y1, y2, tol, tol)) << precision_name(precision);
+    Tensor g = random_tensor(y1.shape(), 39);
+    autograd::backward(y1, g);
+    autograd::backward(y2, g);
+    auto p1 = chained->named_parameters(), p2 = layered->named_parameters();
+    for (size_t i = 0; i < p1.size(); ++i) {
+      if (p1[i].first == "0.bias") continue;  // rounding noise around 0 (batch norm removes the bias)
+      std::vector<double> a = p1[i].second.grad().to_vector<double>(), e = p2[i].second.grad().to_vector<double>();
+      double diff = 0, norm = 0;
+      for (size_t k = 0; k < a.size(); ++k) diff += (a[k] - e[k]) * (a[k] - e[k]), norm += e[k] * e[k];
+      EXPECT_LT(std::sqrt(diff / norm), precision == Precision::fp32 ? 1e-4 : 5e-2)
+          << p1[i].first << " " << precision_name(precision);
+    }
+    auto b1 = chained->named_buffers(), b2 = layered->named_buffers();
+    for (size_t i = 0; i < b1.size(); ++i)
+      EXPECT_TRUE(all_close(b1[i].second, b2[i].second, tol, tol)) << b1[i].first << " " << precision_name(precision);
+    chained->eval(), layered->eval();
+    Tensor e1 = chained->forward(x), e2 = x;
+    for (int i = 0; i < 4; ++i) e2 = (*layered)[i].forward(e2);
+    EXPECT_TRUE(all_close(e1, e2, tol, tol)) << "eval " << precision_name(precision);
+  }
 }
 
 TEST(Layers, ForwardShapes) {

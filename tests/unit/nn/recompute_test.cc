@@ -218,12 +218,15 @@ TEST(RecomputeModels, GptEstimateOnBothAttentionPaths) {
   }
 }
 
+// Channels {8, 16}: every block runs as its ops; {16, 32}: the first runs as one op (its
+// convolution's output never stored, conv2d_batch_norm_relu_max_pool2x2).
 TEST(RecomputeModels, CnnEstimateMatchesKeptBytes) {
+  for (std::vector<int64_t> channels : {std::vector<int64_t>{8, 16}, std::vector<int64_t>{16, 32}})
   for (bool bf16 : {false, true}) {
     PrecisionGuard guard(bf16 ? Precision::bf16_mixed : Precision::fp32);
     nn::CnnConfig config;
     config.in_channels = 1, config.height = 28, config.width = 28;
-    config.channels = {8, 16};
+    config.channels = channels;
     config.hidden = {32};
     config.dropout = 0.25;
     config.outputs = 10;
@@ -235,7 +238,8 @@ TEST(RecomputeModels, CnnEstimateMatchesKeptBytes) {
     nn::ActivationEstimate e = nn::estimate_activation_bytes(config, N, bf16);
     // The data batch was alive before the forward: the measurement leaves it out.
     const int64_t kept_estimate = e.peak_bytes({}) - e.input_bytes[0];
-    std::printf("cnn %s: kept after forward %lld bytes, estimate %lld\n", bf16 ? "bf16-mixed" : "fp32",
+    std::printf("cnn %s channels %lld, %lld: kept after forward %lld bytes, estimate %lld\n",
+                bf16 ? "bf16-mixed" : "fp32", (long long)channels[0], (long long)channels[1],
                 (long long)m.kept_after_forward, (long long)kept_estimate);
     EXPECT_GE(m.kept_after_forward, kept_estimate);
     EXPECT_LE(m.kept_after_forward, kept_estimate + kept_estimate / 20);
@@ -277,8 +281,12 @@ TEST(RecomputeModels, ChooseBlocksOnModels) {
   EXPECT_EQ(nn::choose_recompute_blocks(e, e.peak_bytes({0, 1}), &fits), (std::vector<int64_t>{0, 1}));
   EXPECT_EQ(nn::choose_recompute_blocks(e, e.peak_bytes({0, 1}) - 1, &fits), (std::vector<int64_t>{0, 1, 2}));
   // CNN: the first block (28x28 maps) is far larger than the second (14x14), so it goes first.
+  // (8 channels: each block runs as its ops; with 16 the first runs as one op and keeps little.)
   nn::CnnConfig cnn;
   cnn.in_channels = 1, cnn.height = 28, cnn.width = 28, cnn.channels = {16, 16, 16}, cnn.outputs = 10;
+  e = nn::estimate_activation_bytes(cnn, 64);
+  EXPECT_LT(e.block_bytes[0], e.block_bytes[1]);
+  cnn.channels = {8, 8, 8};
   e = nn::estimate_activation_bytes(cnn, 64);
   EXPECT_GT(e.block_bytes[0], e.block_bytes[1]);
   EXPECT_GT(e.block_bytes[1], e.block_bytes[2]);

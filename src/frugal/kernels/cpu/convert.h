@@ -48,6 +48,9 @@ inline __m512 widen_bf16x16(const bf16_t* x) {
 void f32_to_bf16(const float* x, bf16_t* y, int64_t n);
 // The same on the calling thread only: for short rows inside a caller's own parallel loop.
 void f32_to_bf16_serial(const float* x, bf16_t* y, int64_t n);
+// y = the bf16 rounding of x widened back to f32 (f32_to_bf16's rule): a value the bf16 kernels
+// would read, for a kernel that computes in f32. y may be x.
+void round_to_bf16_values(const float* x, float* y, int64_t n);
 
 }  // namespace cpu
 }  // namespace kernels

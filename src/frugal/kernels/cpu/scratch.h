@@ -1,4 +1,4 @@
-// Scratch buffers of the hand kernels (conv.cc, winograd.cc): one per thread and role. A buffer
+// Scratch buffers of the hand kernels (conv.cc, winograd.cc, stem.cc): one per thread and role. A buffer
 // grows to the largest request, never shrinks, and counts as workspace in the memory accounting
 // (tensor.h), as dense.cc's reorder buffers do. A kernel holds each role once; kernels on one
 // thread run one after the other. Called inside a parallel region, each worker gets its own.
@@ -18,6 +18,8 @@ enum Scratch : size_t {
   kRow,       // conv.cc: one padded bf16 row
   kWinoWeights,  // winograd.cc: the transformed weights
   kWinoTiles,    // winograd.cc: one block of transformed input and output tiles
+  kStemImage,     // stem.cc: one padded input image
+  kStemPartials,  // stem.cc: per-image partial sums (the calling thread's, shared by the workers)
   kScratchRoles
 };
 
