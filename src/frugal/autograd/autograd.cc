@@ -93,11 +93,17 @@ Tensor reduce_to_shape(const Tensor& grad, const Shape& shape) {
 }
 
 namespace {
+// Nothing but g holds g's tensor or its buffer, all of which g is: a backward's fresh result.
+bool sole_owner(const Tensor& g) {
+  return g.impl_ptr().use_count() == 1 && g.storage().use_count() == 1 && g.offset() == 0 && g.is_contiguous() &&
+         !g.grad_fn();
+}
+
 // Adds g into slot. A leaf's .grad must own its buffer (optimizers and clipping change it in
-// place), so `own` copies where g might be shared with another gradient.
-void accumulate(Tensor& slot, const Tensor& g, bool own) {
+// place), so `own` copies g unless g is its buffer's sole owner (then it is taken as it is).
+void accumulate(Tensor& slot, Tensor g, bool own) {
   if (!slot.defined()) {
-    slot = own ? g.clone() : g;
+    slot = own && !sole_owner(g) ? g.clone() : std::move(g);
   } else {
     slot = add(slot, g);
   }
@@ -162,7 +168,7 @@ void backward(const Tensor& root, const Tensor& grad_root) {
         accumulate(pending[in.grad_fn().get()], grads[i], false);
       } else {
         Tensor g = in.grad();
-        accumulate(g, grads[i], true);
+        accumulate(g, std::move(grads[i]), true);
         adopt_grad(in, g);
       }
     }

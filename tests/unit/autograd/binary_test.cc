@@ -82,6 +82,26 @@ TEST(Autograd, SharedSubexpressionGetsBothGradients) {
   for (size_t i = 0; i < av.size(); ++i) EXPECT_NEAR(g[i], 2 * av[i] + 3 * av[i] * av[i], 1e-12);
 }
 
+// A leaf's .grad owns its buffer: a backward's fresh gradient is taken as it is, one that is
+// shared (add passes the same gradient to both inputs; a view shares its base's buffer) is
+// copied, so changing one .grad in place (an optimizer step) changes no other.
+TEST(Autograd, LeafGradientsOwnTheirBuffers) {
+  Tensor a = random_leaf({2, 3}, 11), b = random_leaf({2, 3}, 12), c = random_leaf({3, 2}, 13);
+  Tensor seed = random_tensor({2, 3}, 14, DType::f64);
+  autograd::backward(add(add(a, b), mul(reshape(c, {2, 3}), a)), seed);
+  for (const Tensor* t : {&a, &b, &c}) EXPECT_EQ(t->grad().storage().use_count(), 1);
+  EXPECT_NE(a.grad().storage(), b.grad().storage());
+  const std::vector<double> before = b.grad().to_vector<double>();
+  EXPECT_EQ(before, seed.to_vector<double>());
+  a.grad().fill(7.0), c.grad().fill(8.0);
+  EXPECT_EQ(b.grad().to_vector<double>(), before);
+  EXPECT_EQ(seed.to_vector<double>(), before) << "the caller's seed is not the .grad either";
+  // The root itself a leaf: its .grad is a copy of the seed.
+  Tensor d = random_leaf({2, 3}, 15);
+  autograd::backward(d, seed);
+  EXPECT_NE(d.grad().storage(), seed.storage());
+}
+
 TEST(Reduce, SumMeanGradcheck) {
   Tensor x = random_leaf({2, 3, 4}, 11);
   for (std::vector<int64_t> axes : std::vector<std::vector<int64_t>>{{}, {0}, {1}, {2}, {0, 2}, {-1, 0}, {1, 2}})
