@@ -3,6 +3,7 @@
 // of a small GPT (forward, backward, clip, AdamW, zero_grad) never calls the system allocator.
 #include <gtest/gtest.h>
 
+#include "frugal/autograd/precision.h"
 #include "frugal/nn/nn.h"
 #include "frugal/optim/optim.h"
 #include "test_util.h"
@@ -138,6 +139,27 @@ TEST(SteadyState, GptStepMakesNoSystemAllocationAfterWarmUp) {
   for (int warm_up = 0; warm_up < 2; ++warm_up) allocations_of_step(*model, adamw, x, y, true);
   for (int step = 0; step < 5; ++step)
     EXPECT_EQ(allocations_of_step(*model, adamw, x, y, true), 0) << "GPT step " << step;
+}
+
+// The CNN's step in fp32 and bf16-mixed: its first block runs as one op
+// (conv2d_batch_norm_relu_max_pool2x2), the second as conv2d + the fused batch norm, ReLU and pool.
+TEST(SteadyState, CnnStepMakesNoSystemAllocationAfterWarmUp) {
+  for (Precision precision : {Precision::fp32, Precision::bf16_mixed}) {
+    PrecisionGuard guard(precision);
+    nn::CnnConfig config;
+    config.in_channels = 1, config.height = 12, config.width = 12, config.channels = {16, 32};
+    config.hidden = {32}, config.dropout = 0.25, config.outputs = 10;
+    auto model = nn::make_cnn(config, 4);
+    model->train(true);
+    optim::AdamW adamw(optim::default_param_groups(*model, 0.01), optim::AdamWOptions{});
+    Tensor x = testing::random_tensor({8, 1, 12, 12}, 6);
+    Tensor y = Tensor::from_vector(std::vector<int64_t>(8, 2), {8});
+    EXPECT_GT(allocations_of_step(*model, adamw, x, y, false), 0) << "the first step fills the cache";
+    for (int warm_up = 0; warm_up < 2; ++warm_up) allocations_of_step(*model, adamw, x, y, false);
+    for (int step = 0; step < 5; ++step)
+      EXPECT_EQ(allocations_of_step(*model, adamw, x, y, false), 0)
+          << "CNN step " << step << " " << precision_name(precision);
+  }
 }
 
 }  // namespace
