@@ -108,6 +108,7 @@ TEST(Stem, MatchesTheSeparateOpsInF64) {
   const std::vector<Case> cases = {
       {4, 1, 8, 8, 32, 3},   {3, 1, 7, 9, 16, 3},  {2, 1, 10, 6, 48, 5}, {2, 3, 6, 7, 16, 3},
       {6, 1, 28, 28, 32, 3}, {2, 1, 12, 12, 16, 3, 40.0, 42.0},  // a mean far from 0
+      {128, 1, 28, 28, 32, 3},  // the example CNN's first block at its batch size
   };
   const char* names[] = {"conv weight", "conv bias", "bn weight", "bn bias"};
   uint64_t seed = 100;
