@@ -42,11 +42,11 @@ struct Moments {
 // The padded, shifted input images: c planes of hp x wp values each.
 struct Layout {
   StemDims d;
-  int64_t taps = 0, pad = 0, hp = 0, wp = 0, plane = 0;
+  int64_t pad = 0, hp = 0, wp = 0, plane = 0;
   std::vector<float> shift;  // (c)
 
   Layout(const StemDims& dims, const double* shift_values) : d(dims) {
-    taps = d.c * d.k * d.k, pad = d.k / 2, hp = d.h + 2 * pad, wp = d.w + 2 * pad, plane = hp * wp;
+    pad = d.k / 2, hp = d.h + 2 * pad, wp = d.w + 2 * pad, plane = hp * wp;
     shift.assign(shift_values, shift_values + d.c);
   }
   int64_t count() const { return d.n * d.h * d.w; }  // outputs per channel
