@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/batch_norm_affine.h"
 #include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/pool.h"
 
@@ -509,14 +510,6 @@ constexpr bool kAvx512 = false;
 template <int64_t CT>
 constexpr bool kVectorRow = kAvx512 && CT > 0 && CT % 16 == 0;
 
-#if FRUGAL_NN_AVX512
-// x * a + b (one rounding), then, for relu, 0 where that is below 0 (NaN and -0 stay).
-inline __m512 bn16(__m512 x, __m512 a, __m512 b, bool relu) {
-  const __m512 v = _mm512_fmadd_ps(x, a, b);
-  return relu ? _mm512_mask_mov_ps(v, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps()) : v;
-}
-#endif
-
 // y = x * scale + shift per channel, then max(y, 0) with relu's NaN rule: one row of C channels.
 // The plain and the pooled kernels both call it (or bn16, its AVX-512 form, which it uses for
 // whole registers), so their values agree bit for bit.
@@ -538,16 +531,6 @@ inline void bn_row(const T* __restrict x, const float* __restrict a, const float
   } else {
     for (int64_t c = 0; c < C; ++c) y[c] = widen(x[c]) * a[c] + b[c];
   }
-}
-
-// Per-channel scale and shift of the normalization: (2, C).
-std::vector<float> bn_affine(const float* mean, const float* rstd, const float* weight, const float* bias, int64_t C) {
-  std::vector<float> ab(static_cast<size_t>(2 * C));
-  for (int64_t c = 0; c < C; ++c) {
-    ab[size_t(c)] = rstd[c] * (weight ? weight[c] : 1.0f);
-    ab[size_t(C + c)] = (bias ? bias[c] : 0.0f) - mean[c] * ab[size_t(c)];
-  }
-  return ab;
 }
 
 inline float narrow_to(float v, float*) { return v; }

@@ -10,6 +10,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/batch_norm_affine.h"
 #include "frugal/kernels/cpu/pool.h"
 #include "frugal/kernels/cpu/scratch.h"
 
@@ -181,12 +182,6 @@ void moments(const Layout& l, const float* x, double* S, double* G) {
   std::copy(total.begin() + T, total.end(), G);
 }
 
-// x * a + b (one rounding), then 0 where that is below 0 (NaN and -0 stay): nn.cc's bn16 with relu.
-inline __m512 bn_relu16(__m512 v, __m512 a, __m512 b) {
-  const __m512 y = _mm512_fmadd_ps(v, a, b);
-  return _mm512_mask_mov_ps(y, _mm512_cmp_ps_mask(y, _mm512_setzero_ps(), _CMP_LT_OQ), _mm512_setzero_ps());
-}
-
 template <int C, int K>
 void forward(const Layout& l, const Packed& p, const float* x, const float* scale, const float* shift, float* y,
              uint8_t* where) {
@@ -200,8 +195,8 @@ void forward(const Layout& l, const Packed& p, const float* x, const float* scal
         for (int64_t j = 0; j < ow; ++j) {
           const float* q = z + 2 * i * l.wp + 2 * j;  // the window a b / c d
           const int64_t out = ((n * oh + i) * ow + j) * d.o + c0;
-          max_pool_window16(bn_relu16(conv.at(q), a, b), bn_relu16(conv.at(q + 1), a, b),
-                            bn_relu16(conv.at(q + l.wp), a, b), bn_relu16(conv.at(q + l.wp + 1), a, b), y + out,
+          max_pool_window16(bn16(conv.at(q), a, b, true), bn16(conv.at(q + 1), a, b, true),
+                            bn16(conv.at(q + l.wp), a, b, true), bn16(conv.at(q + l.wp + 1), a, b, true), y + out,
                             where + out, __mmask16(0xFFFF));
         }
     }
@@ -303,13 +298,9 @@ void stem_forward(const float* x, const double* moments, const float* weight, co
   const Moments m(moments, d);
   const Layout l(d, m.shift);
   const Packed p(weight, bias, m.shift, d);
-  std::vector<float> scale(size_t(d.o)), shift(size_t(d.o));  // as nn.cc's bn_affine
-  for (int64_t c = 0; c < d.o; ++c) {
-    scale[size_t(c)] = rstd[c] * (bn_weight ? bn_weight[c] : 1.0f);
-    shift[size_t(c)] = (bn_bias ? bn_bias[c] : 0.0f) - mean[c] * scale[size_t(c)];
-  }
+  const std::vector<float> ab = bn_affine(mean, rstd, bn_weight, bn_bias, d.o);
   with_shape(d, [&](auto c, auto k) {
-    forward<decltype(c)::value, decltype(k)::value>(l, p, x, scale.data(), shift.data(), y, where);
+    forward<decltype(c)::value, decltype(k)::value>(l, p, x, ab.data(), ab.data() + d.o, y, where);
   });
 }
 
