@@ -545,8 +545,10 @@ Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_we
   const Tensor xv = as_computed(xl, empty_channels_last(xl.shape())), wv = as_computed(wl, Tensor::empty(wl.shape()));
   const Tensor cb = contiguous_or_undefined(conv_bias), w = contiguous_or_undefined(weight),
                b = contiguous_or_undefined(bias);
+  // Evaluation without gradients reads only the moments' shift.
+  const bool grads = autograd::needs_grad({&conv_weight, &conv_bias, &weight, &bias});
   Tensor moments = Tensor::empty({kernels::cpu::stem_moments_size(d)}, DType::f64);
-  kernels::cpu::stem_moments(xv.data<float>(), moments.data<double>(), d);
+  kernels::cpu::stem_moments(xv.data<float>(), moments.data<double>(), d, training || grads);
   Tensor mean = Tensor::empty({d.o}, DType::f32), var = Tensor::empty({d.o}, DType::f32);
   if (training) {
     kernels::cpu::stem_stats(moments.data<double>(), wv.data<float>(), data_or_null<float>(cb), mean.data<float>(),
@@ -561,7 +563,7 @@ Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_we
   kernels::cpu::stem_forward(xv.data<float>(), moments.data<double>(), wv.data<float>(), data_or_null<float>(cb),
                              mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
                              where.data<uint8_t>(), d);
-  if (!autograd::needs_grad({&conv_weight, &conv_bias, &weight, &bias})) return y;
+  if (!grads) return y;
   const bool need_cw = conv_weight.requires_grad(), need_cb = conv_bias.defined() && conv_bias.requires_grad();
   const bool need_w = weight.defined() && weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
   const Tensor y_saved = y.detach();

@@ -314,6 +314,8 @@ TEST(Layers, SequentialRunsAFirstBlockAsOneOp) {
     Tensor e1 = chained->forward(x), e2 = x;
     for (int i = 0; i < 4; ++i) e2 = (*layered)[i].forward(e2);
     EXPECT_TRUE(all_close(e1, e2, tol, tol)) << "eval " << precision_name(precision);
+    autograd::NoGradGuard no_grad;  // evaluation without gradients: the op needs only the input's shift
+    EXPECT_TRUE(testing::same_bits(chained->forward(x), e1)) << "eval, no grad " << precision_name(precision);
   }
 }
 

@@ -256,15 +256,16 @@ int64_t stem_moments_size(const StemDims& d) {
   return d.c + T + T * T;
 }
 
-void stem_moments(const float* x, double* out, const StemDims& d) {
+void stem_moments(const float* x, double* out, const StemDims& d, bool sums) {
   FRUGAL_CHECK(stem_supported(d), "stem_moments: unsupported shape");
   for (int64_t ci = 0; ci < d.c; ++ci) {  // the shift: image 0's mean
     double sum = 0;
     for (int64_t i = 0; i < d.h * d.w; ++i) sum += double(x[i * d.c + ci]);
     out[ci] = double(float(sum / double(d.h * d.w)));  // as Layout's f32 copy subtracts it
   }
-  const Layout l(d, out);
   const int64_t T = d.c * d.k * d.k;
+  if (!sums) return std::fill(out + d.c, out + d.c + T + T * T, 0.0);
+  const Layout l(d, out);
   with_shape(d, [&](auto c, auto k) {
     moments<decltype(c)::value, decltype(k)::value>(l, x, out + d.c, out + d.c + T);
   });
@@ -349,7 +350,9 @@ void stem_backward(const float* x, const double* moments, const float* weight, c
 #else  // no AVX-512: stem_supported() is false and callers run the separate ops
 
 int64_t stem_moments_size(const StemDims&) { return 0; }
-void stem_moments(const float*, double*, const StemDims&) { FRUGAL_CHECK(false, "stem_moments: needs an AVX-512 build"); }
+void stem_moments(const float*, double*, const StemDims&, bool) {
+  FRUGAL_CHECK(false, "stem_moments: needs an AVX-512 build");
+}
 void stem_stats(const double*, const float*, const float*, float*, float*, const StemDims&) {
   FRUGAL_CHECK(false, "stem_stats: needs an AVX-512 build");
 }

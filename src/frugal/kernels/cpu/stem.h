@@ -39,9 +39,10 @@ struct StemDims {
 bool stem_supported(const StemDims& d);
 
 // The input's moments, all that the statistics and gradients need of x besides the pass over it:
-// the shift per input channel (image 0's mean), S (T) and G (T, T), in doubles.
+// the shift per input channel (image 0's mean), S (T) and G (T, T), in doubles. Without `sums`
+// only the shift (all a forward with given statistics reads); S and G are then zeros.
 int64_t stem_moments_size(const StemDims& d);
-void stem_moments(const float* x, double* moments, const StemDims& d);
+void stem_moments(const float* x, double* moments, const StemDims& d, bool sums = true);
 
 // The batch statistics of the convolution's output per channel: mean and the biased variance.
 // weight (o, c, k, k), bias (o) or null.
