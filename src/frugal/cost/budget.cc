@@ -1,6 +1,7 @@
 // Budget checks; see budget.h.
 #include "frugal/cost/budget.h"
 
+#include <algorithm>
 #include <cmath>
 #include <iomanip>
 #include <sstream>
@@ -81,6 +82,23 @@ std::vector<BudgetEvent> Budget::update(const BudgetTotals& totals, double progr
     }
   }
   return events;
+}
+
+std::vector<Budget::Fired> Budget::fired() const {
+  std::vector<Fired> out;
+  for (const Track& t : tracks_) out.push_back({t.key, t.limit, t.thresholds_done, t.forecast_done});
+  return out;
+}
+
+void Budget::restore_fired(const std::vector<Fired>& fired) {
+  for (const Fired& f : fired)
+    for (Track& t : tracks_) {
+      if (t.key != f.key || t.limit != f.limit) continue;
+      t.thresholds_done = std::clamp(f.thresholds_done, 0, 3);
+      t.forecast_done = f.forecast_done;
+      if (t.thresholds_done == 3 && exceeded_message_.empty())
+        exceeded_message_ = "budget exceeded: " + t.key + " = " + amount(t.limit, t.unit) + " reached";
+    }
 }
 
 }  // namespace frugal::cost

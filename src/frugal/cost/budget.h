@@ -45,6 +45,18 @@ class Budget {
   const std::string& exceeded_message() const { return exceeded_message_; }
   const BudgetLimits& limits() const { return limits_; }
 
+  // Which warnings have fired, per limit, so a resumed run does not repeat them (a checkpoint
+  // carries this). restore_fired takes back the entries whose key and limit are unchanged; a limit
+  // that changed (a run resumed with a larger budget) starts its warnings afresh.
+  struct Fired {
+    std::string key;  // "max_usd", ...
+    double limit = 0;
+    int thresholds_done = 0;  // how many of 50%, 80%, 100% have fired
+    bool forecast_done = false;
+  };
+  std::vector<Fired> fired() const;
+  void restore_fired(const std::vector<Fired>& fired);
+
  private:
   struct Track {
     std::string key, unit;

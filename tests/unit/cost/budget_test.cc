@@ -139,5 +139,36 @@ TEST(Budget, BadLimitsNameTheKey) {
   EXPECT_FALSE(unlimited.exceeded());
 }
 
+TEST(Budget, FiredWarningsTravelToAResumedRunUnlessTheLimitChanged) {
+  BudgetLimits limits;
+  limits.usd = 1.0;
+  limits.kwh = 2.0;
+  Budget before(limits);
+  ASSERT_EQ(before.update(usd(0.85), 0.9).size(), 1u);  // 80% of max_usd, on course for 0.94
+  std::vector<Budget::Fired> fired = before.fired();
+
+  Budget same(limits);
+  same.restore_fired(fired);
+  EXPECT_TRUE(same.update(usd(0.86), 0.92).empty()) << "the 80% warning fired before the checkpoint";
+  EXPECT_EQ(same.update(usd(1.0), 0.95).size(), 1u);
+  EXPECT_TRUE(same.exceeded());
+
+  // Stopped at the limit and resumed with the same limit: still over it.
+  Budget stopped(limits);
+  stopped.restore_fired(same.fired());
+  EXPECT_TRUE(stopped.exceeded());
+  EXPECT_TRUE(contains(stopped.exceeded_message(), "max_usd"));
+
+  // Resumed with a larger budget: its warnings start afresh.
+  BudgetLimits raised = limits;
+  raised.usd = 4.0;
+  Budget larger(raised);
+  larger.restore_fired(same.fired());
+  EXPECT_FALSE(larger.exceeded());
+  auto events = larger.update(usd(2.1), 0.7);
+  ASSERT_EQ(events.size(), 1u);
+  EXPECT_DOUBLE_EQ(events[0].threshold, 0.5);
+}
+
 }  // namespace
 }  // namespace frugal::cost
