@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "csv_data.h"
 #include "e2e/cli_helpers.h"
 #include "frugal/io/checkpoint.h"
 
@@ -28,29 +29,6 @@ namespace {
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 using Clock = std::chrono::steady_clock;
-
-// A 4-class problem in 16 features, made with a fixed LCG so every run of the test sees the same file.
-std::string make_csv(int rows) {
-  std::string out;
-  for (int i = 0; i < 16; ++i) out += "x" + std::to_string(i) + ",";
-  out += "label\n";
-  uint64_t state = 12345;
-  auto uniform = [&] {
-    state = state * 6364136223846793005ull + 1442695040888963407ull;
-    return double(state >> 11) / double(1ull << 53);
-  };
-  for (int r = 0; r < rows; ++r) {
-    int label = int(uniform() * 4);
-    for (int i = 0; i < 16; ++i) {
-      double x = (uniform() + uniform() + uniform() - 1.5) * 2 + (i % 4 == label ? 0.8 : 0.0);
-      char buffer[32];
-      std::snprintf(buffer, sizeof buffer, "%.4f,", x);
-      out += buffer;
-    }
-    out += std::to_string(label) + "\n";
-  }
-  return out;
-}
 
 const char* kMlpJob =
     "[run]\nname = \"mlp\"\nseed = 3\nthreads = 1\nstore = \"runs.db\"\n"
@@ -263,7 +241,7 @@ KillReport run_with_kills(const Scratch& s, const std::string& out_dir, const st
 
 TEST(Resume, MlpKilledAtRandomMomentsEndsBitIdentical) {
   Scratch s("resume-mlp");
-  write_file(s / "data.csv", make_csv(2000));
+  write_file(s / "data.csv", testing::four_class_csv(2000));
   write_file(s / "job.toml", kMlpJob);
 
   CommandResult ref = s.frugal("train job.toml --json --out ref");
@@ -332,7 +310,7 @@ struct Preempted {
 };
 
 Preempted preempted_run(const Scratch& s) {
-  write_file(s / "data.csv", make_csv(800));
+  write_file(s / "data.csv", testing::four_class_csv(800));
   write_file(s / "job.toml", kMlpJob);
   CommandResult ref = s.frugal("train job.toml --json --out ref");
   EXPECT_EQ(ref.exit_code, 0) << ref.err;
@@ -446,7 +424,7 @@ TEST(Resume, AutoOnACompletedRunRedoesNothing) {
 
 TEST(Resume, AutoIntervalIsYoungDalyForTheMeasuredCost) {
   Scratch s("resume-auto-interval");
-  write_file(s / "data.csv", make_csv(800));
+  write_file(s / "data.csv", testing::four_class_csv(800));
   std::string job = kMlpJob;
   job = job.substr(0, job.find("[checkpoint]")) + "[checkpoint]\ninterval = \"auto\"\nmtbi = 2.0\n";
   write_file(s / "job.toml", job);
@@ -464,7 +442,7 @@ TEST(Resume, AutoIntervalIsYoungDalyForTheMeasuredCost) {
 
 TEST(Resume, CheckpointSectionIsValidatedStrictly) {
   Scratch s("resume-validate");
-  write_file(s / "data.csv", make_csv(100));
+  write_file(s / "data.csv", testing::four_class_csv(100));
   std::string base = kMlpJob;
   base = base.substr(0, base.find("[checkpoint]"));
   struct Case { std::string section, expected; };

@@ -10,6 +10,7 @@
 #include <fstream>
 #include <iostream>
 #include <set>
+#include <tuple>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
@@ -20,7 +21,9 @@
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/data_setup.h"
+#include "frugal/train/evaluate.h"
 #include "frugal/train/job.h"
+#include "frugal/train/model_setup.h"
 #include "frugal/train/trainer.h"
 
 namespace {
@@ -28,79 +31,76 @@ namespace {
 using json = nlohmann::json;
 using namespace frugal;
 
-std::string format_metric(const json& metrics, const char* key, bool percent) {
-  if (!metrics.contains(key) || !metrics[key].is_number()) return "-";
-  double v = metrics[key].get<double>();
+std::string format_metric(const std::optional<double>& value, bool percent) {
+  if (!value) return "-";
   char buffer[32];
-  if (percent) std::snprintf(buffer, sizeof buffer, "%.2f%%", 100 * v);
-  else std::snprintf(buffer, sizeof buffer, "%.4f", v);
+  if (percent) std::snprintf(buffer, sizeof buffer, "%.2f%%", 100 * *value);
+  else std::snprintf(buffer, sizeof buffer, "%.4f", *value);
   return buffer;
 }
 
-void print_summary(const json& s) {
-  const json& m = s["metrics"];
-  std::printf("\nrun %s %s (%s)\n", s["run_id"].get<std::string>().c_str(), s["status"].get<std::string>().c_str(),
-              s["stop_reason"].get<std::string>().c_str());
-  std::printf("  steps %lld, epochs %.2f, samples %lld, params %lld\n", (long long)s["steps"].get<int64_t>(),
-              s["epochs"].get<double>(), (long long)s["samples_seen"].get<int64_t>(),
-              (long long)s["params"].get<int64_t>());
-  for (const char* key : {"train_loss", "val_loss", "val_accuracy", "val_bits_per_char", "test_loss", "test_accuracy",
-                          "test_bits_per_char"})
-    if (m.contains(key))
-      std::printf("  %-18s %s\n", key,
-                  format_metric(m, key, std::string(key).find("accuracy") != std::string::npos).c_str());
-  std::printf("  wall %.1f s (data wait %.2f s), peak RSS %.1f MiB, %d threads\n", s["wall_s"].get<double>(),
-              s["data_wait_s"].get<double>(), double(s["peak_rss_bytes"].get<int64_t>()) / 1048576.0,
-              s["threads"].get<int>());
-  if (s.value("checkpoints", int64_t(0)) > 0 || s.value("interruptions", int64_t(0)) > 0) {
-    std::printf("  checkpoints %lld (%.2f s writing), interruptions %lld, work lost %.1f s\n",
-                (long long)s.value("checkpoints", int64_t(0)), s.value("checkpoint_s", 0.0),
-                (long long)s.value("interruptions", int64_t(0)), s.value("lost_s", 0.0));
-    if (s.contains("resumed_from") && s["resumed_from"].is_string())
-      std::printf("  resumed from %s\n", s["resumed_from"].get<std::string>().c_str());
+std::string format_metric(const json& metrics, const char* key, bool percent) {
+  if (!metrics.contains(key) || !metrics[key].is_number()) return "-";
+  return format_metric(std::optional<double>(metrics[key].get<double>()), percent);
+}
+
+void print_summary(const train::RunSummary& s) {
+  std::printf("\nrun %s %s (%s)\n", s.run_id.c_str(), s.status.c_str(), s.stop_reason.c_str());
+  std::printf("  steps %lld, epochs %.2f, samples %lld, params %lld\n", (long long)s.steps, s.epochs,
+              (long long)s.samples_seen, (long long)s.params);
+  const train::FinalMetrics& m = s.metrics;
+  const std::pair<const char*, std::optional<double>> rows[] = {
+      {"train_loss", std::isnan(m.train_loss) ? std::nullopt : std::optional<double>(m.train_loss)},
+      {"val_loss", m.val_loss},
+      {"val_accuracy", m.val_accuracy},
+      {"val_bits_per_char", m.val_bits_per_char},
+      {"test_loss", m.test_loss},
+      {"test_accuracy", m.test_accuracy},
+      {"test_bits_per_char", m.test_bits_per_char}};
+  for (const auto& [key, value] : rows)
+    if (value || std::string(key) == "train_loss")
+      std::printf("  %-18s %s\n", key, format_metric(value, std::string(key).find("accuracy") != std::string::npos).c_str());
+  std::printf("  wall %.1f s (data wait %.2f s), peak RSS %.1f MiB, %d threads\n", s.cost.wall_s, s.data_wait_s,
+              double(s.peak_rss_bytes) / 1048576.0, s.threads);
+  const train::CheckpointSummary& c = s.checkpoint;
+  if (c.checkpoints > 0 || c.interruptions > 0) {
+    std::printf("  checkpoints %lld (%.2f s writing), interruptions %lld, work lost %.1f s\n", (long long)c.checkpoints,
+                c.checkpoint_s, (long long)c.interruptions, c.lost_s);
+    if (c.resumed_from) std::printf("  resumed from %s\n", c.resumed_from->c_str());
   }
-  if (s.contains("cost") && s["cost"].is_object()) {
-    const json& c = s["cost"];
-    std::printf("  cost on %s (%s, billed %s, %.4f USD/h)\n", c.value("instance", std::string("?")).c_str(),
-                c.value("pricing", std::string("?")).c_str(), c.value("billing", std::string("?")).c_str(),
-                c.value("usd_per_hour", 0.0));
-    const char* rows[][3] = {{"usd", "dollars", "USD"}, {"kwh", "energy", "kWh"}, {"co2_kg", "carbon", "kg CO2e"},
-                             {"hours", "time", "h"}};
-    for (auto& row : rows)
-      if (c.contains(row[0]))
-        std::printf("    %-8s %12.6g %-8s %s\n", row[1], c[row[0]].value("value", 0.0), row[2],
-                    c[row[0]].value("source", std::string("?")).c_str());
-    if (c.contains("energy_method")) std::printf("    energy   %s\n", c["energy_method"].get<std::string>().c_str());
+  const cost::CostSummary& k = s.cost;
+  std::printf("  cost on %s (%s, billed %s, %.4f USD/h)\n", k.instance.c_str(), k.pricing.c_str(), k.billing.c_str(),
+              k.usd_per_hour);
+  const std::tuple<const cost::Figure*, const char*, const char*> figures[] = {
+      {&k.usd, "dollars", "USD"}, {&k.kwh, "energy", "kWh"}, {&k.co2_kg, "carbon", "kg CO2e"}, {&k.hours, "time", "h"}};
+  for (const auto& [figure, what, unit] : figures)
+    std::printf("    %-8s %12.6g %-8s %s\n", what, figure->value, unit, figure->source.c_str());
+  std::printf("    energy   %s\n", k.energy_method.c_str());
+  std::printf("  phases (s):");
+  for (int i = 0; i < cost::phase_count; ++i)
+    std::printf(" %s %.2f", cost::phase_name(cost::Phase(i)), k.phase_s[size_t(i)]);
+  std::printf("\n");
+  if (k.flops && k.mfu) {
+    std::printf("  model FLOPs %.4g, MFU %.1f%% of the %s peak (%.0f GFLOP/s, %s)\n", *k.flops, 100 * *k.mfu,
+                k.peak_precision.c_str(), k.mfu_peak_flops.value * 1e-9, k.mfu_peak_flops.source.c_str());
+  } else if (k.flops) {
+    std::printf("  model FLOPs %.4g, MFU %s\n", *k.flops, k.mfu_note.c_str());
+  } else {
+    std::printf("  model FLOPs and MFU %s\n", k.mfu_note.c_str());
   }
-  if (s.contains("phases") && s["phases"].is_object()) {
-    std::printf("  phases (s):");
-    for (auto& [name, v] : s["phases"].items()) std::printf(" %s %.2f", name.c_str(), v.get<double>());
-    std::printf("\n");
-  }
-  if (s.contains("flops")) {
-    if (s.contains("mfu") && s["mfu"].is_number() && s.contains("mfu_peak_flops")) {
-      const json& peak = s["mfu_peak_flops"];
-      std::printf("  model FLOPs %.4g, MFU %.1f%% of the %s peak (%.0f GFLOP/s, %s)\n", s["flops"].get<double>(),
-                  100 * s["mfu"].get<double>(), peak.value("precision", std::string("fp32")).c_str(),
-                  peak["value"].get<double>() * 1e-9, peak["source"].get<std::string>().c_str());
-    } else {
-      std::printf("  model FLOPs %.4g, MFU %s\n", s["flops"].get<double>(),
-                  s.value("mfu_note", std::string("unknown")).c_str());
-    }
-  }
-  if (s["status"] == "stopped_budget") {
+  for (const auto& [name, figures] : s.techniques) std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
+  if (s.status == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"
                 "  frugal train JOB --out %s --resume auto --budget-usd X\n",
-                s.contains("budget") ? s["budget"].value("exceeded", std::string("")).c_str() : "",
-                s["out_dir"].get<std::string>().c_str());
+                s.budget ? s.budget->exceeded.c_str() : "", s.out_dir.c_str());
     return;
   }
-  if (s["status"] == "preempted") {
+  if (s.status == "preempted") {
     std::printf("  stopped by %s after a checkpoint; continue with: frugal train JOB --out %s --resume auto\n",
-                s.value("signal", std::string("a signal")).c_str(), s["out_dir"].get<std::string>().c_str());
+                s.signal ? s.signal->c_str() : "a signal", s.out_dir.c_str());
     return;
   }
-  std::printf("  model  %s/model.safetensors\n", s["out_dir"].get<std::string>().c_str());
+  std::printf("  model  %s/model.safetensors\n", s.out_dir.c_str());
 }
 
 int cmd_train(const std::string& job_path, const std::vector<std::string>& sets, const std::string& out_dir, bool as_json,
@@ -116,9 +116,8 @@ int cmd_train(const std::string& job_path, const std::vector<std::string>& sets,
     throw InputError("--budget-usd " + std::to_string(*budget_usd) + ": expected a number of dollars > 0");
   options.budget_usd = budget_usd;
   train::TrainOutcome outcome = train::run_training(job, options);
-  json summary = json::parse(outcome.summary_json);
-  if (as_json) std::printf("%s\n", summary.dump().c_str());
-  else print_summary(summary);
+  if (as_json) std::printf("%s\n", outcome.summary.to_json().dump().c_str());
+  else print_summary(outcome.summary);
   return outcome.exit_code;
 }
 
@@ -127,7 +126,7 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.run.threads > 0) set_num_threads(job.run.threads);
   // Evaluate in the precision the model was trained in.
-  PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
+  PrecisionGuard precision(job.precision.mode);
   train::PreparedData data = train::prepare_data(job, "runs/cache");
   if (data.is_text) {
     io::SafetensorsFile file = io::read_safetensors(weights);
@@ -166,9 +165,10 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
 int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
                const std::string& prompt, int64_t tokens, double temperature, uint64_t seed) {
   train::JobSpec job = train::load_job(job_path, sets);
-  if (job.model.kind != "gpt") throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
+  if (job.model.kind != train::ModelKind::gpt)
+    throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
   if (job.run.threads > 0) set_num_threads(job.run.threads);
-  PrecisionGuard precision(parse_precision(job.precision.mode, job.path + ": [precision] mode"));
+  PrecisionGuard precision(job.precision.mode);
   io::SafetensorsFile file = io::read_safetensors(weights);
   auto it = file.metadata.find("frugal.vocab");
   if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");

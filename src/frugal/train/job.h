@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "frugal/autograd/precision.h"
+#include "frugal/cost/run_meter.h"
 #include "frugal/nn/zoo.h"
 
 namespace frugal::train {
@@ -20,8 +22,24 @@ struct RunSpec {
   std::string store = "runs/frugal.db";
 };
 
+enum class DataKind { idx, csv, npy, text };
+// custom: the model is given by code (C++: Trainer::set_model), not by the job.
+enum class ModelKind { mlp, cnn, gpt, custom };
+enum class OptimKind { sgd, adamw };
+enum class RecomputeMode { none, blocks, automatic };  // job file: none | blocks | auto
+enum class EarlyStopMetric { val_loss, val_accuracy, val_bits_per_char };
+enum class MetricMode { min, max };
+
+// The job-file spelling of each value ("idx", "gpt", "adamw", "auto", "val_loss", "min", ...).
+const char* name_of(DataKind kind);
+const char* name_of(ModelKind kind);
+const char* name_of(OptimKind kind);
+const char* name_of(RecomputeMode mode);
+const char* name_of(EarlyStopMetric metric);
+const char* name_of(MetricMode mode);
+
 struct DataSpec {
-  std::string kind;  // idx | csv | npy | text
+  DataKind kind = DataKind::idx;
   // idx
   std::string train_images, train_labels, test_images, test_labels;
   // csv / npy / text: one file per split (val and test optional: fractions of train instead)
@@ -39,15 +57,17 @@ struct DataSpec {
   int prefetch = 2;
 };
 
+// The [model] section as written; train/model_setup.h completes it from the data (inputs, classes,
+// vocabulary) into the one config the model is built from.
 struct ModelSpec {
-  std::string kind;  // mlp | cnn | gpt
+  ModelKind kind = ModelKind::mlp;
   nn::MlpConfig mlp;
   nn::CnnConfig cnn;
   nn::GptConfig gpt;
 };
 
 struct OptimSpec {
-  std::string kind = "adamw";  // sgd | adamw
+  OptimKind kind = OptimKind::adamw;
   double lr = 1e-3;
   double momentum = 0.0, dampening = 0.0;
   bool nesterov = false;
@@ -71,8 +91,8 @@ struct ScheduleSpec {
 
 struct EarlyStopSpec {
   bool enabled = false;
-  std::string metric = "val_loss";
-  std::string mode = "min";
+  EarlyStopMetric metric = EarlyStopMetric::val_loss;
+  MetricMode mode = MetricMode::min;
   int64_t patience = 3;
   double min_delta = 0.0;
   bool restore_best = true;
@@ -107,13 +127,7 @@ struct CheckpointSpec {
 
 // [cost]: which instance the run is priced as, and overrides of its catalog entry. Reporting only:
 // these keys never change the weights, so they may differ on resume.
-struct CostSpec {
-  std::string instance = "local";
-  std::string pricing = "on-demand";  // on-demand | spot
-  std::string billing = "second";     // second (60 s minimum) | hour (per started hour)
-  std::string catalog;                // a user catalog merged over the shipped one ("" = none)
-  std::optional<double> carbon_g_per_kwh, usd_per_hour, tdp_w;  // override the entry's values
-};
+using CostSpec = cost::PriceRequest;
 
 // [budget]: limits that stop the run (checkpoint, exit 3) once reached. Unset = no limit.
 struct BudgetSpec {
@@ -123,7 +137,7 @@ struct BudgetSpec {
 // [precision]: the compute precision of the dense ops (autograd/precision.h). Changes results,
 // so it may not differ on resume.
 struct PrecisionSpec {
-  std::string mode = "fp32";  // fp32 | bf16-mixed | fp16-mixed
+  Precision mode = Precision::fp32;
   // fp16-mixed only: dynamic loss scaling (optim/loss_scaler.h), PyTorch GradScaler's defaults.
   double loss_scale_init = 65536.0;
   int64_t loss_scale_growth_interval = 2000;
@@ -136,7 +150,7 @@ struct PrecisionSpec {
 // fewest blocks whose estimated activation bytes (nn::estimate_activation_bytes) fit
 // max_activation_bytes. Gradients are bit-identical either way: only memory and time change.
 struct MemorySpec {
-  std::string recompute = "none";    // none | blocks | auto
+  RecomputeMode recompute = RecomputeMode::none;
   int64_t max_activation_bytes = 0;  // with auto only; > 0
 };
 

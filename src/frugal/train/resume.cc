@@ -5,7 +5,6 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <charconv>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -16,6 +15,7 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/value_text.h"
 
 namespace frugal::train {
 
@@ -23,44 +23,8 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string encode(double v) {
-  char buffer[64];
-  auto result = std::to_chars(buffer, buffer + sizeof buffer, v);  // shortest text that reads back the same bits
-  return std::string(buffer, result.ptr);
-}
-std::string encode(int64_t v) { return std::to_string(v); }
-
-class ValueReader {
- public:
-  ValueReader(const std::map<std::string, std::string>& values, const std::string& path)
-      : values_(values), path_(path) {}
-
-  const std::string& text(const std::string& key) const {
-    auto it = values_.find(key);
-    if (it == values_.end()) throw InputError(path_ + ": checkpoint has no value '" + key + "'");
-    return it->second;
-  }
-  double real(const std::string& key) const {
-    const std::string& s = text(key);
-    double v = 0;
-    auto [end, error] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (error != std::errc() || end != s.data() + s.size())
-      throw InputError(path_ + ": checkpoint value '" + key + "' = '" + s + "': expected a number");
-    return v;
-  }
-  int64_t integer(const std::string& key) const {
-    const std::string& s = text(key);
-    int64_t v = 0;
-    auto [end, error] = std::from_chars(s.data(), s.data() + s.size(), v);
-    if (error != std::errc() || end != s.data() + s.size())
-      throw InputError(path_ + ": checkpoint value '" + key + "' = '" + s + "': expected an integer");
-    return v;
-  }
-
- private:
-  const std::map<std::string, std::string>& values_;
-  const std::string& path_;
-};
+// Checkpoints of this layout say so; those without the key are upgraded (upgrade_checkpoint).
+const char* const kLoopFormat = "2";
 
 // Tensors of one prefix ("model.", "optim.", ...) with the prefix taken off.
 std::vector<std::pair<std::string, Tensor>> with_prefix(const io::CheckpointState& state, const std::string& prefix) {
@@ -70,95 +34,87 @@ std::vector<std::pair<std::string, Tensor>> with_prefix(const io::CheckpointStat
   return out;
 }
 
+// A job's [train.early_stopping] is on when the table is there and not switched off.
+bool uses_early_stopping(const std::map<std::string, std::string>& job) {
+  bool has_table = false;
+  for (const auto& [key, value] : job)
+    if (key.rfind("train.early_stopping.", 0) == 0) has_table = true;
+  auto enabled = job.find("train.early_stopping.enabled");
+  return has_table && (enabled == job.end() || enabled->second != "false");
+}
+
 // Evaluation changes weights only through early stopping (stop, restore_best) and a plateau schedule.
 bool evaluation_changes_weights(const std::map<std::string, std::string>& job) {
-  auto get = [&](const std::string& key) {
-    auto it = job.find(key);
-    return it == job.end() ? std::string() : it->second;
-  };
-  if (get("schedule.kind") == "\"plateau\"") return true;
-  bool has_early_stopping = false;
-  for (const auto& [key, value] : job)
-    if (key.rfind("train.early_stopping.", 0) == 0) has_early_stopping = true;
-  return has_early_stopping && get("train.early_stopping.enabled") != "false";
+  auto kind = job.find("schedule.kind");
+  if (kind != job.end() && kind->second == "\"plateau\"") return true;
+  return uses_early_stopping(job);
 }
 
 }  // namespace
 
-io::CheckpointState pack_checkpoint(const LoopState& loop, const JobSpec& job, const nn::Module& model,
+io::CheckpointState pack_checkpoint(const LoopPosition& position, const JobSpec& job, const nn::Module& model,
                                     const optim::Optimizer& optimizer, const optim::LrSchedule& schedule,
-                                    const std::vector<std::pair<std::string, Tensor>>& best_state) {
+                                    const std::vector<std::unique_ptr<Technique>>& techniques) {
   io::CheckpointState state;
-  state.step = loop.step;
+  state.step = position.step;
   state.job_hash = job.hash;
   for (auto& [name, t] : model.state_dict()) state.tensors.emplace_back("model." + name, t);
   for (auto& [name, t] : optimizer.state()) state.tensors.emplace_back("optim." + name, t);
   for (auto& [name, t] : schedule.state()) state.tensors.emplace_back("schedule." + name, t);
-  if (loop.has_best_state)
-    for (auto& [name, t] : best_state) state.tensors.emplace_back("best." + name, t);
   auto& v = state.values;
   v["job_toml"] = job.resolved_toml;
-  v["step"] = encode(loop.step);
-  v["micro"] = encode(loop.micro);
-  v["epoch"] = encode(loop.epoch);
-  v["batch_in_epoch"] = encode(loop.batch_in_epoch);
-  v["samples_seen"] = encode(loop.samples_seen);
-  v["last_train_loss"] = encode(loop.last_train_loss);
-  v["loss_window"] = encode(loop.loss_window);
-  v["loss_window_count"] = encode(loop.loss_window_count);
-  v["best_metric"] = encode(loop.best_metric);
-  v["best_step"] = encode(loop.best_step);
-  v["evals_without_improvement"] = encode(loop.evals_without_improvement);
-  v["has_best_state"] = loop.has_best_state ? "1" : "0";
-  v["wall_s"] = encode(loop.wall_s);
-  v["train_compute_s"] = encode(loop.train_compute_s);
-  v["data_wait_s"] = encode(loop.data_wait_s);
-  v["checkpoint_s"] = encode(loop.checkpoint_s);
-  v["lost_s"] = encode(loop.lost_s);
-  v["checkpoints_written"] = encode(loop.checkpoints_written);
-  v["interruptions"] = encode(loop.interruptions);
-  v["run_id"] = loop.run_id;
-  v["out_dir"] = loop.out_dir;
-  v["metrics_bytes"] = encode(loop.metrics_bytes);
-  v["threads"] = encode(int64_t(loop.threads));
-  for (const auto& [name, value] : loop.loss_scaler) v["loss_scaler." + name] = encode(value);
+  v["loop_format"] = kLoopFormat;
+  v["step"] = value_text(position.step);
+  v["micro"] = value_text(position.micro);
+  v["epoch"] = value_text(position.epoch);
+  v["batch_in_epoch"] = value_text(position.batch_in_epoch);
+  v["samples_seen"] = value_text(position.samples_seen);
+  v["run_id"] = position.run_id;
+  v["out_dir"] = position.out_dir;
+  v["metrics_bytes"] = value_text(position.metrics_bytes);
+  v["threads"] = value_text(int64_t(position.threads));
+  std::string names;
+  for (const auto& technique : techniques) {
+    TechniqueState own;
+    technique->save_state(own);
+    if (own.empty()) continue;
+    const std::string prefix = technique->name() + ".";
+    for (const auto& [key, value] : own.values()) v[prefix + key] = value;
+    for (const auto& [name, t] : own.tensors()) state.tensors.emplace_back(prefix + name, t);
+    names += (names.empty() ? "" : ",") + technique->name();
+  }
+  v["techniques"] = names;
   return state;
 }
 
-LoopState unpack_checkpoint(const io::CheckpointState& state, const std::string& path, nn::Module& model,
-                            optim::Optimizer& optimizer, optim::LrSchedule& schedule,
-                            std::vector<std::pair<std::string, Tensor>>& best_state) {
+LoopPosition unpack_checkpoint(const io::CheckpointState& state, const std::string& path, nn::Module& model,
+                               optim::Optimizer& optimizer, optim::LrSchedule& schedule,
+                               const std::vector<std::unique_ptr<Technique>>& techniques) {
   ValueReader r(state.values, path);
-  LoopState loop;
-  loop.step = r.integer("step");
-  if (loop.step != state.step) throw InputError(path + ": checkpoint value 'step' disagrees with its header");
-  loop.micro = r.integer("micro");
-  loop.epoch = r.integer("epoch");
-  loop.batch_in_epoch = r.integer("batch_in_epoch");
-  loop.samples_seen = r.integer("samples_seen");
-  loop.last_train_loss = r.real("last_train_loss");
-  loop.loss_window = r.real("loss_window");
-  loop.loss_window_count = r.integer("loss_window_count");
-  loop.best_metric = r.real("best_metric");
-  loop.best_step = r.integer("best_step");
-  loop.evals_without_improvement = r.integer("evals_without_improvement");
-  loop.has_best_state = r.integer("has_best_state") != 0;
-  loop.wall_s = r.real("wall_s");
-  loop.train_compute_s = r.real("train_compute_s");
-  loop.data_wait_s = r.real("data_wait_s");
-  loop.checkpoint_s = r.real("checkpoint_s");
-  loop.lost_s = r.real("lost_s");
-  loop.checkpoints_written = r.integer("checkpoints_written");
-  loop.interruptions = r.integer("interruptions");
-  loop.run_id = r.text("run_id");
-  loop.out_dir = r.text("out_dir");
-  loop.metrics_bytes = r.integer("metrics_bytes");
-  loop.threads = int(r.integer("threads"));
-  const std::string scaler_prefix = "loss_scaler.";
-  for (const auto& [key, text] : state.values)
-    if (key.rfind(scaler_prefix, 0) == 0) loop.loss_scaler.emplace_back(key.substr(scaler_prefix.size()), r.real(key));
-  if (loop.step < 0 || loop.micro < 0 || loop.epoch < 0 || loop.batch_in_epoch < 0 || loop.metrics_bytes < 0)
+  LoopPosition position;
+  position.step = r.integer("step");
+  if (position.step != state.step) throw InputError(path + ": checkpoint value 'step' disagrees with its header");
+  position.micro = r.integer("micro");
+  position.epoch = r.integer("epoch");
+  position.batch_in_epoch = r.integer("batch_in_epoch");
+  position.samples_seen = r.integer("samples_seen");
+  position.run_id = r.text("run_id");
+  position.out_dir = r.text("out_dir");
+  position.metrics_bytes = r.integer("metrics_bytes");
+  position.threads = int(r.integer("threads"));
+  if (position.step < 0 || position.micro < 0 || position.epoch < 0 || position.batch_in_epoch < 0 ||
+      position.metrics_bytes < 0)
     throw InputError(path + ": checkpoint has a negative position (step, micro-step, epoch, batch or metrics bytes)");
+
+  // Every technique that saved state must be here to take it back: silently dropping it would
+  // resume a different run.
+  std::set<std::string> present;
+  for (const auto& technique : techniques) present.insert(technique->name());
+  std::stringstream saved(r.text("techniques"));
+  for (std::string name; std::getline(saved, name, ',');)
+    if (!name.empty() && !present.count(name))
+      throw InputError(path + ": the checkpoint holds the state of technique '" + name +
+                       "', which this run does not have; resume with the same techniques");
 
   try {
     model.load_state_dict(with_prefix(state, "model."), /*strict=*/true);
@@ -167,19 +123,44 @@ LoopState unpack_checkpoint(const io::CheckpointState& state, const std::string&
   } catch (const InputError& e) {
     throw InputError(path + ": " + e.what());
   }
-  best_state.clear();
-  if (loop.has_best_state) {
-    // Same names and shapes as the model's state; copied so the checkpoint buffer can go.
-    std::vector<std::pair<std::string, Tensor>> best = with_prefix(state, "best.");
-    std::vector<std::pair<std::string, Tensor>> own = model.state_dict();
-    if (best.size() != own.size()) throw InputError(path + ": checkpoint's best weights do not match the model");
-    for (size_t i = 0; i < own.size(); ++i) {
-      if (best[i].first != own[i].first || best[i].second.shape() != own[i].second.shape())
-        throw InputError(path + ": checkpoint's best weights do not match the model at '" + best[i].first + "'");
-      best_state.emplace_back(best[i].first, best[i].second.clone());
-    }
+  for (const auto& technique : techniques) {
+    const std::string prefix = technique->name() + ".";
+    TechniqueState own(technique->name(), path);
+    for (const auto& [key, value] : state.values)
+      if (key.rfind(prefix, 0) == 0) own.put_text(key.substr(prefix.size()), value);
+    for (auto& [name, t] : with_prefix(state, prefix)) own.put_tensor(name, t);
+    technique->load_state(own);
   }
-  return loop;
+  return position;
+}
+
+void upgrade_checkpoint(io::CheckpointState& state) {
+  auto& v = state.values;
+  if (v.count("loop_format")) return;
+  std::string names;
+  auto move_value = [&](const std::string& from, const std::string& technique) {
+    auto it = v.find(from);
+    if (it == v.end()) return false;
+    v[technique + "." + from] = it->second;
+    v.erase(it);
+    return true;
+  };
+  bool logging = false, early_stopping = false;
+  for (const char* key : {"last_train_loss", "loss_window", "loss_window_count"}) logging |= move_value(key, "logging");
+  for (const char* key : {"best_metric", "best_step", "evals_without_improvement", "has_best_state"})
+    early_stopping |= move_value(key, "early_stopping");
+  for (auto& [name, t] : state.tensors)
+    if (name.rfind("best.", 0) == 0) name = "early_stopping." + name;
+  bool checkpointing = move_value("checkpoints_written", "checkpointing");
+  bool loss_scaler = false;
+  for (const auto& [key, value] : v) loss_scaler |= key.rfind("loss_scaler.", 0) == 0;
+  // Early stopping's state was written whether or not the job used it; a run without it ignores it.
+  if (early_stopping && v.count("job_toml")) early_stopping = uses_early_stopping(job_keys(v["job_toml"], "checkpoint"));
+  for (auto [present, name] : {std::pair{logging, "logging"}, std::pair{early_stopping, "early_stopping"},
+                               std::pair{checkpointing, "checkpointing"}, std::pair{loss_scaler, "loss_scaler"}})
+    if (present) names += (names.empty() ? "" : ",") + std::string(name);
+  v["techniques"] = names;
+  v["loop_format"] = kLoopFormat;
 }
 
 std::vector<JobDifference> result_differences(const std::string& saved_toml, const std::string& current_toml) {

@@ -1,10 +1,11 @@
-// Spot-safe training support for the trainer: the loop state that a checkpoint carries beside the
-// tensors, packing it (with model, optimizer, schedule and best weights) into a checkpoint and back,
+// Spot-safe training support for the trainer: the loop position that a checkpoint carries, packing
+// it (with model, optimizer, schedule and the techniques' states) into a checkpoint and back,
 // the job comparison that refuses a resume which would change the result, and the heartbeat file
 // that measures the work lost to an interruption. Limits: one training process per checkpoint dir.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -15,48 +16,40 @@
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/train/job.h"
+#include "frugal/train/technique.h"
 
 namespace frugal::train {
 
-// Everything of the loop besides tensors that a bit-exact resume, and honest meters, need. Written
-// at a step boundary only: after the optimizer step, evaluation and early-stopping bookkeeping.
-struct LoopState {
-  // Position. The next step to run is `step`; classification continues at batch `batch_in_epoch`
-  // of `epoch` (an epoch-end checkpoint stores the next epoch and batch 0).
+// The loop's position and the run's bookkeeping in a checkpoint, beside the model, optimizer and
+// schedule tensors, the cost meters (cost::RunMeter::save) and each technique's state. Written at a
+// step boundary only, after every event of the step.
+struct LoopPosition {
+  // The next step to run is `step`; classification continues at batch `batch_in_epoch` of `epoch`
+  // (an epoch-end checkpoint stores the next epoch and batch 0).
   int64_t step = 0, micro = 0, epoch = 0, batch_in_epoch = 0, samples_seen = 0;
-  // Logged training loss: the mean over the steps since the last log line, so the window matters.
-  double last_train_loss = 0, loss_window = 0;
-  int64_t loss_window_count = 0;
-  // Early stopping (the best weights themselves travel as tensors "best.<name>").
-  double best_metric = 0;
-  int64_t best_step = -1, evals_without_improvement = 0;
-  bool has_best_state = false;
-  // Meters, cumulative over every process of the run. wall_s is the wall time spent so far (work
-  // kept, work redone after interruptions and checkpoint writes); checkpoint_s counts the writes
-  // before this checkpoint (its own write time reaches the next process through the heartbeat);
-  // checkpoints_written counts this one.
-  double wall_s = 0, train_compute_s = 0, data_wait_s = 0, checkpoint_s = 0, lost_s = 0;
-  int64_t checkpoints_written = 0, interruptions = 0;
-  // Bookkeeping of the run directory and the run store.
   std::string run_id, out_dir;
   int64_t metrics_bytes = 0;  // length of metrics.jsonl at this step; a resume truncates to it
   int threads = 0;            // thread count of the run (weights are bit-exact for the same count)
-  // fp16-mixed: the dynamic loss scaler's state (optim::DynamicLossScaler::state()), stored as
-  // values "loss_scaler.<name>"; empty in the other precisions.
-  std::vector<std::pair<std::string, double>> loss_scaler;
 };
 
-// Builds the checkpoint of this step. Tensors are live handles: write the state before the next step.
-io::CheckpointState pack_checkpoint(const LoopState& loop, const JobSpec& job, const nn::Module& model,
+// Builds the checkpoint of this step: values "step", ..., tensors "model.*", "optim.*",
+// "schedule.*", and each technique's state as "<name>.<key>" (value "techniques" lists the names).
+// Tensors are live handles: write the state before the next step.
+io::CheckpointState pack_checkpoint(const LoopPosition& position, const JobSpec& job, const nn::Module& model,
                                     const optim::Optimizer& optimizer, const optim::LrSchedule& schedule,
-                                    const std::vector<std::pair<std::string, Tensor>>& best_state);
+                                    const std::vector<std::unique_ptr<Technique>>& techniques);
 
-// Restores model, optimizer, schedule and best weights from `state` (read from `path`) and returns the
-// loop state. Throws InputError naming `path` when the checkpoint lacks a field or does not fit the
-// model; the model and optimizer are then unchanged only if the failure is in the values or the model.
-LoopState unpack_checkpoint(const io::CheckpointState& state, const std::string& path, nn::Module& model,
-                            optim::Optimizer& optimizer, optim::LrSchedule& schedule,
-                            std::vector<std::pair<std::string, Tensor>>& best_state);
+// Restores model, optimizer, schedule and every technique's state from `state` (read from `path`)
+// and returns the position. InputError naming `path` when the checkpoint lacks a field, does not
+// fit the model, or holds the state of a technique this run does not have.
+LoopPosition unpack_checkpoint(const io::CheckpointState& state, const std::string& path, nn::Module& model,
+                               optim::Optimizer& optimizer, optim::LrSchedule& schedule,
+                               const std::vector<std::unique_ptr<Technique>>& techniques);
+
+// Checkpoints written before the loop had techniques kept early stopping's, the metric log's and
+// the checkpoint count's state under bare names ("best_metric", "best.<tensor>", ...): renames them
+// to their techniques' ("early_stopping.best_metric", ...), so those runs resume unchanged.
+void upgrade_checkpoint(io::CheckpointState& state);
 
 // One key whose value differs between two resolved jobs ("" = not set, i.e. the default).
 struct JobDifference {

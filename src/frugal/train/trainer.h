@@ -1,26 +1,31 @@
-// The training loop behind `frugal train`: builds data, model, optimizer and schedule from a job,
-// trains with gradient accumulation, clipping, periodic evaluation and early stopping, and writes
-// the run directory (job.toml, metrics.jsonl, model.safetensors, summary.json) and the run store.
-// Spot-safe: checkpoints at step boundaries ([checkpoint]), stops with exit 75 on SIGTERM/SIGINT/
-// SIGUSR1 after a checkpoint, and resumes bit-exactly (same binary, job and thread count).
+// `frugal train` as a library call. A Trainer wires a job into a run — data, model (the job's, or
+// one given by code), optimizer, schedule, the built-in techniques the job switches on and any the
+// caller adds, the run directory, the run store, a checkpoint to go on from — and hands them to the
+// training loop (loop.h). The run directory gets job.toml, metrics.jsonl, model.safetensors,
+// summary.json and checkpoints/. Spot-safe: checkpoints at step boundaries, exit 75 after a
+// preemption signal, bit-exact resume (same binary, job, techniques and thread count).
 #pragma once
 
+#include <cstdio>
 #include <functional>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "frugal/nn/module.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/job.h"
+#include "frugal/train/summary.h"
+#include "frugal/train/technique.h"
 
 namespace frugal::train {
 
 struct TrainOptions {
-  std::string out_dir;   // empty: runs/<name>-<timestamp>
-  bool quiet = false;    // no progress output
+  std::string out_dir;        // empty: runs/<name>-<timestamp>
+  bool quiet = false;         // no progress output
   bool progress_bar = false;  // redraw one line (a terminal); else plain log lines
-  FILE* log = stdout;    // where progress and log lines go
+  FILE* log = stdout;         // where progress and log lines go
   // "" = a fresh run (refused when the checkpoint directory already holds checkpoints); "auto" = go on
   // from the newest good checkpoint of the run directory, or start fresh when there is none; anything
   // else = the checkpoint file to go on from (the run directory defaults to the one it was written for).
@@ -29,46 +34,46 @@ struct TrainOptions {
   std::optional<double> budget_usd;
 };
 
-// Exit code of a run stopped by a [budget] limit, after its checkpoint (status "stopped_budget").
-inline constexpr int kExitBudget = 3;
-
 struct TrainOutcome {
   int exit_code = 0;  // 0, kExitPreempted (75) after a preemption signal, kExitBudget (3) at a budget limit
-  std::string summary_json;  // the object also written to summary.json
+  RunSummary summary;  // also in summary.json and the run store
 };
 
+// A model made by code for a job whose [model] kind = "custom", from the prepared data (its sample
+// shape, classes or vocabulary); flops_per_sample: its forward FLOPs per sample, when known (the
+// cost summary's FLOPs and MFU; unknown otherwise). Initialize it deterministically from the job's
+// seed (nn::init_parameters) so that runs and resumes repeat.
+struct CustomModel {
+  std::shared_ptr<nn::Module> model;
+  std::optional<int64_t> flops_per_sample;
+};
+using ModelFactory = std::function<CustomModel(const PreparedData& data)>;
+
+class Trainer {
+ public:
+  explicit Trainer(JobSpec job, TrainOptions options = {});
+
+  void set_model(ModelFactory make_model);
+  // A technique of the caller's, acting beside the built-in ones (technique.h). Its name must be
+  // unique in the run; a checkpoint holding its state resumes only with it added again.
+  void add_technique(std::unique_ptr<Technique> technique);
+
+  // Trains (or goes on from a checkpoint) to the end or a stop. InputError for bad input, before
+  // anything is written; a failure during training records the run as failed and rethrows.
+  TrainOutcome run();
+
+ private:
+  JobSpec job_;
+  TrainOptions options_;
+  ModelFactory make_model_;
+  std::vector<std::unique_ptr<Technique>> techniques_;
+};
+
+// Trainer(job, options).run(): `frugal train`.
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options);
 
 // Where the shipped catalog is: $FRUGAL_CATALOG, else <dir of the binary>/../catalog/instances.toml, else
 // the source tree's catalog/instances.toml; the first that exists. InputError naming the places tried.
 std::string shipped_catalog_path();
-
-// Forward FLOPs of one sample of the job's model on data of this shape (nn::count_flops_per_sample).
-int64_t model_flops_per_sample(const JobSpec& job, const PreparedData& data);
-
-// Builds the model of the job for data of this shape (classes or vocabulary from `data`).
-std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data);
-
-struct EvalMetrics {
-  double loss = 0;
-  double accuracy = -1;        // classification only
-  double bits_per_char = -1;   // text only
-  int64_t samples = 0;
-};
-
-// Mean cross-entropy (and accuracy) over a classification split, batch by batch, in eval mode.
-EvalMetrics evaluate_classifier(nn::Module& model, const data::Dataset& split, int64_t batch_size);
-// Mean per-character loss and bits per character over a token stream, in order, in eval mode.
-EvalMetrics evaluate_language_model(nn::Module& model, const Tensor& tokens, int64_t batch, int64_t context,
-                                    int64_t max_tokens);
-
-// Loads weights saved by frugal (or PyTorch, with the same names) into the job's model.
-std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights);
-
-// Generates `tokens` characters after `prompt` with temperature sampling keyed by `seed`.
-std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t context, const std::string& prompt,
-                        int64_t tokens, double temperature, uint64_t seed);
-
-int64_t peak_rss_bytes();
 
 }  // namespace frugal::train

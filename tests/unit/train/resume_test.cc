@@ -53,7 +53,43 @@ TEST(ResultDifferences, MissingAndDefaultValuedKeysDifferAndEvaluationMattersWit
   EXPECT_EQ(keys(result_differences(plateau, plateau_eval)), std::vector<std::string>{"train.eval_every"});
 }
 
-TEST(PackCheckpoint, RoundTripsLoopStateWeightsAndOptimizerBitExactly) {
+// A technique with every kind of state: an awkward double, NaN, an integer, text and a tensor.
+class Stateful : public Technique {
+ public:
+  std::string name() const override { return "stateful"; }
+  EventSet events() const override { return 0; }
+  void on(Event, TrainState&) override {}
+  void save_state(TechniqueState& out) const override {
+    out.put("third", third);
+    out.put("nan", nan);
+    out.put("count", count);
+    out.put_text("label", label);
+    if (weights.defined()) out.put_tensor("weights", weights);
+  }
+  void load_state(const TechniqueState& in) override {
+    if (in.empty()) in.fail("missing");
+    third = in.real("third");
+    nan = in.real("nan");
+    count = in.integer("count");
+    label = in.text("label");
+    for (const auto& [name, t] : in.tensors())
+      if (name == "weights") weights = t.clone();
+  }
+  double third = 0, nan = 0;
+  int64_t count = 0;
+  std::string label;
+  Tensor weights;
+};
+
+std::unique_ptr<optim::LrSchedule> plateau_schedule() {
+  optim::ScheduleConfig c;
+  c.kind = "plateau";
+  c.lr = 0.01;
+  c.total_steps = 10;
+  return optim::make_schedule(c);
+}
+
+TEST(PackCheckpoint, RoundTripsPositionWeightsOptimizerAndTechniqueStateBitExactly) {
   nn::MlpConfig config;
   config.inputs = 5;
   config.hidden = {7};
@@ -61,13 +97,7 @@ TEST(PackCheckpoint, RoundTripsLoopStateWeightsAndOptimizerBitExactly) {
   std::shared_ptr<nn::Module> model = nn::make_mlp(config, 11);
   optim::AdamWOptions options;
   optim::AdamW optimizer(model->parameters(), options);
-  auto schedule = optim::make_schedule([] {
-    optim::ScheduleConfig c;
-    c.kind = "plateau";
-    c.lr = 0.01;
-    c.total_steps = 10;
-    return c;
-  }());
+  auto schedule = plateau_schedule();
   Tensor x = Tensor::from_vector(std::vector<float>{0.1f, -0.2f, 0.3f, 0.4f, -0.5f, 1.0f, 0.5f, -1.5f, 0.25f, 2.0f}, {2, 5});
   Tensor y = Tensor::from_vector(std::vector<int64_t>{2, 0}, {2});
   for (int i = 0; i < 2; ++i) {
@@ -80,22 +110,22 @@ TEST(PackCheckpoint, RoundTripsLoopStateWeightsAndOptimizerBitExactly) {
   JobSpec job;
   job.resolved_toml = kJob;
   job.hash = "abc";
-  LoopState loop;
-  loop.step = 2, loop.micro = 4, loop.epoch = 1, loop.batch_in_epoch = 3, loop.samples_seen = 8;
-  loop.last_train_loss = NAN;
-  loop.loss_window = 0.1 + 0.2;  // not a short decimal
-  loop.loss_window_count = 2;
-  loop.best_metric = 1.0 / 3.0;
-  loop.best_step = 1;
-  loop.has_best_state = true;
-  loop.wall_s = 12.5, loop.checkpoint_s = 0.25, loop.lost_s = 3, loop.checkpoints_written = 4, loop.interruptions = 2;
-  loop.run_id = "run-1", loop.out_dir = "out", loop.metrics_bytes = 1234, loop.threads = 2;
-  std::vector<std::pair<std::string, Tensor>> best;
-  for (auto& [name, t] : model->state_dict()) best.emplace_back(name, t.clone());
+  LoopPosition position;
+  position.step = 2, position.micro = 4, position.epoch = 1, position.batch_in_epoch = 3, position.samples_seen = 8;
+  position.run_id = "run-1", position.out_dir = "out", position.metrics_bytes = 1234, position.threads = 2;
+  std::vector<std::unique_ptr<Technique>> techniques;
+  auto stateful = std::make_unique<Stateful>();
+  stateful->third = 1.0 / 3.0;
+  stateful->nan = NAN;
+  stateful->count = 1LL << 40;
+  stateful->label = "a, b";
+  stateful->weights = model->state_dict()[0].second.clone();
+  techniques.push_back(std::move(stateful));
 
   std::string dir = ::testing::TempDir() + "/frugal-resume-unit";
   std::filesystem::remove_all(dir);
-  io::CheckpointWrite written = io::write_checkpoint(dir, pack_checkpoint(loop, job, *model, optimizer, *schedule, best), 2);
+  io::CheckpointWrite written =
+      io::write_checkpoint(dir, pack_checkpoint(position, job, *model, optimizer, *schedule, techniques), 2);
   io::CheckpointState state = io::read_checkpoint(written.path);
   EXPECT_NO_THROW(check_resumable(state, written.path, job));
   JobSpec other = job;
@@ -104,25 +134,27 @@ TEST(PackCheckpoint, RoundTripsLoopStateWeightsAndOptimizerBitExactly) {
 
   std::shared_ptr<nn::Module> model2 = nn::make_mlp(config, 99);  // other weights
   optim::AdamW optimizer2(model2->parameters(), options);
-  auto schedule2 = optim::make_schedule([] {
-    optim::ScheduleConfig c;
-    c.kind = "plateau";
-    c.lr = 0.01;
-    c.total_steps = 10;
-    return c;
-  }());
-  std::vector<std::pair<std::string, Tensor>> best2;
-  LoopState back = unpack_checkpoint(state, written.path, *model2, optimizer2, *schedule2, best2);
+  auto schedule2 = plateau_schedule();
+  std::vector<std::unique_ptr<Technique>> techniques2;
+  techniques2.push_back(std::make_unique<Stateful>());
+  LoopPosition back = unpack_checkpoint(state, written.path, *model2, optimizer2, *schedule2, techniques2);
   EXPECT_EQ(back.step, 2);
   EXPECT_EQ(back.micro, 4);
+  EXPECT_EQ(back.epoch, 1);
   EXPECT_EQ(back.batch_in_epoch, 3);
-  EXPECT_TRUE(std::isnan(back.last_train_loss));
-  EXPECT_EQ(std::memcmp(&back.loss_window, &loop.loss_window, sizeof(double)), 0);
-  EXPECT_EQ(std::memcmp(&back.best_metric, &loop.best_metric, sizeof(double)), 0);
+  EXPECT_EQ(back.samples_seen, 8);
   EXPECT_EQ(back.run_id, "run-1");
+  EXPECT_EQ(back.out_dir, "out");
   EXPECT_EQ(back.metrics_bytes, 1234);
-  EXPECT_EQ(back.checkpoints_written, 4);
-  EXPECT_EQ(best2.size(), best.size());
+  EXPECT_EQ(back.threads, 2);
+  const auto& restored = static_cast<const Stateful&>(*techniques2[0]);
+  const auto& saved = static_cast<const Stateful&>(*techniques[0]);
+  EXPECT_EQ(std::memcmp(&restored.third, &saved.third, sizeof(double)), 0);
+  EXPECT_TRUE(std::isnan(restored.nan));
+  EXPECT_EQ(restored.count, saved.count);
+  EXPECT_EQ(restored.label, "a, b");
+  ASSERT_TRUE(restored.weights.defined());
+  EXPECT_EQ(restored.weights.to_vector<float>(), saved.weights.to_vector<float>());
   EXPECT_EQ(optimizer2.step_count(), optimizer.step_count());
   EXPECT_EQ(schedule2->lr_at(2), schedule->lr_at(2));
 
@@ -142,11 +174,56 @@ TEST(PackCheckpoint, RoundTripsLoopStateWeightsAndOptimizerBitExactly) {
   std::shared_ptr<nn::Module> wrong = nn::make_mlp(config, 1);
   optim::AdamW wrong_optimizer(wrong->parameters(), options);
   try {
-    unpack_checkpoint(state, written.path, *wrong, wrong_optimizer, *schedule2, best2);
+    unpack_checkpoint(state, written.path, *wrong, wrong_optimizer, *schedule2, techniques2);
     ADD_FAILURE() << "expected an InputError";
   } catch (const InputError& e) {
     EXPECT_NE(std::string(e.what()).find(written.path), std::string::npos) << e.what();
   }
+  // A run without the technique whose state the checkpoint holds is refused, naming it.
+  std::vector<std::unique_ptr<Technique>> none;
+  try {
+    unpack_checkpoint(state, written.path, *model2, optimizer2, *schedule2, none);
+    ADD_FAILURE() << "expected an InputError";
+  } catch (const InputError& e) {
+    EXPECT_NE(std::string(e.what()).find("'stateful'"), std::string::npos) << e.what();
+  }
+}
+
+// Checkpoints written before techniques existed keep early stopping's, the logged loss's and the
+// checkpoint count's state under bare names; they resume into the techniques that own them now.
+TEST(UpgradeCheckpoint, MovesLegacyLoopStateToItsTechniques) {
+  io::CheckpointState legacy;
+  legacy.values = {{"job_toml", kJob + "[train.early_stopping]\npatience = 2\n"},
+                   {"last_train_loss", "0.5"},
+                   {"loss_window", "0.30000000000000004"},
+                   {"loss_window_count", "2"},
+                   {"best_metric", "0.25"},
+                   {"best_step", "4"},
+                   {"evals_without_improvement", "1"},
+                   {"has_best_state", "1"},
+                   {"checkpoints_written", "3"},
+                   {"step", "6"}};
+  legacy.tensors.emplace_back("best.layers.1.weight", Tensor::from_vector(std::vector<float>{1, 2}, {2}));
+  legacy.tensors.emplace_back("model.layers.1.weight", Tensor::from_vector(std::vector<float>{3, 4}, {2}));
+  io::CheckpointState upgraded = legacy;
+  upgrade_checkpoint(upgraded);
+  EXPECT_EQ(upgraded.values.at("techniques"), "logging,early_stopping,checkpointing");
+  EXPECT_EQ(upgraded.values.at("early_stopping.best_metric"), "0.25");
+  EXPECT_EQ(upgraded.values.at("logging.loss_window"), "0.30000000000000004");
+  EXPECT_EQ(upgraded.values.at("checkpointing.checkpoints_written"), "3");
+  EXPECT_EQ(upgraded.values.count("best_metric"), 0u);
+  EXPECT_EQ(upgraded.tensors[0].first, "early_stopping.best.layers.1.weight");
+  EXPECT_EQ(upgraded.tensors[1].first, "model.layers.1.weight");
+  EXPECT_EQ(upgraded.values.at("step"), "6");
+  io::CheckpointState again = upgraded;
+  upgrade_checkpoint(again);
+  EXPECT_EQ(again.values, upgraded.values) << "upgrading twice changes nothing";
+
+  // Without early stopping in the job, its (always written) legacy state is not asked for.
+  io::CheckpointState plain = legacy;
+  plain.values["job_toml"] = kJob;
+  upgrade_checkpoint(plain);
+  EXPECT_EQ(plain.values.at("techniques"), "logging,checkpointing");
 }
 
 }  // namespace

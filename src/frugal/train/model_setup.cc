@@ -1,0 +1,95 @@
+// The job's model config completed from the data, built and loaded (see model_setup.h).
+#include "frugal/train/model_setup.h"
+
+#include "frugal/base/error.h"
+#include "frugal/io/safetensors.h"
+
+namespace frugal::train {
+
+namespace {
+
+void plan_recompute(const JobSpec& job, const nn::ActivationEstimate& estimate, ModelPlan& plan) {
+  plan.block_count = int64_t(estimate.block_bytes.size());
+  if (job.memory.recompute == RecomputeMode::blocks) {
+    for (int64_t i = 0; i < plan.block_count; ++i) plan.recompute_blocks.push_back(i);
+  } else if (job.memory.recompute == RecomputeMode::automatic) {
+    plan.recompute_blocks = nn::choose_recompute_blocks(estimate, job.memory.max_activation_bytes, &plan.fits);
+  }
+  plan.estimated_activation_bytes = estimate.peak_bytes(plan.recompute_blocks);
+}
+
+}  // namespace
+
+ModelPlan plan_model(const JobSpec& job, const PreparedData& data) {
+  ModelPlan plan;
+  plan.kind = job.model.kind;
+  plan.recompute = job.memory.recompute;
+  const bool bf16 = job.precision.mode == Precision::bf16_mixed;
+  switch (job.model.kind) {
+    case ModelKind::mlp: {
+      nn::MlpConfig config = job.model.mlp;
+      config.inputs = shape_numel(data.sample_shape);
+      config.outputs = data.classes;
+      plan.flops_per_sample = nn::count_flops_per_sample(config);
+      plan.config = config;
+      break;
+    }
+    case ModelKind::cnn: {
+      if (data.sample_shape.size() != 3)
+        throw InputError(job.path + ": [model] kind = \"cnn\" needs image inputs (C, H, W), got samples of shape " +
+                         shape_str(data.sample_shape));
+      nn::CnnConfig config = job.model.cnn;
+      config.in_channels = data.sample_shape[0];
+      config.height = data.sample_shape[1];
+      config.width = data.sample_shape[2];
+      config.outputs = data.classes;
+      plan.flops_per_sample = nn::count_flops_per_sample(config);
+      plan_recompute(job, nn::estimate_activation_bytes(config, job.train.batch_size, bf16), plan);
+      config.recompute_blocks = plan.recompute_blocks;
+      plan.config = config;
+      break;
+    }
+    case ModelKind::gpt: {
+      nn::GptConfig config = job.model.gpt;
+      config.vocab = data.vocab.size();
+      plan.flops_per_sample = nn::count_flops_per_sample(config);
+      plan_recompute(job, nn::estimate_activation_bytes(config, job.train.batch_size, bf16), plan);
+      config.recompute_blocks = plan.recompute_blocks;
+      plan.config = config;
+      break;
+    }
+    case ModelKind::custom:
+      break;
+  }
+  return plan;
+}
+
+std::shared_ptr<nn::Module> build_model(const ModelPlan& plan, uint64_t seed) {
+  if (const auto* mlp = std::get_if<nn::MlpConfig>(&plan.config)) return nn::make_mlp(*mlp, seed);
+  if (const auto* cnn = std::get_if<nn::CnnConfig>(&plan.config)) return nn::make_cnn(*cnn, seed);
+  if (const auto* gpt = std::get_if<nn::GptConfig>(&plan.config)) return nn::make_gpt(*gpt, seed);
+  throw InputError("[model] kind = \"custom\": the model is given by code (C++: Trainer::set_model); "
+                   "frugal train, eval and sample build only mlp, cnn and gpt");
+}
+
+std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data) {
+  try {
+    return build_model(plan_model(job, data), job.run.seed);
+  } catch (const InputError& e) {
+    if (job.model.kind == ModelKind::custom) throw InputError(job.path + ": " + e.what());
+    throw;
+  }
+}
+
+std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights) {
+  std::shared_ptr<nn::Module> model = build_model(job, data);
+  io::SafetensorsFile file = io::read_safetensors(weights);
+  try {
+    model->load_state_dict(file.tensors, /*strict=*/true);
+  } catch (const InputError& e) {
+    throw InputError(weights + ": " + e.what());
+  }
+  return model;
+}
+
+}  // namespace frugal::train

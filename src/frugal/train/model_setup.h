@@ -1,0 +1,43 @@
+// The job's [model] completed from the data (input shape, classes, vocabulary) into the one typed
+// config the model is built from, once per run, with the blocks recomputed in backward ([memory])
+// and the model's forward FLOPs per sample. Limits: a custom model (given by code) has no plan
+// beyond its kind; its FLOPs are whatever the caller states.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <variant>
+#include <vector>
+
+#include "frugal/nn/module.h"
+#include "frugal/nn/zoo.h"
+#include "frugal/train/data_setup.h"
+#include "frugal/train/job.h"
+
+namespace frugal::train {
+
+struct ModelPlan {
+  ModelKind kind = ModelKind::mlp;
+  std::variant<std::monostate, nn::MlpConfig, nn::CnnConfig, nn::GptConfig> config;  // monostate: custom
+  // [memory]: the blocks build_model recomputes, chosen from the activation estimate of one
+  // micro-batch (train.batch_size samples) for recompute = "auto".
+  RecomputeMode recompute = RecomputeMode::none;
+  std::vector<int64_t> recompute_blocks;
+  int64_t block_count = 0;
+  int64_t estimated_activation_bytes = 0;  // nn::ActivationEstimate::peak_bytes(blocks); 0 for an mlp
+  bool fits = true;                        // auto: the estimate is within max_activation_bytes
+  std::optional<int64_t> flops_per_sample;  // nn::count_flops_per_sample; unknown for custom models
+};
+
+// InputError when the data does not fit the model (a cnn on samples that are not images).
+ModelPlan plan_model(const JobSpec& job, const PreparedData& data);
+
+// The planned model, initialized from `seed`. A custom plan has no model to build (InputError).
+std::shared_ptr<nn::Module> build_model(const ModelPlan& plan, uint64_t seed);
+std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data);
+
+// Loads weights saved by frugal (or PyTorch, with the same names) into the job's model.
+std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights);
+
+}  // namespace frugal::train
