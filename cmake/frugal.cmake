@@ -1,18 +1,30 @@
 # Helpers shared by every folder: one library per folder, one call per test.
 
-# frugal_add_library(NAME SOURCES... DEPS ...) -> static library frugal_NAME, includes from src/.
+# frugal_add_library(NAME SOURCES... DEPS ...) -> static library frugal_NAME (alias frugal::NAME,
+# installed and exported as frugal::NAME), includes from src/ in the tree and from include/ once
+# installed, where this folder's headers go (include/frugal/NAME/, subfolders kept).
 function(frugal_add_library name)
   cmake_parse_arguments(ARG "" "" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
+  set(includes $<BUILD_INTERFACE:${PROJECT_SOURCE_DIR}/src> $<INSTALL_INTERFACE:${CMAKE_INSTALL_INCLUDEDIR}>)
   if(ARG_SOURCES)
     add_library(frugal_${name} STATIC ${ARG_SOURCES})
-    target_include_directories(frugal_${name} PUBLIC ${PROJECT_SOURCE_DIR}/src)
+    target_include_directories(frugal_${name} PUBLIC ${includes})
+    target_compile_features(frugal_${name} PUBLIC cxx_std_20)
     target_link_libraries(frugal_${name} PUBLIC ${ARG_DEPS} PRIVATE ${ARG_PRIVATE_DEPS})
   else()  # a folder with headers only (so far)
     add_library(frugal_${name} INTERFACE)
-    target_include_directories(frugal_${name} INTERFACE ${PROJECT_SOURCE_DIR}/src)
+    target_include_directories(frugal_${name} INTERFACE ${includes})
+    target_compile_features(frugal_${name} INTERFACE cxx_std_20)
     target_link_libraries(frugal_${name} INTERFACE ${ARG_DEPS})
   endif()
+  set_target_properties(frugal_${name} PROPERTIES EXPORT_NAME ${name})
   add_library(frugal::${name} ALIAS frugal_${name})
+  if(FRUGAL_INSTALL)
+    install(TARGETS frugal_${name} EXPORT frugalTargets
+      ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR} LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+    install(DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/frugal/${name}
+      FILES_MATCHING PATTERN "*.h")
+  endif()
 endfunction()
 
 # frugal_add_test(NAME SOURCES... DEPS ... [LABELS ...]) -> gtest binary registered with CTest.

@@ -35,6 +35,8 @@ std::string shipped_catalog_path() {
   std::error_code error;
   fs::path exe = fs::read_symlink("/proc/self/exe", error);
   if (!error) tried.push_back(exe.parent_path() / ".." / "catalog" / "instances.toml");
+  if (!error) tried.push_back(exe.parent_path() / FRUGAL_INSTALLED_CATALOG);  // installed: ../share/frugal/catalog/
+  tried.push_back(FRUGAL_PREFIX_CATALOG);  // a program linked against the installed libfrugal
   tried.push_back(fs::path(FRUGAL_SOURCE_DIR) / "catalog" / "instances.toml");
   std::string places;
   for (const fs::path& p : tried) {

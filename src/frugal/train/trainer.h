@@ -72,8 +72,10 @@ class Trainer {
 // Trainer(job, options).run(): `frugal train`.
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options);
 
-// Where the shipped catalog is: $FRUGAL_CATALOG, else <dir of the binary>/../catalog/instances.toml, else
-// the source tree's catalog/instances.toml; the first that exists. InputError naming the places tried.
+// Where the shipped catalog is: $FRUGAL_CATALOG, else the first that exists of <dir of the binary>/
+// ../catalog/instances.toml (the build tree), <dir of the binary>/../share/frugal/catalog/instances.toml
+// (installed), <install prefix>/share/frugal/catalog/instances.toml and the source tree's
+// catalog/instances.toml. InputError naming the places tried.
 std::string shipped_catalog_path();
 
 }  // namespace frugal::train
