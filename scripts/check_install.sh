@@ -36,7 +36,12 @@ done
 echo "check_install: building examples/cpp against the installed package"
 cmake -S examples/cpp -B "$tmp/build-example" -G Ninja -DCMAKE_PREFIX_PATH="$tmp" >/dev/null
 cmake --build "$tmp/build-example"
-"$tmp/build-example/train_with_ema"
+# One epoch of Fashion-MNIST through the training loop with the example's own model and technique.
+mkdir "$tmp/ema"
+example="$(cd "$tmp/ema" && "$tmp/build-example/train_with_ema" --set train.epochs=1 --out run </dev/null)"
+echo "$example" | head -n -1
+grep -q '"ema":{' <<<"$(tail -n 1 <<<"$example")" || fail "the example's summary has no EMA figures"
+[ -f "$tmp/ema/run/ema.safetensors" ] || fail "the example wrote no ema.safetensors"
 
 echo "check_install: running the installed frugal"
 "$tmp/bin/frugal" --version

@@ -21,6 +21,7 @@
 
 #include "csv_data.h"
 #include "e2e/cli_helpers.h"
+#include "e2e/process.h"
 #include "frugal/io/checkpoint.h"
 
 namespace frugal::e2e {
@@ -55,51 +56,6 @@ std::string gpt_text() {
   for (int i = 0; i < 300; ++i) text += "the quick brown fox jumps over the lazy dog. pack my box with five dozen jugs. ";
   return text;
 }
-
-// A `frugal` process started in the scratch directory, so the test can signal it.
-class Process {
- public:
-  Process(const Scratch& scratch, const std::vector<std::string>& args, const std::string& tag) {
-    out_path_ = (scratch / (".out-" + tag)).string();
-    err_path_ = (scratch / (".err-" + tag)).string();
-    std::string binary = std::string(FRUGAL_BINARY_DIR) + "/frugal";
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (chdir(scratch.dir().c_str()) != 0) _exit(127);
-      int out = open(out_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int err = open(err_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-      int in = open("/dev/null", O_RDONLY);
-      dup2(out, 1), dup2(err, 2), dup2(in, 0);
-      std::vector<char*> argv;
-      argv.push_back(const_cast<char*>(binary.c_str()));
-      for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      execv(binary.c_str(), argv.data());
-      _exit(127);
-    }
-  }
-  pid_t pid() const { return pid_; }
-  // Non-blocking: true once the process ended (status then valid).
-  bool done() {
-    if (finished_) return true;
-    pid_t r = waitpid(pid_, &status_, WNOHANG);
-    if (r == pid_) finished_ = true;
-    return finished_;
-  }
-  int wait() {
-    if (!finished_) waitpid(pid_, &status_, 0), finished_ = true;
-    return status_;
-  }
-  void kill_with(int signal) { ::kill(pid_, signal); }
-  std::string out() const { return read_file(out_path_); }
-  std::string err() const { return read_file(err_path_); }
-
- private:
-  pid_t pid_ = -1;
-  int status_ = 0;
-  bool finished_ = false;
-  std::string out_path_, err_path_;
-};
 
 json last_json(const std::string& out) { return json::parse(last_line(out), nullptr, false); }
 
@@ -138,16 +94,6 @@ struct KillReport {
   int interruptions = 0, exits_75 = 0, kills_during_write = 0, mid_epoch_resumes = 0, resumes = 0;
   json final_summary;
 };
-
-// The step of the last heartbeat the trainer wrote in `checkpoints`, -1 when there is none yet.
-int64_t heartbeat_step(const fs::path& checkpoints) {
-  std::istringstream in(read_file(checkpoints / "heartbeat"));
-  std::string magic, run_id;
-  int version = 0;
-  long long step = -1;
-  if (!(in >> magic >> version >> run_id >> step) || magic != "frugal-heartbeat") return -1;
-  return step;
-}
 
 // Runs the job in `out_dir` under the kill plan, resuming each time, then lets it finish. Kill k lands
 // at a random step of the k-th slice of the run (so the run always makes progress, however loaded
