@@ -50,10 +50,12 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
 
-// ---- dropout and embedding (ops_embedding.cc) ----
+// ---- dropout (ops_dropout.cc) ----
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask depends only
 // on (seed, stream) and the element index: counter-based, so reruns and resumes repeat it.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream);
+
+// ---- embedding (ops_embedding.cc) ----
 // indices: integer tensor (any shape) of rows into weight (V, C); output (indices..., C).
 Tensor embedding(const Tensor& indices, const Tensor& weight);
 
