@@ -13,7 +13,7 @@
 
 namespace frugal {
 
-// ---- elementwise (ops_elementwise.cc); binary ops broadcast NumPy-style ----
+// ---- arithmetic (ops_binary.cc); binary ops broadcast NumPy-style ----
 Tensor add(const Tensor& a, const Tensor& b);
 Tensor sub(const Tensor& a, const Tensor& b);
 Tensor mul(const Tensor& a, const Tensor& b);
@@ -26,6 +26,7 @@ inline Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
 inline Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
 inline Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
 
+// ---- activations (ops_activation.cc) ----
 enum class GeluApproximation { none, tanh };  // none = exact erf form
 Tensor relu(const Tensor& x);
 Tensor gelu(const Tensor& x, GeluApproximation approximation = GeluApproximation::none);
@@ -33,7 +34,7 @@ Tensor silu(const Tensor& x);
 Tensor sigmoid(const Tensor& x);
 Tensor tanh(const Tensor& x);  // note: inside namespace frugal write std::tanh for scalars
 
-// ---- reductions, softmax, shape, dropout, embedding (ops_reduce.cc, ops_shape.cc) ----
+// ---- reductions and softmax (ops_reduce.cc) ----
 // Empty `axes` = all axes. max() passes the gradient to the first maximal element.
 Tensor sum(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdim = false);
 Tensor mean(const Tensor& x, const std::vector<int64_t>& axes = {}, bool keepdim = false);
@@ -41,6 +42,7 @@ Tensor max(const Tensor& x, int64_t axis, bool keepdim = false);
 Tensor softmax(const Tensor& x, int64_t axis = -1);
 Tensor log_softmax(const Tensor& x, int64_t axis = -1);
 
+// ---- shape: views, or packed copies where a view is impossible (ops_shape.cc) ----
 Tensor reshape(const Tensor& x, const Shape& shape);  // one -1 allowed
 Tensor permute(const Tensor& x, const std::vector<int64_t>& axes);
 Tensor transpose(const Tensor& x, int64_t a, int64_t b);
@@ -48,9 +50,12 @@ Tensor slice(const Tensor& x, int64_t axis, int64_t start, int64_t stop, int64_t
 Tensor concat(const std::vector<Tensor>& xs, int64_t axis);
 Tensor broadcast_to(const Tensor& x, const Shape& shape);
 
+// ---- dropout (ops_dropout.cc) ----
 // Zeroes each element with probability p and scales the rest by 1/(1-p). The mask depends only
 // on (seed, stream) and the element index: counter-based, so reruns and resumes repeat it.
 Tensor dropout(const Tensor& x, double p, bool training, uint64_t seed, uint64_t stream);
+
+// ---- embedding (ops_embedding.cc) ----
 // indices: integer tensor (any shape) of rows into weight (V, C); output (indices..., C).
 Tensor embedding(const Tensor& indices, const Tensor& weight);
 

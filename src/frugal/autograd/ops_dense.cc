@@ -348,56 +348,19 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   });
 }
 
-// linear in bf16-mixed precision on the fast kernels: x and W rounded once in forward and kept
-// rounded (half the bytes of f32 copies) for backward, which rounds only g: three conversions per
-// layer and step instead of six. The same products, operand for operand, as the general path.
-Tensor linear_bf16(const Tensor& x_rows, const Tensor& weight, const Tensor& bias, const Shape& x_shape,
-                   const std::vector<Tensor>& inputs, bool relu) {
-  const int64_t M = x_rows.size(0), in = x_rows.size(1), out_features = weight.size(0);
-  Tensor wc = weight.contiguous();
-  Tensor x16 = round_to_bf16(x_rows.data<float>(), M * in);        // (M, in)
-  Tensor w16 = round_to_bf16(wc.data<float>(), out_features * in);  // (out, in)
-  Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor y = Tensor::empty({M, out_features}, DType::f32);  // (M, out)
-  auto product = [](const Tensor& a, bool ta, const Tensor& b, bool tb, const float* bias_p, Tensor& c, int64_t m,
-                    int64_t n, int64_t k, int64_t lda, int64_t ldb, bool relu_epilogue) {
-    MatmulDims d;
-    d.m = m, d.n = n, d.k = k, d.transpose_a = ta, d.transpose_b = tb, d.lda = lda, d.ldb = ldb, d.ldc = n;
-    if (m > 0 && n > 0)
-      kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias_p, c.data<float>(), d, relu_epilogue);
-  };
-  // y = x W^T + b (then relu): W (out, in) read transposed. Backward reads the rounded operands,
-  // not y (except for the ReLU's sign), so an UnreadOutputs scope can do without the product.
-  if (relu || !autograd::skip_output({&inputs[0], &weight, &bias}, {&inputs[0], &weight}))
-    product(x16, false, w16, true, bias_c.defined() ? bias_c.data<float>() : nullptr, y, M, out_features, in, in, in,
-            relu);
-  Shape y_shape(x_shape.begin(), x_shape.end() - 1);
-  y_shape.push_back(out_features);
-  y = y.view(y_shape);
-  if (!autograd::needs_grad(inputs)) return y;
-  const bool need_x = inputs[0].requires_grad(), need_w = weight.requires_grad();
-  const bool need_b = bias.defined() && bias.requires_grad();
-  const Tensor y_saved = relu ? y.detach() : Tensor();
-  return autograd::record(y, relu ? "linear_relu" : "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
-    Tensor g_rows = (relu ? relu_grad_from_output(y_saved, g) : g.contiguous()).view({-1, out_features});  // (M, out)
-    Tensor g16 = round_to_bf16(g_rows.data<float>(), M * out_features);                                    // (M, out)
-    std::vector<Tensor> grads(bias.defined() ? 3 : 2);
-    if (need_x) {  // dX (M, in) = g W
-      Tensor gx = Tensor::empty({M, in}, DType::f32);
-      product(g16, false, w16, false, nullptr, gx, M, in, out_features, out_features, in, false);
-      grads[0] = gx.view(x_shape);
-    }
-    if (need_w) {  // dW (out, in) = g^T x, summed over all rows
-      Tensor gw = Tensor::empty({out_features, in}, DType::f32);
-      product(g16, true, x16, false, nullptr, gw, out_features, in, M, out_features, in, false);
-      grads[1] = gw;
-    }
-    if (need_b) grads[2] = sum(g_rows, {0});
-    return grads;
-  });
+namespace {
+// c (m, n) = op(a) op(b) (+ bias, then relu) on bf16 operands whose layouts the caller states, op
+// a transpose where asked; c f32. linear's products on the operands it rounded once.
+Tensor bf16_product(const Tensor& a, bool transpose_a, int64_t lda, const Tensor& b, bool transpose_b, int64_t ldb,
+                    int64_t m, int64_t n, int64_t k, const float* bias = nullptr, bool relu = false) {
+  Tensor c = Tensor::empty({m, n}, DType::f32);  // (m, n)
+  MatmulDims d;
+  d.m = m, d.n = n, d.k = k, d.lda = lda, d.ldb = ldb, d.ldc = n;
+  d.transpose_a = transpose_a, d.transpose_b = transpose_b;
+  if (m > 0 && n > 0) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias, c.data<float>(), d, relu);
+  return c;
 }
 
-namespace {
 Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   check_rank("linear", x, "input", 1, true);
   check_rank("linear", weight, "weight", 2);
@@ -413,22 +376,30 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
                        std::to_string(out_features) + ")");
   }
   const Shape lead(x.shape().begin(), x.shape().end() - 1);
-  Tensor x_rows = x.contiguous().view({shape_numel(lead), in});  // (M, in)
-  if (use_bf16(x.dtype()) && !kernels::reference_mode()) {
-    std::vector<Tensor> inputs{x, weight};
-    if (bias.defined()) inputs.push_back(bias);
-    return linear_bf16(x_rows, weight, bias, x.shape(), inputs, relu);
-  }
-  // y (M, out) = x W^T + b: the transposed weight is a strided view, not a copy. Backward reads x
-  // and W, not y (except for the ReLU's sign), so an UnreadOutputs scope can do without it.
-  const bool skip = !relu && autograd::skip_output({&x, &weight, &bias}, {&x, &weight});
-  Tensor y = (skip ? Tensor::empty({x_rows.size(0), out_features}, x.dtype())
-                   : matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias, relu))
-                 .view(with_last(lead, out_features));
+  const int64_t M = shape_numel(lead);
+  Tensor x_rows = x.contiguous().view({M, in});  // (M, in)
+  // In bf16-mixed precision on the fast kernels x and W are rounded to bf16 once and kept rounded
+  // (half the bytes of f32 copies) for backward, which rounds only g: three conversions per layer
+  // and step instead of the six that matmul would make, the same products operand for operand.
+  // Otherwise matmul multiplies x and W as they are (rounding them as the precision asks).
+  const bool bf16 = use_bf16(x.dtype()) && !kernels::reference_mode();
+  const Tensor x_kept = bf16 ? round_to_bf16(x_rows.data<float>(), M * in) : x_rows.detach();  // (M, in)
+  const Tensor w_kept =
+      bf16 ? round_to_bf16(weight.contiguous().data<float>(), out_features * in) : weight.detach();  // (out, in)
+  // y (M, out) = x W^T + b: W read transposed (a strided view, not a copy). Backward reads x and
+  // W, not y (except for the ReLU's sign), so an UnreadOutputs scope can do without the product.
+  Tensor y;
+  if (!relu && autograd::skip_output({&x, &weight, &bias}, {&x, &weight}))
+    y = Tensor::empty({M, out_features}, x.dtype());
+  else if (bf16)
+    y = bf16_product(x_kept, false, in, w_kept, true, in, M, out_features, in,
+                     bias.defined() ? bias.contiguous().data<float>() : nullptr, relu);
+  else
+    y = matmul_forward("linear", x_rows, weight.transpose_view(0, 1), bias, relu);
+  y = y.view(with_last(lead, out_features));
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return y;
-  Tensor x_saved = x_rows.detach(), w_saved = weight.detach();
   bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
   Shape x_shape = x.shape();
   const Precision precision = compute_precision();
@@ -436,9 +407,15 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   return autograd::record(y, relu ? "linear_relu" : "linear", inputs, [=](const Tensor& g) -> std::vector<Tensor> {
     PrecisionGuard same_precision(precision);  // dX, dW in the forward's precision; the bias sum stays f32
     Tensor g_rows = (relu ? relu_grad_from_output(y_saved, g) : g.contiguous()).view({-1, out_features});  // (M, out)
+    const Tensor g16 = bf16 ? round_to_bf16(g_rows.data<float>(), M * out_features) : Tensor();            // (M, out)
     std::vector<Tensor> grads(bias.defined() ? 3 : 2);
-    if (need_x) grads[0] = matmul(g_rows, w_saved).view(x_shape);
-    if (need_w) grads[1] = matmul(g_rows.transpose_view(0, 1), x_saved);  // (out, in), summed over all rows
+    if (need_x)  // dX (M, in) = g W
+      grads[0] = (bf16 ? bf16_product(g16, false, out_features, w_kept, false, in, M, in, out_features)
+                       : matmul(g_rows, w_kept))
+                     .view(x_shape);
+    if (need_w)  // dW (out, in) = g^T x, summed over all rows
+      grads[1] = bf16 ? bf16_product(g16, true, out_features, x_kept, false, in, out_features, in, M)
+                      : matmul(g_rows.transpose_view(0, 1), x_kept);
     if (need_b) grads[2] = sum(g_rows, {0});
     return grads;
   });
@@ -461,76 +438,34 @@ Tensor conv_like_input(const Shape& shape, const Conv2dDims& d, DType dtype) {
 }
 Tensor conv_output(const Conv2dDims& d, DType dtype) { return conv_like_input({d.n, d.o, d.out_h, d.out_w}, d, dtype); }
 
-// conv2d in bf16-mixed precision: x and weight rounded to bf16 once (and kept, at half the bytes,
-// for backward), grad_y rounded in backward; every product accumulates in f32 and every result
-// (y, dX, dW, db) is f32, except y with bf16_output (rounded as written; its gradient then comes
-// in bf16 and is read as it is). The bias is added in f32; db is summed from the rounded grad_y,
-// as the oneDNN kernel reads only that.
-Tensor conv2d_bf16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d, bool bf16_output) {
+// conv2d in bf16- or fp16-mixed precision: x and weight rounded once (and kept for backward),
+// grad_y rounded in backward; every product accumulates in f32 and every result (y, dX, dW, db)
+// is f32, except y with bf16_output (rounded as written; its gradient then comes in bf16 and is
+// read as it is). bf16 operands are bf16 tensors for the bf16 kernels (half the bytes kept);
+// f16 values stay in f32 tensors for the f32 kernels (Debian's oneDNN has no f16 convolution).
+// The reference kernels read either widened to f32. The bias is added in f32; db is summed from
+// the rounded grad_y, as the oneDNN kernel reads only that.
+Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d, Precision precision,
+                    bool bf16_output) {
+  const bool bf16 = precision == Precision::bf16_mixed;
+  auto rounded = [bf16](const Tensor& t) {
+    return bf16 ? round_to_bf16(t.data<float>(), t.numel()) : round_to_f16(t.data<float>(), t.numel());
+  };
+  auto widened = [](const Tensor& t) { return t.dtype() == DType::f32 ? t : t.to(DType::f32); };
   Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor x16 = round_to_bf16(xc.data<float>(), xc.numel()), w16 = round_to_bf16(wc.data<float>(), wc.numel());
-  Tensor out = conv_output(d, bf16_output ? DType::bf16 : DType::f32);  // (N, O, OH, OW)
-  const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
-  if (kernels::reference_mode()) {
-    Tensor x32 = x16.to(DType::f32), w32 = w16.to(DType::f32);
-    kernels::ref::conv2d_forward<float>(x32.data<float>(), w32.data<float>(), bias_p, out.data<float>(), d);
-  } else if (bf16_output) {
-    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<bf16_t>(), d);
-  } else {
-    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<float>(), d);
-  }
-  std::vector<Tensor> inputs{x, weight};
-  if (bias.defined()) inputs.push_back(bias);
-  if (!autograd::needs_grad(inputs)) return out;
-  bool need_x = x.requires_grad(), need_w = weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
-  bool has_bias = bias.defined();
-  Shape x_shape = x.shape(), w_shape = weight.shape();
-  return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
-    Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
-    FRUGAL_CHECK(g.dtype() == (bf16_output ? DType::bf16 : DType::f32), "conv2d bf16 backward: gradient dtype");
-    const bool reference = kernels::reference_mode();
-    Tensor g16 = bf16_output ? g : round_to_bf16(g.data<float>(), g.numel());  // a bf16 gradient is read as it is
-    Tensor g32 = reference ? g16.to(DType::f32) : Tensor();
-    std::vector<Tensor> grads(has_bias ? 3 : 2);
-    if (need_x) {
-      Tensor gx = conv_like_input(x_shape, d, DType::f32);
-      if (reference) {
-        Tensor w32 = w16.to(DType::f32);
-        kernels::ref::conv2d_backward_data<float>(g32.data<float>(), w32.data<float>(), gx.data<float>(), d);
-      } else {
-        kernels::cpu::conv2d_backward_data_bf16(g16.data<bf16_t>(), w16.data<bf16_t>(), gx.data<float>(), d);
-      }
-      grads[0] = gx;
-    }
-    if (need_w || need_b) {
-      Tensor gw = Tensor::empty(w_shape, DType::f32);
-      Tensor gb = has_bias ? Tensor::empty({d.o}, DType::f32) : Tensor();
-      float* gb_p = has_bias ? gb.data<float>() : nullptr;
-      if (reference) {
-        Tensor x32 = x16.to(DType::f32);
-        kernels::ref::conv2d_backward_weights<float>(x32.data<float>(), g32.data<float>(), gw.data<float>(), gb_p, d);
-      } else {
-        kernels::cpu::conv2d_backward_weights_bf16(x16.data<bf16_t>(), g16.data<bf16_t>(), gw.data<float>(), gb_p, d);
-      }
-      if (need_w) grads[1] = gw;
-      if (need_b) grads[2] = gb;
-    }
-    return grads;
-  });
-}
-
-// conv2d in fp16-mixed precision: x and weight rounded to f16 values once (kept for backward),
-// grad_y rounded in backward, then the f32 kernels; the bias is added in f32 and db is summed from
-// the rounded grad_y, as in the bf16 path.
-Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d) {
-  Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
-  Tensor x16 = round_to_f16(xc.data<float>(), xc.numel()), w16 = round_to_f16(wc.data<float>(), wc.numel());
-  Tensor out = conv_output(d, DType::f32);  // (N, O, OH, OW)
+  Tensor x16 = rounded(xc), w16 = rounded(wc);
+  const DType out_dtype = bf16_output ? DType::bf16 : DType::f32;
+  Tensor out = conv_output(d, out_dtype);  // (N, O, OH, OW)
   const float* bias_p = bc.defined() ? bc.data<float>() : nullptr;
   if (kernels::reference_mode())
-    kernels::ref::conv2d_forward<float>(x16.data<float>(), w16.data<float>(), bias_p, out.data<float>(), d);
-  else
+    kernels::ref::conv2d_forward<float>(widened(x16).data<float>(), widened(w16).data<float>(), bias_p,
+                                        out.data<float>(), d);
+  else if (!bf16)
     kernels::cpu::conv2d_forward(x16.data<float>(), w16.data<float>(), bias_p, out.data<float>(), d);
+  else if (bf16_output)
+    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<bf16_t>(), d);
+  else
+    kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<float>(), d);
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return out;
@@ -539,14 +474,17 @@ Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, con
   Shape x_shape = x.shape(), w_shape = weight.shape();
   return autograd::record(out, "conv2d", inputs, [=](const Tensor& g_in) -> std::vector<Tensor> {
     Tensor g = conv_input(g_in, d);  // (N, O, OH, OW)
-    FRUGAL_CHECK(g.dtype() == DType::f32, "conv2d f16 backward expects an f32 gradient");
-    Tensor g16 = round_to_f16(g.data<float>(), g.numel());
+    FRUGAL_CHECK(g.dtype() == out_dtype, "conv2d mixed-precision backward: the gradient's dtype is not y's");
     const bool reference = kernels::reference_mode();
+    Tensor g16 = bf16_output ? g : rounded(g);  // a bf16 gradient is read as it is
+    Tensor g32 = reference ? widened(g16) : Tensor();
     std::vector<Tensor> grads(has_bias ? 3 : 2);
     if (need_x) {
       Tensor gx = conv_like_input(x_shape, d, DType::f32);
       if (reference)
-        kernels::ref::conv2d_backward_data<float>(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
+        kernels::ref::conv2d_backward_data<float>(g32.data<float>(), widened(w16).data<float>(), gx.data<float>(), d);
+      else if (bf16)
+        kernels::cpu::conv2d_backward_data_bf16(g16.data<bf16_t>(), w16.data<bf16_t>(), gx.data<float>(), d);
       else
         kernels::cpu::conv2d_backward_data(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
       grads[0] = gx;
@@ -556,7 +494,10 @@ Tensor conv2d_f16(const Tensor& x, const Tensor& weight, const Tensor& bias, con
       Tensor gb = has_bias ? Tensor::empty({d.o}, DType::f32) : Tensor();
       float* gb_p = has_bias ? gb.data<float>() : nullptr;
       if (reference)
-        kernels::ref::conv2d_backward_weights<float>(x16.data<float>(), g16.data<float>(), gw.data<float>(), gb_p, d);
+        kernels::ref::conv2d_backward_weights<float>(widened(x16).data<float>(), g32.data<float>(), gw.data<float>(),
+                                                     gb_p, d);
+      else if (bf16)
+        kernels::cpu::conv2d_backward_weights_bf16(x16.data<bf16_t>(), g16.data<bf16_t>(), gw.data<float>(), gb_p, d);
       else
         kernels::cpu::conv2d_backward_weights(x16.data<float>(), g16.data<float>(), gw.data<float>(), gb_p, d);
       if (need_w) grads[1] = gw;
@@ -572,8 +513,10 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
   // Channels-last input runs channels-last (oneDNN's NHWC kernels, no reorders) and gives
   // channels-last output and input gradient; the reference kernels read NCHW.
   d.channels_last = x.dtype() == DType::f32 && is_channels_last(x) && !kernels::reference_mode();
-  if (use_bf16(x.dtype())) return conv2d_bf16(x, weight, bias, d, options.bf16_output && d.channels_last);
-  if (use_f16(x.dtype())) return conv2d_f16(x, weight, bias, d);
+  if (use_bf16(x.dtype()) || use_f16(x.dtype())) {
+    const bool bf16_output = use_bf16(x.dtype()) && options.bf16_output && d.channels_last;
+    return conv2d_mixed(x, weight, bias, d, compute_precision(), bf16_output);
+  }
   Tensor xc = conv_input(x, d), wc = weight.contiguous(), bc = bias.defined() ? bias.contiguous() : Tensor();
   Tensor out = conv_output(d, x.dtype());  // (N, O, OH, OW)
   kernels::dispatch_float(

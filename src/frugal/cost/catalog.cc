@@ -10,6 +10,7 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
 
 namespace frugal::cost {
@@ -39,12 +40,6 @@ std::string node_text(const toml::node& node) {
   if (node.is_string()) out << '"' << *node.value<std::string>() << '"';
   else if (node.is_table()) out << "{...}";
   else out << toml::node_view<const toml::node>(node);
-  return out.str();
-}
-
-std::string number_text(double v) {
-  std::ostringstream out;
-  out << v;
   return out.str();
 }
 

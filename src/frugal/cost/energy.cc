@@ -8,17 +8,12 @@
 #include <sstream>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/cost/catalog.h"
 
 namespace frugal::cost {
 
 namespace {
-
-std::string number_text(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
 
 std::string read_line(const std::filesystem::path& path) {
   std::ifstream in(path);

@@ -5,19 +5,10 @@
 #include <sstream>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/cost/catalog.h"
 
 namespace frugal::cost {
-
-namespace {
-
-std::string number_text(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
-}  // namespace
 
 Projection project(const Instance& instance, double model_flops, const std::string& precision, double efficiency,
                    Pricing pricing) {

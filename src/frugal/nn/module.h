@@ -1,6 +1,7 @@
 // Module: a tree of layers owning parameters and buffers, named exactly as PyTorch names the same
-// tree (`blocks.1.attn.qkv.weight`), so state dicts map one-to-one onto PyTorch's. Also Sequential
-// and the per-forward random context Dropout reads. Limits: one tensor in, one tensor out.
+// tree (`blocks.1.attn.qkv.weight`), so state dicts map one-to-one onto PyTorch's. Also the
+// per-forward random context Dropout reads. Sequential is in sequential.h. Limits: one tensor in,
+// one tensor out.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ class Module {
   virtual Tensor forward(const Tensor& x) = 0;
   Tensor operator()(const Tensor& x) { return forward(x); }
   // relu(forward(x)); layers with a fused form (BatchNorm2d, Linear) override it, and
-  // forward_chain hands them the ReLU that follows them.
+  // forward_chain (sequential.h) hands them the ReLU that follows them.
   virtual Tensor forward_relu(const Tensor& x);
   // max_pool2d(forward_relu(x)) over 2x2 windows, stride 2; BatchNorm2d fuses the three.
   virtual Tensor forward_relu_pool2x2(const Tensor& x);
@@ -99,28 +100,6 @@ class Module {
   NamedTensors buffers_;
   std::vector<std::pair<std::string, std::shared_ptr<Module>>> children_;
   bool training_ = true;
-};
-
-// Runs layers in order; a layer followed by a ReLU runs the pair as layer->forward_relu, and by a
-// ReLU and a 2x2 stride-2 MaxPool2d the three as layer->forward_relu_pool2x2. output_unread: the
-// chain's output will not be read (Module::forward_output_unread), so a last layer run on its own
-// runs as forward_output_unread.
-Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x, bool output_unread = false);
-
-// Runs its children in order (forward_chain); children are named "0", "1", ... as torch.nn.Sequential.
-class Sequential : public Module {
- public:
-  Sequential() = default;
-  explicit Sequential(std::vector<std::shared_ptr<Module>> modules);
-  void push_back(std::shared_ptr<Module> module);
-  int64_t size() const { return int64_t(named_children().size()); }
-  Module& operator[](int64_t index) const;
-  Tensor forward(const Tensor& x) override;
-  Tensor forward_output_unread(const Tensor& x) override;  // forward_chain's output_unread
-  std::string type_name() const override { return "Sequential"; }
-
- private:
-  std::vector<Module*> layers() const;
 };
 
 }  // namespace nn

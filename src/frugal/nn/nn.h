@@ -4,4 +4,5 @@
 #include "frugal/nn/init.h"
 #include "frugal/nn/layers.h"
 #include "frugal/nn/module.h"
+#include "frugal/nn/sequential.h"
 #include "frugal/nn/zoo.h"

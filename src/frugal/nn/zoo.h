@@ -10,6 +10,7 @@
 
 #include "frugal/nn/layers.h"
 #include "frugal/nn/module.h"
+#include "frugal/nn/sequential.h"
 
 namespace frugal {
 namespace nn {

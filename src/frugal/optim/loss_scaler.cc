@@ -7,9 +7,9 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
-#include <sstream>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/parallel.h"
 
 namespace frugal {
@@ -22,12 +22,6 @@ constexpr int64_t kGrainBlocks = 2;  // blocks per thread at least
 // PyTorch keeps the scale in an f32 tensor and updates it in double: the scale is always an f32
 // value, so the loss multiplies by exactly it.
 double as_f32(double v) { return double(float(v)); }
-
-std::string number_text(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
 
 // g[i] *= inv for n elements; returns true when any result is inf or NaN (exponent all ones).
 template <class T, class Bits, Bits kExponent>

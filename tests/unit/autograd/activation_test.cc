@@ -114,6 +114,19 @@ TEST(Activation, NanPropagatesThroughRelu) {
   EXPECT_TRUE(std::isnan(relu(x).to_vector<float>()[0]));
 }
 
+// NaN in, NaN out, on the fast kernels as on the reference ones (the fast exp once clamped NaN to
+// 88, which made sigmoid(NaN) = 1 and tanh(NaN) = -1 and hid it from an overflow check).
+TEST(Activation, NanPropagatesThroughEveryActivation) {
+  Tensor x = Tensor::from_vector<float>({NAN, -1.0f, -NAN}, {3});
+  for (bool reference : {false, true}) {
+    kernels::ReferenceModeGuard guard(reference);
+    for (const auto& [name, fn] : activations()) {
+      std::vector<float> y = fn(x).to_vector<float>();
+      EXPECT_TRUE(std::isnan(y[0]) && std::isnan(y[2])) << name << (reference ? " reference" : " fast");
+    }
+  }
+}
+
 TEST(Activation, IntegerInputIsAnError) { EXPECT_THROW(relu(Tensor::zeros({2}, DType::i32)), InputError); }
 
 }  // namespace

@@ -1,9 +1,11 @@
 // Fast f32 activation kernels (same signatures as ref/activation.h for T = float) and the
-// branch-free float math they share with cpu/softmax: exp, sigmoid, tanh, normal cdf, written as
-// plain arithmetic the compiler vectorizes to AVX-512. Limits: ~2e-7 relative error; exp
-// clamps its argument to [-87.3, 88], so results below ~1e-38 are not exact zeros.
+// branch-free float math they share with cpu/softmax, cpu/attention and cpu/nn: exp, sigmoid,
+// tanh, normal cdf, written as plain arithmetic the compiler vectorizes to AVX-512. Limits: ~2e-7
+// relative error; exp is 0 below -87.3 and saturates at e^88 above 88 (see exp).
 #pragma once
 
+#include <algorithm>
+#include <bit>
 #include <cstdint>
 #include <cstring>
 
@@ -28,16 +30,21 @@ inline float abs_f(float x) {
   return x;
 }
 
-// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-7 polynomial (Cephes coefficients),
-// 2^n built in the exponent bits.
+// e^x: x = n ln2 + r with |r| <= ln2/2, e^r by a degree-7 polynomial (Cephes expf coefficients,
+// about 1 ulp), 2^n built in the exponent bits. The one exp of the fast kernels, its edges chosen
+// for every caller: below -87.3 the result is 0 (e^x < 1.2e-38 there, next to the smallest normal
+// float, so no result is subnormal), which gives exp(-inf) = 0 as the online softmax needs; above
+// 88, +inf included, it saturates at e^88 = 1.65e38 (the callers pass x <= 0); NaN stays NaN, as
+// the clamp returns x itself when a comparison with it fails.
 inline float exp(float x) {
-  x = max_f(min_f(x, 88.0f), -87.3f);
-  // Round x / ln2 to the nearest integer with the 1.5 * 2^23 trick (no rounding call to block
-  // vectorization).
-  const float shifter = 12582912.0f;
-  float n = (x * 1.44269504088896341f + shifter) - shifter;
-  float r = x - n * 0.693359375f;  // ln2 split in a high part exact in float and a low part
-  r = r + n * 2.12194440e-4f;
+  constexpr float kLog2e = 1.44269504088896341f;
+  constexpr float kLn2High = 0.693359375f, kLn2Low = -2.12194440e-4f;  // ln 2 = high + low, high exact in float
+  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
+  constexpr float kLowest = -87.3f, kHighest = 88.0f;
+  const float clamped = std::min(std::max(x, kLowest), kHighest);
+  const float shifted = clamped * kLog2e + kRound;
+  const float n = shifted - kRound;  // round(x / ln 2), without a rounding call to block vectorization
+  const float r = clamped - n * kLn2High - n * kLn2Low;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
   p = p * r + 8.3334519073e-3f;
@@ -45,10 +52,10 @@ inline float exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  int32_t bits = (int32_t(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, 4);
-  return p * scale;
+  // 2^n: n + 127 in the exponent field, n read from the low bits of `shifted` (defined for NaN).
+  const uint32_t exponent = (std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kRound) + 127u) << 23;
+  const float result = p * std::bit_cast<float>(exponent);
+  return x < kLowest ? 0.0f : result;
 }
 
 // 1 / (1 + e^-x) from e^-|x| so that neither tail overflows or loses relative accuracy.

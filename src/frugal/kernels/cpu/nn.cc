@@ -3,7 +3,6 @@
 #include "frugal/kernels/cpu/nn.h"
 
 #include <algorithm>
-#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -11,6 +10,7 @@
 #include <vector>
 
 #include "frugal/base/parallel.h"
+#include "frugal/kernels/cpu/activation.h"
 #include "frugal/kernels/cpu/batch_norm_affine.h"
 #include "frugal/kernels/cpu/convert.h"
 #include "frugal/kernels/cpu/pool.h"
@@ -32,29 +32,6 @@ constexpr int64_t kGrain = 16384;  // elements per thread chunk below which one 
 constexpr int kLanes = 16;
 constexpr int64_t kBlockQ = 64;  // attention: query rows per task
 constexpr int64_t kBlockK = 64;  // attention: keys per block of the online softmax
-
-// exp for f32 without a libm call, so loops over it vectorize: exp(x) = 2^n * exp(r) with
-// n = round(x / ln 2) and |r| <= ln 2 / 2, exp(r) by the Cephes expf polynomial (about 1 ulp).
-// Inputs below -87 give 0 (exp(-inf) = 0 as the online softmax needs); NaN stays NaN.
-inline float exp_f32(float x) {
-  constexpr float kLog2e = 1.44269504088896341f;
-  constexpr float kLn2High = 0.693359375f, kLn2Low = -2.12194440e-4f;  // ln 2 = high + low
-  constexpr float kRound = 12582912.0f;  // 1.5 * 2^23: adding it rounds to an integer in the low bits
-  const float xc = std::min(std::max(x, -87.0f), 88.0f);
-  const float shifted = xc * kLog2e + kRound;
-  const float n = shifted - kRound;
-  const float r = xc - n * kLn2High - n * kLn2Low;
-  float p = 1.9875691500e-4f;
-  p = p * r + 1.3981999507e-3f;
-  p = p * r + 8.3334519073e-3f;
-  p = p * r + 4.1665795894e-2f;
-  p = p * r + 1.6666665459e-1f;
-  p = p * r + 5.0000001201e-1f;
-  p = p * r * r + r + 1.0f;
-  const uint32_t exponent = (std::bit_cast<uint32_t>(shifted) - std::bit_cast<uint32_t>(kRound) + 127u) << 23;
-  const float result = p * std::bit_cast<float>(exponent);
-  return x < -87.0f ? 0.0f : result;
-}
 
 int64_t rows_grain(int64_t cols) { return std::max<int64_t>(1, kGrain / std::max<int64_t>(cols, 1)); }
 
@@ -120,12 +97,12 @@ void cross_entropy_forward(const float* logits, const int64_t* targets, float* l
       int64_t c = 0;
       for (; c + kLanes <= C; c += kLanes)
         for (int l = 0; l < kLanes; ++l) {
-          lanes_exp[l] += exp_f32(x[c + l] - row_max);
+          lanes_exp[l] += fast::exp(x[c + l] - row_max);
           lanes_x[l] += x[c + l];
         }
       double total_exp = 0, total_x = 0;
       for (int l = 0; l < kLanes; ++l) total_exp += lanes_exp[l], total_x += lanes_x[l];
-      for (; c < C; ++c) total_exp += exp_f32(x[c] - row_max), total_x += x[c];
+      for (; c < C; ++c) total_exp += fast::exp(x[c] - row_max), total_x += x[c];
       const double row_lse = double(row_max) + std::log(total_exp);
       lse[n] = float(row_lse);
       const int64_t t = targets[n];
@@ -155,7 +132,7 @@ void cross_entropy_backward(const float* logits, const int64_t* targets, const f
       const float g = float(double(grad[n * grad_stride]) * scale);
       const float uniform = float(label_smoothing / double(C));
       const float row_lse = lse[n];
-      for (int64_t c = 0; c < C; ++c) dx[c] = g * (exp_f32(x[c] - row_lse) - uniform);
+      for (int64_t c = 0; c < C; ++c) dx[c] = g * (fast::exp(x[c] - row_lse) - uniform);
       dx[t] -= g * float(1.0 - label_smoothing);
     }
   });
@@ -921,8 +898,8 @@ void forward_rows(const AttentionShape& s, const float* qb, const float* vb, int
       continue;
     }
     const float new_max = std::max(row_max[r], lane_max(p, visible));
-    const float correction = exp_f32(row_max[r] - new_max);  // 0 on the first block
-    for (int64_t jj = 0; jj < visible; ++jj) p[jj] = exp_f32(p[jj] - new_max);
+    const float correction = fast::exp(row_max[r] - new_max);  // 0 on the first block
+    for (int64_t jj = 0; jj < visible; ++jj) p[jj] = fast::exp(p[jj] - new_max);
     for (int64_t jj = visible; jj < kBlockK; ++jj) p[jj] = 0.0f;
     row_sum[r] = row_sum[r] * correction + float(lane_sum(p, visible));
     row_max[r] = new_max;
@@ -951,7 +928,7 @@ int64_t backward_rows(const AttentionShape& s, const float* qb, const float* gb,
     const int64_t visible = visible_keys(s.causal, i + r, j0, cols);
     widest = std::max(widest, visible);
     const float row_lse = lse_b[i + r], row_delta = delta_b[i + r];
-    for (int64_t jj = 0; jj < visible; ++jj) pr[jj] = exp_f32(pr[jj] - row_lse);
+    for (int64_t jj = 0; jj < visible; ++jj) pr[jj] = fast::exp(pr[jj] - row_lse);
     for (int64_t jj = 0; jj < visible; ++jj) dsr[jj] = pr[jj] * (dsr[jj] - row_delta) * s.scale;
     for (int64_t jj = visible; jj < kBlockK; ++jj) pr[jj] = 0.0f, dsr[jj] = 0.0f;
   }
