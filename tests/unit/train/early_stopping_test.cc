@@ -249,5 +249,33 @@ TEST(EarlyStopping, AMissingOrInconsistentStateIsAnInputError) {
   EXPECT_INPUT_ERROR(stopping.load_state(no_weights), "ckpt-4.fck", "technique 'early_stopping'", "best weights");
 }
 
+// A text model's evaluation has no accuracy (EvalMetrics.accuracy stays -1): watching it, the run
+// would stop after `patience` + 1 evaluations whatever the loss does, and with restore_best go back
+// to the first evaluation's weights. The job refuses it, as it refuses val_bits_per_char for
+// classification.
+TEST(EarlyStopping, AJobCannotWatchAMetricItsEvaluationDoesNotHave) {
+  TechniqueHarness h;
+  EarlyStopping stopping(spec(EarlyStopMetric::val_accuracy, MetricMode::max, 1));
+  for (int64_t i = 1; i <= 3; ++i) {
+    h.state.step = i;
+    h.state.eval = EvalMetrics{1.0 / double(i), -1, 1.0 / double(i), 100};  // text: loss improving
+    stopping.on(Event::evaluation_done, h.state);
+  }
+  ASSERT_TRUE(h.state.stop) << "what such a job would do";
+
+  testing::RunFixture f("early-stopping-text-accuracy", 10, "[model]\nkind = \"mlp\"\n[train]\nsteps = 10\n");
+  const std::vector<std::string> text = {"data.kind=\"text\"", "data.val_fraction=0.1", "model.kind=\"gpt\""};
+  std::vector<std::string> accuracy = text, bits = text, loss = text;
+  accuracy.push_back("train.early_stopping.metric=\"val_accuracy\"");
+  bits.push_back("train.early_stopping.metric=\"val_bits_per_char\"");
+  loss.push_back("train.early_stopping.patience=2");
+  EXPECT_INPUT_ERROR(f.job(accuracy), "[train.early_stopping] metric val_accuracy", "classification");
+  EXPECT_NO_THROW(f.job(bits));
+  EXPECT_NO_THROW(f.job(loss));
+  EXPECT_INPUT_ERROR(f.job({"train.early_stopping.metric=\"val_bits_per_char\""}),
+                     "[train.early_stopping] metric val_bits_per_char is for text models");
+  EXPECT_NO_THROW(f.job({"train.early_stopping.metric=\"val_accuracy\""}));
+}
+
 }  // namespace
 }  // namespace frugal::train
