@@ -554,6 +554,11 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   if (job.train.early_stopping.enabled && job.train.early_stopping.metric == EarlyStopMetric::val_bits_per_char &&
       job.data.kind != DataKind::text)
     throw InputError(path + ": [train.early_stopping] metric val_bits_per_char is for text models");
+  // A text model's evaluation has no accuracy: the metric would never improve after the first one.
+  if (job.train.early_stopping.enabled && job.train.early_stopping.metric == EarlyStopMetric::val_accuracy &&
+      job.data.kind == DataKind::text)
+    throw InputError(path + ": [train.early_stopping] metric val_accuracy is for classification models "
+                     "(text models have val_loss and val_bits_per_char)");
 
   std::ostringstream resolved;
   resolved << root << "\n";
