@@ -236,7 +236,7 @@ TEST(Cost, BudgetStopsWithCheckpointAndResumeFinishesBitExact) {
     checkpoint |= e.path().extension() == ".fck";
   EXPECT_TRUE(checkpoint);
   // The warnings are log lines and rows of metrics.jsonl.
-  EXPECT_NE(stopped.err.find("budget: "), std::string::npos) << stopped.err;
+  EXPECT_NE(stopped.err.find("budget exceeded: max_usd"), std::string::npos) << stopped.err;
   std::istringstream rows(read_file(s / "run" / "metrics.jsonl"));
   std::string line;
   int budget_rows = 0;

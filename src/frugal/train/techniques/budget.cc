@@ -15,7 +15,7 @@ void BudgetGuard::on(Event event, TrainState& state) {
   const cost::CostTotals c = state.meter.totals();  // sampled by the loop before step_end
   const double done = state.total_steps > 0 ? double(state.step) / double(state.total_steps) : -1.0;
   for (const cost::BudgetEvent& e : budget_.update({c.usd.value, c.kwh.value, c.co2_kg.value, c.hours.value}, done)) {
-    state.progress.line("budget: " + e.message);
+    state.progress.line(e.message);  // "budget: 50% of ...", "budget exceeded: ...", "budget forecast: ..."
     state.metrics.write({{"kind", "budget"},
                          {"step", state.step},
                          {"event", e.kind == cost::BudgetEvent::Kind::forecast ? "forecast" : "threshold"},
@@ -29,7 +29,7 @@ void BudgetGuard::on(Event event, TrainState& state) {
   // At the last step the run is done anyway; before it, stop at this step boundary.
   if (!budget_.exceeded() || !state.continuing()) return;
   StopRequest stop{"stopped_budget", "budget", kExitBudget, /*checkpoint=*/true,
-                   "budget: " + budget_.exceeded_message() + "; checkpoint written at step " + std::to_string(state.step) +
+                   budget_.exceeded_message() + "; checkpoint written at step " + std::to_string(state.step) +
                  "; stopping (exit " + std::to_string(kExitBudget) + "); continue with --resume auto and a larger budget"};
   state.request_stop(stop);
 }
