@@ -15,6 +15,7 @@
 #include <frugal/nn/init.h>
 #include <frugal/nn/layers.h>
 #include <frugal/nn/module.h>
+#include <frugal/nn/sequential.h>
 #include <frugal/train/job.h>
 #include <frugal/train/trainer.h>
 
