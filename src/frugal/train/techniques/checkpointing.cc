@@ -45,6 +45,7 @@ void Checkpointing::on(Event event, TrainState& state) {
   switch (event) {
     case Event::run_start:
       heartbeat_.open(heartbeat_path(state.checkpoint_dir));
+      since_checkpoint_.reset();  // every_seconds counts training time, not the set-up before it
       break;
     case Event::step_end:
       // Every boundary the run goes on from, or stops at to be resumed from.

@@ -7,13 +7,17 @@
 namespace frugal::train {
 
 EventSet MetricLogging::events() const {
-  return train::event_set({Event::after_backward, Event::after_optimizer_step, Event::evaluation_done, Event::run_end});
+  return train::event_set(
+      {Event::run_start, Event::after_backward, Event::after_optimizer_step, Event::evaluation_done, Event::run_end});
 }
 
 void MetricLogging::on(Event event, TrainState& state) {
   const bool text = state.data.is_text;
   const double tokens_per_sample = text ? double(state.job.model.gpt.context) : 1.0;
   switch (event) {
+    case Event::run_start:
+      throughput_timer_.reset();  // the first row's rate counts training, not the set-up before it
+      break;
     case Event::after_backward:
       // fp16-mixed: a non-finite loss belongs to a skipped step and stays out of the mean.
       if (std::isfinite(state.loss_value)) {
