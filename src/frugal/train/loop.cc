@@ -154,16 +154,20 @@ void TrainLoop::end_step() {
   }
 }
 
-void TrainLoop::evaluate() {
-  auto in_phase = state_.meter.phase(cost::Phase::evaluation);
+// The validation split's metrics; none (samples = 0) for a classifier without one.
+EvalMetrics TrainLoop::evaluate_val() {
   const JobSpec& job = state_.job;
   if (is_text_)
-    state_.eval = evaluate_language_model(state_.model, state_.data.val_tokens, job.train.batch_size,
-                                          job.model.gpt.context, job.train.eval_tokens);
-  else if (state_.data.val.size() > 0)
-    state_.eval = evaluate_classifier(state_.model, state_.data.val, 1000);
-  else
-    return;
+    return evaluate_language_model(state_.model, state_.data.val_tokens, job.train.batch_size, job.model.gpt.context,
+                                   job.train.eval_tokens);
+  if (state_.data.val.size() > 0) return evaluate_classifier(state_.model, state_.data.val, 1000);
+  return {};
+}
+
+void TrainLoop::evaluate() {
+  auto in_phase = state_.meter.phase(cost::Phase::evaluation);
+  if (!is_text_ && state_.data.val.size() == 0) return;
+  state_.eval = evaluate_val();
   emit(Event::evaluation_done);
   state_.schedule.observe(state_.eval.loss);
 }
@@ -198,15 +202,10 @@ FinalMetrics TrainLoop::final_metrics() {
   const JobSpec& job = state_.job;
   const PreparedData& data = state_.data;
   FinalMetrics m;
-  if (data.is_text || data.val.size() > 0) {
-    EvalMetrics val = data.is_text ? evaluate_language_model(state_.model, data.val_tokens, job.train.batch_size,
-                                                             job.model.gpt.context, job.train.eval_tokens)
-                                   : evaluate_classifier(state_.model, data.val, 1000);
-    if (val.samples > 0) {
-      m.val_loss = val.loss;
-      if (val.accuracy >= 0) m.val_accuracy = val.accuracy;
-      if (val.bits_per_char >= 0) m.val_bits_per_char = val.bits_per_char;
-    }
+  if (EvalMetrics val = evaluate_val(); val.samples > 0) {
+    m.val_loss = val.loss;
+    if (val.accuracy >= 0) m.val_accuracy = val.accuracy;
+    if (val.bits_per_char >= 0) m.val_bits_per_char = val.bits_per_char;
   }
   if (data.is_text && data.test_tokens.defined()) {
     EvalMetrics test =

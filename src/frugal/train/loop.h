@@ -42,6 +42,7 @@ class TrainLoop {
   void train_micro_batch(data::Batch batch);
   void optimizer_step();
   void end_step();
+  EvalMetrics evaluate_val();
   void evaluate();
   FinalMetrics final_metrics();
   void write_model();

@@ -34,7 +34,9 @@ void Progress::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps
   if (bar_) {
     const int width = 24;
     int filled = int(fraction * width);
-    text += "[" + std::string(size_t(filled), '#') + std::string(size_t(width - filled), '.') + "] ";
+    text += '[';
+    text.append(size_t(filled), '#').append(size_t(width - filled), '.');
+    text += "] ";
   }
   text += "step " + std::to_string(step) + "/" + std::to_string(steps);
   if (std::isfinite(loss)) text += "  loss " + fixed(loss, 4);

@@ -24,7 +24,13 @@ namespace fs = std::filesystem;
 namespace {
 
 // Checkpoints of this layout say so; those without the key are upgraded (upgrade_checkpoint).
-const char* const kLoopFormat = "2";
+const std::string kLoopFormat = "2";
+
+// The "techniques" value: names separated by commas.
+void append_name(std::string& names, const std::string& name) {
+  if (!names.empty()) names += ',';
+  names += name;
+}
 
 // Tensors of one prefix ("model.", "optim.", ...) with the prefix taken off.
 std::vector<std::pair<std::string, Tensor>> with_prefix(const io::CheckpointState& state, const std::string& prefix) {
@@ -81,7 +87,7 @@ io::CheckpointState pack_checkpoint(const LoopPosition& position, const JobSpec&
     const std::string prefix = technique->name() + ".";
     for (const auto& [key, value] : own.values()) v[prefix + key] = value;
     for (const auto& [name, t] : own.tensors()) state.tensors.emplace_back(prefix + name, t);
-    names += (names.empty() ? "" : ",") + technique->name();
+    append_name(names, technique->name());
   }
   v["techniques"] = names;
   return state;
@@ -158,7 +164,7 @@ void upgrade_checkpoint(io::CheckpointState& state) {
   if (early_stopping && v.count("job_toml")) early_stopping = uses_early_stopping(job_keys(v["job_toml"], "checkpoint"));
   for (auto [present, name] : {std::pair{logging, "logging"}, std::pair{early_stopping, "early_stopping"},
                                std::pair{checkpointing, "checkpointing"}, std::pair{loss_scaler, "loss_scaler"}})
-    if (present) names += (names.empty() ? "" : ",") + std::string(name);
+    if (present) append_name(names, name);
   v["techniques"] = names;
   v["loop_format"] = kLoopFormat;
 }

@@ -218,6 +218,7 @@ class TechniqueState {
 
   void put(const std::string& key, double value);
   void put(const std::string& key, int64_t value);
+  void put(const std::string& key, int value) { put(key, int64_t(value)); }
   void put_text(const std::string& key, std::string value);
   void put_tensor(const std::string& name, Tensor value);  // saved as is: write before the next step
 

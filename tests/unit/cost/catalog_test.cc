@@ -16,19 +16,7 @@ using testing::TempDir;
 
 const std::string shipped = std::string(FRUGAL_SOURCE_DIR) + "/catalog/instances.toml";
 
-const char* good_entry = R"([instance.box]
-provider = "acme"
-region = "moon-1"
-vcpus = 4
-memory_gib = 16
-usd_per_hour = 0.5
-spot_usd_per_hour = 0.2
-peak_tflops = { fp32 = 1.5, bf16 = 3 }
-tdp_w = 100
-carbon_g_per_kwh = 300
-source = "acme price list"
-date = "2024-06"
-)";
+const char* good_entry = testing::kBoxEntry;
 
 // Runs `body`, expecting an InputError whose message contains every fragment.
 template <typename F>

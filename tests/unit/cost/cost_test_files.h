@@ -1,5 +1,5 @@
-// Test helpers for the cost module: a temporary directory removed at the end of the test, and a
-// one-call file writer (catalog snippets, fake powercap trees).
+// Test helpers for the cost module: a temporary directory removed at the end of the test, a
+// one-call file writer (catalog snippets, fake powercap trees), and a user catalog entry.
 #pragma once
 
 #include <unistd.h>
@@ -37,5 +37,20 @@ class TempDir {
  private:
   std::filesystem::path path_;
 };
+
+// A complete user catalog entry, "box", stating fp32 and bf16 peaks.
+inline const char* const kBoxEntry = R"([instance.box]
+provider = "acme"
+region = "moon-1"
+vcpus = 4
+memory_gib = 16
+usd_per_hour = 0.5
+spot_usd_per_hour = 0.2
+peak_tflops = { fp32 = 1.5, bf16 = 3 }
+tdp_w = 100
+carbon_g_per_kwh = 300
+source = "acme price list"
+date = "2024-06"
+)";
 
 }  // namespace frugal::cost::testing

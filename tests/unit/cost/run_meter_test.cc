@@ -22,19 +22,7 @@ using testing::TempDir;
 const std::string shipped = std::string(FRUGAL_SOURCE_DIR) + "/catalog/instances.toml";
 
 // Two entries a user catalog adds: one stating fp32 and bf16 peaks, one stating none.
-const char* user_entries = R"([instance.box]
-provider = "acme"
-region = "moon-1"
-vcpus = 4
-memory_gib = 16
-usd_per_hour = 0.5
-spot_usd_per_hour = 0.2
-peak_tflops = { fp32 = 1.5, bf16 = 3 }
-tdp_w = 100
-carbon_g_per_kwh = 300
-source = "acme price list"
-date = "2024-06"
-
+const std::string user_entries = std::string(testing::kBoxEntry) + R"(
 [instance.nopeak]
 provider = "acme"
 region = "moon-1"
