@@ -5,6 +5,7 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "frugal/autograd/flops.h"
 #include "frugal/autograd/ops.h"
 
 namespace frugal {
@@ -126,6 +127,7 @@ void backward(const Tensor& root, const Tensor& grad_root) {
     seed = Tensor::ones(root.shape(), root.dtype());
   }
   NoGradGuard no_grad;
+  BackwardFlops backward_work;  // what the rules compute is backward work (flops.h)
   if (!root.grad_fn()) {  // root is a leaf
     Tensor g = root.grad();
     accumulate(g, seed, true);

@@ -74,7 +74,8 @@ class UnreadOutputs {
 bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_list<const Tensor*> read_by_backward);
 
 // Backpropagates from `root`. `grad_root` defaults to 1 for a one-element root. Gradients add
-// into the .grad of every leaf that requires grad. The graph is released afterwards.
+// into the .grad of every leaf that requires grad. The graph is released afterwards. The dense
+// work of the backward rules counts as backward FLOPs (flops.h).
 void backward(const Tensor& root, const Tensor& grad_root = Tensor());
 
 // Sums `grad` over broadcast axes so it has `shape` (the inverse of broadcasting).

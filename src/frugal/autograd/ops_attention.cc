@@ -1,10 +1,12 @@
 // multi_head_attention: the transformer's attention straight from the fused qkv projection. Short
 // contexts: per-head operands packed once (bf16 under bf16-mixed), probabilities materialized and
 // kept for backward, batched oneDNN matmuls (two forward, four backward). Long contexts, f64 and
-// reference mode: heads split by views into the tiled kernel.
+// reference mode: heads split by views into the tiled kernel. Each batched matmul counts its FLOPs
+// (flops.h), which add up to what scaled_dot_product_attention counts on the tiled path.
 #include <cmath>
 #include <string>
 
+#include "frugal/autograd/flops.h"
 #include "frugal/autograd/ops.h"
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/attention.h"
@@ -32,6 +34,7 @@ void batched_matmul(const Tensor& a, const Tensor& b, float* c, int64_t batch, i
   d.batch_stride_a = m * k, d.batch_stride_b = k * n, d.batch_stride_c = m * n;
   if (a.dtype() == DType::bf16) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), nullptr, c, d);
   else kernels::cpu::matmul(a.data<float>(), b.data<float>(), nullptr, c, d);
+  autograd::count_flops(2.0 * double(batch) * double(m) * double(n) * double(k));
 }
 
 // Columns [offset, offset + H*D) of x's (B, T, width) rows as (B*H, T, D) in `type`.

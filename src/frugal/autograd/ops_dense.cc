@@ -6,10 +6,13 @@
 // the same rounded values. fp16-mixed rounds the operands to IEEE half values instead (nearest
 // even, overflow to inf) but, as Debian's oneDNN 2.6 has no f16 matmul/convolution on CPUs, keeps
 // them in f32 and runs the f32 kernels on them: the numerics of fp16-mixed without its speed. In
-// both modes the bias is added in f32 and every output and gradient is f32.
+// both modes the bias is added in f32 and every output and gradient is f32. Every product computed
+// counts its FLOPs (flops.h): matmul_forward and bf16_product for matmul and linear, each
+// convolution pass in conv2d and conv2d_mixed.
 #include <algorithm>
 #include <string>
 
+#include "frugal/autograd/flops.h"
 #include "frugal/autograd/ops.h"
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/activation.h"
@@ -31,6 +34,11 @@ void check_same_dtype(const char* op, const Tensor& a, const char* a_name, const
   if (a.dtype() != b.dtype())
     throw InputError(std::string(op) + ": " + a_name + " is " + std::string(dtype_name(a.dtype())) + " but " + b_name +
                      " is " + std::string(dtype_name(b.dtype())) + " (expected the same dtype)");
+}
+
+// FLOPs of `batch` products (m, k) x (k, n): a multiply-add is 2.
+double product_flops(int64_t batch, int64_t m, int64_t n, int64_t k) {
+  return 2.0 * double(batch) * double(m) * double(n) * double(k);
 }
 
 void check_rank(const char* op, const Tensor& t, const char* name, int64_t rank, bool at_least = false) {
@@ -198,6 +206,7 @@ Tensor matmul_forward(const char* name, const Tensor& a, const Tensor& b, const 
   d.transpose_a = ao.transposed, d.transpose_b = bo.transposed;
   d.lda = ao.ld, d.ldb = bo.ld, d.ldc = n;
   d.batch_stride_a = ao.batch_stride, d.batch_stride_b = bo.batch_stride, d.batch_stride_c = m * n;
+  autograd::count_flops(product_flops(d.batch, m, n, k));
   Tensor bias_c = bias.defined() ? bias.contiguous() : Tensor();
   if (use_bf16(a.dtype())) {
     Tensor a16 = round_view_to_bf16(ao.values), b16 = round_view_to_bf16(bo.values);
@@ -293,6 +302,14 @@ Conv2dDims conv_dims(const Tensor& x, const Tensor& weight, const Tensor& bias, 
   return d;
 }
 
+// FLOPs of one direct-convolution pass (forward, input gradient or weight gradient): each of the
+// N O OH OW outputs sums C / groups x KH x KW products. Winograd does fewer multiplications; this
+// is the count of the convolution, as nn::count_flops_per_sample counts it.
+double conv_flops(const Conv2dDims& d) {
+  return 2.0 * double(d.n) * double(d.o) * double(d.out_h) * double(d.out_w) * double(d.c / d.groups) *
+         double(d.kernel_h) * double(d.kernel_w);
+}
+
 Pool2dDims pool_dims(const char* op, const Tensor& x, const Pool2dOptions& o) {
   check_rank(op, x, "input", 4);
   check_positive(op, "kernel_h", o.kernel_h, 1);
@@ -358,6 +375,7 @@ Tensor bf16_product(const Tensor& a, bool transpose_a, int64_t lda, const Tensor
   d.m = m, d.n = n, d.k = k, d.lda = lda, d.ldb = ldb, d.ldc = n;
   d.transpose_a = transpose_a, d.transpose_b = transpose_b;
   if (m > 0 && n > 0) kernels::cpu::matmul_bf16(a.data<bf16_t>(), b.data<bf16_t>(), bias, c.data<float>(), d, relu);
+  autograd::count_flops(product_flops(1, m, n, k));
   return c;
 }
 
@@ -466,6 +484,7 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
     kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<bf16_t>(), d);
   else
     kernels::cpu::conv2d_forward_bf16(x16.data<bf16_t>(), w16.data<bf16_t>(), bias_p, out.data<float>(), d);
+  autograd::count_flops(conv_flops(d));
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return out;
@@ -487,6 +506,7 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
         kernels::cpu::conv2d_backward_data_bf16(g16.data<bf16_t>(), w16.data<bf16_t>(), gx.data<float>(), d);
       else
         kernels::cpu::conv2d_backward_data(g16.data<float>(), w16.data<float>(), gx.data<float>(), d);
+      autograd::count_flops(conv_flops(d));
       grads[0] = gx;
     }
     if (need_w || need_b) {
@@ -500,6 +520,7 @@ Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, c
         kernels::cpu::conv2d_backward_weights_bf16(x16.data<bf16_t>(), g16.data<bf16_t>(), gw.data<float>(), gb_p, d);
       else
         kernels::cpu::conv2d_backward_weights(x16.data<float>(), g16.data<float>(), gw.data<float>(), gb_p, d);
+      autograd::count_flops(conv_flops(d));
       if (need_w) grads[1] = gw;
       if (need_b) grads[2] = gb;
     }
@@ -529,6 +550,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
         kernels::cpu::conv2d_forward(xc.data<float>(), wc.data<float>(), bc.defined() ? bc.data<float>() : nullptr,
                                      out.data<float>(), d);
       });
+  autograd::count_flops(conv_flops(d));
   std::vector<Tensor> inputs{x, weight};
   if (bias.defined()) inputs.push_back(bias);
   if (!autograd::needs_grad(inputs)) return out;
@@ -548,6 +570,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             kernels::ref::conv2d_backward_data<T>(g.data<T>(), w_saved.data<T>(), gx.data<T>(), d);
           },
           [&] { kernels::cpu::conv2d_backward_data(g.data<float>(), w_saved.data<float>(), gx.data<float>(), d); });
+      autograd::count_flops(conv_flops(d));
       grads[0] = gx;
     }
     if (need_w || need_b) {
@@ -565,6 +588,7 @@ Tensor conv2d(const Tensor& x, const Tensor& weight, const Tensor& bias, const C
             kernels::cpu::conv2d_backward_weights(x_saved.data<float>(), g.data<float>(), gw.data<float>(),
                                                   has_bias ? gb.data<float>() : nullptr, d);
           });
+      autograd::count_flops(conv_flops(d));
       if (need_w) grads[1] = gw;
       if (need_b) grads[2] = gb;
     }

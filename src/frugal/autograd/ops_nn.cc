@@ -1,9 +1,12 @@
 // Losses (cross_entropy, mse_loss), norms (layer_norm, batch_norm) and scaled_dot_product_attention:
 // input checks, kernel dispatch and one backward rule each, every rule a fused kernel of its own.
 // Limits: cross_entropy takes (N, C) logits and i64 targets only; batch_norm takes (N, C) or (N, C, H, W).
+// The first block's convolution and attention's products count their FLOPs (flops.h); the rest is
+// elementwise or row-wise work, not counted.
 #include <cmath>
 #include <string>
 
+#include "frugal/autograd/flops.h"
 #include "frugal/autograd/ops.h"
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/convert.h"
@@ -497,6 +500,12 @@ kernels::cpu::StemDims stem_dims(const Tensor& x, const Tensor& conv_weight) {
   return d;
 }
 
+// FLOPs of the block's convolution as a direct one computes it (output h x w, stride 1), for the
+// forward or the weight gradient; the kernels compute both with fewer multiply-adds.
+double stem_conv_flops(const kernels::cpu::StemDims& d) {
+  return 2.0 * double(d.n) * double(d.o) * double(d.h) * double(d.w) * double(d.c) * double(d.k) * double(d.k);
+}
+
 // An f32 operand of the convolution (its memory read as one flat array) as the compute precision
 // has conv2d read it: the same values in fp32, rounded to bf16 or f16 values otherwise.
 Tensor as_computed(const Tensor& t, const Tensor& like) {
@@ -563,6 +572,7 @@ Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_we
   kernels::cpu::stem_forward(xv.data<float>(), moments.data<double>(), wv.data<float>(), data_or_null<float>(cb),
                              mean.data<float>(), rstd.data<float>(), data_or_null<float>(w), data_or_null<float>(b), y.data<float>(),
                              where.data<uint8_t>(), d);
+  autograd::count_flops(stem_conv_flops(d));
   if (!grads) return y;
   const bool need_cw = conv_weight.requires_grad(), need_cb = conv_bias.defined() && conv_bias.requires_grad();
   const bool need_w = weight.defined() && weight.requires_grad(), need_b = bias.defined() && bias.requires_grad();
@@ -579,6 +589,7 @@ Tensor conv2d_batch_norm_relu_max_pool2x2(const Tensor& x, const Tensor& conv_we
                                 where.data<uint8_t>(), g.data<float>(), mutable_or_null<float>(dcw),
                                 mutable_or_null<float>(dcb), mutable_or_null<float>(dw), mutable_or_null<float>(db), d,
                                 training);
+    if (need_cw) autograd::count_flops(stem_conv_flops(d));
     return {Tensor(), dcw, dcb, dw, db};
   });
 }
@@ -615,6 +626,9 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
         kernels::cpu::attention_forward(qc.data<float>(), kc.data<float>(), vc.data<float>(), out.data<float>(),
                                         lse.data<float>(), BH, Tq, Tk, D, causal);
       });
+  // Scores Q K^T and the value product P V over the full Tq x Tk matrix (flops.h: also when causal).
+  const double product = 2.0 * double(BH) * double(Tq) * double(Tk) * double(D);
+  autograd::count_flops(2 * product);
   if (!autograd::needs_grad({&q, &k, &v})) return out;
   Tensor out_saved = out.detach();
   return autograd::record(
@@ -637,6 +651,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
                                                dq.data<float>(), dk.data<float>(), dv.data<float>(), BH, Tq, Tk, D,
                                                causal);
             });
+        autograd::count_flops(4 * product);  // dV = P^T dO, dP = dO V^T, dQ = dS K, dK = dS^T Q
         return {dq, dk, dv};
       });
 }
