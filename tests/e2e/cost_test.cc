@@ -118,11 +118,25 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   EXPECT_EQ(c["usd"]["value"].get<double>(), 0.0);  // local is free unless the user prices it
   EXPECT_EQ(c["hours"]["source"], "measured");
   EXPECT_NEAR(c["hours"]["value"].get<double>() * 3600, j["wall_s"].get<double>(), 1e-6);
-  // Training FLOPs = 3 x forward FLOPs per sample x samples; local states no peak, so MFU is taken
-  // against the peak measured on this machine, f32 for an fp32 run.
-  EXPECT_DOUBLE_EQ(j["flops"].get<double>(),
-                   3.0 * j["flops_per_sample"].get<double>() * j["samples_seen"].get<double>());
-  EXPECT_GT(j["flops_per_sample"].get<double>(), 0.0);
+  // Training FLOPs as the dense ops counted them, every training micro-batch (evaluation not): the
+  // MLP 8 -> 32 -> 4 runs its forward, flops_per_sample, for every sample, and a backward of twice
+  // that minus the first Linear's input gradient (2 x 8 x 32 per sample), which the data never needs.
+  const double samples = j["samples_seen"].get<double>();
+  EXPECT_EQ(j["flops_per_sample"].get<double>(), 2.0 * (8 * 32 + 32 * 4));
+  EXPECT_EQ(j["flops_forward"].get<double>(), j["flops_per_sample"].get<double>() * samples);
+  EXPECT_EQ(j["flops_backward"].get<double>(),
+            2.0 * j["flops_per_sample"].get<double>() * samples - 2.0 * 8 * 32 * samples);
+  EXPECT_EQ(j["flops"].get<double>(), j["flops_forward"].get<double>() + j["flops_backward"].get<double>());
+  EXPECT_EQ(j["flops_source"], "counted");
+  // Achieved FLOP/s: the counted training FLOPs over the wall time (what mfu divides by the peak).
+  EXPECT_EQ(j["flops_per_s"].get<double>(), j["flops"].get<double>() / j["wall_s"].get<double>());
+  // Evaluation counts apart: a forward over the 40 validation rows per evaluation (each epoch's
+  // and the final metrics'), none of it in flops.
+  const double eval_passes = j["flops_eval"].get<double>() / (j["flops_per_sample"].get<double>() * 40);
+  EXPECT_EQ(eval_passes, std::floor(eval_passes)) << j["flops_eval"];
+  EXPECT_GE(eval_passes, 2.0);
+  // local states no peak, so MFU is taken against the peak measured on this machine, f32 for an
+  // fp32 run.
   EXPECT_GT(j["cpu_s"].get<double>(), 0.0);
   EXPECT_GT(j["cpu_utilization"].get<double>(), 0.0);
   EXPECT_LE(j["cpu_utilization"].get<double>(), 1.05);
@@ -142,7 +156,7 @@ TEST(Cost, SummaryCarriesEveryFigureWithItsSource) {
   CommandResult shown = s.frugal("runs show " + j["run_id"].get<std::string>() + " --store runs.db --json");
   ASSERT_EQ(shown.exit_code, 0) << shown.err;
   EXPECT_EQ(json::parse(shown.out)["summary"]["cost"]["kwh"], c["kwh"]);
-  // Projections: estimated, with the method, hours = FLOPs / (peak x efficiency).
+  // Projections: estimated, with the method, hours = the counted FLOPs / (peak x efficiency).
   ASSERT_TRUE(j["projections"].is_array());
   ASSERT_GE(j["projections"].size(), 2u);
   for (const json& p : j["projections"]) {

@@ -80,14 +80,21 @@ void print_summary(const train::RunSummary& s) {
   for (int i = 0; i < cost::phase_count; ++i)
     std::printf(" %s %.2f", cost::phase_name(cost::Phase(i)), k.phase_s[size_t(i)]);
   std::printf("\n");
-  if (k.flops && k.mfu) {
-    std::printf("  model FLOPs %.4g, MFU %.1f%% of the %s peak (%.0f GFLOP/s, %s)\n", *k.flops, 100 * *k.mfu,
-                k.peak_precision.c_str(), k.mfu_peak_flops.value * 1e-9, k.mfu_peak_flops.source.c_str());
-  } else if (k.flops) {
-    std::printf("  model FLOPs %.4g, MFU %s\n", *k.flops, k.mfu_note.c_str());
+  if (k.flops) {
+    // Training FLOPs, forward + backward as the dense ops ran them (or an older summary's estimate).
+    std::printf("  training FLOPs %.4g %s", *k.flops, k.flops_source.c_str());
+    if (k.flops_forward && k.flops_backward)
+      std::printf(" (forward %.4g + backward %.4g)", *k.flops_forward, *k.flops_backward);
+    if (k.flops_per_s) std::printf(", %.4g FLOP/s", *k.flops_per_s);
+    if (k.mfu)
+      std::printf(", MFU %.1f%% of the %s peak (%.0f GFLOP/s, %s)\n", 100 * *k.mfu, k.peak_precision.c_str(),
+                  k.mfu_peak_flops.value * 1e-9, k.mfu_peak_flops.source.c_str());
+    else
+      std::printf(", MFU %s\n", k.mfu_note.c_str());
   } else {
-    std::printf("  model FLOPs and MFU %s\n", k.mfu_note.c_str());
+    std::printf("  training FLOPs and MFU %s\n", k.mfu_note.c_str());
   }
+  if (k.flops_eval) std::printf("  evaluation FLOPs %.4g counted\n", *k.flops_eval);
   for (const auto& [name, figures] : s.techniques) std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
   if (s.status == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"

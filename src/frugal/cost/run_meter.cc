@@ -69,6 +69,15 @@ CarriedMeters read_carried_meters(const std::map<std::string, std::string>& valu
     if (r.has(phase_key(i))) m.phase_s[size_t(i)] = r.real(phase_key(i));
   if (r.has("cost.energy_j")) m.energy_j = r.real("cost.energy_j");
   if (r.has("cost.energy_source")) m.energy_source = r.text("cost.energy_source");
+  // Versions before the FLOP counter: none of the checkpoint's samples were counted.
+  if (r.has("cost.flops_forward")) {
+    m.flops_forward = r.real("cost.flops_forward");
+    m.flops_backward = r.real("cost.flops_backward");
+    m.flops_eval = r.real("cost.flops_eval");
+    m.flops_uncounted_samples = r.integer("cost.flops_uncounted_samples");
+  } else if (r.has("samples_seen")) {
+    m.flops_uncounted_samples = r.integer("samples_seen");
+  }
   return m;
 }
 
@@ -80,6 +89,9 @@ RunMeter::RunMeter(PricedInstance priced, std::string powercap_root)
 void RunMeter::resume(const CarriedMeters& carried, std::optional<LastBeat> last_beat) {
   carried_ = carried;
   CarriedMeters& c = carried_;
+  flops_forward_ = c.flops_forward;
+  flops_backward_ = c.flops_backward;
+  flops_eval_ = c.flops_eval;
   if (last_beat && last_beat->wall_s >= c.wall_s && last_beat->checkpoint_s >= c.checkpoint_s) {
     double writing = last_beat->checkpoint_s - c.checkpoint_s;  // this checkpoint's write and any later
     c.lost_s += std::max(0.0, last_beat->wall_s - c.wall_s - writing);
@@ -108,6 +120,13 @@ double RunMeter::carried_data_wait_s() const { return carried_.data_wait_s; }
 
 void RunMeter::add_train_compute(double seconds) { train_compute_s_ += seconds; }
 void RunMeter::add_checkpoint_write(double seconds) { checkpoint_s_ += seconds; }
+
+void RunMeter::add_flops(double forward, double backward) {
+  flops_forward_ += forward;
+  flops_backward_ += backward;
+}
+
+void RunMeter::add_eval_flops(double flops) { flops_eval_ += flops; }
 
 void RunMeter::sample() { energy_.sample(); }
 
@@ -140,10 +159,14 @@ void RunMeter::save(std::map<std::string, std::string>& values, double data_wait
   values["checkpoint_s"] = value_text(checkpoint_s());
   values["lost_s"] = value_text(lost_s());
   values["interruptions"] = value_text(interruptions());
+  values["cost.flops_forward"] = value_text(flops_forward_);
+  values["cost.flops_backward"] = value_text(flops_backward_);
+  values["cost.flops_eval"] = value_text(flops_eval_);
+  values["cost.flops_uncounted_samples"] = value_text(carried_.flops_uncounted_samples);
 }
 
-CostSummary RunMeter::summary(std::optional<int64_t> flops_per_sample, int64_t samples_seen,
-                              const std::string& peak_precision, int threads) {
+CostSummary RunMeter::summary(std::optional<int64_t> flops_per_sample, const std::string& peak_precision,
+                              int threads) {
   FRUGAL_CHECK(peak_precision == "fp32" || peak_precision == "bf16", "peak_precision must be fp32 or bf16");
   sample();
   const CostTotals c = totals();
@@ -169,13 +192,30 @@ CostSummary RunMeter::summary(std::optional<int64_t> flops_per_sample, int64_t s
   s.cpu_utilization = cpu_utilization(process_start_, process_now, threads);
   s.peak_precision = peak_precision;
   s.flops_per_sample = flops_per_sample;
-  if (!flops_per_sample) {
-    s.mfu_note = "unknown: the model's FLOPs per sample are not known";
+  double forward = flops_forward_, backward = flops_backward_;
+  s.flops_source = source_counted;
+  const int64_t uncounted = carried_.flops_uncounted_samples;
+  if (uncounted == 0) s.flops_eval = flops_eval_;  // else the older version's evaluations are unknown
+  if (uncounted > 0) {
+    if (!flops_per_sample) {
+      s.mfu_note = "unknown: the run went on from a checkpoint of an older version, which counted no FLOPs for its " +
+                   std::to_string(uncounted) + " samples, and the model's FLOPs per sample are not known";
+      return s;
+    }
+    // What those samples cost as the older versions estimated it: forward, and backward twice that.
+    forward += double(*flops_per_sample) * double(uncounted);
+    backward += 2.0 * double(*flops_per_sample) * double(uncounted);
+    s.flops_source = source_estimated;
+  }
+  const double flops = forward + backward;
+  s.flops = flops;
+  s.flops_forward = forward;
+  s.flops_backward = backward;
+  if (c.wall_s > 0) s.flops_per_s = flops / c.wall_s;
+  if (flops <= 0) {
+    s.mfu_note = "unknown: no FLOPs were counted (no matmul, convolution or attention ran in training)";
     return s;
   }
-  // Forward x 3 (backward is about twice the forward) for every sample trained on.
-  const double flops = 3.0 * double(*flops_per_sample) * double(samples_seen);
-  s.flops = flops;
   s.projections = standard_projections(priced_, flops, priced_.pricing);
   std::optional<double> peak = instance.peak(peak_precision);
   const char* peak_source = instance.from_user("peak_tflops") ? source_user : source_catalog;

@@ -1,6 +1,7 @@
 // What one training run costs, over every process of it: the priced instance (a catalog entry with
 // the user's overrides), the meters (wall time split into phases, CPU time, energy, time spent
-// writing checkpoints and redoing work an interruption destroyed), how they travel through a
+// writing checkpoints and redoing work an interruption destroyed, the training FLOPs the dense ops
+// counted), how they travel through a
 // checkpoint, the running totals a budget checks, and the cost summary at the end (figures with
 // their sources, projections onto other instances, MFU). Limits: one RunMeter per process, used
 // from the training thread; energy is the whole machine's (RAPL) or a model of this process's.
@@ -64,19 +65,29 @@ struct CostTotals {
 // The meters of the earlier processes of a resumed run, as a checkpoint carries them. Values are
 // text under these keys (shortest round-trip decimal): "wall_s", "train_compute_s", "data_wait_s",
 // "checkpoint_s", "lost_s", "interruptions", "cost.phase.<phase name>", "cost.energy_j",
-// "cost.energy_source". wall_s is all the wall time spent so far (work kept, work redone,
+// "cost.energy_source", "cost.flops_forward", "cost.flops_backward", "cost.flops_eval",
+// "cost.flops_uncounted_samples". wall_s is all the wall time spent so far (work kept, work redone,
 // checkpoint writes); checkpoint_s the writes before this checkpoint (its own write time reaches
-// the next process through the heartbeat).
+// the next process through the heartbeat). The FLOPs are those of the training kept up to the
+// checkpoint (work redone after an interruption counts once, as in a run never interrupted; its
+// time is in lost_s).
 struct CarriedMeters {
   double wall_s = 0, train_compute_s = 0, data_wait_s = 0, checkpoint_s = 0, lost_s = 0;
   int64_t interruptions = 0;
   std::array<double, phase_count> phase_s{};  // 0 in checkpoints of older versions (no cost.* keys)
   double energy_j = 0;
   std::string energy_source;  // "" when the checkpoint had none
+  // FLOPs counted so far (autograd/flops.h): training forward and backward, and evaluation.
+  double flops_forward = 0, flops_backward = 0, flops_eval = 0;
+  // Samples trained on by versions that did not count FLOPs: a checkpoint without
+  // "cost.flops_forward" brings all its samples ("samples_seen") here, and the summary estimates
+  // their FLOPs as 3 x the model's forward FLOPs per sample.
+  int64_t flops_uncounted_samples = 0;
 };
 
 // Reads the carried meters from checkpoint values; InputError naming `path` and the key when one
-// is missing or not a number (the cost.* keys may be absent: older checkpoints).
+// is missing or not a number (the cost.* keys may be absent: older checkpoints; then every sample
+// of the checkpoint's "samples_seen", when it has one, is uncounted).
 CarriedMeters read_carried_meters(const std::map<std::string, std::string>& values, const std::string& path);
 
 // The last heartbeat of the process that was interrupted after the checkpoint: how far its clocks
@@ -94,13 +105,26 @@ struct CostSummary {
   std::array<double, phase_count> phase_s{};
   double wall_s = 0;
   double cpu_s = 0, cpu_utilization = 0;  // this process (getrusage), over its wall time and threads
-  // Training FLOPs: 3 x forward FLOPs per sample x samples trained on; unknown for a model whose
-  // FLOPs were not counted.
-  std::optional<double> flops;
+  // Training FLOPs: what the dense ops of the training micro-batches computed, forward and
+  // backward (autograd/flops.h), over the whole run; flops = flops_forward + flops_backward.
+  // flops_source "counted", or "estimated" when part of the run came from a checkpoint of a version
+  // that did not count (3 x flops_per_sample for each of its samples). Unknown only then, for a
+  // model without flops_per_sample. Evaluation is not training: not counted.
+  std::optional<double> flops, flops_forward, flops_backward;
+  std::string flops_source;  // when flops is known
+  // Achieved training FLOP/s: flops / wall_s (what mfu divides by the peak); when flops is known
+  // and wall_s > 0.
+  std::optional<double> flops_per_s;
+  // The forward work of evaluation (periodic and final validation, the test split, a technique's
+  // dense work at evaluation_done), counted; not in flops. Unknown when part of the run came from
+  // a checkpoint of a version that did not count.
+  std::optional<double> flops_eval;
+  // The model's forward FLOPs per sample from its config (nn::count_flops_per_sample); unknown for
+  // a model given by code.
   std::optional<int64_t> flops_per_sample;
-  std::vector<Projection> projections;  // this run on other instances (estimated)
-  // MFU against the peak of the precision the dense ops ran in: the catalog's (or the user's)
-  // peak, or for the "local" instance this machine's peak measured on the run's threads.
+  std::vector<Projection> projections;  // this run's flops on other instances (estimated)
+  // MFU: flops / wall_s / the peak of the precision the dense ops ran in: the catalog's (or the
+  // user's) peak, or for the "local" instance this machine's peak measured on the run's threads.
   std::optional<double> mfu;
   Figure mfu_peak_flops;     // value and source, when mfu is known
   std::string peak_precision;  // "fp32" or "bf16"
@@ -138,6 +162,14 @@ class RunMeter {
 
   void add_train_compute(double seconds);
   void add_checkpoint_write(double seconds);
+  // FLOPs of a training micro-batch (an autograd::FlopCounter's totals), added to the run's.
+  void add_flops(double forward, double backward);
+  // FLOPs of an evaluation pass (an autograd::FlopCounter's total), added to the run's.
+  void add_eval_flops(double flops);
+  // The run's counted FLOPs so far (earlier processes' included).
+  double flops_forward() const { return flops_forward_; }
+  double flops_backward() const { return flops_backward_; }
+  double flops_eval() const { return flops_eval_; }
 
   // Reads the energy counters (or the process CPU time for the estimate). Call every step or so,
   // so that no RAPL counter wraps twice between samples.
@@ -152,10 +184,10 @@ class RunMeter {
   void save(std::map<std::string, std::string>& values, double data_wait_s);
 
   // The cost summary now (samples first). flops_per_sample: the model's forward FLOPs per sample,
-  // when known; samples_seen: samples trained on; peak_precision "fp32" or "bf16"; threads: the
-  // run's thread count (CPU utilization and the measured local peak).
-  CostSummary summary(std::optional<int64_t> flops_per_sample, int64_t samples_seen, const std::string& peak_precision,
-                      int threads);
+  // when known (reported, and the estimate for samples of a checkpoint that did not count FLOPs);
+  // peak_precision "fp32" or "bf16"; threads: the run's thread count (CPU utilization and the
+  // measured local peak). The FLOPs are the counted ones (add_flops).
+  CostSummary summary(std::optional<int64_t> flops_per_sample, const std::string& peak_precision, int threads);
 
  private:
   PricedInstance priced_;
@@ -164,6 +196,9 @@ class RunMeter {
   EnergyMeter energy_;
   CarriedMeters carried_;
   double train_compute_s_ = 0, checkpoint_s_ = 0;  // this process
+  // The whole run's, from the carried values on: added to in the order a run never interrupted
+  // adds, so a resumed run's sums are that run's, bit for bit.
+  double flops_forward_ = 0, flops_backward_ = 0, flops_eval_ = 0;
 };
 
 // The instances a finished run is projected onto ("this run on X would cost"): a CPU instance, an

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <filesystem>
 
+#include "frugal/autograd/flops.h"
 #include "frugal/autograd/ops.h"
 #include "frugal/base/parallel.h"
 #include "frugal/base/timer.h"
@@ -92,6 +93,9 @@ void TrainLoop::train_micro_batch(data::Batch batch) {
   // What forward and backward allocate is counted as activations, unless tagged otherwise
   // (gradients adopted by parameters, workspace).
   MemoryCategoryGuard activations(MemoryCategory::activations);
+  // The run's FLOPs: what the dense ops of this micro-batch compute, the techniques' work at its
+  // events included (a teacher's forward at after_loss); evaluation has its own counter.
+  autograd::FlopCounter flops;
   state_.batch = std::move(batch);
   emit(Event::batch_loaded);
   nn::set_random_context({state_.job.run.seed, uint64_t(state_.micro)});
@@ -122,6 +126,7 @@ void TrainLoop::train_micro_batch(data::Batch batch) {
   ++state_.micro;
   state_.samples_seen += state_.batch.inputs.size(0);
   emit(Event::after_backward);
+  state_.meter.add_flops(flops.forward(), flops.backward());
   // The graph and the batch go now, not when the next micro-batch replaces them.
   state_.logits = Tensor();
   state_.loss = Tensor();
@@ -167,8 +172,13 @@ EvalMetrics TrainLoop::evaluate_val() {
 void TrainLoop::evaluate() {
   auto in_phase = state_.meter.phase(cost::Phase::evaluation);
   if (!is_text_ && state_.data.val.size() == 0) return;
-  state_.eval = evaluate_val();
-  emit(Event::evaluation_done);
+  {
+    // Evaluation's FLOPs, the techniques' at evaluation_done included (an EMA copy evaluated).
+    autograd::FlopCounter flops;
+    state_.eval = evaluate_val();
+    emit(Event::evaluation_done);
+    state_.meter.add_eval_flops(flops.total());
+  }
   state_.schedule.observe(state_.eval.loss);
 }
 
@@ -201,6 +211,7 @@ FinalMetrics TrainLoop::final_metrics() {
   auto in_phase = state_.meter.phase(cost::Phase::evaluation);
   const JobSpec& job = state_.job;
   const PreparedData& data = state_.data;
+  autograd::FlopCounter flops;  // evaluation's FLOPs (val and test)
   FinalMetrics m;
   if (EvalMetrics val = evaluate_val(); val.samples > 0) {
     m.val_loss = val.loss;
@@ -217,6 +228,7 @@ FinalMetrics TrainLoop::final_metrics() {
     m.test_loss = test.loss;
     m.test_accuracy = test.accuracy;
   }
+  state_.meter.add_eval_flops(flops.total());
   return m;
 }
 
@@ -255,7 +267,7 @@ RunSummary TrainLoop::finish() {
   // MFU against the peak of the precision the matmuls and convolutions run in: bf16 for
   // bf16-mixed; fp32 otherwise (fp16-mixed runs the f32 kernels on f16-rounded values here).
   const char* peak_precision = state_.job.precision.mode == Precision::bf16_mixed ? "bf16" : "fp32";
-  s.cost = state_.meter.summary(flops_per_sample_, state_.samples_seen, peak_precision, num_threads());
+  s.cost = state_.meter.summary(flops_per_sample_, peak_precision, num_threads());
   state_.summary = &s;
   emit(Event::run_end);
   state_.summary = nullptr;

@@ -169,6 +169,11 @@ json RunSummary::to_json() const {
   out["cpu_s"] = cost.cpu_s;
   out["cpu_utilization"] = cost.cpu_utilization;
   out["flops"] = cost.flops ? json(*cost.flops) : json(nullptr);
+  out["flops_forward"] = cost.flops_forward ? json(*cost.flops_forward) : json(nullptr);
+  out["flops_backward"] = cost.flops_backward ? json(*cost.flops_backward) : json(nullptr);
+  out["flops_source"] = cost.flops ? json(cost.flops_source) : json(nullptr);
+  out["flops_per_s"] = cost.flops_per_s ? json(*cost.flops_per_s) : json(nullptr);
+  out["flops_eval"] = cost.flops_eval ? json(*cost.flops_eval) : json(nullptr);
   out["flops_per_sample"] = cost.flops_per_sample ? json(*cost.flops_per_sample) : json(nullptr);
   json projections = json::array();
   for (const cost::Projection& p : cost.projections) projections.push_back(projection_json(p));
@@ -274,6 +279,12 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
   k.cpu_s = r.get<double>(in, "cpu_s");
   k.cpu_utilization = r.get<double>(in, "cpu_utilization");
   k.flops = r.optional<double>(in, "flops");
+  // Summaries of versions before the FLOP counter have flops (3 x flops_per_sample x samples) only.
+  k.flops_forward = r.optional<double>(in, "flops_forward");
+  k.flops_backward = r.optional<double>(in, "flops_backward");
+  k.flops_source = r.optional<std::string>(in, "flops_source").value_or(k.flops ? cost::source_estimated : "");
+  k.flops_per_s = r.optional<double>(in, "flops_per_s");
+  k.flops_eval = r.optional<double>(in, "flops_eval");
   k.flops_per_sample = r.optional<int64_t>(in, "flops_per_sample");
   for (const json& p : r.at(in, "projections")) {
     cost::Projection q;

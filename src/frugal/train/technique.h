@@ -31,6 +31,11 @@
 //                            process stops to be resumed (preemption, budget)
 //   run_end                  the summary (state.summary) is being completed; the last event
 //
+// The FLOPs that dense ops compute from batch_loaded to after_backward of a micro-batch, a
+// technique's included (a teacher's forward at after_loss), are the run's training FLOPs
+// (autograd/flops.h, cost::RunMeter::add_flops); those of an evaluation, evaluation_done
+// included, are its evaluation FLOPs (add_eval_flops); at the other events they count nowhere.
+//
 // Within an event, techniques act in increasing order() (ties: the order they were added), so an
 // order is a position in the pipeline, not a priority. The built-in positions (kOrder* below) are
 // chosen so that, e.g., the fp16 loss scaler unscales gradients before clipping reads them, logging

@@ -1,7 +1,8 @@
 // RunMeter: the user's price and power overrides and their sources; the meters' checkpoint values
 // read back bit-exact; the resume arithmetic (heartbeat, lost work, "other" time, energy scaled to
 // the unattributed time); totals that agree with the billing and energy functions; the summary's
-// FLOPs, MFU (or why it is unknown) and projections.
+// counted FLOPs (carried through checkpoints, estimated for checkpoints of versions that counted
+// none), MFU (or why it is unknown) and projections.
 #include "frugal/cost/run_meter.h"
 
 #include <gtest/gtest.h>
@@ -221,9 +222,16 @@ TEST(RunMeter, SavedValuesReadBackBitExact) {
   carried.wall_s = phase_sum(carried.phase_s);  // all of it attributed: nothing is rescaled
   carried.energy_j = 7777.777777;  // (x / 3.6e6) x 3.6e6 != x: the joules must travel as joules
   carried.energy_source = "measured";
+  carried.flops_forward = 1e17 / 3.0;  // beyond 2^53: the sums must travel bit for bit
+  carried.flops_backward = 0.1;
+  carried.flops_eval = 1e-300;
+  carried.flops_uncounted_samples = 12;
   meter.resume(carried, std::nullopt);
   meter.add_train_compute(0.7);
   meter.add_checkpoint_write(1.0 / 9.0);
+  meter.add_flops(12345.0, 1e-3);
+  meter.add_flops(7.0, 11.0);
+  meter.add_eval_flops(1.0 / 3.0);
 
   std::map<std::string, std::string> values;
   const double data_wait = 0.9;
@@ -237,6 +245,13 @@ TEST(RunMeter, SavedValuesReadBackBitExact) {
   EXPECT_EQ(bits(back.lost_s), bits(1e-300));
   EXPECT_EQ(back.interruptions, 4);
   EXPECT_EQ(bits(back.energy_j), bits(carried.energy_j));  // the counters did not move
+  EXPECT_EQ(bits(back.flops_forward), bits(carried.flops_forward + 12345.0 + 7.0));
+  EXPECT_EQ(bits(back.flops_backward), bits(carried.flops_backward + 1e-3 + 11.0));
+  EXPECT_EQ(bits(back.flops_forward), bits(meter.flops_forward()));
+  EXPECT_EQ(bits(back.flops_backward), bits(meter.flops_backward()));
+  EXPECT_EQ(bits(back.flops_eval), bits(1e-300 + 1.0 / 3.0));
+  EXPECT_EQ(bits(back.flops_eval), bits(meter.flops_eval()));
+  EXPECT_EQ(back.flops_uncounted_samples, 12);
   EXPECT_EQ(back.energy_source, "measured");
   EXPECT_EQ(bits(back.train_compute_s), bits(meter.train_compute_s()));
   EXPECT_EQ(bits(back.checkpoint_s), bits(meter.checkpoint_s()));
@@ -257,10 +272,14 @@ TEST(RunMeter, SavedValuesReadBackBitExact) {
       EXPECT_EQ(text, "4");
       continue;
     }
+    if (key == "cost.flops_uncounted_samples") {
+      EXPECT_EQ(text, "12");
+      continue;
+    }
     double v = ValueReader(values, path).real(key);
     EXPECT_EQ(value_text(v), text) << key;
   }
-  EXPECT_EQ(values.size(), 6u + phase_count + 2u);
+  EXPECT_EQ(values.size(), 6u + phase_count + 2u + 4u);
 
   // A second process goes on from these values without losing a bit of them.
   RunMeter next(priced_as("c7i.2xlarge"), still_rapl(dir));
@@ -269,6 +288,33 @@ TEST(RunMeter, SavedValuesReadBackBitExact) {
   EXPECT_EQ(bits(next.train_compute_s()), bits(back.train_compute_s));
   EXPECT_EQ(bits(next.carried_data_wait_s()), bits(back.data_wait_s));
   EXPECT_EQ(next.interruptions(), 5);
+  EXPECT_EQ(bits(next.flops_forward()), bits(back.flops_forward));
+  EXPECT_EQ(bits(next.flops_backward()), bits(back.flops_backward));
+  EXPECT_EQ(bits(next.flops_eval()), bits(back.flops_eval));
+}
+
+// A run resumed from a checkpoint adds its FLOPs in the order one never interrupted does, so the
+// totals agree bit for bit even where doubles round (here above 2^53).
+TEST(RunMeter, ResumedFlopsEqualAnUninterruptedRunsBitForBit) {
+  TempDir dir;
+  const std::vector<std::pair<double, double>> micro_batches = {
+      {9007199254740993.0, 3.0}, {1.0, 1.0}, {1.0, 0.5}, {3.0, 1e-7}, {0.1, 0.2}, {5e15, 7.0}};
+  RunMeter uninterrupted(priced_as("c7i.2xlarge"), still_rapl(dir));
+  for (auto [f, b] : micro_batches) uninterrupted.add_flops(f, b);
+  for (size_t cut = 0; cut <= micro_batches.size(); ++cut) {
+    RunMeter first(priced_as("c7i.2xlarge"), still_rapl(dir));
+    for (size_t i = 0; i < cut; ++i) first.add_flops(micro_batches[i].first, micro_batches[i].second);
+    std::map<std::string, std::string> values;
+    first.save(values, 0.0);
+    RunMeter second(priced_as("c7i.2xlarge"), still_rapl(dir));
+    second.resume(read_carried_meters(values, "c.fck"), std::nullopt);
+    for (size_t i = cut; i < micro_batches.size(); ++i) second.add_flops(micro_batches[i].first, micro_batches[i].second);
+    EXPECT_EQ(bits(second.flops_forward()), bits(uninterrupted.flops_forward())) << "cut at " << cut;
+    EXPECT_EQ(bits(second.flops_backward()), bits(uninterrupted.flops_backward())) << "cut at " << cut;
+    CostSummary a = uninterrupted.summary(int64_t(10), "fp32", 1), b = second.summary(int64_t(10), "fp32", 1);
+    EXPECT_EQ(bits(*a.flops), bits(*b.flops));
+    EXPECT_EQ(b.flops_source, "counted");
+  }
 }
 
 TEST(RunMeter, ResumeWithAHeartbeatCountsTheLostWork) {
@@ -403,6 +449,24 @@ TEST(ReadCarriedMeters, OlderCheckpointsWithoutCostValues) {
   for (double v : m.phase_s) EXPECT_EQ(v, 0.0);
   EXPECT_EQ(m.energy_j, 0.0);
   EXPECT_EQ(m.energy_source, "");
+  EXPECT_EQ(m.flops_forward, 0.0);
+  EXPECT_EQ(m.flops_backward, 0.0);
+  EXPECT_EQ(m.flops_uncounted_samples, 0);  // no samples_seen either (this test's values)
+  // A checkpoint of a version before the FLOP counter: every sample it holds was not counted.
+  auto values = checkpoint_values();
+  values["samples_seen"] = "640";
+  values["cost.energy_j"] = "5";
+  EXPECT_EQ(read_carried_meters(values, "old.fck").flops_uncounted_samples, 640);
+  // With the counter's values, samples_seen is only the position.
+  values["cost.flops_forward"] = "1000";
+  values["cost.flops_backward"] = "1900";
+  values["cost.flops_eval"] = "300";
+  values["cost.flops_uncounted_samples"] = "0";
+  CarriedMeters counted = read_carried_meters(values, "new.fck");
+  EXPECT_EQ(counted.flops_forward, 1000.0);
+  EXPECT_EQ(counted.flops_backward, 1900.0);
+  EXPECT_EQ(counted.flops_eval, 300.0);
+  EXPECT_EQ(counted.flops_uncounted_samples, 0);
 }
 
 TEST(ReadCarriedMeters, CostValuesAsTheTrainerWroteThem) {
@@ -447,6 +511,19 @@ TEST(ReadCarriedMeters, MissingOrBadValuesNameThePathAndKey) {
   values["cost.phase.backward"] = "null";
   expect_input_error([&] { read_carried_meters(values, "c.fck"); },
                      {"c.fck: checkpoint value 'cost.phase.backward' = 'null': expected a number"});
+  // The FLOP values come together: forward without backward is a damaged checkpoint.
+  values = checkpoint_values();
+  values["cost.flops_forward"] = "10";
+  values["cost.flops_uncounted_samples"] = "0";
+  expect_input_error([&] { read_carried_meters(values, "c.fck"); },
+                     {"c.fck: checkpoint has no value 'cost.flops_backward'"});
+  values["cost.flops_backward"] = "20";
+  expect_input_error([&] { read_carried_meters(values, "c.fck"); },
+                     {"c.fck: checkpoint has no value 'cost.flops_eval'"});
+  values["cost.flops_eval"] = "5";
+  values["cost.flops_uncounted_samples"] = "2.5";
+  expect_input_error([&] { read_carried_meters(values, "c.fck"); },
+                     {"c.fck: checkpoint value 'cost.flops_uncounted_samples' = '2.5': expected an integer"});
 }
 
 TEST(RunMeterSummary, FlopsMfuAndProjectionsForACatalogPeak) {
@@ -454,10 +531,19 @@ TEST(RunMeterSummary, FlopsMfuAndProjectionsForACatalogPeak) {
   const std::string mine = dir.write("mine.toml", user_entries);
   RunMeter meter(priced_as("box", mine), dir.path("missing"));
   meter.resume(hundred_seconds(), std::nullopt);
-  CostSummary s = meter.summary(int64_t(1000), 500, "fp32", 1);
+  meter.add_flops(4e5, 7e5);  // two micro-batches
+  meter.add_flops(1e5, 3e5);
+  meter.add_eval_flops(2e5);  // an evaluation: reported apart, not in flops
+  CostSummary s = meter.summary(int64_t(1000), "fp32", 1);
   ASSERT_TRUE(s.flops);
-  EXPECT_EQ(*s.flops, 3.0 * 1000 * 500);
-  EXPECT_EQ(s.flops_per_sample, int64_t(1000));
+  EXPECT_EQ(*s.flops, 1.5e6);  // what was counted, forward + backward
+  EXPECT_EQ(s.flops_forward, 5e5);
+  EXPECT_EQ(s.flops_backward, 1e6);
+  EXPECT_EQ(s.flops_source, "counted");
+  EXPECT_EQ(s.flops_per_sample, int64_t(1000));  // the model's, reported as it is
+  EXPECT_EQ(s.flops_eval, 2e5);
+  ASSERT_TRUE(s.flops_per_s);
+  EXPECT_EQ(*s.flops_per_s, 1.5e6 / s.wall_s);  // achieved: what mfu divides by the peak
   ASSERT_TRUE(s.mfu);
   EXPECT_EQ(s.mfu_peak_flops.value, 1.5e12);
   EXPECT_EQ(s.mfu_peak_flops.source, "user");  // a user catalog stated the peak
@@ -492,11 +578,12 @@ TEST(RunMeterSummary, FlopsMfuAndProjectionsForACatalogPeak) {
   }
 
   // bf16 against the bf16 peak; a shipped entry's peak says "catalog".
-  CostSummary bf16 = meter.summary(int64_t(1000), 500, "bf16", 1);
+  CostSummary bf16 = meter.summary(int64_t(1000), "bf16", 1);
   EXPECT_EQ(bf16.mfu_peak_flops.value, 3e12);
   EXPECT_EQ(bf16.peak_precision, "bf16");
   RunMeter c7i(priced_as("c7i.2xlarge"), dir.path("missing"));
-  CostSummary shipped_peak = c7i.summary(int64_t(10), 7, "fp32", 1);
+  c7i.add_flops(70, 140);
+  CostSummary shipped_peak = c7i.summary(int64_t(10), "fp32", 1);
   ASSERT_TRUE(shipped_peak.mfu);
   EXPECT_EQ(shipped_peak.mfu_peak_flops.source, "catalog");
   EXPECT_EQ(shipped_peak.mfu_peak_flops.value, 0.819e12);
@@ -507,7 +594,8 @@ TEST(RunMeterSummary, MfuUnknownWithoutAPeakOrFlops) {
   TempDir dir;
   const std::string mine = dir.write("mine.toml", user_entries);
   RunMeter nopeak(priced_as("nopeak", mine), dir.path("missing"));
-  CostSummary s = nopeak.summary(int64_t(1000), 500, "fp32", 1);
+  nopeak.add_flops(5e5, 1e6);
+  CostSummary s = nopeak.summary(int64_t(1000), "fp32", 1);
   EXPECT_FALSE(s.mfu);
   EXPECT_EQ(*s.flops, 1.5e6);  // FLOPs are known, the peak is not
   EXPECT_EQ(s.mfu_note, "unknown: instance 'nopeak' states no fp32 peak FLOP/s (set peak_tflops in a user catalog, "
@@ -515,25 +603,78 @@ TEST(RunMeterSummary, MfuUnknownWithoutAPeakOrFlops) {
   EXPECT_EQ(s.projections.size(), 4u);
 
   RunMeter n2(priced_as("n2-standard-8"), dir.path("missing"));  // fp32 peak, no bf16
-  CostSummary b = n2.summary(int64_t(1000), 500, "bf16", 1);
+  n2.add_flops(5e5, 1e6);
+  CostSummary b = n2.summary(int64_t(1000), "bf16", 1);
   EXPECT_FALSE(b.mfu);
   EXPECT_EQ(b.mfu_note, "unknown: instance 'n2-standard-8' states no bf16 peak FLOP/s (set peak_tflops in a user "
                         "catalog, [cost] catalog)");
 
-  CostSummary unknown = n2.summary(std::nullopt, 500, "fp32", 1);
-  EXPECT_FALSE(unknown.flops);
-  EXPECT_FALSE(unknown.flops_per_sample);
-  EXPECT_FALSE(unknown.mfu);
-  EXPECT_TRUE(unknown.projections.empty());
-  EXPECT_EQ(unknown.mfu_note, "unknown: the model's FLOPs per sample are not known");
-  EXPECT_GT(unknown.wall_s, 0.0);  // the cost figures are there all the same
-  EXPECT_EQ(unknown.instance, "n2-standard-8");
+  // A model given by code (no FLOPs per sample): counted FLOPs and an MFU all the same.
+  CostSummary custom = n2.summary(std::nullopt, "fp32", 1);
+  EXPECT_EQ(custom.flops, 1.5e6);
+  EXPECT_EQ(custom.flops_source, "counted");
+  EXPECT_FALSE(custom.flops_per_sample);
+  ASSERT_TRUE(custom.mfu) << custom.mfu_note;
+  EXPECT_EQ(*custom.mfu, 1.5e6 / custom.wall_s / *n2.priced().instance.peak("fp32"));
+  EXPECT_EQ(custom.projections.size(), 4u);
+
+  // Nothing counted (no dense op ran in training): 0 FLOPs, and no MFU, with the reason.
+  RunMeter idle(priced_as("n2-standard-8"), dir.path("missing"));
+  CostSummary none = idle.summary(std::nullopt, "fp32", 1);
+  EXPECT_EQ(none.flops, 0.0);
+  EXPECT_EQ(none.flops_per_s, 0.0);
+  EXPECT_FALSE(none.mfu);
+  EXPECT_TRUE(none.projections.empty());
+  EXPECT_EQ(none.mfu_note, "unknown: no FLOPs were counted (no matmul, convolution or attention ran in training)");
+  EXPECT_GT(none.wall_s, 0.0);  // the cost figures are there all the same
+  EXPECT_EQ(none.instance, "n2-standard-8");
+}
+
+// A run resumed from a checkpoint of a version that counted no FLOPs: its samples are estimated
+// as that version did (forward, and backward twice it), the figure "estimated", and the estimate
+// travels on through this version's checkpoints.
+TEST(RunMeterSummary, SamplesOfAnOlderCheckpointAreEstimated) {
+  TempDir dir;
+  std::map<std::string, std::string> old = {{"wall_s", "100"}, {"train_compute_s", "70"}, {"data_wait_s", "10"},
+                                            {"checkpoint_s", "5"}, {"lost_s", "0"},          {"interruptions", "0"},
+                                            {"samples_seen", "640"}};
+  RunMeter meter(priced_as("n2-standard-8"), dir.path("missing"));
+  meter.resume(read_carried_meters(old, "old.fck"), std::nullopt);
+  meter.add_flops(3000, 5000);
+  meter.add_eval_flops(700);
+  CostSummary s = meter.summary(int64_t(10), "fp32", 1);
+  EXPECT_EQ(s.flops_forward, 3000.0 + 6400.0);
+  EXPECT_EQ(s.flops_backward, 5000.0 + 12800.0);
+  EXPECT_EQ(s.flops, 3000.0 + 6400.0 + 5000.0 + 12800.0);
+  EXPECT_EQ(s.flops_source, "estimated");
+  EXPECT_TRUE(s.mfu);
+  EXPECT_FALSE(s.flops_eval) << "the older version's evaluations are unknown";
+
+  std::map<std::string, std::string> values;
+  meter.save(values, 0.0);
+  EXPECT_EQ(values.at("cost.flops_forward"), "3000");  // counted only; the estimate is made at the end
+  EXPECT_EQ(values.at("cost.flops_uncounted_samples"), "640");
+  RunMeter next(priced_as("n2-standard-8"), dir.path("missing"));
+  next.resume(read_carried_meters(values, "new.fck"), std::nullopt);
+  CostSummary n = next.summary(int64_t(10), "fp32", 1);
+  EXPECT_EQ(n.flops, s.flops);
+  EXPECT_EQ(n.flops_source, "estimated");
+  EXPECT_FALSE(n.flops_eval);
+
+  // Without the model's FLOPs per sample nothing can stand in for those samples: unknown, and why.
+  CostSummary custom = next.summary(std::nullopt, "fp32", 1);
+  EXPECT_FALSE(custom.flops);
+  EXPECT_FALSE(custom.mfu);
+  EXPECT_TRUE(custom.projections.empty());
+  EXPECT_EQ(custom.mfu_note, "unknown: the run went on from a checkpoint of an older version, which counted no FLOPs "
+                             "for its 640 samples, and the model's FLOPs per sample are not known");
 }
 
 TEST(RunMeterSummary, LocalMeasuresItsPeak) {
   TempDir dir;
   RunMeter meter(priced_as("local"), dir.path("missing"));
-  CostSummary s = meter.summary(int64_t(1000), 500, "fp32", 1);
+  meter.add_flops(5e5, 1e6);
+  CostSummary s = meter.summary(int64_t(1000), "fp32", 1);
   ASSERT_TRUE(s.mfu) << s.mfu_note;
   EXPECT_EQ(s.mfu_peak_flops.source, "measured");
   EXPECT_GT(s.mfu_peak_flops.value, 1e8);  // any CPU of this century

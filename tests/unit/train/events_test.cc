@@ -1,12 +1,16 @@
 // The loop's events, in order, exactly as technique.h documents them: a run with gradient
 // accumulation (an epoch of 11 micro-batches in steps of 3, 3, 3 and 2), periodic evaluation, a
 // periodic checkpoint, a preemption signal (checkpoint, exit 75) and the resumed process. The
-// expected sequence is generated from the documentation, not from the loop's code.
+// expected sequence is generated from the documentation, not from the loop's code. Also what the
+// run's training FLOPs bill: each micro-batch's forward and backward with a technique's dense work at
+// the micro-batch's events, not evaluation; the resumed run's FLOPs are the uninterrupted run's.
 #include <csignal>
 
 #include <gtest/gtest.h>
 
+#include "frugal/autograd/ops.h"
 #include "frugal/base/signals.h"
+#include "frugal/io/checkpoint.h"
 #include "frugal/io/safetensors.h"
 #include "unit/train/run_fixture.h"
 
@@ -96,6 +100,7 @@ std::string join(const std::vector<std::string>& events) {
 struct Resumed {
   std::vector<std::string> first, second;
   int first_exit = -1;
+  RunSummary summary;  // the resumed process's, which ends the run
 };
 
 Resumed run_preempted_after(const RunFixture& f, int64_t step) {
@@ -107,7 +112,7 @@ Resumed run_preempted_after(const RunFixture& f, int64_t step) {
   }
   Trainer trainer(f.job(), f.options("run", "auto"));
   trainer.add_technique(std::make_unique<Recorder>(r.second));
-  trainer.run();
+  r.summary = trainer.run().summary;
   return r;
 }
 
@@ -140,7 +145,7 @@ TEST(Events, APreemptedAndResumedRunSeesTheDocumentedSequenceInEachProcess) {
   // jobs, whose paths differ, so the tensors are compared).
   RunFixture h("events-reference", 190, kSections);
   Trainer reference(h.job(), h.options("run"));
-  reference.run();
+  const cost::CostSummary expected_cost = reference.run().summary.cost;
   auto weights = [](const RunFixture& run) {
     std::vector<std::vector<float>> out;
     for (const auto& [name, t] : io::read_safetensors((run.dir() / "run" / "model.safetensors").string()).tensors)
@@ -151,6 +156,98 @@ TEST(Events, APreemptedAndResumedRunSeesTheDocumentedSequenceInEachProcess) {
   ASSERT_FALSE(expected.empty());
   EXPECT_TRUE(weights(f) == expected);
   EXPECT_TRUE(weights(g) == expected);
+  // And with the training FLOPs of one never interrupted: counted, deterministic, carried through
+  // the checkpoint (the work redone after an interruption would count once; here none is).
+  ASSERT_TRUE(expected_cost.flops);
+  EXPECT_EQ(expected_cost.flops_source, "counted");
+  for (const Resumed* r : {&mid_epoch, &at_epoch_end}) {
+    EXPECT_EQ(r->summary.cost.flops, expected_cost.flops);
+    EXPECT_EQ(r->summary.cost.flops_forward, expected_cost.flops_forward);
+    EXPECT_EQ(r->summary.cost.flops_backward, expected_cost.flops_backward);
+    EXPECT_EQ(r->summary.cost.flops_eval, expected_cost.flops_eval);
+    EXPECT_EQ(r->summary.cost.flops_source, "counted");
+  }
+}
+
+// A checkpoint of a version before the FLOP counter (no cost.flops_* values): the resumed run
+// estimates the checkpoint's samples as that version did (3 x flops_per_sample each: the forward
+// exactly, backward without the skipped first input gradient) and says "estimated".
+TEST(Events, AResumeFromACheckpointWithoutFlopCountsEstimatesItsPart) {
+  RunFixture f("events-old-checkpoint", 190, kSections);
+  std::vector<std::string> log;
+  {
+    Trainer first(f.job(), f.options("run"));
+    first.add_technique(std::make_unique<Recorder>(log, 6));
+    ASSERT_EQ(first.run().exit_code, kExitPreempted);
+  }
+  const std::string dir = (f.dir() / "run" / "checkpoints").string();
+  std::optional<io::LatestCheckpoint> latest = io::load_latest_checkpoint(dir);
+  ASSERT_TRUE(latest);
+  io::CheckpointState old = latest->state;
+  for (const char* key : {"cost.flops_forward", "cost.flops_backward", "cost.flops_eval", "cost.flops_uncounted_samples"})
+    ASSERT_EQ(old.values.erase(key), 1u) << key;
+  const double samples_before = double(std::stoll(old.values.at("samples_seen")));
+  io::write_checkpoint(dir, old, 3);  // over the same file
+
+  Trainer second(f.job(), f.options("run", "auto"));
+  second.add_technique(std::make_unique<Recorder>(log));
+  const RunSummary resumed = second.run().summary;
+  RunFixture h("events-old-checkpoint-reference", 190, kSections);
+  Trainer reference(h.job(), h.options("run"));
+  const cost::CostSummary expected = reference.run().summary.cost;
+  EXPECT_EQ(resumed.cost.flops_source, "estimated");
+  EXPECT_EQ(resumed.cost.flops_forward, expected.flops_forward);
+  EXPECT_EQ(resumed.cost.flops_backward, *expected.flops_backward + 2.0 * 16 * 16 * samples_before);
+  EXPECT_FALSE(resumed.cost.flops_eval) << "the older version's evaluations were not counted";
+  EXPECT_TRUE(expected.flops_eval);
+}
+
+// A technique's dense work at a micro-batch's events (a teacher's forward at after_loss, a scoring
+// pass at batch_loaded) is training work, billed as forward; at evaluation_done it is evaluation's.
+class DenseWork : public Technique {
+ public:
+  std::string name() const override { return "dense_work"; }
+  EventSet events() const override {
+    return event_set({Event::batch_loaded, Event::after_loss, Event::after_backward, Event::evaluation_done});
+  }
+  void on(Event event, TrainState&) override {
+    autograd::NoGradGuard no_grad;
+    const Tensor a = Tensor::ones({2, 3}), b = Tensor::ones({3, 5});
+    matmul(a, b);  // 2 x 2 x 3 x 5 = 60 FLOPs
+    if (event == Event::evaluation_done) ++evaluations_;
+  }
+  int64_t evaluations_ = 0;
+};
+
+TEST(Events, ATechniquesDenseWorkAtMicroBatchEventsIsBilledAndEvaluationIsNot) {
+  RunFixture f("events-flops", 190, kSections);
+  Trainer plain(f.job(), f.options("plain"));
+  const RunSummary base = plain.run().summary;
+  Trainer with(f.job(), f.options("with"));
+  auto technique = std::make_unique<DenseWork>();
+  DenseWork* work = technique.get();
+  with.add_technique(std::move(technique));
+  const RunSummary billed = with.run().summary;
+  ASSERT_TRUE(base.cost.flops_per_sample);
+  // The MLP's forward for every sample trained on; backward twice it minus the first Linear's
+  // input gradient; evaluation (every 3 steps, and the final one) counts apart.
+  const double samples = double(base.samples_seen), fps = double(*base.cost.flops_per_sample);
+  const double first_input_gradient = 2.0 * 16 * 16 * samples;  // 16 features -> hidden 16
+  EXPECT_EQ(base.cost.flops_forward, fps * samples);
+  EXPECT_EQ(base.cost.flops_backward, 2 * fps * samples - first_input_gradient);
+  const int64_t micro_batches = 2 * 11;
+  EXPECT_GT(work->evaluations_, 0);
+  EXPECT_EQ(billed.cost.flops_forward, *base.cost.flops_forward + 3 * 60.0 * micro_batches);
+  EXPECT_EQ(billed.cost.flops_backward, base.cost.flops_backward);
+  EXPECT_EQ(billed.cost.flops, *billed.cost.flops_forward + *billed.cost.flops_backward);
+  // Evaluation: the forward over the 19 validation rows at each periodic evaluation (with the
+  // technique's product at evaluation_done) and once more for the final metrics.
+  const double val_forward = fps * 19;
+  EXPECT_EQ(base.cost.flops_eval, val_forward * double(work->evaluations_ + 1));
+  EXPECT_EQ(billed.cost.flops_eval, (val_forward + 60.0) * double(work->evaluations_) + val_forward);
+  // Achieved FLOP/s: training's over the wall time.
+  ASSERT_TRUE(billed.cost.flops_per_s);
+  EXPECT_EQ(*billed.cost.flops_per_s, *billed.cost.flops / billed.cost.wall_s);
 }
 
 TEST(Events, ATechniqueStateGoesThroughTheCheckpoint) {
