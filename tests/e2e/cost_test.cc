@@ -1,5 +1,6 @@
 // Cost accounting end to end through the real binary: every summary figure carries its source and
-// energy is non-zero (estimated without readable RAPL), phases add up to the wall time, unknown
+// energy is non-zero (estimated without readable RAPL), the training and evaluation FLOPs are the
+// counted ones, phases add up to the wall time, `compare` shows compute and its ratio, unknown
 // instances and bad budgets are exit 2, and a budget stop (exit 3, checkpoint) resumed with a larger
 // budget ends with the same weights as an unbudgeted run. Limits: tiny runs, so the dollar figures
 // are dominated by the 60 s billing minimum (which is what makes a tiny budget trip at step 1).
@@ -321,6 +322,38 @@ TEST(Cost, CompareNamesTheDifferingKeyAndGivesAVerdict) {
   CommandResult missing = s.frugal("compare a nosuchrun --store runs.db");
   EXPECT_EQ(missing.exit_code, 2);
   EXPECT_NE(missing.err.find("nosuchrun"), std::string::npos);
+}
+
+// Compute in the verdict: B, with a quarter of A's hidden width, trains on the same samples with a
+// quarter of A's counted FLOPs (forward 2 x (8 h + 4 h) per sample, backward twice it minus the first
+// layer's input gradient 2 x 8 h: 56 h per sample in all).
+TEST(Cost, CompareShowsTheCountedComputeAndItsRatio) {
+  Scratch s = make_scratch("cost_compare_compute");
+  CommandResult a = s.frugal("train job.toml --json --out a");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  CommandResult b = s.frugal("train job.toml --json --out b --set 'model.hidden=[8]'");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  json sa = summary_of(a), sb = summary_of(b);
+  EXPECT_EQ(sa["flops"].get<double>(), 56.0 * 32 * sa["samples_seen"].get<double>());
+  EXPECT_EQ(sb["flops"].get<double>(), 56.0 * 8 * sb["samples_seen"].get<double>());
+
+  CommandResult c = s.frugal("compare a b --json");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  json j = json::parse(c.out);
+  EXPECT_EQ(j["flops"]["a"], sa["flops"]);
+  EXPECT_EQ(j["flops"]["b"], sb["flops"]);
+  EXPECT_EQ(j["flops"]["a_source"], "counted");
+  EXPECT_EQ(j["flops"]["b_source"], "counted");
+  EXPECT_EQ(j["flops"]["ratio"].get<double>(), 0.25);
+  EXPECT_EQ(j["flops"]["change"].get<double>(), -0.75);
+  const std::string verdict = j["verdict"];
+  EXPECT_NE(verdict.find(", 75% less compute"), std::string::npos) << verdict;
+
+  CommandResult t = s.frugal("compare a b");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("compute (FLOP)"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("-75.0%   [counted / counted]   B/A 0.25x"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find(verdict), std::string::npos) << t.out;
 }
 
 }  // namespace

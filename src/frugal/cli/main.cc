@@ -298,6 +298,12 @@ std::string percent_change(double a, double b) {
   return buffer;
 }
 
+std::string format_ratio(double ratio) {
+  char buffer[32];
+  std::snprintf(buffer, sizeof buffer, "%.3gx", ratio);
+  return buffer;
+}
+
 int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
   ComparedRun a = load_compared_run(ref_a, store_path), b = load_compared_run(ref_b, store_path);
   for (const ComparedRun* r : {&a, &b})
@@ -312,6 +318,18 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
     out[row.key] = {{"a", va}, {"b", vb}, {"difference", vb - va}, {"a_source", fa.value("source", std::string())},
                     {"b_source", fb.value("source", std::string())}};
     if (va != 0) out[row.key]["change"] = (vb - va) / va;
+  }
+  // Compute: the training FLOPs each run counted (or estimated), and B's as a share of A's.
+  const bool compute_known = a.summary["flops"].is_number() && b.summary["flops"].is_number();
+  if (compute_known) {
+    double va = a.summary["flops"], vb = b.summary["flops"];
+    out["flops"] = {{"a", va}, {"b", vb}, {"difference", vb - va},
+                    {"a_source", a.summary.value("flops_source", std::string(cost::source_estimated))},
+                    {"b_source", b.summary.value("flops_source", std::string(cost::source_estimated))}};
+    if (va != 0) {
+      out["flops"]["change"] = (vb - va) / va;
+      out["flops"]["ratio"] = vb / va;
+    }
   }
   // The quality metric: the first one both runs report.
   struct Metric { const char* key; bool percent, higher_better; };
@@ -352,6 +370,13 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
     std::snprintf(buffer, sizeof buffer, "for %.0f%% %s %s", 100 * std::fabs(change), change < 0 ? "less" : "more", noun);
     cost_text = buffer;
   }
+  // ", 55% less compute" when the counted FLOPs differ.
+  if (compute_known && out["flops"].contains("change") && out["flops"]["change"].get<double>() != 0) {
+    char buffer[64];
+    double change = out["flops"]["change"];
+    std::snprintf(buffer, sizeof buffer, ", %.0f%% %s compute", 100 * std::fabs(change), change < 0 ? "less" : "more");
+    cost_text += buffer;
+  }
   auto metric_text = [&](double v) {
     char buffer[32];
     if (used && used->percent) std::snprintf(buffer, sizeof buffer, "%.1f%%", 100 * v);
@@ -374,6 +399,13 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
     std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]\n", name.c_str(), r["a"].get<double>(), r["b"].get<double>(),
                 percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
                 r["b_source"].get<std::string>().c_str());
+  }
+  if (compute_known) {
+    const json& r = out["flops"];
+    std::string ratio = r.contains("ratio") ? "   B/A " + format_ratio(r["ratio"]) : "";
+    std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]%s\n", "compute (FLOP)", r["a"].get<double>(),
+                r["b"].get<double>(), percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
+                r["b_source"].get<std::string>().c_str(), ratio.c_str());
   }
   if (used)
     std::printf("%-18s %16s %16s\n", used->key, metric_text(ma[used->key]).c_str(), metric_text(mb[used->key]).c_str());
@@ -453,7 +485,7 @@ int main(int argc, char** argv) {
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
   std::string run_a, run_b;
-  CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, quality, job keys, verdict");
+  CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict");
   compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
   compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
