@@ -79,6 +79,19 @@ TEST(TrainingFlops, MlpForwardIsTheFormulaAndBackwardSkipsTheFirstInputGradient)
 TEST(TrainingFlops, FrozenLayersSkipTheirWeightGradientsAndTheInputGradientsBelowThem) {
   const Tensor x = random_tensor({kBatch, 20}, 2), y = labels(kBatch, 5, 3);
   const double forward = double(nn::count_flops_per_sample(kMlp)) * kBatch;
+  {  // the first Linear's weight frozen, its bias trained: exactly that weight's gradient less
+    auto model = nn::make_mlp(kMlp, 1);
+    for (auto& [name, p] : model->named_parameters())
+      if (name == "layers.1.weight") {
+        Tensor handle = p;
+        handle.set_requires_grad(false);
+      }
+    const Counted trained = train_step(*nn::make_mlp(kMlp, 1), x, y);
+    const Counted c = train_step(*model, x, y);
+    EXPECT_EQ(c.forward, forward);
+    EXPECT_EQ(c.backward, trained.backward - dense(20, 16));
+    EXPECT_EQ(c.backward, dense(16, 12) + dense(12, 5) + dense(16, 12) + dense(12, 5));  // dW2, dW3; dX2, dX3
+  }
   {  // the first Linear frozen: the lowest trainable one is the second, whose input needs nothing
     auto model = nn::make_mlp(kMlp, 1);
     freeze(*model, "layers.1.");
