@@ -1,7 +1,7 @@
 // Spot-safe training end to end through the real binary: runs killed with SIGKILL and SIGTERM at
 // random moments (some while a checkpoint is being written, some mid-epoch) and resumed with
 // --resume auto end with model.safetensors byte-identical to an uninterrupted run (and the same
-// metrics and training FLOPs); corrupted
+// metrics and training and evaluation FLOPs); corrupted
 // checkpoints fall back or fail cleanly; a changed learning rate is refused; interval = "auto".
 // Limits: kill timing is random, so which steps are hit varies from run to run (the checks do not).
 #include <fcntl.h>
@@ -216,10 +216,10 @@ TEST(Resume, MlpKilledAtRandomMomentsEndsBitIdentical) {
   EXPECT_EQ(summary["steps"], ref_summary["steps"]);
   EXPECT_EQ(summary["samples_seen"], ref_summary["samples_seen"]);
   EXPECT_EQ(summary["metrics"], ref_summary["metrics"]) << "final losses and accuracies are bit-identical too";
-  // The training FLOPs too: counted, carried through every checkpoint, the work redone after a kill
-  // counted once (its time is lost_s).
+  // The training and evaluation FLOPs too: counted, carried through every checkpoint, the work
+  // redone after a kill counted once (its time is lost_s).
   EXPECT_EQ(summary["flops_source"], "counted");
-  for (const char* key : {"flops", "flops_forward", "flops_backward"}) {
+  for (const char* key : {"flops", "flops_forward", "flops_backward", "flops_eval"}) {
     ASSERT_TRUE(ref_summary[key].is_number()) << key;
     EXPECT_EQ(summary[key], ref_summary[key]) << key;
   }
@@ -256,7 +256,7 @@ TEST(Resume, CharGptKilledAtRandomMomentsEndsBitIdentical) {
   ASSERT_FALSE(a.empty());
   EXPECT_TRUE(a == b) << "the interrupted run's weights differ from the uninterrupted run's";
   EXPECT_EQ(report.final_summary["metrics"], last_json(ref.out)["metrics"]);
-  for (const char* key : {"flops", "flops_forward", "flops_backward"}) {
+  for (const char* key : {"flops", "flops_forward", "flops_backward", "flops_eval"}) {
     ASSERT_TRUE(last_json(ref.out)[key].is_number()) << key;
     EXPECT_EQ(report.final_summary[key], last_json(ref.out)[key]) << key;
   }
