@@ -109,7 +109,7 @@ struct CostSummary {
   // backward (autograd/flops.h), over the whole run; flops = flops_forward + flops_backward.
   // flops_source "counted", or "estimated" when part of the run came from a checkpoint of a version
   // that did not count (3 x flops_per_sample for each of its samples). Unknown only then, for a
-  // model without flops_per_sample. Evaluation is not training: not counted.
+  // model without flops_per_sample. Evaluation is not training: in flops_eval.
   std::optional<double> flops, flops_forward, flops_backward;
   std::string flops_source;  // when flops is known
   // Achieved training FLOP/s: flops / wall_s (what mfu divides by the peak); when flops is known
