@@ -322,5 +322,23 @@ TEST(Lora, AJobWithATargetThatMatchesNothingFailsBeforeWritingAnything) {
   EXPECT_FALSE(std::filesystem::exists(f.dir() / "run"));
 }
 
+TEST(Lora, JobKeysAreCheckedWhereTheyAreRead) {
+  const char* model = "[model]\nkind = \"mlp\"\nhidden = [16]\n[train]\nepochs = 1\n";
+  RunFixture f("lora-keys", 40, std::string(model) + "[lora]\nrank = 2\nalpha = 4\ntargets = [\"layers.*\"]\n");
+  JobSpec job = f.job();
+  EXPECT_TRUE(job.lora.enabled);
+  EXPECT_EQ(job.lora.rank, 2);
+  EXPECT_EQ(job.lora.alpha, 4);
+  EXPECT_EQ(job.lora.targets, (std::vector<std::string>{"layers.*"}));
+  EXPECT_FALSE(RunFixture("lora-off", 40, model).job().lora.enabled);
+  RunFixture missing("lora-no-targets", 40, std::string(model) + "[lora]\nrank = 2\n");
+  EXPECT_INPUT_ERROR(missing.job(), "lora", "targets", "missing");
+  EXPECT_INPUT_ERROR(f.job({"lora.targets=[]"}), "targets", "at least one pattern");
+  EXPECT_INPUT_ERROR(f.job({"lora.rank=0"}), "rank");
+  EXPECT_INPUT_ERROR(f.job({"lora.alpha=0"}), "alpha");
+  EXPECT_INPUT_ERROR(f.job({"lora.dropout=1.0"}), "dropout");
+  EXPECT_INPUT_ERROR(f.job({"lora.targets=[1]"}), "targets", "strings");
+}
+
 }  // namespace
 }  // namespace frugal::train
