@@ -34,6 +34,10 @@ UnreadOutputs::~UnreadOutputs() {
   }
 }
 
+// Not an UnreadOutputs scope ending: the list of skipped outputs stays for the checks after it.
+ReadOutputs::ReadOutputs() : previous_(t_unread_outputs) { t_unread_outputs = false; }
+ReadOutputs::~ReadOutputs() { t_unread_outputs = previous_; }
+
 bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_list<const Tensor*> read_by_backward) {
   if (!t_unread_outputs || !needs_grad(inputs)) return false;
   for (const Tensor* t : read_by_backward)

@@ -68,6 +68,21 @@ class UnreadOutputs {
   bool previous_;
 };
 
+// Suspends an active UnreadOutputs scope: ops inside compute their outputs and record as usual,
+// for a value that an op later in the scope reads in its backward (a LoRA adapter's rank-wide
+// product inside a layer whose own output nobody reads: lora_b's gradient reads it). The outputs
+// skipped before stay skipped.
+class ReadOutputs {
+ public:
+  ReadOutputs();
+  ~ReadOutputs();
+  ReadOutputs(const ReadOutputs&) = delete;
+  ReadOutputs& operator=(const ReadOutputs&) = delete;
+
+ private:
+  bool previous_;
+};
+
 // For an op about to run on `inputs` whose backward reads only `read_by_backward` (never its own
 // output): true when it may leave its output unwritten, that is inside an active UnreadOutputs
 // scope and recording. The op must then record() its node.

@@ -13,7 +13,7 @@ std::array<uint32_t, 4> philox4x32(std::array<uint32_t, 4> counter, uint64_t key
 
 // Names the use of random numbers so that two uses never share a stream.
 enum class RandomPurpose : uint32_t {
-  init = 1, shuffle = 2, dropout = 3, augment = 4, sample = 5, split = 6, test = 7, user = 100,
+  init = 1, shuffle = 2, dropout = 3, augment = 4, sample = 5, split = 6, test = 7, adapter = 8, user = 100,
 };
 
 // A cheap sequential generator over one Philox stream. Copyable; state is (key, counter).

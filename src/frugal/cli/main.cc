@@ -20,6 +20,7 @@
 #include "frugal/base/parallel.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
+#include "frugal/train/compress/lora.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/evaluate.h"
 #include "frugal/train/job.h"
@@ -105,6 +106,13 @@ void print_summary(const train::RunSummary& s) {
   if (s.status == "preempted") {
     std::printf("  stopped by %s after a checkpoint; continue with: frugal train JOB --out %s --resume auto\n",
                 s.signal ? s.signal->c_str() : "a signal", s.out_dir.c_str());
+    return;
+  }
+  if (s.lora) {
+    std::printf("  model  %s/model.safetensors (the adapters merged: a plain model)\n", s.out_dir.c_str());
+    std::printf("  adapters  %s/adapters.safetensors (rank %lld, alpha %g, %lld Linear layers; trainable %lld of %lld "
+                "params)\n", s.out_dir.c_str(), (long long)s.lora->rank, s.lora->alpha, (long long)s.lora->modules,
+                (long long)s.trainable_params, (long long)s.params);
     return;
   }
   std::printf("  model  %s/model.safetensors\n", s.out_dir.c_str());
@@ -289,6 +297,23 @@ ComparedRun load_compared_run(const std::string& ref, const std::string& store_p
   if (!out.summary.is_object() || !out.summary.contains("cost"))
     throw InputError(run->run_id + ": the run has no cost summary (status " + run->status + ")");
   return out;
+}
+
+// `frugal export`: SOURCE is a run directory, a checkpoint or safetensors file, or else a run id
+// (or unique prefix) of the store, whose run directory it names.
+int cmd_export(const std::string& source, bool merge, bool adapters, const std::string& out, const std::string& store_path) {
+  namespace fs = std::filesystem;
+  if (merge == adapters) throw InputError("frugal export: give one of --merge (a plain merged model) or --adapters (the adapters alone)");
+  std::string path = source;
+  if (!fs::exists(source)) {
+    if (!fs::exists(store_path)) throw InputError(source + ": no such run directory or file, and there is no run store " + store_path);
+    std::optional<track::RunRecord> run = track::RunStore(store_path).find_run(source);
+    if (!run) throw InputError("no run '" + source + "' in " + store_path + " (and no run directory or file of that name)");
+    path = run->out_dir;
+  }
+  train::export_lora(path, merge ? train::ExportKind::merged : train::ExportKind::adapters, out);
+  std::printf("%s\n", out.c_str());
+  return 0;
 }
 
 std::string percent_change(double a, double b) {
@@ -490,6 +515,19 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
   compare_cmd->add_flag("--json", as_json, "JSON output");
+  std::string export_source, export_out;
+  bool export_merge = false, export_adapters = false;
+  CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");
+  export_cmd->add_option("source", export_source,
+                         "A run directory, a run id (or unique prefix) of the store, a checkpoint (.fck) of a [lora] run, "
+                         "or a safetensors file holding adapters")->required();
+  export_cmd->add_flag("--merge", export_merge,
+                       "A plain model: each adapted Linear's weight + alpha/rank * B A, no adapter tensors (frugal eval / "
+                       "sample and PyTorch load it)");
+  export_cmd->add_flag("--adapters", export_adapters,
+                       "The adapters alone (*.lora_a, *.lora_b) with their rank / alpha / targets metadata, for [lora] adapters");
+  export_cmd->add_option("--out", export_out, "The safetensors file to write")->required();
+  export_cmd->add_option("--store", store_path, "Run store (SQLite), for a run id");
   for (CLI::App* sub : {runs_list, runs_show}) {
     sub->add_option("--store", store_path, "Run store (SQLite)");
     sub->add_flag("--json", as_json, "JSON output");
@@ -507,6 +545,7 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
     if (compare_cmd->parsed()) return cmd_compare(run_a, run_b, store_path, as_json);
+    if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {

@@ -1,4 +1,5 @@
-// Layer constructors, PyTorch default initializations and forwards (shape checks with clear errors).
+// Layer constructors, PyTorch default initializations and forwards (shape checks with clear errors);
+// Linear's LoRA adapter.
 #include "frugal/nn/layers.h"
 
 #include <cmath>
@@ -36,6 +37,50 @@ void Linear::reset_parameters(const InitStreams& streams) {
     Rng bias_rng = streams.rng(bias_);
     init::uniform_(bias_, -bound, bound, bias_rng);
   }
+  if (has_lora()) {  // PEFT's reset_lora_parameters
+    Rng lora_rng = streams.rng(lora_a_);
+    init::kaiming_uniform_(lora_a_, lora_rng, std::sqrt(5.0));
+    init::zeros_(lora_b_);
+  }
+}
+
+void Linear::add_lora(const LoraOptions& options, Rng& rng) {
+  FRUGAL_CHECK(!has_lora(), "Linear: a second LoRA adapter on the same layer");
+  if (options.rank < 1)
+    throw InputError("Linear: LoRA rank must be positive, got " + std::to_string(options.rank));
+  if (!(options.alpha > 0) || !std::isfinite(options.alpha))
+    throw InputError("Linear: LoRA alpha must be a finite number > 0, got " + std::to_string(options.alpha));
+  if (!(options.dropout >= 0.0 && options.dropout < 1.0))
+    throw InputError("Linear: LoRA dropout must be in [0, 1), got " + std::to_string(options.dropout));
+  lora_ = options;
+  lora_a_ = register_parameter("lora_a", Tensor::empty({options.rank, in_features_}, weight_.dtype()));
+  lora_b_ = register_parameter("lora_b", Tensor::zeros({out_features_, options.rank}, weight_.dtype()));
+  init::kaiming_uniform_(lora_a_, rng, std::sqrt(5.0));  // gain sqrt(1/3): U(-1/sqrt(in), 1/sqrt(in))
+}
+
+Tensor Linear::merged_weight() const {
+  if (!has_lora()) return weight_.detach().clone();
+  return lora_merged_weight(weight_, lora_a_, lora_b_, lora_.scale());
+}
+
+Tensor lora_merged_weight(const Tensor& weight, const Tensor& lora_a, const Tensor& lora_b, double scale) {
+  autograd::NoGradGuard no_grad;
+  // f64 operands run the reference kernels (double accumulation); one rounding at the end.
+  Tensor product = matmul(lora_b.to(DType::f64), lora_a.to(DType::f64));  // (out, in)
+  return add(weight.to(DType::f64), mul_scalar(product, scale)).to(weight.dtype());
+}
+
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_a,
+                   const Tensor& lora_b, double scale, const LoraDropout& dropout_options) {
+  Tensor base = linear(x, weight, bias);  // (..., out)
+  Tensor hidden;                          // (..., r)
+  {
+    autograd::ReadOutputs read;  // lora_b's gradient reads it, even where the layer's output is unread
+    const LoraDropout& d = dropout_options;
+    hidden = linear(d.training && d.p > 0 ? dropout(x, d.p, true, d.seed, d.stream) : x, lora_a);
+    if (scale != 1.0) hidden = mul_scalar(hidden, scale);
+  }
+  return add(base, linear(hidden, lora_b));
 }
 
 void Linear::check_input(const Tensor& x) const {
@@ -46,7 +91,10 @@ void Linear::check_input(const Tensor& x) const {
 
 Tensor Linear::forward(const Tensor& x) {
   check_input(x);
-  return linear(x, weight_, bias_);
+  if (!has_lora()) return linear(x, weight_, bias_);
+  const RandomContext context = random_context();
+  return lora_linear(x, weight_, bias_, lora_a_, lora_b_, lora_.scale(),
+                     {lora_.dropout, is_training(), context.seed, mix_key(context.step, uint64_t(lora_.dropout_index))});
 }
 
 Tensor Linear::forward_output_unread(const Tensor& x) {
@@ -56,6 +104,7 @@ Tensor Linear::forward_output_unread(const Tensor& x) {
 
 Tensor Linear::forward_relu(const Tensor& x) {
   check_input(x);
+  if (has_lora()) return relu(forward(x));  // the ReLU reads the adapter's sum: not in the base's epilogue
   return linear_relu(x, weight_, bias_);
 }
 

@@ -1,7 +1,7 @@
 // The standard layers, each a thin Module over one op of autograd/ops.h, with PyTorch's parameter
 // names, shapes and default initialization. A freshly built layer is initialized from seed 0; models
-// re-draw everything with init_parameters(model, seed). Limits: no padding_idx / max_norm on
-// Embedding, no momentum=None (cumulative average) BatchNorm.
+// re-draw everything with init_parameters(model, seed). Linear takes a LoRA adapter. Limits: no
+// padding_idx / max_norm on Embedding, no momentum=None (cumulative average) BatchNorm.
 #pragma once
 
 #include <cstdint>
@@ -9,12 +9,30 @@
 #include <string>
 
 #include "frugal/autograd/ops.h"
+#include "frugal/base/rng.h"
 #include "frugal/nn/module.h"
 
 namespace frugal {
 namespace nn {
 
+// A LoRA adapter's settings (Hu et al. 2021, laid out as PEFT's lora.Linear): rank r, alpha (the
+// adapter's output is scaled by alpha / r), dropout on the adapter's input, and the index that
+// keys its dropout mask as a Dropout layer's index keys its own (apply it after the model's).
+struct LoraOptions {
+  int64_t rank = 8;
+  double alpha = 8;
+  double dropout = 0;
+  int64_t dropout_index = 0;
+  double scale() const { return alpha / double(rank); }
+};
+
 // y = x W^T + b; x (..., in) -> (..., out). weight (out, in), bias (out).
+// With a LoRA adapter (add_lora): y = x W^T + b + (dropout(x) A^T) B^T * alpha / r, lora_a A (r, in),
+// lora_b B (out, r). The adapter's parameters sit on this module beside weight and bias, so the
+// base's names stay (`qkv.weight`; the adapter adds `qkv.lora_a`, `qkv.lora_b`) and a model with its
+// adapters merged (merged_weight) is a plain model. Fused paths keep the adapter: forward_relu runs
+// relu(forward(x)), and the adapter's rank-wide product is computed even where the layer's output
+// is not read (forward_output_unread, or the end of a recomputed GPT block), since B's gradient reads it.
 class Linear : public Module {
  public:
   Linear(int64_t in_features, int64_t out_features, bool bias = true);
@@ -22,17 +40,49 @@ class Linear : public Module {
   Tensor forward_relu(const Tensor& x) override;  // linear_relu: the ReLU in the matmul's epilogue
   Tensor forward_output_unread(const Tensor& x) override;  // the product skipped
   std::string type_name() const override { return "Linear"; }
-  void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(in), 1/sqrt(in))
+  // U(-1/sqrt(in), 1/sqrt(in)); an adapter as add_lora draws it, from the stream of lora_a.
+  void reset_parameters(const InitStreams& streams) override;
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }  // undefined without bias
   int64_t in_features() const { return in_features_; }
   int64_t out_features() const { return out_features_; }
 
+  // Registers lora_a (r, in), drawn from `rng` as PEFT does (kaiming_uniform, a = sqrt(5): U(-1/sqrt(in),
+  // 1/sqrt(in))), and lora_b (out, r), zeros, so a fresh adapter changes no output. Once per layer;
+  // InputError for r < 1, alpha <= 0 or dropout outside [0, 1).
+  void add_lora(const LoraOptions& options, Rng& rng);
+  bool has_lora() const { return lora_a_.defined(); }
+  const Tensor& lora_a() const { return lora_a_; }  // undefined without an adapter
+  const Tensor& lora_b() const { return lora_b_; }
+  const LoraOptions& lora_options() const { return lora_; }
+  // weight + scale * B A (summed in double, rounded to f32 once): the weight of a plain Linear that
+  // computes what this one does in eval mode. The weight itself without an adapter.
+  Tensor merged_weight() const;
+
  private:
   void check_input(const Tensor& x) const;
   int64_t in_features_, out_features_;
   Tensor weight_, bias_;
+  LoraOptions lora_;
+  Tensor lora_a_, lora_b_;
 };
+
+// The adapted linear map on given tensors, what Linear::forward runs with an adapter:
+// linear(x, weight, bias) + linear(linear(dropout(x), lora_a) * scale, lora_b), composed of those
+// differentiable ops (any float dtype: f64 for gradcheck). The scale multiplies the (..., r)
+// product rather than the (..., out) one: the same value up to rounding, r / out of the work.
+// Dropout (when training and p > 0) draws its mask from (seed, stream) as the dropout op does.
+struct LoraDropout {
+  double p = 0;
+  bool training = false;
+  uint64_t seed = 0, stream = 0;
+};
+Tensor lora_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& lora_a,
+                   const Tensor& lora_b, double scale, const LoraDropout& dropout = {});
+// weight + scale * lora_b lora_a, summed in double and rounded to weight's dtype once: the weight
+// of a plain Linear computing what the adapted one does in eval mode (Linear::merged_weight, and
+// `frugal export --merge` on tensors read from a file). weight (out, in), lora_a (r, in), lora_b (out, r).
+Tensor lora_merged_weight(const Tensor& weight, const Tensor& lora_a, const Tensor& lora_b, double scale);
 
 // x (N, C, H, W) -> (N, O, OH, OW); weight (O, C/groups, K, K), bias (O).
 class Conv2d : public Module {

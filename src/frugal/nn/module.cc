@@ -149,6 +149,13 @@ int64_t Module::num_parameters() const {
   return n;
 }
 
+int64_t Module::num_trainable_parameters() const {
+  int64_t n = 0;
+  for (const auto& [name, t] : named_parameters())
+    if (t.requires_grad()) n += t.numel();
+  return n;
+}
+
 std::vector<std::pair<std::string, Module*>> Module::named_modules() {
   std::vector<std::pair<std::string, Module*>> out;
   walk(*this, "", [&](const std::string& prefix, Module& m) { out.emplace_back(prefix, &m); });

@@ -73,6 +73,7 @@ class Module {
   void load_state_dict(const NamedTensors& state, bool strict = true);
   void load_state_dict(const std::map<std::string, Tensor>& state, bool strict = true);
   int64_t num_parameters() const;
+  int64_t num_trainable_parameters() const;  // of the parameters with requires_grad (not frozen)
 
   // Sub-modules: direct children, and every module of the tree with its dotted prefix ("" = this).
   const std::vector<std::pair<std::string, std::shared_ptr<Module>>>& named_children() const { return children_; }

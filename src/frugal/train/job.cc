@@ -112,6 +112,21 @@ class Section {
     return out;
   }
 
+  // An array of non-empty strings (glob patterns, names); `fallback` when the key is absent.
+  std::vector<std::string> get_string_list(const std::string& key, std::vector<std::string> fallback = {}) {
+    const toml::node* node = find(key);
+    if (!node) return fallback;
+    const toml::array* array = node->as_array();
+    if (!array) fail(*node, key, "expected an array of strings");
+    std::vector<std::string> out;
+    for (const toml::node& item : *array) {
+      if (!item.is_string() || item.value<std::string>()->empty())
+        fail(*node, key, "expected an array of non-empty strings");
+      out.push_back(*item.value<std::string>());
+    }
+    return out;
+  }
+
   toml::table* subtable(const std::string& key) {
     const toml::node* node = find(key);
     if (!node) return nullptr;
@@ -435,6 +450,22 @@ void parse_memory(Section& s, MemorySpec& m, ModelKind model_kind) {
                                 std::string(name_of(model_kind)) + " has none");
 }
 
+void parse_lora(Section& s, LoraSpec& l, bool present) {
+  l.enabled = present;
+  l.rank = s.get_int("rank", l.rank, 1, 1 << 16);
+  l.alpha = s.get_double("alpha", l.alpha, 0.0, 1e6, /*min_open=*/true);
+  l.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
+  const bool has_targets = s.has("targets");
+  l.targets = s.get_string_list("targets");
+  l.train = s.get_string_list("train");
+  l.adapters = s.get_string("adapters", "");
+  s.check_unknown();
+  if (present && !has_targets)
+    s.fail_key("targets", "missing; expected glob patterns of the Linear layers to adapt, e.g. "
+                          "[\"blocks.*.attn.qkv\", \"blocks.*.mlp.fc\"] (`*` matches any run of characters)");
+  if (present && l.targets.empty()) s.fail_key("targets", "expected at least one pattern");
+}
+
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
   for (const auto& [key, node] : table) {
     std::string name = prefix + std::string(key.str());
@@ -515,7 +546,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   JobSpec job;
   job.path = path;
   const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint",
-                                            "cost",  "budget", "precision", "memory"};
+                                            "cost",  "budget", "precision", "memory", "lora"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -530,7 +561,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
-          memory = section("memory");
+          memory = section("memory"), lora = section("lora");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -542,7 +573,9 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_budget(budget, job.budget);
   parse_precision_section(precision, job.precision);
   parse_memory(memory, job.memory, job.model.kind);
-  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory})
+  parse_lora(lora, job.lora, root.contains("lora"));
+  for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
+                     &lora})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

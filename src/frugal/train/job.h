@@ -154,6 +154,19 @@ struct MemorySpec {
   int64_t max_activation_bytes = 0;  // with auto only; > 0
 };
 
+// [lora]: low-rank adapters (nn::Linear::add_lora) on the Linear layers whose dotted names match
+// `targets`; every parameter but the adapters and those matching `train` is frozen (no gradient, no
+// optimizer state). Present = enabled. Changes results, so it may not differ on resume.
+struct LoraSpec {
+  bool enabled = false;              // the job has a [lora] section
+  int64_t rank = 8;                  // PEFT's defaults: rank 8, alpha 8 (scale 1)
+  double alpha = 8;                  // the adapter's output is scaled by alpha / rank
+  double dropout = 0;                // on the adapter's input, in training
+  std::vector<std::string> targets;  // glob patterns (`*`: any run of characters) of Linear module names
+  std::vector<std::string> train;    // glob patterns of parameter names trained besides the adapters
+  std::string adapters;              // a file to start the adapters from ("": A drawn, B zero)
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -167,6 +180,7 @@ struct JobSpec {
   BudgetSpec budget;
   PrecisionSpec precision;
   MemorySpec memory;
+  LoraSpec lora;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };

@@ -237,8 +237,8 @@ void TrainLoop::write_model() {
   std::map<std::string, std::string> metadata = {{"frugal.model", name_of(job.model.kind)},
                                                  {"frugal.job_hash", job.hash}};
   if (state_.data.is_text) metadata["frugal.vocab"] = state_.data.vocab.to_string();
-  io::write_safetensors((fs::path(state_.out_dir) / "model.safetensors").string(), state_.model.state_dict(),
-                        metadata);
+  io::write_safetensors((fs::path(state_.out_dir) / "model.safetensors").string(),
+                        state_.model_to_save ? state_.model_to_save() : state_.model.state_dict(), metadata);
 }
 
 RunSummary TrainLoop::finish() {

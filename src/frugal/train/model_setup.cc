@@ -3,6 +3,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/io/safetensors.h"
+#include "frugal/train/compress/lora.h"
 
 namespace frugal::train {
 
@@ -84,6 +85,9 @@ std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& 
 std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights) {
   std::shared_ptr<nn::Module> model = build_model(job, data);
   io::SafetensorsFile file = io::read_safetensors(weights);
+  // A [lora] run saves its model merged (plain), which loads as is; a file with adapters (an adapted
+  // model) loads into the job's model with its [lora] adapters added.
+  if (job.lora.enabled && holds_adapters(file)) add_adapters(*model, job.lora, job.run.seed, job.path);
   try {
     model->load_state_dict(file.tensors, /*strict=*/true);
   } catch (const InputError& e) {

@@ -37,7 +37,8 @@ ModelPlan plan_model(const JobSpec& job, const PreparedData& data);
 std::shared_ptr<nn::Module> build_model(const ModelPlan& plan, uint64_t seed);
 std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data);
 
-// Loads weights saved by frugal (or PyTorch, with the same names) into the job's model.
+// Loads weights saved by frugal (or PyTorch, with the same names) into the job's model: a [lora]
+// run's merged model as a plain one; a file holding adapters into the model with [lora]'s adapters.
 std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights);
 
 }  // namespace frugal::train

@@ -136,6 +136,7 @@ json RunSummary::to_json() const {
                 {"allocator_cached_bytes", memory.allocator_cached_bytes},
                 {"peak_total_bytes", memory.peak_total_bytes}}},
               {"params", params},
+              {"trainable_params", trainable_params},
               {"threads", threads},
               {"out_dir", out_dir},
               {"job_hash", job_hash}};
@@ -159,6 +160,9 @@ json RunSummary::to_json() const {
                            {"skipped_steps", loss_scaling->skipped_steps},
                            {"growth_interval", loss_scaling->growth_interval},
                            {"init_scale", loss_scaling->init_scale}};
+  if (lora)
+    out["lora"] = {{"rank", lora->rank},       {"alpha", lora->alpha},     {"dropout", lora->dropout},
+                   {"targets", lora->targets}, {"modules", lora->modules}, {"adapter_params", lora->adapter_params}};
   put_optional(out, "signal", signal);
   put_optional(out, "best_step", best_step);
 
@@ -231,6 +235,7 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
   s.memory.allocator_cached_bytes = r.get<int64_t>(mem, "allocator_cached_bytes");
   s.memory.peak_total_bytes = r.get<int64_t>(mem, "peak_total_bytes");
   s.params = r.get<int64_t>(in, "params");
+  s.trainable_params = r.optional<int64_t>(in, "trainable_params").value_or(s.params);  // older summaries: all
   s.threads = r.get<int>(in, "threads");
   s.out_dir = r.get<std::string>(in, "out_dir");
   s.job_hash = r.get<std::string>(in, "job_hash");
@@ -254,6 +259,12 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
     const json& l = in.at("loss_scaling");
     s.loss_scaling = LossScalingSummary{r.get<double>(l, "final_scale"), r.get<double>(l, "init_scale"),
                                         r.get<int64_t>(l, "skipped_steps"), r.get<int64_t>(l, "growth_interval")};
+  }
+  if (in.contains("lora")) {
+    const json& l = in.at("lora");
+    s.lora = LoraSummary{r.get<int64_t>(l, "rank"),   r.get<double>(l, "alpha"),
+                         r.get<double>(l, "dropout"), r.at(l, "targets").get<std::vector<std::string>>(),
+                         r.get<int64_t>(l, "modules"), r.get<int64_t>(l, "adapter_params")};
   }
   s.signal = r.optional<std::string>(in, "signal");
   s.best_step = r.optional<int64_t>(in, "best_step");

@@ -50,6 +50,15 @@ struct RecomputeSummary {
   int64_t estimated_activation_bytes = 0;
 };
 
+// [lora]: the adapters of the run (train/compress/lora.h).
+struct LoraSummary {
+  int64_t rank = 0;
+  double alpha = 0, dropout = 0;
+  std::vector<std::string> targets;  // the job's patterns
+  int64_t modules = 0;               // Linear layers adapted
+  int64_t adapter_params = 0;        // elements of lora_a and lora_b over all of them
+};
+
 struct LossScalingSummary {
   double final_scale = 0, init_scale = 0;
   int64_t skipped_steps = 0, growth_interval = 0;
@@ -69,11 +78,13 @@ struct RunSummary {
   int64_t peak_rss_bytes = 0;
   MemorySummary memory;
   int64_t params = 0;
+  int64_t trainable_params = 0;  // parameters (elements) with requires_grad at the end of the run
   int threads = 0;
   std::string out_dir, job_hash;
   CheckpointSummary checkpoint;
   RecomputeSummary recompute;
   std::optional<LossScalingSummary> loss_scaling;  // fp16-mixed
+  std::optional<LoraSummary> lora;                 // [lora]
   std::optional<std::string> signal;               // the preemption signal that stopped the run
   std::optional<int64_t> best_step;                // early stopping
   cost::CostSummary cost;                          // wall_s is cost.wall_s

@@ -211,6 +211,10 @@ struct TrainState {
   // Writes a checkpoint of this step now (only at step_end): the loop's position, model,
   // optimizer, schedule, meters and every technique's save_state.
   std::function<CheckpointWritten()> write_checkpoint;
+
+  // The tensors of the run's model.safetensors (at the end, after fit_end); unset: model.state_dict().
+  // A technique that trains something other than the model to deliver sets it (LoRA: the merged model).
+  std::function<nn::NamedTensors()> model_to_save;
 };
 
 // A technique's part of a checkpoint: small values as text and tensors, named locally (the loop

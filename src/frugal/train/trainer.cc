@@ -10,6 +10,7 @@
 #include <set>
 
 #include "frugal/autograd/precision.h"
+#include "frugal/base/format.h"
 #include "frugal/base/parallel.h"
 #include "frugal/base/signals.h"
 #include "frugal/data/loader.h"
@@ -17,6 +18,7 @@
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/track/run_store.h"
+#include "frugal/train/compress/lora.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
@@ -196,10 +198,18 @@ std::optional<RunSummary> completed_run(const std::string& out_dir) {
 }
 
 // The first lines of a run's output: what it trains, and on what.
-void announce(TrainState& state, const ModelPlan& plan, int64_t batch_size) {
+void announce(TrainState& state, const ModelPlan& plan, int64_t batch_size, const std::optional<LoraReport>& lora) {
   Progress& out = state.progress;
   out.line("run " + state.run_id + ": " + state.data.describe + "; model " + name_of(plan.kind) + " with " +
            std::to_string(state.model.num_parameters()) + " parameters; " + std::to_string(num_threads()) + " threads");
+  if (lora) {
+    const LoraSummary& l = lora->summary;
+    out.line("lora: rank " + std::to_string(l.rank) + ", alpha " + number_text(l.alpha) + " on " +
+             std::to_string(l.modules) + " Linear layers (" + std::to_string(l.adapter_params) +
+             " adapter parameters); trainable " + std::to_string(state.model.num_trainable_parameters()) + " of " +
+             std::to_string(state.model.num_parameters()) + " parameters" +
+             (state.job.lora.adapters.empty() ? "" : "; adapters from " + state.job.lora.adapters));
+  }
   if (plan.recompute != RecomputeMode::none) {
     auto mib = [](int64_t bytes) { return Progress::fixed(double(bytes) / 1048576.0, 1) + " MiB"; };
     std::string blocks;
@@ -256,6 +266,17 @@ TrainOutcome Trainer::run() {
     plan.flops_per_sample = custom.flops_per_sample;
   } else {
     model = build_model(plan, job.run.seed);
+  }
+  // Weights to start from ([init]) load here, before the adapters: LoRA adapts the model as loaded.
+  // Then [lora]: adapters added (or loaded), every other parameter frozen, before the optimizer is
+  // built, so frozen parameters get neither gradients nor optimizer state. A resumed run's adapters
+  // and their optimizer state come from the checkpoint below, as every parameter's do.
+  std::optional<LoraReport> lora;
+  if (job.lora.enabled) {
+    lora = apply_lora(*model, job);
+    if (!names.insert("lora").second)
+      throw InputError("two techniques are named 'lora': names must be unique in a run ([lora] adds one)");
+    techniques_.push_back(std::make_unique<LoraTechnique>(job.lora));
   }
   // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
   // training step never asks for those sizes again, so hand them back to the system.
@@ -330,13 +351,16 @@ TrainOutcome Trainer::run() {
   RunSummary summary;
   summary.run_id = run_id;
   summary.params = model->num_parameters();
+  summary.trainable_params = model->num_trainable_parameters();
+  if (lora) summary.lora = lora->summary;
   summary.threads = num_threads();
   summary.out_dir = resume.out_dir;
   summary.job_hash = job.hash;
   summary.recompute = {name_of(plan.recompute), plan.recompute_blocks, plan.estimated_activation_bytes};
   try {
-    announce(state, plan, job.train.batch_size);
+    announce(state, plan, job.train.batch_size, lora);
     summary = TrainLoop(state, techniques_, batches.source(), summary, plan.flops_per_sample).run();
+    summary.trainable_params = model->num_trainable_parameters();  // as the run ends
     const nlohmann::json summary_json = summary.to_json();
     std::ofstream(fs::path(resume.out_dir) / "summary.json") << summary_json.dump(2) << "\n";
     store.finish_run(run_id, summary.status, summary_json.dump());
