@@ -136,6 +136,7 @@ json RunSummary::to_json() const {
                 {"allocator_cached_bytes", memory.allocator_cached_bytes},
                 {"peak_total_bytes", memory.peak_total_bytes}}},
               {"params", params},
+              {"trainable_params", trainable_params},
               {"threads", threads},
               {"out_dir", out_dir},
               {"job_hash", job_hash}};
@@ -191,6 +192,10 @@ json RunSummary::to_json() const {
     if (!budget->exceeded.empty()) b["exceeded"] = budget->exceeded;
     out["budget"] = b;
   }
+  if (init) {
+    out["init"] = {{"from", init->from}, {"loaded", init->loaded}, {"skipped", init->skipped}, {"unused", init->unused}};
+    put_optional(out["init"], "run_id", init->run_id);
+  }
   if (!techniques.empty()) out["techniques"] = json(techniques);
   return out;
 }
@@ -226,6 +231,8 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
   s.memory.allocator_cached_bytes = r.get<int64_t>(mem, "allocator_cached_bytes");
   s.memory.peak_total_bytes = r.get<int64_t>(mem, "peak_total_bytes");
   s.params = r.get<int64_t>(in, "params");
+  // Summaries written before [freeze] existed: every parameter trained.
+  s.trainable_params = r.optional<int64_t>(in, "trainable_params").value_or(s.params);
   s.threads = r.get<int>(in, "threads");
   s.out_dir = r.get<std::string>(in, "out_dir");
   s.job_hash = r.get<std::string>(in, "job_hash");
@@ -300,6 +307,18 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
     s.budget = BudgetSummary{r.optional<double>(b, "max_usd"), r.optional<double>(b, "max_kwh"),
                              r.optional<double>(b, "max_co2_kg"), r.optional<double>(b, "max_hours"),
                              r.optional<std::string>(b, "exceeded").value_or("")};
+  }
+  if (in.contains("init")) {
+    const json& i = in.at("init");
+    InitSummary init{r.get<std::string>(i, "from"), r.optional<std::string>(i, "run_id"), r.get<int64_t>(i, "loaded"),
+                     {}, r.get<int64_t>(i, "unused")};
+    const json& skipped = r.at(i, "skipped");
+    if (!skipped.is_array()) r.fail("skipped", "is not an array");
+    for (const json& name : skipped) {
+      if (!name.is_string()) r.fail("skipped", "holds a value that is not a string");
+      init.skipped.push_back(name.get<std::string>());
+    }
+    s.init = init;
   }
   if (in.contains("techniques") && in.at("techniques").is_object())
     for (const auto& [name, value] : in.at("techniques").items()) s.techniques[name] = value;

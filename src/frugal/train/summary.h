@@ -60,6 +60,15 @@ struct BudgetSummary {
   std::string exceeded;  // which limit was reached, "" when none
 };
 
+// [init]: the weights the run started from (train/compress/init.h).
+struct InitSummary {
+  std::string from;                  // the file read
+  std::optional<std::string> run_id;  // the store's run whose model it is, when [init] from named a run
+  int64_t loaded = 0;                // model tensors loaded from it
+  std::vector<std::string> skipped;  // model tensors left as initialized ([init] skip)
+  int64_t unused = 0;                // tensors of the file the model has no tensor for
+};
+
 struct RunSummary {
   std::string run_id, status, stop_reason;  // status: completed | preempted | stopped_budget
   double epochs = 0;
@@ -69,6 +78,7 @@ struct RunSummary {
   int64_t peak_rss_bytes = 0;
   MemorySummary memory;
   int64_t params = 0;
+  int64_t trainable_params = 0;  // parameters that required a gradient at the end ([freeze])
   int threads = 0;
   std::string out_dir, job_hash;
   CheckpointSummary checkpoint;
@@ -78,6 +88,7 @@ struct RunSummary {
   std::optional<int64_t> best_step;                // early stopping
   cost::CostSummary cost;                          // wall_s is cost.wall_s
   std::optional<BudgetSummary> budget;
+  std::optional<InitSummary> init;  // [init]
   std::map<std::string, nlohmann::json> techniques;  // figures of techniques defined outside frugal, by name
 
   nlohmann::json to_json() const;
