@@ -58,6 +58,7 @@ void print_summary(const train::RunSummary& s) {
                 s.init->from.c_str(), s.init->run_id ? (" (run " + *s.init->run_id + ")").c_str() : "",
                 (long long)s.init->loaded, s.init->skipped.size(), skipped.empty() ? "" : (" (" + skipped + ")").c_str(),
                 (long long)s.init->unused);
+    if (s.init->vocab) std::printf("    %s\n", s.init->vocab->describe().c_str());
   }
   const train::FinalMetrics& m = s.metrics;
   const std::pair<const char*, std::optional<double>> rows[] = {

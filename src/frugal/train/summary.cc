@@ -107,6 +107,11 @@ class Reader {
 
 }  // namespace
 
+std::string InitVocab::describe() const {
+  return "vocabulary: " + std::to_string(shared) + " characters shared, " + std::to_string(added) + " new, " +
+         std::to_string(dropped) + " dropped";
+}
+
 json RunSummary::to_json() const {
   json m = {{"train_loss", metrics.train_loss}};
   put_optional(m, "val_loss", metrics.val_loss);
@@ -195,6 +200,8 @@ json RunSummary::to_json() const {
   if (init) {
     out["init"] = {{"from", init->from}, {"loaded", init->loaded}, {"skipped", init->skipped}, {"unused", init->unused}};
     put_optional(out["init"], "run_id", init->run_id);
+    if (init->vocab)
+      out["init"]["vocab"] = {{"shared", init->vocab->shared}, {"new", init->vocab->added}, {"dropped", init->vocab->dropped}};
   }
   if (!techniques.empty()) out["techniques"] = json(techniques);
   return out;
@@ -317,6 +324,10 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
     for (const json& name : skipped) {
       if (!name.is_string()) r.fail("skipped", "holds a value that is not a string");
       init.skipped.push_back(name.get<std::string>());
+    }
+    if (i.contains("vocab")) {
+      const json& v = i.at("vocab");
+      init.vocab = InitVocab{r.get<int64_t>(v, "shared"), r.get<int64_t>(v, "new"), r.get<int64_t>(v, "dropped")};
     }
     s.init = init;
   }

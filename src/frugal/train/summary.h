@@ -60,6 +60,15 @@ struct BudgetSummary {
   std::string exceeded;  // which limit was reached, "" when none
 };
 
+// [init] of a text model whose file has another vocabulary than the job: counts of characters.
+struct InitVocab {
+  int64_t shared = 0;   // in both: their rows were loaded
+  int64_t added = 0;    // only in the job's text: their rows kept the fresh initialization
+  int64_t dropped = 0;  // only in the file: their rows were not used
+  // "vocabulary: 62 characters shared, 3 new, 1 dropped"
+  std::string describe() const;
+};
+
 // [init]: the weights the run started from (train/compress/init.h).
 struct InitSummary {
   std::string from;                  // the file read
@@ -67,6 +76,7 @@ struct InitSummary {
   int64_t loaded = 0;                // model tensors loaded from it
   std::vector<std::string> skipped;  // model tensors left as initialized ([init] skip)
   int64_t unused = 0;                // tensors of the file the model has no tensor for
+  std::optional<InitVocab> vocab;    // when both the file and the job have a vocabulary
 };
 
 struct RunSummary {

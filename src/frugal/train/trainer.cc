@@ -299,7 +299,7 @@ TrainOutcome Trainer::run() {
     }
   }
   // [init] loads its weights here in a fresh run, before the optimizer sees the model.
-  for (auto& technique : make_compress_techniques(job, *model, !resume.checkpoint))
+  for (auto& technique : make_compress_techniques(job, *model, !resume.checkpoint, data.is_text ? &data.vocab : nullptr))
     techniques_.push_back(std::move(technique));
   check_unique_names(techniques_);
   // Loading and normalizing data frees large one-off buffers into the allocator's cache; the

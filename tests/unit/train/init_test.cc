@@ -10,6 +10,7 @@
 #include <gtest/gtest.h>
 
 #include "frugal/base/signals.h"
+#include "frugal/data/readers.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/zoo.h"
 #include "frugal/track/run_store.h"
@@ -200,7 +201,8 @@ TEST(Init, FromNamesARunOfTheStoreOrARunDirectory) {
 
 TEST(Init, TheReportGoesThroughACheckpointAndTheSummary) {
   InitReport report;
-  report.summary = {"a/model.safetensors", std::string("pre-1"), 4, {"layers.3.weight", "layers.3.bias"}, 1};
+  report.summary = {"a/model.safetensors", std::string("pre-1"), 4, {"layers.3.weight", "layers.3.bias"}, 1,
+                    InitVocab{60, 5, 2}};
   InitFromWeights loaded(report);
   TechniqueState saved("init", "checkpoint-4.fck");
   loaded.save_state(saved);
@@ -214,6 +216,7 @@ TEST(Init, TheReportGoesThroughACheckpointAndTheSummary) {
   s.params = 10;
   s.trainable_params = 7;
   s.init = report.summary;
+  s.init->vocab = InitVocab{60, 5, 2};
   RunSummary back = RunSummary::from_json(s.to_json(), "summary.json");
   ASSERT_TRUE(back.init);
   EXPECT_EQ(back.init->from, "a/model.safetensors");
@@ -221,11 +224,105 @@ TEST(Init, TheReportGoesThroughACheckpointAndTheSummary) {
   EXPECT_EQ(back.init->loaded, 4);
   EXPECT_EQ(back.init->skipped, report.summary.skipped);
   EXPECT_EQ(back.init->unused, 1);
+  ASSERT_TRUE(back.init->vocab);
+  EXPECT_EQ(back.init->vocab->describe(), "vocabulary: 60 characters shared, 5 new, 2 dropped");
   EXPECT_EQ(back.trainable_params, 7);
   nlohmann::json old = s.to_json();
   old.erase("trainable_params");
   old.erase("init");
   EXPECT_EQ(RunSummary::from_json(old, "summary.json").trainable_params, 10) << "older summaries: all trained";
+}
+
+TEST(Init, AnIntegerTensorDoesNotLoadIntoAFloatOne) {
+  fs::path dir = scratch("dtype");
+  auto source = mlp(3, 1);
+  Named tensors;
+  for (const auto& [name, t] : source->state_dict())
+    tensors.emplace_back(name, name == "layers.1.bias" || name == "layers.3.bias" ? t.to(DType::i64) : t);
+  io::write_safetensors((dir / "ints.safetensors").string(), tensors);
+  EXPECT_INPUT_ERROR(load_init_weights(from((dir / "ints.safetensors").string()), *mlp(3, 2), (dir / "runs.db").string(),
+                                       "job.toml"),
+                     "2 of the model's 4 tensors cannot be loaded", "'layers.1.bias' is i64 in the file, f32 in the model",
+                     "'layers.3.bias' is i64 in the file, f32 in the model");
+}
+
+// A tiny GPT over `chars`: wte.weight (vocab, 8), and head.weight (vocab, 8) when untied.
+std::shared_ptr<nn::Module> gpt(const std::string& chars, bool tied, uint64_t seed) {
+  nn::GptConfig config;
+  config.vocab = int64_t(chars.size());
+  config.context = 4;
+  config.layers = 1;
+  config.heads = 2;
+  config.width = 8;
+  config.tied_embeddings = tied;
+  return nn::make_gpt(config, seed);
+}
+
+std::vector<float> row(const nn::Module& model, const std::string& name, int64_t i) {
+  for (const auto& [n, t] : model.state_dict())
+    if (n == name) return t.select_view(0, i).contiguous().to_vector<float>();
+  ADD_FAILURE() << "no tensor " << name;
+  return {};
+}
+
+TEST(Init, AnotherVocabularyIsRemappedByCharacter) {
+  fs::path dir = scratch("vocab");
+  for (const bool tied : {true, false}) {
+    SCOPED_TRACE(tied ? "tied head" : "untied head");
+    // The file knows "abc"; the job's text has "abdxy": a, b shared; d, x, y new; c dropped.
+    const std::string file_chars = "abc", job_chars = "abdxy";
+    auto source = gpt(file_chars, tied, 1), model = gpt(job_chars, tied, 2), fresh = gpt(job_chars, tied, 2);
+    const std::string file = (dir / (tied ? "tied.safetensors" : "untied.safetensors")).string();
+    io::write_safetensors(file, source->state_dict(), {{"frugal.vocab", data::CharVocab(file_chars).to_string()}});
+    const data::CharVocab vocab(job_chars);
+    InitReport report = load_init_weights(from(file), *model, (dir / "runs.db").string(), "job.toml", &vocab);
+    ASSERT_TRUE(report.summary.vocab);
+    EXPECT_EQ(report.summary.vocab->shared, 2);
+    EXPECT_EQ(report.summary.vocab->added, 3);
+    EXPECT_EQ(report.summary.vocab->dropped, 1);
+    EXPECT_EQ(report.summary.vocab->describe(), "vocabulary: 2 characters shared, 3 new, 1 dropped");
+    EXPECT_EQ(report.summary.loaded, int64_t(model->state_dict().size()));
+    std::vector<std::string> indexed = {"wte.weight"};
+    if (!tied) indexed.push_back("head.weight");
+    for (const std::string& name : indexed) {
+      EXPECT_EQ(row(*model, name, 0), row(*source, name, 0)) << name << " 'a'";
+      EXPECT_EQ(row(*model, name, 1), row(*source, name, 1)) << name << " 'b'";
+      for (int64_t i : {2, 3, 4}) EXPECT_EQ(row(*model, name, i), row(*fresh, name, i)) << name << " new " << i;
+    }
+    // Everything else is loaded as is.
+    EXPECT_EQ(values(*model, "wpe.weight"), values(*source, "wpe.weight"));
+    EXPECT_EQ(values(*model, "blocks.0.attn.qkv.weight"), values(*source, "blocks.0.attn.qkv.weight"));
+  }
+}
+
+TEST(Init, TheSameVocabularyLoadsAsIsAndFilesWithoutOneMustFit) {
+  fs::path dir = scratch("same-vocab");
+  auto source = gpt("abc", false, 1), model = gpt("abc", false, 2);
+  const std::string file = (dir / "same.safetensors").string();
+  io::write_safetensors(file, source->state_dict(), {{"frugal.vocab", data::CharVocab("abc").to_string()}});
+  const data::CharVocab vocab("abc");
+  InitReport report = load_init_weights(from(file), *model, (dir / "runs.db").string(), "job.toml", &vocab);
+  ASSERT_TRUE(report.summary.vocab);
+  EXPECT_EQ(report.summary.vocab->shared, 3);
+  EXPECT_EQ(report.summary.vocab->added + report.summary.vocab->dropped, 0);
+  EXPECT_EQ(values(*model, "head.weight"), values(*source, "head.weight"));
+
+  // A file without a vocabulary (e.g. from PyTorch): rows are taken as they are, so they must fit.
+  const std::string bare = (dir / "bare.safetensors").string();
+  io::write_safetensors(bare, source->state_dict());
+  const data::CharVocab other("abdxy");
+  EXPECT_INPUT_ERROR(load_init_weights(from(bare), *gpt("abdxy", false, 2), (dir / "runs.db").string(), "job.toml", &other),
+                     "'wte.weight' is (3, 8) in the file, (5, 8) in the model",
+                     "'head.weight' is (3, 8) in the file, (5, 8) in the model");
+  // With a vocabulary, the rows must be the file's characters: a width that differs is still named.
+  nn::GptConfig wide;
+  wide.vocab = 3, wide.context = 4, wide.layers = 1, wide.heads = 2, wide.width = 12;
+  io::write_safetensors((dir / "wide.safetensors").string(), nn::make_gpt(wide, 1)->state_dict(),
+                        {{"frugal.vocab", data::CharVocab("abc").to_string()}});
+  EXPECT_INPUT_ERROR(load_init_weights(from((dir / "wide.safetensors").string()), *gpt("abdxy", true, 2),
+                                       (dir / "runs.db").string(), "job.toml", &other),
+                     "'wte.weight' is (3, 12) in the file, (5, 8) in the model ((3, 8) expected: rows indexed by "
+                     "the file's 3 characters)");
 }
 
 // Through Trainer: 190 rows, 19 for validation, 11 batches of 16 per epoch, 2 epochs.

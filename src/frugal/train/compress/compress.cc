@@ -6,11 +6,12 @@
 
 namespace frugal::train {
 
-std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& job, nn::Module& model, bool fresh_run) {
+std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& job, nn::Module& model, bool fresh_run,
+                                                                 const data::CharVocab* vocab) {
   std::vector<std::unique_ptr<Technique>> out;
   if (!job.init.from.empty()) {
     std::optional<InitReport> loaded;
-    if (fresh_run) loaded = load_init_weights(job.init, model, job.run.store, job.path);
+    if (fresh_run) loaded = load_init_weights(job.init, model, job.run.store, job.path, vocab);
     out.push_back(std::make_unique<InitFromWeights>(std::move(loaded)));
   }
   if (!job.freeze.params.empty()) out.push_back(std::make_unique<Freezing>(job.freeze, model, job.path));

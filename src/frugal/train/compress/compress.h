@@ -7,6 +7,7 @@
 #include <memory>
 #include <vector>
 
+#include "frugal/data/readers.h"
 #include "frugal/nn/module.h"
 #include "frugal/train/job.h"
 #include "frugal/train/technique.h"
@@ -16,7 +17,9 @@ namespace frugal::train {
 // Made once the model is built and before the optimizer is: these techniques need the model (its
 // tensor names to check patterns against, its weights to load or wrap), and their input errors must
 // come before anything is written. fresh_run: no checkpoint to go on from, so [init] loads its file
-// into `model` here (a resumed run's weights come from the checkpoint).
-std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& job, nn::Module& model, bool fresh_run);
+// into `model` here (a resumed run's weights come from the checkpoint). vocab: the job's (text
+// data), nullptr otherwise.
+std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& job, nn::Module& model, bool fresh_run,
+                                                                 const data::CharVocab* vocab);
 
 }  // namespace frugal::train

@@ -9,6 +9,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/base/glob.h"
+#include "frugal/data/readers.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 
@@ -34,6 +35,53 @@ bool prefix_applies(const std::string& prefix, const std::string& name) {
 }
 
 std::string with_shape(const Tensor& t) { return shape_str(t.shape()); }
+
+// The GPT's tensors whose rows are indexed by token id (nn/zoo.h): the token embedding, and the
+// head's weight when it is not tied to it (the head has no bias).
+bool indexed_by_vocab(const nn::Module& model, const std::string& name) {
+  return model.type_name() == "Gpt" && (name == "wte.weight" || name == "head.weight");
+}
+
+// The job's vocabulary against the file's: for each of the job's characters, its row in the file
+// (-1 when the file has no such character), and the counts for the summary.
+struct VocabRows {
+  std::vector<int64_t> rows;  // (job vocab size)
+  int64_t file_size = 0;
+  bool same = false;  // the very same characters: rows is the identity
+  InitVocab counts;
+};
+
+std::optional<VocabRows> vocab_rows(const io::SafetensorsFile& file, const data::CharVocab* job_vocab,
+                                    const std::string& what) {
+  auto saved = file.metadata.find("frugal.vocab");
+  if (!job_vocab || saved == file.metadata.end()) return std::nullopt;
+  data::CharVocab file_vocab;
+  try {
+    file_vocab = data::CharVocab::from_string(saved->second);
+  } catch (const InputError& e) {
+    throw InputError(what + ": metadata frugal.vocab: " + e.what());
+  }
+  VocabRows out;
+  out.file_size = file_vocab.size();
+  out.same = file_vocab.chars() == job_vocab->chars();
+  const std::string& file_chars = file_vocab.chars();
+  for (char c : job_vocab->chars()) {
+    const size_t at = file_chars.find(c);
+    out.rows.push_back(at == std::string::npos ? -1 : int64_t(at));
+    (at == std::string::npos ? out.counts.added : out.counts.shared) += 1;
+  }
+  out.counts.dropped = file_vocab.size() - out.counts.shared;
+  return out;
+}
+
+// `fresh` (the model's tensor, (job vocab, ...)) with the rows of the characters the file also has
+// copied from `in_file` ((file vocab, ...)); the other rows keep their fresh initialization.
+Tensor remap_rows(const Tensor& fresh, const Tensor& in_file, const std::vector<int64_t>& rows) {
+  Tensor out = fresh.clone();
+  for (size_t i = 0; i < rows.size(); ++i)
+    if (rows[i] >= 0) out.select_view(0, int64_t(i)).copy_from(in_file.select_view(0, rows[i]));
+  return out;
+}
 
 }  // namespace
 
@@ -64,10 +112,11 @@ InitSource resolve_init_source(const std::string& from, const std::string& store
 }
 
 InitReport load_init_weights(const InitSpec& spec, nn::Module& model, const std::string& store_path,
-                             const std::string& where) {
+                             const std::string& where, const data::CharVocab* vocab) {
   const InitSource source = resolve_init_source(spec.from, store_path, where);
   io::SafetensorsFile file = io::read_safetensors(source.path);
   const std::string what = where + ": [init] from " + source.path;
+  const std::optional<VocabRows> remap = vocab_rows(file, vocab, what);
 
   // The file's tensors under the model's names: the longest map prefix that applies renames each.
   std::map<std::string, std::pair<std::string, const Tensor*>> renamed;  // model name -> (file name, tensor)
@@ -120,13 +169,25 @@ InitReport load_init_weights(const InitSpec& spec, nn::Module& model, const std:
     auto it = renamed.find(name);
     const std::string file_name =
         it != renamed.end() && it->second.first != name ? " (file '" + it->second.first + "')" : "";
-    if (it == renamed.end()) {
+    const Tensor* given = it == renamed.end() ? nullptr : it->second.second;
+    // Rows follow the characters when the vocabularies differ: the file has one row per character
+    // of its own vocabulary, the model one per character of the job's.
+    const bool by_vocab = remap && !remap->same && indexed_by_vocab(model, name);
+    Shape expected = tensor.shape();
+    if (by_vocab && tensor.rank() >= 1) expected[0] = remap->file_size;
+    if (!given) {
       problems.push_back("'" + name + "' " + with_shape(tensor) + " is not in the file");
-    } else if (it->second.second->shape() != tensor.shape()) {
-      problems.push_back("'" + name + "'" + file_name + " is " + with_shape(*it->second.second) + " in the file, " +
-                         with_shape(tensor) + " in the model");
+    } else if (given->shape() != expected) {
+      problems.push_back("'" + name + "'" + file_name + " is " + with_shape(*given) + " in the file, " +
+                         with_shape(tensor) + " in the model" +
+                         (by_vocab ? " (" + shape_str(expected) + " expected: rows indexed by the file's " +
+                                         std::to_string(remap->file_size) + " characters)"
+                                   : ""));
+    } else if (dtype_is_float(given->dtype()) != dtype_is_float(tensor.dtype())) {
+      problems.push_back("'" + name + "'" + file_name + " is " + std::string(dtype_name(given->dtype())) +
+                         " in the file, " + std::string(dtype_name(tensor.dtype())) + " in the model");
     } else {
-      load.emplace_back(name, *it->second.second);
+      load.emplace_back(name, by_vocab ? remap_rows(tensor, *given, remap->rows) : *given);
       continue;
     }
     const size_t dot = name.rfind('.');
@@ -158,6 +219,7 @@ InitReport load_init_weights(const InitSpec& spec, nn::Module& model, const std:
   }
   report.summary.loaded = int64_t(load.size());
   report.summary.unused = int64_t(report.unused.size());
+  if (remap) report.summary.vocab = remap->counts;
   return report;
 }
 
@@ -170,7 +232,8 @@ void InitFromWeights::on(Event event, TrainState& state) {
   const InitSummary& s = report_->summary;
   state.progress.line("init: " + std::to_string(s.loaded) + " tensors from " + s.from +
                       (s.run_id ? " (run " + *s.run_id + ")" : "") +
-                      (s.skipped.empty() ? "" : "; kept fresh: " + some_names(s.skipped)));
+                      (s.skipped.empty() ? "" : "; kept fresh: " + some_names(s.skipped)) +
+                      (s.vocab ? "; " + s.vocab->describe() : ""));
   if (!report_->unused.empty())
     state.progress.line("init: " + std::to_string(report_->unused.size()) + " tensors of " + s.from +
                         " not used (the model has none of that name): " + some_names(report_->unused));
@@ -186,6 +249,11 @@ void InitFromWeights::save_state(TechniqueState& out) const {
   std::string skipped;  // tensor names hold no commas
   for (const std::string& name : s.skipped) skipped += (skipped.empty() ? "" : ",") + name;
   out.put_text("skipped", skipped);
+  if (s.vocab) {
+    out.put("vocab_shared", s.vocab->shared);
+    out.put("vocab_new", s.vocab->added);
+    out.put("vocab_dropped", s.vocab->dropped);
+  }
 }
 
 void InitFromWeights::load_state(const TechniqueState& in) {
@@ -202,6 +270,8 @@ void InitFromWeights::load_state(const TechniqueState& in) {
     s.skipped.push_back(skipped.substr(begin, end - begin));
     begin = end + 1;
   }
+  if (in.has("vocab_shared"))
+    s.vocab = InitVocab{in.integer("vocab_shared"), in.integer("vocab_new"), in.integer("vocab_dropped")};
   report_ = std::move(report);
 }
 

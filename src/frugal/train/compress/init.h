@@ -3,7 +3,12 @@
 // renamed by prefix ([init] map) and some model tensors left to their fresh initialization ([init]
 // skip: a new head for a new number of classes). Loaded once, in the Trainer's wiring of a fresh
 // run, before the optimizer is built; a resumed run takes its weights from its checkpoint.
-// Limits: names and shapes must match after renaming (no transposition, slicing or padding); the
+// A text model's file carries its vocabulary (metadata frugal.vocab) and the job builds its own
+// from its training text: when the two differ, the GPT's vocabulary-indexed tensors (wte.weight, an
+// untied head.weight) are remapped by character — rows of shared characters copied, rows of new
+// ones kept fresh, rows of characters the job's text lacks dropped — and the counts reported.
+// Limits: names and shapes must match after renaming (no transposition, slicing or padding); a
+// float tensor loads from any float dtype (converted), an integer one from any integer dtype; the
 // whole file is read into memory.
 #pragma once
 
@@ -12,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/data/readers.h"
 #include "frugal/nn/module.h"
 #include "frugal/train/job.h"
 #include "frugal/train/summary.h"
@@ -36,10 +42,12 @@ struct InitReport {
 // Loads [init] into `model` (parameters and buffers, dtype converted as load_state_dict does).
 // Every model tensor not matched by a skip pattern must be in the file (after map) with the same
 // shape. InputError naming `where` and, at once, every tensor that is missing or whose shape
-// differs (file vs model), with a skip pattern to suggest; also for a map or skip pattern that
-// matches nothing. The model is untouched when it throws.
+// differs (file vs model) or whose dtype is integer on one side and float on the other, with a skip
+// pattern to suggest; also for a map or skip pattern that matches nothing. The model is untouched
+// when it throws. vocab: the job's vocabulary (text data), nullptr otherwise; with the file's
+// frugal.vocab, the GPT's vocabulary-indexed rows are remapped by character (see above).
 InitReport load_init_weights(const InitSpec& spec, nn::Module& model, const std::string& store_path,
-                             const std::string& where);
+                             const std::string& where, const data::CharVocab* vocab = nullptr);
 
 // Carries the report of the load to the summary (`init`) through checkpoints, so a resumed run's
 // summary still tells where its weights came from; prints it at run_start of the process that
