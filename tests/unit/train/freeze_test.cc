@@ -129,7 +129,8 @@ TEST(Freeze, UnfreezingByStepOrEpochTrainsFromThatStepOn) {
 }
 
 TEST(Freeze, ARunResumedInTheMiddleOfTheScheduleEndsBitIdentical) {
-  const std::string sections = std::string(kSections) +
+  // With lr multipliers too: their groups are rebuilt alike on resume.
+  const std::string sections = std::string(kSections) + "[optim]\nlr_multipliers = { \"layers.1.*\" = 0.5 }\n" +
                                "[freeze]\nparams = [\"layers.1.*\", \"layers.3.bias\"]\n"
                                "unfreeze = [{ step = 5, params = [\"layers.1.bias\"] },"
                                " { step = 9, params = [\"layers.1.weight\", \"layers.3.bias\"] }]\n";
