@@ -96,7 +96,7 @@ TEST(Finetune, AGptFineTunesOnATextWithAnotherVocabulary) {
                                                        "unfreeze = [{ step = 3, params = [\"blocks.0.attn.*\"] }]\n"));
   CommandResult r = s.frugal("train finetune.toml --out fine");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("vocabulary: 11 characters shared, 9 new, 4 dropped"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("of the file unused; vocabulary: 11 characters shared, 9 new, 4 dropped"), std::string::npos) << r.out;
   json summary = json::parse(read_file(s / "fine" / "summary.json"));
   EXPECT_EQ(summary["init"]["vocab"], json({{"shared", 11}, {"new", 9}, {"dropped", 4}}));
   EXPECT_EQ(summary["init"]["loaded"], io::read_safetensors((s / "pre" / "model.safetensors").string()).tensors.size());

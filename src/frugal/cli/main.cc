@@ -54,11 +54,10 @@ void print_summary(const train::RunSummary& s) {
   if (s.init) {
     std::string skipped;
     for (const std::string& name : s.init->skipped) skipped += (skipped.empty() ? "" : ", ") + name;
-    std::printf("  init from %s%s: %lld tensors loaded, %zu kept fresh%s, %lld of the file unused\n",
+    std::printf("  init from %s%s: %lld tensors loaded, %zu kept fresh%s, %lld of the file unused%s\n",
                 s.init->from.c_str(), s.init->run_id ? (" (run " + *s.init->run_id + ")").c_str() : "",
                 (long long)s.init->loaded, s.init->skipped.size(), skipped.empty() ? "" : (" (" + skipped + ")").c_str(),
-                (long long)s.init->unused);
-    if (s.init->vocab) std::printf("    %s\n", s.init->vocab->describe().c_str());
+                (long long)s.init->unused, s.init->vocab ? ("; " + s.init->vocab->describe()).c_str() : "");
   }
   const train::FinalMetrics& m = s.metrics;
   const std::pair<const char*, std::optional<double>> rows[] = {
