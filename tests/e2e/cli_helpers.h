@@ -11,6 +11,7 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 namespace frugal::e2e {
 
@@ -65,6 +66,17 @@ inline std::string last_line(const std::string& text) {
   if (end == std::string::npos) return "";
   size_t start = text.rfind('\n', end);
   return text.substr(start == std::string::npos ? 0 : start + 1, end - (start == std::string::npos ? 0 : start + 1) + 1);
+}
+
+// Runs `frugal ARGS` (with --json), expects exit code 0, and parses its last stdout line; the
+// whole result into `result` when given.
+inline nlohmann::json run_json(const Scratch& s, const std::string& args, CommandResult* result = nullptr) {
+  CommandResult r = s.frugal(args);
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  nlohmann::json j = nlohmann::json::parse(last_line(r.out), nullptr, false);
+  EXPECT_FALSE(j.is_discarded()) << r.out;
+  if (result) *result = r;
+  return j;
 }
 
 }  // namespace frugal::e2e

@@ -27,15 +27,6 @@ std::string fashion_job(const std::string& precision) {
          "eval_every = 150\n\n[precision]\n" + precision;
 }
 
-json run_json(const Scratch& s, const std::string& args, CommandResult* result = nullptr) {
-  CommandResult r = s.frugal(args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  json j = json::parse(last_line(r.out), nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << r.out;
-  if (result) *result = r;
-  return j;
-}
-
 TEST(Fp16, FashionMlpCloseToFp32) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   Scratch s("fp16-vs-fp32");

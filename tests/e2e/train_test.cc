@@ -25,14 +25,6 @@ std::string fashion_job(const std::string& name, const std::string& model, int s
          "\nbatch_size = 64\nlog_every = 10\neval_every = " + std::to_string(steps) + "\n";
 }
 
-json run_json(const Scratch& s, const std::string& args) {
-  CommandResult r = s.frugal(args);
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  json j = json::parse(last_line(r.out), nullptr, false);
-  EXPECT_FALSE(j.is_discarded()) << r.out;
-  return j;
-}
-
 TEST(Train, FashionMlpLearnsAndEvalAgrees) {
   if (!std::filesystem::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist not installed";
   Scratch s("mlp");

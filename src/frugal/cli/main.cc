@@ -49,6 +49,17 @@ void print_summary(const train::RunSummary& s) {
   std::printf("\nrun %s %s (%s)\n", s.run_id.c_str(), s.status.c_str(), s.stop_reason.c_str());
   std::printf("  steps %lld, epochs %.2f, samples %lld, params %lld\n", (long long)s.steps, s.epochs,
               (long long)s.samples_seen, (long long)s.params);
+  if (s.trainable_params != s.params)
+    std::printf("  trainable params %lld (%lld frozen at the end)\n", (long long)s.trainable_params,
+                (long long)(s.params - s.trainable_params));
+  if (s.init) {
+    std::string skipped;
+    for (const std::string& name : s.init->skipped) skipped += (skipped.empty() ? "" : ", ") + name;
+    std::printf("  init from %s%s: %lld tensors loaded, %zu kept fresh%s, %lld of the file unused%s\n",
+                s.init->from.c_str(), s.init->run_id ? (" (run " + *s.init->run_id + ")").c_str() : "",
+                (long long)s.init->loaded, s.init->skipped.size(), skipped.empty() ? "" : (" (" + skipped + ")").c_str(),
+                (long long)s.init->unused, s.init->vocab ? ("; " + s.init->vocab->describe()).c_str() : "");
+  }
   const train::FinalMetrics& m = s.metrics;
   const std::pair<const char*, std::optional<double>> rows[] = {
       {"train_loss", std::isnan(m.train_loss) ? std::nullopt : std::optional<double>(m.train_loss)},

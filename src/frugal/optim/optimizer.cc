@@ -10,6 +10,8 @@
 #include <unordered_set>
 
 #include "frugal/autograd/autograd.h"
+#include "frugal/base/format.h"
+#include "frugal/base/glob.h"
 #include "frugal/base/parallel.h"
 
 namespace frugal {
@@ -137,6 +139,62 @@ std::vector<ParamGroup> default_param_groups(const nn::Module& model, double wei
   ParamGroup decay{"decay", {}, weight_decay, 1.0}, no_decay{"no_decay", {}, 0.0, 1.0};
   for (const auto& [name, p] : model.named_parameters()) (p.rank() >= 2 ? decay : no_decay).params.push_back(p);
   return {decay, no_decay};
+}
+
+std::vector<ParamGroup> param_groups_by_lr(const nn::Module& model, double weight_decay,
+                                           const std::vector<std::pair<std::string, double>>& multipliers) {
+  if (multipliers.empty()) return default_param_groups(model, weight_decay);
+  for (const auto& [pattern, multiplier] : multipliers)
+    if (!(multiplier >= 0) || !std::isfinite(multiplier))
+      throw InputError("lr multiplier of '" + pattern + "' must be a finite number >= 0, got " + number_text(multiplier));
+  const nn::NamedTensors params = model.named_parameters();
+  std::vector<bool> used(multipliers.size(), false);
+  // Per parameter: its multiplier, chosen by the most specific matching pattern.
+  std::vector<double> scale(params.size(), 1.0);
+  for (size_t i = 0; i < params.size(); ++i) {
+    const std::string& name = params[i].first;
+    std::vector<size_t> matching;
+    size_t best = multipliers.size();
+    for (size_t m = 0; m < multipliers.size(); ++m) {
+      if (!glob_match(multipliers[m].first, name)) continue;
+      used[m] = true;
+      matching.push_back(m);
+      if (best == multipliers.size() || glob_literal_count(multipliers[m].first) > glob_literal_count(multipliers[best].first))
+        best = m;
+    }
+    for (size_t m : matching)
+      if (glob_literal_count(multipliers[m].first) == glob_literal_count(multipliers[best].first) &&
+          multipliers[m].second != multipliers[best].second)
+        throw InputError("lr multipliers '" + multipliers[best].first + "' = " + number_text(multipliers[best].second) +
+                         " and '" + multipliers[m].first + "' = " + number_text(multipliers[m].second) +
+                         " both match parameter '" + name + "' and are equally specific; make one narrower");
+    if (best < multipliers.size()) scale[i] = multipliers[best].second;
+  }
+  for (size_t m = 0; m < multipliers.size(); ++m)
+    if (!used[m]) {
+      std::string some;
+      for (size_t i = 0; i < params.size() && i < 8; ++i) some += (i ? ", " : "") + params[i].first;
+      if (params.size() > 8) some += ", ...";
+      throw InputError("lr multiplier pattern '" + multipliers[m].first + "' matches no parameter (the model's: " + some + ")");
+    }
+  std::vector<ParamGroup> out;
+  for (const bool decay : {true, false}) {
+    const size_t first = out.size();
+    for (size_t i = 0; i < params.size(); ++i) {
+      const Tensor& p = params[i].second;
+      if ((p.rank() >= 2) != decay) continue;
+      auto group = std::find_if(out.begin() + std::ptrdiff_t(first), out.end(),
+                                [&](const ParamGroup& g) { return g.lr_scale == scale[i]; });
+      if (group == out.end()) {
+        std::string name = decay ? "decay" : "no_decay";
+        if (scale[i] != 1.0) name += " lr x" + number_text(scale[i]);
+        out.push_back({name, {}, decay ? weight_decay : 0.0, scale[i]});
+        group = out.end() - 1;
+      }
+      group->params.push_back(p);
+    }
+  }
+  return out;
 }
 
 // ---- Optimizer ----

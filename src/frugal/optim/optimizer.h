@@ -28,6 +28,17 @@ struct ParamGroup {
 // anything of rank < 2. Both groups are always returned (possibly empty), in the model's order.
 std::vector<ParamGroup> default_param_groups(const nn::Module& model, double weight_decay);
 
+// The decay / no_decay split, each part split further by learning-rate multiplier (lr_scale):
+// `multipliers` are (glob pattern of parameter names, multiplier) (base/glob.h); a parameter takes
+// the multiplier of the most specific pattern that matches it (the most characters other than * and
+// ?), x1 when none does. Groups are "decay" then "no_decay", each in the order its multipliers
+// first appear in the model ("decay" for x1, "decay lr x0.1" otherwise); empty groups are left out.
+// Without multipliers: default_param_groups exactly. InputError naming the pattern when one matches
+// no parameter, and the parameter when two equally specific patterns with different multipliers
+// both match it.
+std::vector<ParamGroup> param_groups_by_lr(const nn::Module& model, double weight_decay,
+                                           const std::vector<std::pair<std::string, double>>& multipliers);
+
 class Optimizer {
  public:
   Optimizer(std::vector<ParamGroup> groups, double lr);

@@ -127,6 +127,47 @@ class Section {
     return out;
   }
 
+  // A table of name -> string, e.g. { "old.prefix" = "new.prefix" }, in the table's (sorted) order.
+  std::vector<std::pair<std::string, std::string>> get_string_table(const std::string& key) {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (const toml::table* table = subtable(key))
+      for (const auto& [name, value] : *table) {
+        if (!value.is_string()) fail(value, key, "expected strings as values, e.g. { \"old.prefix\" = \"new.prefix\" }");
+        out.emplace_back(std::string(name.str()), *value.value<std::string>());
+      }
+    return out;
+  }
+
+  // A table of name -> number in [min, max], e.g. { "blocks.*" = 0.1 }, in the table's (sorted) order.
+  std::vector<std::pair<std::string, double>> get_number_table(const std::string& key, double min, double max) {
+    std::vector<std::pair<std::string, double>> out;
+    if (const toml::table* table = subtable(key))
+      for (const auto& [name, value] : *table) {
+        const double v = value.is_number() ? *value.value<double>() : NAN;
+        if (!value.is_number() || !std::isfinite(v) || v < min || v > max) {
+          std::ostringstream range;
+          range << "expected numbers in [" << min << ", " << max << "] as values, e.g. { \"blocks.*\" = 0.1 }";
+          fail(value, key, range.str());
+        }
+        out.emplace_back(std::string(name.str()), v);
+      }
+    return out;
+  }
+
+  // An array of tables, e.g. [{ step = 200, params = ["a.*"] }, ...], in order.
+  std::vector<toml::table*> get_table_array(const std::string& key, const std::string& example) {
+    const toml::node* node = find(key);
+    std::vector<toml::table*> out;
+    if (!node) return out;
+    const toml::array* array = node->as_array();
+    if (!array) fail(*node, key, "expected an array of tables, e.g. " + example);
+    for (const toml::node& item : *array) {
+      if (!item.is_table()) fail(*node, key, "expected an array of tables, e.g. " + example);
+      out.push_back(const_cast<toml::table*>(item.as_table()));
+    }
+    return out;
+  }
+
   toml::table* subtable(const std::string& key) {
     const toml::node* node = find(key);
     if (!node) return nullptr;
@@ -306,6 +347,9 @@ void parse_optim(Section& s, OptimSpec& o) {
   o.beta1 = s.get_double("beta1", 0.9, 0.0, 0.9999999);
   o.beta2 = s.get_double("beta2", 0.999, 0.0, 0.9999999);
   o.eps = s.get_double("eps", 1e-8, 0.0, 1.0, true);
+  o.lr_multipliers = s.get_number_table("lr_multipliers", 0.0, 1e3);
+  for (const auto& [pattern, multiplier] : o.lr_multipliers)
+    if (pattern.empty()) s.fail_key("lr_multipliers", "a pattern is empty; expected glob patterns of parameter names");
   s.check_unknown();
   if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
     s.fail_key("nesterov", "Nesterov momentum needs momentum > 0 and dampening = 0");
@@ -466,6 +510,42 @@ void parse_lora(Section& s, LoraSpec& l, bool present) {
   if (present && l.targets.empty()) s.fail_key("targets", "expected at least one pattern");
 }
 
+void parse_init(Section& s, InitSpec& init) {
+  init.from = s.get_string("from", "");
+  init.map = s.get_string_table("map");
+  init.skip = s.get_string_list("skip");
+  s.check_unknown();
+  if (init.from.empty())
+    s.fail_key("from", "missing; expected a safetensors file or a run id of the run store to start from");
+  for (const auto& [from, to] : init.map)
+    if (from.empty() || to.empty()) s.fail_key("map", "expected non-empty prefixes, e.g. { \"transformer.h\" = \"blocks\" }");
+}
+
+void parse_freeze(Section& s, FreezeSpec& freeze, const std::string& file) {
+  const bool has_params = s.has("params");
+  freeze.params = s.get_string_list("params");
+  const std::string example = "[{ step = 200, params = [\"blocks.0.*\"] }]";
+  const std::vector<toml::table*> entries = s.get_table_array("unfreeze", example);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    Section e(file, "freeze.unfreeze #" + std::to_string(i + 1), entries[i], nullptr);
+    UnfreezeSpec u;
+    const bool has_step = e.has("step"), has_epoch = e.has("epoch"), has_entry_params = e.has("params");
+    u.step = e.get_int("step", -1, 1, INT64_MAX / 4);
+    u.epoch = e.get_int("epoch", -1, 1, 1 << 20);
+    u.params = e.get_string_list("params");
+    e.check_unknown();
+    if (has_step == has_epoch)
+      e.fail_key(has_step ? "epoch" : "step", "set either step (optimizer steps done) or epoch (epochs done), not " +
+                                                 std::string(has_step ? "both" : "neither"));
+    if (!has_entry_params || u.params.empty())
+      e.fail_key("params", "missing; expected glob patterns of the frozen parameters to unfreeze");
+    freeze.unfreeze.push_back(std::move(u));
+  }
+  s.check_unknown();
+  if (!has_params || freeze.params.empty())
+    s.fail_key("params", "missing; expected glob patterns of the parameters to freeze, e.g. [\"blocks.0.*\"]");
+}
+
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
   for (const auto& [key, node] : table) {
     std::string name = prefix + std::string(key.str());
@@ -545,8 +625,8 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
 
   JobSpec job;
   job.path = path;
-  const std::vector<std::string> sections = {"run", "data", "model", "optim", "schedule", "train", "checkpoint",
-                                            "cost",  "budget", "precision", "memory", "lora"};
+  const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
+                                            "cost",   "budget", "precision", "memory", "init",     "freeze", "lora"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -561,7 +641,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
-          memory = section("memory"), lora = section("lora");
+          memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -573,9 +653,11 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_budget(budget, job.budget);
   parse_precision_section(precision, job.precision);
   parse_memory(memory, job.memory, job.model.kind);
+  if (root.contains("init")) parse_init(init, job.init);
+  if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
-                     &lora})
+                     &init, &freeze, &lora})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

@@ -73,6 +73,9 @@ struct OptimSpec {
   bool nesterov = false;
   double weight_decay = 0.0;
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8;
+  // lr_multipliers: glob pattern of parameter names (base/glob.h) -> multiplier of the learning
+  // rate; the most specific matching pattern wins (TOML tables have no order); unmatched x1.
+  std::vector<std::pair<std::string, double>> lr_multipliers;
 };
 
 struct ScheduleSpec {
@@ -154,6 +157,28 @@ struct MemorySpec {
   int64_t max_activation_bytes = 0;  // with auto only; > 0
 };
 
+// [init]: start from weights someone already paid for (train/compress/init.h). Changes results, so
+// it may not differ on resume (a resumed run takes its weights from the checkpoint, not from here).
+struct InitSpec {
+  std::string from;  // a safetensors file, or a run id (or unique prefix) of the run store; "" = none
+  // File tensor-name prefix -> model prefix ("transformer.h" -> "blocks"); the longest that matches
+  // a name at a dot wins.
+  std::vector<std::pair<std::string, std::string>> map;
+  std::vector<std::string> skip;  // glob patterns of model tensors not loaded (they keep their init)
+};
+
+// [freeze]: parameters that get no gradient and no optimizer state, and the steps from which some
+// train again (train/compress/freeze.h).
+struct UnfreezeSpec {
+  int64_t step = -1;   // these train from optimizer step `step` on (0-based: after `step` updates) ...
+  int64_t epoch = -1;  // ... or after `epoch` epochs (step = epoch x steps per epoch); exactly one is set
+  std::vector<std::string> params;  // glob patterns of parameter names
+};
+struct FreezeSpec {
+  std::vector<std::string> params;  // glob patterns of parameter names; empty = no [freeze]
+  std::vector<UnfreezeSpec> unfreeze;
+};
+
 // [lora]: low-rank adapters (nn::Linear::add_lora) on the Linear layers whose dotted names match
 // `targets`; every parameter but the adapters and those matching `train` is frozen (no gradient, no
 // optimizer state). Present = enabled. Changes results, so it may not differ on resume.
@@ -180,6 +205,8 @@ struct JobSpec {
   BudgetSpec budget;
   PrecisionSpec precision;
   MemorySpec memory;
+  InitSpec init;
+  FreezeSpec freeze;
   LoraSpec lora;
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)

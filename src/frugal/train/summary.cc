@@ -107,6 +107,11 @@ class Reader {
 
 }  // namespace
 
+std::string InitVocab::describe() const {
+  return "vocabulary: " + std::to_string(shared) + " characters shared, " + std::to_string(added) + " new, " +
+         std::to_string(dropped) + " dropped";
+}
+
 json RunSummary::to_json() const {
   json m = {{"train_loss", metrics.train_loss}};
   put_optional(m, "val_loss", metrics.val_loss);
@@ -199,6 +204,12 @@ json RunSummary::to_json() const {
     put_optional(b, "max_hours", budget->max_hours);
     if (!budget->exceeded.empty()) b["exceeded"] = budget->exceeded;
     out["budget"] = b;
+  }
+  if (init) {
+    out["init"] = {{"from", init->from}, {"loaded", init->loaded}, {"skipped", init->skipped}, {"unused", init->unused}};
+    put_optional(out["init"], "run_id", init->run_id);
+    if (init->vocab)
+      out["init"]["vocab"] = {{"shared", init->vocab->shared}, {"new", init->vocab->added}, {"dropped", init->vocab->dropped}};
   }
   if (!techniques.empty()) out["techniques"] = json(techniques);
   return out;
@@ -322,6 +333,22 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
     s.budget = BudgetSummary{r.optional<double>(b, "max_usd"), r.optional<double>(b, "max_kwh"),
                              r.optional<double>(b, "max_co2_kg"), r.optional<double>(b, "max_hours"),
                              r.optional<std::string>(b, "exceeded").value_or("")};
+  }
+  if (in.contains("init")) {
+    const json& i = in.at("init");
+    InitSummary init{r.get<std::string>(i, "from"), r.optional<std::string>(i, "run_id"), r.get<int64_t>(i, "loaded"),
+                     {}, r.get<int64_t>(i, "unused")};
+    const json& skipped = r.at(i, "skipped");
+    if (!skipped.is_array()) r.fail("skipped", "is not an array");
+    for (const json& name : skipped) {
+      if (!name.is_string()) r.fail("skipped", "holds a value that is not a string");
+      init.skipped.push_back(name.get<std::string>());
+    }
+    if (i.contains("vocab")) {
+      const json& v = i.at("vocab");
+      init.vocab = InitVocab{r.get<int64_t>(v, "shared"), r.get<int64_t>(v, "new"), r.get<int64_t>(v, "dropped")};
+    }
+    s.init = init;
   }
   if (in.contains("techniques") && in.at("techniques").is_object())
     for (const auto& [name, value] : in.at("techniques").items()) s.techniques[name] = value;

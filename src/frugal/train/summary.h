@@ -69,6 +69,25 @@ struct BudgetSummary {
   std::string exceeded;  // which limit was reached, "" when none
 };
 
+// [init] of a text model whose file has another vocabulary than the job: counts of characters.
+struct InitVocab {
+  int64_t shared = 0;   // in both: their rows were loaded
+  int64_t added = 0;    // only in the job's text: their rows kept the fresh initialization
+  int64_t dropped = 0;  // only in the file: their rows were not used
+  // "vocabulary: 62 characters shared, 3 new, 1 dropped"
+  std::string describe() const;
+};
+
+// [init]: the weights the run started from (train/compress/init.h).
+struct InitSummary {
+  std::string from;                  // the file read
+  std::optional<std::string> run_id;  // the store's run whose model it is, when [init] from named a run
+  int64_t loaded = 0;                // model tensors loaded from it
+  std::vector<std::string> skipped;  // model tensors left as initialized ([init] skip)
+  int64_t unused = 0;                // tensors of the file the model has no tensor for
+  std::optional<InitVocab> vocab;    // when both the file and the job have a vocabulary
+};
+
 struct RunSummary {
   std::string run_id, status, stop_reason;  // status: completed | preempted | stopped_budget
   double epochs = 0;
@@ -89,6 +108,7 @@ struct RunSummary {
   std::optional<int64_t> best_step;                // early stopping
   cost::CostSummary cost;                          // wall_s is cost.wall_s
   std::optional<BudgetSummary> budget;
+  std::optional<InitSummary> init;  // [init]
   std::map<std::string, nlohmann::json> techniques;  // figures of techniques defined outside frugal, by name
 
   nlohmann::json to_json() const;

@@ -18,6 +18,7 @@
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/track/run_store.h"
+#include "frugal/train/compress/compress.h"
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
@@ -74,8 +75,15 @@ struct PreemptionScope {
   ~PreemptionScope() { uninstall_preemption_handlers(); }
 };
 
-std::unique_ptr<optim::Optimizer> make_optimizer(const OptimSpec& o, nn::Module& model) {
-  std::vector<optim::ParamGroup> groups = optim::default_param_groups(model, o.weight_decay);
+// The parameter groups: decay / no_decay, split by [optim] lr_multipliers when given.
+std::unique_ptr<optim::Optimizer> make_optimizer(const JobSpec& job, nn::Module& model) {
+  const OptimSpec& o = job.optim;
+  std::vector<optim::ParamGroup> groups;
+  try {
+    groups = optim::param_groups_by_lr(model, o.weight_decay, o.lr_multipliers);
+  } catch (const InputError& e) {
+    throw InputError(job.path + ": [optim] lr_multipliers: " + e.what());
+  }
   if (o.kind == OptimKind::sgd) {
     optim::SgdOptions options;
     options.lr = o.lr;
@@ -187,6 +195,35 @@ ResumePoint find_resume_point(const JobSpec& job, const TrainOptions& options) {
   return r;
 }
 
+// Restores model, optimizer, schedule, position, meters and every technique's state from the
+// checkpoint of `resume`, then frees its buffer. The heartbeat tells how far the interrupted process
+// got after the checkpoint: that work is lost.
+LoopPosition restore_checkpoint(ResumePoint& resume, nn::Module& model, optim::Optimizer& optimizer,
+                                optim::LrSchedule& schedule, const std::vector<std::unique_ptr<Technique>>& techniques,
+                                cost::RunMeter& meter, int64_t total_steps) {
+  LoopPosition position = unpack_checkpoint(*resume.checkpoint, resume.path, model, optimizer, schedule, techniques);
+  std::optional<cost::LastBeat> beat;
+  std::optional<HeartbeatRecord> heartbeat = read_heartbeat(heartbeat_path(resume.checkpoint_dir));
+  if (heartbeat && heartbeat->run_id == position.run_id && heartbeat->step >= position.step)
+    beat = cost::LastBeat{heartbeat->wall_s, heartbeat->checkpoint_s};
+  meter.resume(cost::read_carried_meters(resume.checkpoint->values, resume.path), beat);
+  resume.checkpoint.reset();  // the weights were copied; free the file's buffer
+  if (position.step > total_steps)
+    throw InputError(resume.path + ": checkpoint of step " + std::to_string(position.step) + " is past the job's " +
+                     std::to_string(total_steps) + " steps");
+  if (position.threads != num_threads())
+    warn("the checkpoint was written with " + std::to_string(position.threads) + " threads, this run has " +
+         std::to_string(num_threads()) + ": weights are bit-exact only for the same thread count (set [run] threads)");
+  return position;
+}
+
+void check_unique_names(const std::vector<std::unique_ptr<Technique>>& techniques) {
+  std::set<std::string> names;
+  for (const auto& technique : techniques)
+    if (!names.insert(technique->name()).second)
+      throw InputError("two techniques are named '" + technique->name() + "': names must be unique in a run");
+}
+
 // `--resume auto` on a run that already completed: nothing to redo; its summary.
 std::optional<RunSummary> completed_run(const std::string& out_dir) {
   const fs::path summary_path = fs::path(out_dir) / "summary.json";
@@ -239,18 +276,23 @@ void Trainer::set_model(ModelFactory make_model) {
   make_model_ = std::move(make_model);
 }
 
+std::shared_ptr<nn::Module> Trainer::make_model(ModelPlan& plan, const PreparedData& data) const {
+  if (!make_model_) return build_model(plan, job_.run.seed);
+  CustomModel custom = make_model_(data);
+  if (!custom.model) throw InputError(job_.path + ": the model factory given by code returned no model");
+  plan.flops_per_sample = custom.flops_per_sample;
+  return custom.model;
+}
+
 void Trainer::add_technique(std::unique_ptr<Technique> technique) { techniques_.push_back(std::move(technique)); }
 
 TrainOutcome Trainer::run() {
   const JobSpec& job = job_;
   // Input errors surface here, before anything is written: the catalog and the priced instance,
-  // budget limits, loss-scaling options, data files and shapes, the model, a refused resume.
+  // budget limits, loss-scaling options, data files and shapes, the model, a refused resume, the
+  // weights to start from and the name patterns of [init], [freeze] and lr_multipliers.
   cost::RunMeter meter(cost::price_instance(shipped_catalog_path(), job.cost));
   for (auto& technique : make_builtin_techniques(job, options_.budget_usd)) techniques_.push_back(std::move(technique));
-  std::set<std::string> names;
-  for (const auto& technique : techniques_)
-    if (!names.insert(technique->name()).second)
-      throw InputError("two techniques are named '" + technique->name() + "': names must be unique in a run");
   if (job.model.kind == ModelKind::custom && !make_model_)
     throw InputError(job.path + ": [model] kind = \"custom\" needs a model given by code (C++: Trainer::set_model)");
   PreemptionScope preemption;  // from here SIGTERM, SIGINT and SIGUSR1 only ask for a checkpoint
@@ -258,35 +300,7 @@ TrainOutcome Trainer::run() {
   PrecisionGuard precision(job.precision.mode);  // every dense op of the run, on this thread
   PreparedData data = prepare_data(job, "runs/cache");
   ModelPlan plan = plan_model(job, data);
-  std::shared_ptr<nn::Module> model;
-  if (make_model_) {
-    CustomModel custom = make_model_(data);
-    if (!custom.model) throw InputError(job.path + ": the model factory given by code returned no model");
-    model = custom.model;
-    plan.flops_per_sample = custom.flops_per_sample;
-  } else {
-    model = build_model(plan, job.run.seed);
-  }
-  // Weights to start from ([init]) load here, before the adapters: LoRA adapts the model as loaded.
-  // Then [lora]: adapters added (or loaded), every other parameter frozen, before the optimizer is
-  // built, so frozen parameters get neither gradients nor optimizer state. A resumed run's adapters
-  // and their optimizer state come from the checkpoint below, as every parameter's do.
-  std::optional<LoraReport> lora;
-  if (job.lora.enabled) {
-    lora = apply_lora(*model, job);
-    if (!names.insert("lora").second)
-      throw InputError("two techniques are named 'lora': names must be unique in a run ([lora] adds one)");
-    techniques_.push_back(std::make_unique<LoraTechnique>(job.lora));
-  }
-  // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
-  // training step never asks for those sizes again, so hand them back to the system.
-  Storage::release_cache();
-  Storage::reset_peak_bytes();  // the summary's memory peaks are this run's
-  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job.optim, *model);
-  Batches batches;
-  make_batches(job, data, batches);
-  std::unique_ptr<optim::LrSchedule> schedule = make_schedule(job.schedule, job.optim.lr, batches.total_steps);
-
+  std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
   if (resume.checkpoint && options_.resume == "auto") {
     if (std::optional<RunSummary> done = completed_run(resume.out_dir)) {
@@ -294,23 +308,29 @@ TrainOutcome Trainer::run() {
       return {0, *done};
     }
   }
-  LoopPosition position;
-  if (resume.checkpoint) {
-    position = unpack_checkpoint(*resume.checkpoint, resume.path, *model, *optimizer, *schedule, techniques_);
-    // The heartbeat tells how far the interrupted process got after this checkpoint: that work is lost.
-    std::optional<cost::LastBeat> beat;
-    std::optional<HeartbeatRecord> heartbeat = read_heartbeat(heartbeat_path(resume.checkpoint_dir));
-    if (heartbeat && heartbeat->run_id == position.run_id && heartbeat->step >= position.step)
-      beat = cost::LastBeat{heartbeat->wall_s, heartbeat->checkpoint_s};
-    meter.resume(cost::read_carried_meters(resume.checkpoint->values, resume.path), beat);
-    resume.checkpoint.reset();  // the weights were copied; free the file's buffer
-    if (position.step > batches.total_steps)
-      throw InputError(resume.path + ": checkpoint of step " + std::to_string(position.step) + " is past the job's " +
-                       std::to_string(batches.total_steps) + " steps");
-    if (position.threads != num_threads())
-      warn("the checkpoint was written with " + std::to_string(position.threads) + " threads, this run has " +
-           std::to_string(num_threads()) + ": weights are bit-exact only for the same thread count (set [run] threads)");
+  // [init] loads its weights here in a fresh run, before the optimizer sees the model.
+  for (auto& technique : make_compress_techniques(job, *model, !resume.checkpoint, data.is_text ? &data.vocab : nullptr))
+    techniques_.push_back(std::move(technique));
+  // Then [lora] adapts the model as loaded: adapters added (or loaded), every other parameter frozen,
+  // before the optimizer is built, so frozen parameters get neither gradients nor optimizer state. A
+  // resumed run's adapters and their optimizer state come from the checkpoint, as every parameter's do.
+  std::optional<LoraReport> lora;
+  if (job.lora.enabled) {
+    lora = apply_lora(*model, job);
+    techniques_.push_back(std::make_unique<LoraTechnique>(job.lora));
   }
+  check_unique_names(techniques_);
+  // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
+  // training step never asks for those sizes again, so hand them back to the system.
+  Storage::release_cache();
+  Storage::reset_peak_bytes();  // the summary's memory peaks are this run's
+  std::unique_ptr<optim::Optimizer> optimizer = make_optimizer(job, *model);
+  Batches batches;
+  make_batches(job, data, batches);
+  std::unique_ptr<optim::LrSchedule> schedule = make_schedule(job.schedule, job.optim.lr, batches.total_steps);
+  LoopPosition position;
+  if (resume.checkpoint)
+    position = restore_checkpoint(resume, *model, *optimizer, *schedule, techniques_, meter, batches.total_steps);
 
   // The run directory and the run store: the same run goes on after a resume (its rows of redone
   // steps dropped, metrics.jsonl cut back to the checkpoint's length).

@@ -16,6 +16,7 @@
 #include "frugal/nn/module.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/job.h"
+#include "frugal/train/model_setup.h"
 #include "frugal/train/summary.h"
 #include "frugal/train/technique.h"
 
@@ -63,6 +64,9 @@ class Trainer {
   TrainOutcome run();
 
  private:
+  // The job's model (or the one given by code, whose FLOPs go into `plan`).
+  std::shared_ptr<nn::Module> make_model(ModelPlan& plan, const PreparedData& data) const;
+
   JobSpec job_;
   TrainOptions options_;
   ModelFactory make_model_;

@@ -1,0 +1,21 @@
+// The compress techniques a job switches on (make_compress_techniques, compress.h).
+#include "frugal/train/compress/compress.h"
+
+#include "frugal/train/compress/freeze.h"
+#include "frugal/train/compress/init.h"
+
+namespace frugal::train {
+
+std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& job, nn::Module& model, bool fresh_run,
+                                                                 const data::CharVocab* vocab) {
+  std::vector<std::unique_ptr<Technique>> out;
+  if (!job.init.from.empty()) {
+    std::optional<InitReport> loaded;
+    if (fresh_run) loaded = load_init_weights(job.init, model, job.run.store, job.path, vocab);
+    out.push_back(std::make_unique<InitFromWeights>(std::move(loaded)));
+  }
+  if (!job.freeze.params.empty()) out.push_back(std::make_unique<Freezing>(job.freeze, model, job.path));
+  return out;
+}
+
+}  // namespace frugal::train
