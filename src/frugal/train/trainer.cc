@@ -17,6 +17,7 @@
 #include "frugal/optim/optimizer.h"
 #include "frugal/optim/schedule.h"
 #include "frugal/track/run_store.h"
+#include "frugal/train/compress/distill.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
@@ -256,6 +257,14 @@ TrainOutcome Trainer::run() {
     plan.flops_per_sample = custom.flops_per_sample;
   } else {
     model = build_model(plan, job.run.seed);
+  }
+  // Techniques that need the prepared data: their input (a teacher's job and weights) is checked
+  // and loaded here, still before anything is written.
+  if (job.distill) {
+    auto distillation = std::make_unique<Distillation>(job, data);
+    if (!names.insert(distillation->name()).second)
+      throw InputError("two techniques are named '" + distillation->name() + "': names must be unique in a run");
+    techniques_.push_back(std::move(distillation));
   }
   // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
   // training step never asks for those sizes again, so hand them back to the system.
