@@ -89,11 +89,11 @@ TEST_F(Distill, TrainsFromATeacherRunAndReusesTheCache) {
   EXPECT_GT(d["teacher_forward_s"].get<double>(), 0.0);
   EXPECT_NE(student.err.find("distill: teacher teacher.toml"), std::string::npos) << student.err;  // progress
 
-  // The cache: built by the first run (in the evaluation phase), reused by the second.
+  // The cache: built by the first run (in the evaluation phase), reused by the second, which runs
+  // no teacher at all: the teacher's weights file is removed before it. weights = a run directory.
   write_file(scratch_ / "cached.toml",
              classifier_job("cached", "train.csv", "[4]",
-                            "[distill]\nteacher = \"teacher.toml\"\nweights = \"teacher-run/model.safetensors\"\n"
-                            "cache = true\n"));
+                            "[distill]\nteacher = \"teacher.toml\"\nweights = \"teacher-run\"\ncache = true\n"));
   CommandResult first = scratch_.frugal("train cached.toml --quiet --json --out cached-1");
   ASSERT_EQ(first.exit_code, 0) << first.err;
   json built = last_json(first)["distill"];
@@ -103,16 +103,22 @@ TEST_F(Distill, TrainsFromATeacherRunAndReusesTheCache) {
   EXPECT_EQ(built["teacher_forward_batches"], 0);
   EXPECT_TRUE(fs::path(built["cache_path"].get<std::string>()).string().rfind("runs/cache/distill-", 0) == 0)
       << built["cache_path"];
-  CommandResult second = scratch_.frugal("train cached.toml --quiet --json --out cached-2");
+  EXPECT_EQ(built["weights"], (fs::path("teacher-run") / "model.safetensors").string());
+  ASSERT_TRUE(fs::remove(scratch_ / "teacher-run" / "model.safetensors"));
+  CommandResult second = scratch_.frugal("train cached.toml --json --out cached-2");
   ASSERT_EQ(second.exit_code, 0) << second.err;
+  EXPECT_NE(second.err.find("reused"), std::string::npos) << second.err;
+  EXPECT_NE(second.err.find("the teacher does not run (its weights file teacher-run/model.safetensors is gone)"),
+            std::string::npos)
+      << second.err;
   json reused = last_json(second)["distill"];
   EXPECT_EQ(reused["cache_status"], "reused");
   EXPECT_EQ(reused["cache_reused"], true);
   EXPECT_EQ(reused["cache_build_s"], 0.0);
   EXPECT_EQ(reused["teacher_forward_batches"], 0);
   EXPECT_EQ(reused["teacher_forward_s"], 0.0);
-  EXPECT_EQ(read_file(scratch_ / "cached-1" / "model.safetensors").size(),
-            read_file(scratch_ / "cached-2" / "model.safetensors").size());
+  EXPECT_EQ(read_file(scratch_ / "cached-1" / "model.safetensors"),
+            read_file(scratch_ / "cached-2" / "model.safetensors"));
   EXPECT_EQ(last_json(first)["metrics"]["val_accuracy"], last_json(second)["metrics"]["val_accuracy"]);
 }
 
@@ -129,6 +135,17 @@ TEST_F(Distill, RefusesAMissingTeacherJobOrWeights) {
   ASSERT_EQ(other.exit_code, 0) << other.err;
   expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"other-run/model.safetensors\"\n"),
                  "do not fit the teacher's [model] in teacher.toml");
+  // A teacher job that does not parse.
+  write_file(scratch_ / "broken.toml", "[model\nkind = \"mlp\"\n");
+  expect_refused(student_job("teacher = \"broken.toml\"\nweights = \"t.safetensors\"\n"),
+                 "[distill] teacher = \"broken.toml\": broken.toml");
+  // A run directory without a model, with and without the cache (which cannot stand in: none).
+  fs::create_directories(scratch_ / "empty-run");
+  expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"empty-run\"\n"),
+                 "[distill] weights = \"empty-run\": a directory without model.safetensors");
+  expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"empty-run\"\ncache = true\n"),
+                 "a directory without model.safetensors (expected a safetensors file or a run directory); and no "
+                 "valid logit cache stands in for it (runs/cache/distill-");
   // A run id the store does not know.
   expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"no-such-run\"\n"),
                  "no such file, and no run with that id in runs/frugal.db");

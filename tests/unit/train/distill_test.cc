@@ -1,9 +1,9 @@
 // Knowledge distillation (train/compress/distill.h): the loss against a hand computation and by
 // gradcheck in double; the technique's loss at after_loss and a teacher that gets no gradients; the
-// logit cache (hit and miss give bit-identical weights, a hit runs no teacher, a damaged file is
-// rebuilt); preempted and resumed distilled runs, with and without the cache, end bit-identical to
-// uninterrupted ones; a resume against another teacher is refused. The teacher is a small MLP
-// trained once on the fixture's 4-class CSV.
+// logit cache (hit and miss give bit-identical weights, a hit runs no teacher and needs no teacher
+// weights file, a damaged or stale file is rebuilt); preempted and resumed distilled runs, with
+// and without the cache, end bit-identical to uninterrupted ones; a resume against another teacher
+// is refused. The teacher is a small MLP trained once on the fixture's 4-class CSV.
 #include <cmath>
 #include <csignal>
 #include <filesystem>
@@ -172,7 +172,7 @@ TEST(Distillation, ReplacesTheLossAndTheTeacherGetsNoGradients) {
   Distillation distill(h.job, h.data);
   EXPECT_EQ(distill.name(), "distill");
   distill.on(Event::run_start, h.state);
-  EXPECT_FALSE(distill.teacher().is_training()) << "the teacher runs in eval mode";
+  EXPECT_FALSE(distill.teacher()->is_training()) << "the teacher runs in eval mode";
 
   std::vector<int64_t> rows = {5, 0, 17, 3};
   data::Dataset batch = data::take(h.data.train, rows);
@@ -189,7 +189,7 @@ TEST(Distillation, ReplacesTheLossAndTheTeacherGetsNoGradients) {
   std::vector<float> t;
   {
     autograd::NoGradGuard no_grad;
-    t = distill.teacher()(batch.inputs).to_vector<float>();
+    t = (*distill.teacher())(batch.inputs).to_vector<float>();
   }
   double kl = 0;
   for (int r = 0; r < 4; ++r) {
@@ -202,7 +202,7 @@ TEST(Distillation, ReplacesTheLossAndTheTeacherGetsNoGradients) {
 
   autograd::backward(h.state.loss);
   for (const Tensor& p : h.model->parameters()) EXPECT_TRUE(p.grad().defined()) << "the student learns";
-  for (const Tensor& p : distill.teacher().parameters()) EXPECT_FALSE(p.grad().defined()) << "the teacher does not";
+  for (const Tensor& p : distill.teacher()->parameters()) EXPECT_FALSE(p.grad().defined()) << "the teacher does not";
 
   RunSummary summary;
   h.state.summary = &summary;
@@ -240,8 +240,18 @@ TEST(Distillation, APreemptedAndResumedRunEndsBitIdentical) {
   EXPECT_EQ(second.summary.distill->teacher_forward_batches, 22) << "both processes counted";
 }
 
+// Other weights of the same shapes (values scaled) written over `file`.
+void change_weights(const fs::path& file, const fs::path& from) {
+  std::vector<std::pair<std::string, Tensor>> changed;
+  for (const auto& [name, t] : io::read_safetensors(from.string()).tensors) changed.emplace_back(name, mul_scalar(t, 0.5));
+  io::write_safetensors(file.string(), changed);
+}
+
 TEST(Distillation, CacheHitAndMissGiveBitIdenticalWeights) {
-  RunFixture f("distill-cache", 190, student_sections("cache = true\n"));
+  RunFixture f("distill-cache", 190, "");
+  const fs::path copy = f.dir() / "teacher.safetensors";
+  fs::copy_file(teacher().weights, copy);
+  std::ofstream(f.dir() / "job.toml", std::ios::app) << student_sections("cache = true\n", copy);
   TrainOutcome miss = run(f, "miss");
   ASSERT_EQ(miss.exit_code, 0);
   const DistillSummary& built = *miss.summary.distill;
@@ -284,6 +294,24 @@ TEST(Distillation, CacheHitAndMissGiveBitIdenticalWeights) {
   EXPECT_EQ(truncated.summary.distill->cache_status, "rebuilt");
   EXPECT_TRUE(weights_of(f.dir() / "truncated" / "model.safetensors") == expected);
 
+  // The teacher's weights file removed: the cache stands in for it, no teacher is even loaded.
+  fs::remove(copy);
+  TrainOutcome gone = run(f, "gone");
+  ASSERT_EQ(gone.exit_code, 0);
+  EXPECT_EQ(gone.summary.distill->cache_status, "reused");
+  EXPECT_EQ(gone.summary.distill->teacher_forward_batches, 0);
+  EXPECT_EQ(gone.summary.distill->teacher_params, 16 * 32 + 32 + 32 * 4 + 4);
+  EXPECT_TRUE(weights_of(f.dir() / "gone" / "model.safetensors") == expected);
+  // Other weights under the same name: the cache is stale, rebuilt with a warning.
+  change_weights(copy, teacher().weights);
+  ::testing::internal::CaptureStderr();
+  TrainOutcome stale = run(f, "stale");
+  const std::string stale_err = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(stale_err.find("made from other teacher weights"), std::string::npos) << stale_err;
+  EXPECT_EQ(stale.summary.distill->cache_status, "rebuilt");
+  EXPECT_GT(stale.summary.distill->cache_build_s, 0.0);
+  EXPECT_FALSE(weights_of(f.dir() / "stale" / "model.safetensors") == expected) << "another teacher";
+
   // Preempted and resumed with the cache: the first process builds it, the second reads it.
   RunFixture g("distill-cache-resumed", 190, student_sections("cache = true\n"));
   EXPECT_EQ(run(g, "run", 13).exit_code, kExitPreempted);  // epoch 1
@@ -300,10 +328,7 @@ TEST(Distillation, AResumeAgainstAnotherTeacherIsRefused) {
   fs::copy_file(teacher().weights, copy);
   std::ofstream(f.dir() / "job.toml", std::ios::app) << student_sections("", copy);
   EXPECT_EQ(run(f, "run", 6).exit_code, kExitPreempted);
-  // Other weights under the same file name: the same shapes, values scaled.
-  std::vector<std::pair<std::string, Tensor>> changed;
-  for (const auto& [name, t] : io::read_safetensors(copy.string()).tensors) changed.emplace_back(name, mul_scalar(t, 0.5));
-  io::write_safetensors(copy.string(), changed);
+  change_weights(copy, teacher().weights);  // other weights under the same file name
   try {
     run(f, "run", 0, "auto");
     FAIL() << "resumed against another teacher";

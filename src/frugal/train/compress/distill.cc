@@ -88,15 +88,31 @@ std::map<std::string, std::string> data_keys(const JobSpec& job) {
   return out;
 }
 
-// The teacher's weights: a file, or the model of a run in this job's run store.
-std::string resolve_weights(const JobSpec& job) {
+// The teacher's weights file, and when there is none, why (the logit cache may stand in for it).
+struct WeightsFile {
+  std::string path;     // the file, or the file it would be
+  std::string missing;  // "" when the file is there
+};
+
+// `weights` itself when it is a file, <it>/model.safetensors when a run directory, or the model of
+// the run of that id (or unique prefix) in this job's run store. A name that is none of these is
+// taken for the file it would be (a run directory's model unless it ends in .safetensors).
+WeightsFile resolve_weights(const JobSpec& job) {
   const std::string& weights = job.distill->weights;
-  const std::string where = job.path + ": [distill] weights = \"" + weights + "\"";
   std::error_code error;
-  if (fs::is_regular_file(weights, error)) return weights;
+  if (fs::is_regular_file(weights, error)) return {weights, ""};
+  if (fs::is_directory(weights, error)) {
+    const std::string model = (fs::path(weights) / "model.safetensors").string();
+    if (fs::is_regular_file(model, error)) return {model, ""};
+    return {model, "a directory without model.safetensors (expected a safetensors file or a run directory)"};
+  }
+  const std::string where = job.path + ": [distill] weights = \"" + weights + "\"";
   if (fs::exists(weights, error)) throw InputError(where + ": not a regular file");
+  const std::string as_file =
+      weights.ends_with(".safetensors") ? weights
+                                                                : (fs::path(weights) / "model.safetensors").string();
   if (!fs::is_regular_file(job.run.store, error))
-    throw InputError(where + ": no such file, and no run store at " + job.run.store + " to look it up as a run id");
+    return {as_file, "no such file, and no run store at " + job.run.store + " to look it up as a run id"};
   std::optional<track::RunRecord> run;
   try {
     track::RunStore store(job.run.store);
@@ -104,11 +120,19 @@ std::string resolve_weights(const JobSpec& job) {
   } catch (const InputError& e) {
     throw InputError(where + ": " + e.what());
   }
-  if (!run) throw InputError(where + ": no such file, and no run with that id in " + job.run.store);
-  const fs::path model = fs::path(run->out_dir) / "model.safetensors";
-  if (!fs::is_regular_file(model, error))
-    throw InputError(where + ": run " + run->run_id + " (" + run->status + ") has no model file " + model.string());
-  return model.string();
+  if (!run) return {as_file, "no such file, and no run with that id in " + job.run.store};
+  const std::string model = (fs::path(run->out_dir) / "model.safetensors").string();
+  if (fs::is_regular_file(model, error)) return {model, ""};
+  return {model, "run " + run->run_id + " (" + run->status + ") has no model file " + model};
+}
+
+// The key of a teacher: its weights' hash, its job's [model] keys and the precision it runs in.
+std::string teacher_key_of(const std::string& weights_hash, const std::string& model_keys, Precision precision) {
+  Hasher key;
+  key.text(weights_hash);
+  key.text(model_keys);
+  key.text(std::string(precision_name(precision)));
+  return key.hex();
 }
 
 // Characters in `a` that `b` lacks, printable ("'x', '\n'"), at most a few.
@@ -257,37 +281,93 @@ Distillation::Distillation(const JobSpec& job, const PreparedData& data) : spec_
                      " is shorter than this job's " + std::to_string(job.model.gpt.context) +
                      ": it cannot read the student's windows");
 
-  weights_path_ = resolve_weights(job);
+  const WeightsFile weights = resolve_weights(job);
+  weights_path_ = weights.path;
+  const std::string where_weights = job.path + ": [distill] weights = \"" + spec_.weights + "\"";
+  if (!weights.missing.empty() && !spec_.cache) throw InputError(where_weights + ": " + weights.missing);
   ModelPlan plan = plan_model(teacher_job, teacher_data ? *teacher_data : data);
   // The teacher never runs backward: nothing to recompute.
   if (auto* cnn = std::get_if<nn::CnnConfig>(&plan.config)) cnn->recompute_blocks.clear();
   if (auto* gpt = std::get_if<nn::GptConfig>(&plan.config)) gpt->recompute_blocks.clear();
   teacher_flops_per_sample_ = plan.flops_per_sample;
   teacher_ = build_model(plan, teacher_job.run.seed);
-  const std::string weight_bytes = file_bytes(weights_path_);
-  try {
-    teacher_->load_state_dict(io::read_safetensors(weights_path_).tensors, /*strict=*/true);
-  } catch (const InputError& e) {
-    throw InputError(job.path + ": [distill] weights " + weights_path_ + " do not fit the teacher's [model] in " +
-                     teacher_job.path + ": " + e.what());
-  }
-  teacher_->eval();
-
-  Hasher key;
-  key.text(weight_bytes);
+  teacher_params_ = teacher_->num_parameters();
   for (const auto& [name, value] : job_keys(teacher_job.resolved_toml, teacher_job.path))
-    if (name.rfind("model.", 0) == 0) key.text(name + "=" + value + "\n");
-  key.text(std::string(precision_name(job.precision.mode)));
-  teacher_key_ = key.hex();
-  threads_ = num_threads();
-  if (spec_.cache) {
-    // One file per (teacher, training inputs, precision, threads): the logits are bit-exact for these.
-    Hasher cache_key;
-    cache_key.text(std::string("frugal distill cache ") + kCacheFormat);
-    cache_key.text(teacher_key_);
-    cache_key.tensor(data.train.inputs);
-    cache_key.text(std::to_string(threads_));
-    cache_path_ = (fs::path(distill_cache_dir(job)) / ("distill-" + cache_key.hex() + ".safetensors")).string();
+    if (name.rfind("model.", 0) == 0) model_keys_ += name + "=" + value + "\n";
+  if (weights.missing.empty()) {
+    Hasher weights_hash;
+    weights_hash.text(file_bytes(weights_path_));
+    weights_hash_ = weights_hash.hex();
+    teacher_key_ = teacher_key_of(weights_hash_, model_keys_, job.precision.mode);
+    try {
+      teacher_->load_state_dict(io::read_safetensors(weights_path_).tensors, /*strict=*/true);
+    } catch (const InputError& e) {
+      throw InputError(job.path + ": [distill] weights " + weights_path_ + " do not fit the teacher's [model] in " +
+                       teacher_job.path + ": " + e.what());
+    }
+    teacher_->eval();
+  } else {
+    teacher_.reset();  // only the cache can stand in for it (below)
+  }
+  if (!spec_.cache) return;
+
+  // One file per (teacher weights file, teacher [model], precision, training inputs, threads): the
+  // logits are bit-exact for these. The weights' hash is in the file, checked when it is read, so
+  // new weights under the same name make it stale (rebuilt), and the file is found without them.
+  Hasher data_key;
+  data_key.tensor(data.train.inputs);
+  data_key_ = data_key.hex();
+  Hasher cache_key;
+  cache_key.text(std::string("frugal distill cache ") + kCacheFormat);
+  cache_key.text(fs::absolute(weights_path_).lexically_normal().string());
+  cache_key.text(model_keys_);
+  cache_key.text(std::string(precision_name(job.precision.mode)));
+  cache_key.text(data_key_);
+  cache_key.text(std::to_string(num_threads()));
+  cache_path_ = (fs::path(distill_cache_dir(job)) / ("distill-" + cache_key.hex() + ".safetensors")).string();
+  cache_existed_ = fs::exists(cache_path_, error);
+  if (cache_existed_) cache_problem_ = read_cache(job.precision.mode);
+  if (!weights.missing.empty() && !cache_.defined())
+    throw InputError(where_weights + ": " + weights.missing + "; and no valid logit cache stands in for it (" +
+                     cache_path_ + (cache_existed_ ? ": " + cache_problem_ : std::string(": none")) + ")");
+}
+
+// Reads the cache file into cache_ when it is valid for this teacher and data: "" then, otherwise
+// what is wrong with it. Without the weights file, the cache's own weights hash stands for it (its
+// key must still match the teacher's [model] and the precision).
+std::string Distillation::read_cache(Precision precision) {
+  const int64_t n = data_.train.size(), classes = data_.classes;
+  try {
+    io::SafetensorsFile file = io::read_safetensors(cache_path_);
+    auto meta = [&](const char* key) {
+      auto it = file.metadata.find(key);
+      return it == file.metadata.end() ? std::string() : it->second;
+    };
+    auto it = file.tensors.find("logits");
+    if (it == file.tensors.end() || file.tensors.size() != 1) return "expected one tensor named 'logits'";
+    const Tensor& logits = it->second;
+    if (logits.dtype() != DType::f32 || logits.shape() != Shape{n, classes})
+      return "logits are " + std::string(dtype_name(logits.dtype())) + " " + shape_str(logits.shape()) +
+             ", expected f32 " + shape_str({n, classes});
+    if (meta("frugal.distill.format") != kCacheFormat)
+      return "format '" + meta("frugal.distill.format") + "', expected '" + kCacheFormat + "'";
+    if (meta("frugal.distill.data_key") != data_key_)
+      return "made from other training inputs (key " + meta("frugal.distill.data_key") + ", expected " + data_key_ + ")";
+    const std::string weights_hash = meta("frugal.distill.weights_hash");
+    if (!weights_hash_.empty() && weights_hash != weights_hash_)
+      return "made from other teacher weights (hash " + weights_hash + "; " + weights_path_ + " is now " +
+             weights_hash_ + ")";
+    const std::string key = teacher_key_of(weights_hash, model_keys_, precision);
+    if (meta("frugal.distill.teacher_key") != key)
+      return "made for another teacher [model] or precision (key " + meta("frugal.distill.teacher_key") +
+             ", expected " + key + ")";
+    if (meta("frugal.distill.checksum") != checksum(logits)) return "the logits do not match their checksum (damaged)";
+    cache_ = logits.contiguous();
+    weights_hash_ = weights_hash;
+    teacher_key_ = key;
+    return "";
+  } catch (const InputError& e) {
+    return e.what();
   }
 }
 
@@ -300,8 +380,7 @@ EventSet Distillation::events() const {
 void Distillation::on(Event event, TrainState& state) {
   switch (event) {
     case Event::run_start:
-      teacher_->eval();
-      state.progress.line("distill: teacher " + teacher_job_path_ + " (" + std::to_string(teacher_->num_parameters()) +
+      state.progress.line("distill: teacher " + teacher_job_path_ + " (" + std::to_string(teacher_params_) +
                           " parameters) from " + weights_path_ + ", alpha " + number_text(spec_.alpha) +
                           ", temperature " + number_text(spec_.temperature) + (spec_.cache ? ", cached logits" : ""));
       if (spec_.cache) prepare_cache(state);
@@ -322,7 +401,7 @@ void Distillation::on(Event event, TrainState& state) {
       DistillSummary s;
       s.teacher = teacher_job_path_;
       s.weights = weights_path_;
-      s.teacher_params = teacher_->num_parameters();
+      s.teacher_params = teacher_params_;
       s.alpha = spec_.alpha;
       s.temperature = spec_.temperature;
       s.teacher_forward_s = teacher_forward_s_;
@@ -363,48 +442,18 @@ Tensor Distillation::teacher_logits(TrainState& state) {
   return logits;
 }
 
-// Reads the cache when it is valid for this teacher and data; otherwise (absent, damaged, stale)
-// computes it, in the evaluation phase, and writes it atomically.
+// Uses the cache read by the constructor, or (absent, damaged, stale) computes it, in the
+// evaluation phase, and writes it atomically.
 void Distillation::prepare_cache(TrainState& state) {
   const int64_t n = data_.train.size(), classes = data_.classes;
-  std::string problem;
-  std::error_code error;
-  const bool existed = fs::exists(cache_path_, error);
-  if (existed) {
-    try {
-      io::SafetensorsFile file = io::read_safetensors(cache_path_);
-      auto meta = [&](const char* key) {
-        auto it = file.metadata.find(key);
-        return it == file.metadata.end() ? std::string() : it->second;
-      };
-      auto it = file.tensors.find("logits");
-      if (it == file.tensors.end() || file.tensors.size() != 1) {
-        problem = "expected one tensor named 'logits'";
-      } else if (it->second.dtype() != DType::f32 || it->second.shape() != Shape{n, classes}) {
-        problem = "logits are " + std::string(dtype_name(it->second.dtype())) + " " + shape_str(it->second.shape()) +
-                  ", expected f32 " + shape_str({n, classes});
-      } else if (meta("frugal.distill.format") != kCacheFormat) {
-        problem = "format '" + meta("frugal.distill.format") + "', expected '" + kCacheFormat + "'";
-      } else if (meta("frugal.distill.teacher_key") != teacher_key_) {
-        problem = "made for another teacher (key " + meta("frugal.distill.teacher_key") + ", expected " + teacher_key_ + ")";
-      } else if (meta("frugal.distill.samples") != std::to_string(n)) {
-        problem = "holds " + meta("frugal.distill.samples") + " samples, expected " + std::to_string(n);
-      } else if (meta("frugal.distill.checksum") != checksum(it->second)) {
-        problem = "the logits do not match their checksum (damaged)";
-      } else {
-        cache_ = it->second.contiguous();
-      }
-    } catch (const InputError& e) {
-      problem = e.what();
-    }
-  }
   if (cache_.defined()) {
     if (cache_status_.empty()) cache_status_ = "reused";  // a resumed run keeps what its first process did
     state.progress.line("distill: cache " + cache_path_ + " reused (" + std::to_string(n) + " x " +
-                        std::to_string(classes) + " logits); the teacher does not run");
+                        std::to_string(classes) + " logits); the teacher does not run" +
+                        (teacher_ ? "" : " (its weights file " + weights_path_ + " is gone)"));
     return;
   }
-  if (existed) warn(cache_path_ + ": " + problem + "; rebuilding the distillation cache");
+  if (cache_existed_) warn(cache_path_ + ": " + cache_problem_ + "; rebuilding the distillation cache");
 
   auto in_phase = state.meter.phase(cost::Phase::evaluation);  // inference over a data set, as evaluation
   Timer timer;
@@ -426,6 +475,8 @@ void Distillation::prepare_cache(TrainState& state) {
   io::write_safetensors(cache_path_, {{"logits", logits}},
                         {{"frugal.distill.format", kCacheFormat},
                          {"frugal.distill.teacher_key", teacher_key_},
+                         {"frugal.distill.weights_hash", weights_hash_},
+                         {"frugal.distill.data_key", data_key_},
                          {"frugal.distill.samples", std::to_string(n)},
                          {"frugal.distill.classes", std::to_string(classes)},
                          {"frugal.distill.checksum", checksum(logits)},
@@ -434,7 +485,7 @@ void Distillation::prepare_cache(TrainState& state) {
   cache_ = logits;
   const double seconds = timer.seconds();
   cache_build_s_ += seconds;
-  cache_status_ = existed ? "rebuilt" : (cache_status_.empty() ? "built" : cache_status_);
+  cache_status_ = cache_existed_ ? "rebuilt" : (cache_status_.empty() ? "built" : cache_status_);
   state.progress.line("distill: cache " + cache_path_ + " built (" + std::to_string(n) + " x " +
                       std::to_string(classes) + " f32 logits, " + std::to_string(n * classes * 4) + " bytes) in " +
                       number_text(seconds) + " s");
