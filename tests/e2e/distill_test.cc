@@ -1,10 +1,12 @@
 // `frugal train` with [distill] through the binary: a teacher trained first and named by its run id,
-// the summary's distill object, the logit cache built then reused (no teacher forward at all);
-// and every refusal (a missing teacher job or weights, a teacher with other classes or another
-// vocabulary, the cache with augmentation or text) exits 2 with one line naming what is wrong and
-// starts nothing.
+// the summary's distill object, the logit cache built then reused (no teacher forward at all, the
+// weights file deleted); and every refusal (a bad key, a missing or unparsable teacher job, missing
+// weights, a teacher with other classes or another vocabulary, the cache with augmentation or
+// text) exits 2 with one line naming what is wrong and starts nothing.
 #include <algorithm>
 #include <filesystem>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -128,7 +130,7 @@ TEST_F(Distill, RefusesAMissingTeacherJobOrWeights) {
   expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"missing.safetensors\"\n"),
                  "[distill] weights = \"missing.safetensors\": no such file, and no run store at runs/frugal.db");
   expect_refused(student_job("teacher = \"teacher.toml\"\n"),
-                 "[distill] weights: missing");
+                 "[distill] weights: missing or empty; expected the teacher's weights");
   // Weights that do not fit the teacher's model.
   write_file(scratch_ / "other.toml", classifier_job("other", "train.csv", "[5]"));
   CommandResult other = scratch_.frugal("train other.toml --quiet --out other-run");
@@ -149,6 +151,22 @@ TEST_F(Distill, RefusesAMissingTeacherJobOrWeights) {
   // A run id the store does not know.
   expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"no-such-run\"\n"),
                  "no such file, and no run with that id in runs/frugal.db");
+}
+
+TEST_F(Distill, KeysAreValidated) {
+  const std::string teacher = "teacher = \"teacher.toml\"\nweights = \"t.safetensors\"\n";
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {teacher + "alpha = 0.0\n", "[distill] alpha = 0: expected a number in (0, 1]"},
+      {teacher + "alpha = 1.5\n", "[distill] alpha = 1.5: expected a number in (0, 1]"},
+      {teacher + "temperature = 0\n", "[distill] temperature = 0: expected a number in (0, "},
+      {teacher + "temperature = \"hot\"\n", "[distill] temperature = \"hot\": expected a number"},
+      {teacher + "cache = 1\n", "[distill] cache = 1: expected true or false"},
+      {teacher + "tempreature = 2.0\n", "unknown key 'tempreature' in [distill]; did you mean 'temperature'? "
+                                          "(allowed: teacher, weights, alpha, temperature, cache)"},
+      {"teacher = \"\"\nweights = \"w\"\n", "[distill] teacher: missing or empty"},
+      {"weights = \"w\"\n", "[distill] teacher: missing or empty"},
+  };
+  for (const auto& [keys, message] : cases) expect_refused(student_job(keys), message);
 }
 
 TEST_F(Distill, RefusesATeacherOfOtherClassesOrVocabulary) {

@@ -436,13 +436,12 @@ void parse_memory(Section& s, MemorySpec& m, ModelKind model_kind) {
 }
 
 void parse_distill(Section& s, DistillSpec& d, const DataSpec& data) {
-  if (!s.has("teacher")) s.fail_key("teacher", "missing; the teacher's job file (its [model] and [data])");
   d.teacher = s.get_string("teacher", "");
-  if (d.teacher.empty()) s.fail_key("teacher", "expected the path of the teacher's job file");
-  if (!s.has("weights"))
-    s.fail_key("weights", "missing; the teacher's weights: a safetensors file or a run id from the run store");
+  if (d.teacher.empty()) s.fail_key("teacher", "missing or empty; expected the teacher's job file (its [model] and [data])");
   d.weights = s.get_string("weights", "");
-  if (d.weights.empty()) s.fail_key("weights", "expected a safetensors file or a run id");
+  if (d.weights.empty())
+    s.fail_key("weights", "missing or empty; expected the teacher's weights: a safetensors file, a run directory or "
+                          "a run id from the run store");
   d.alpha = s.get_double("alpha", 0.5, 0.0, 1.0, /*min_open=*/true);
   d.temperature = s.get_double("temperature", 4.0, 0.0, 1000.0, /*min_open=*/true);
   d.cache = s.get_bool("cache", false);

@@ -322,6 +322,60 @@ TEST(Distillation, CacheHitAndMissGiveBitIdenticalWeights) {
   EXPECT_TRUE(weights_of(g.dir() / "run" / "model.safetensors") == expected);
 }
 
+// The character GPT: the soft targets per position over the vocabulary, the teacher (wider, a
+// longer context) run on every micro-batch; preempted and resumed, the run ends bit-identical.
+TEST(Distillation, AGptStudentLearnsFromAGptTeacherAndResumesBitIdentical) {
+  const fs::path dir = fs::path(::testing::TempDir()) / "frugal-distill-gpt";
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  std::string text;
+  for (int i = 0; i < 60; ++i) text += "the quick brown fox jumps over the lazy dog " + std::to_string(i % 7) + "\n";
+  std::ofstream(dir / "text.txt") << text;
+  auto job = [&](const std::string& name, const std::string& model, const std::string& rest) {
+    const fs::path path = dir / (name + ".toml");
+    std::ofstream(path) << "[run]\nname = \"" + name + "\"\nseed = 5\nthreads = 1\nstore = \"" +
+                               (dir / "runs.db").string() + "\"\n[data]\nkind = \"text\"\ntrain = \"" +
+                               (dir / "text.txt").string() + "\"\n[model]\nkind = \"gpt\"\n" + model + rest;
+    return load_job(path.string());
+  };
+  auto options = [&](const std::string& out, const std::string& resume = "") {
+    TrainOptions o;
+    o.out_dir = (dir / out).string();
+    o.quiet = true;
+    o.resume = resume;
+    return o;
+  };
+  {
+    Trainer trainer(job("teacher", "layers = 1\nheads = 2\nwidth = 32\ncontext = 16\n", "[train]\nsteps = 6\nbatch_size = 4\n"),
+                    options("teacher"));
+    ASSERT_EQ(trainer.run().exit_code, 0);
+  }
+  const std::string student = "layers = 1\nheads = 2\nwidth = 16\ncontext = 8\n";
+  const std::string rest = "[train]\nsteps = 8\nbatch_size = 4\n[checkpoint]\nevery_steps = 3\nevery_seconds = 0\n"
+                           "[distill]\nteacher = \"" + (dir / "teacher.toml").string() + "\"\nweights = \"" +
+                           (dir / "teacher").string() + "\"\nalpha = 0.6\ntemperature = 2.0\n";
+  TrainOutcome whole = Trainer(job("student", student, rest), options("whole")).run();
+  ASSERT_EQ(whole.exit_code, 0);
+  ASSERT_TRUE(whole.summary.distill.has_value());
+  EXPECT_EQ(whole.summary.distill->teacher_forward_batches, 8);
+  EXPECT_GT(whole.summary.distill->teacher_params, 0);
+  // Not the same as training without the teacher.
+  TrainOutcome alone = Trainer(job("alone", student, "[train]\nsteps = 8\nbatch_size = 4\n"), options("alone")).run();
+  ASSERT_EQ(alone.exit_code, 0);
+  EXPECT_FALSE(weights_of(dir / "alone" / "model.safetensors") == weights_of(dir / "whole" / "model.safetensors"));
+
+  const JobSpec resumed_job = job("student", student, rest);
+  {
+    Trainer first(resumed_job, options("resumed"));
+    first.add_technique(std::make_unique<Preempt>(4));
+    ASSERT_EQ(first.run().exit_code, kExitPreempted);
+  }
+  TrainOutcome second = Trainer(resumed_job, options("resumed", "auto")).run();
+  ASSERT_EQ(second.exit_code, 0);
+  EXPECT_EQ(second.summary.distill->teacher_forward_batches, 8) << "both processes counted";
+  EXPECT_TRUE(weights_of(dir / "resumed" / "model.safetensors") == weights_of(dir / "whole" / "model.safetensors"));
+}
+
 TEST(Distillation, AResumeAgainstAnotherTeacherIsRefused) {
   RunFixture f("distill-other-teacher", 190, "");
   const fs::path copy = f.dir() / "teacher.safetensors";
