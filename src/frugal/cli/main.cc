@@ -93,7 +93,7 @@ void print_summary(const train::RunSummary& s) {
                 d->teacher.c_str(), (long long)d->teacher_params, d->alpha, d->temperature, d->teacher_forward_s,
                 (long long)d->teacher_forward_batches);
     if (d->cache)
-      std::printf("    logit cache %s %s (%lld bytes), built in %.2f s by this run\n", d->cache_path.c_str(),
+      std::printf("    logit cache %s %s (%lld bytes), %.2f s building it in this run\n", d->cache_path.c_str(),
                   d->cache_status.c_str(), (long long)d->cache_bytes, d->cache_build_s);
   }
   for (const auto& [name, figures] : s.techniques) std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());

@@ -485,10 +485,12 @@ void Distillation::prepare_cache(TrainState& state) {
   cache_ = logits;
   const double seconds = timer.seconds();
   cache_build_s_ += seconds;
+  char seconds_text[32];
+  std::snprintf(seconds_text, sizeof seconds_text, "%.2f", seconds);
   cache_status_ = cache_existed_ ? "rebuilt" : (cache_status_.empty() ? "built" : cache_status_);
   state.progress.line("distill: cache " + cache_path_ + " built (" + std::to_string(n) + " x " +
                       std::to_string(classes) + " f32 logits, " + std::to_string(n * classes * 4) + " bytes) in " +
-                      number_text(seconds) + " s");
+                      seconds_text + " s");
 }
 
 void Distillation::save_state(TechniqueState& out) const {
