@@ -1,7 +1,9 @@
 // Golden test of every op in autograd/ops.h against PyTorch: forward output, and every input
 // gradient for a stored upstream gradient, on tests/golden/data/*.safetensors (made by
-// make_golden.py, whose per-case metadata is the one place of truth for op options). Each case runs
-// with the fast kernels and in reference mode. Limits: f32 only; dropout is random and is checked
+// make_golden.py, whose per-case metadata is the one place of truth for op options), and the
+// compositions of them that training uses as a loss (family "distill", made by
+// make_distill_golden.py: knowledge distillation's loss). Each case runs with the fast kernels and
+// in reference mode. Limits: f32 only; dropout is random and is checked
 // by its unit test (gradient = mask / (1 - p)), not here.
 #include <gtest/gtest.h>
 
@@ -18,6 +20,7 @@
 #include "frugal/autograd/ops.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/kernels/kernels.h"
+#include "frugal/train/compress/distill.h"
 #include "golden_util.h"
 #include "test_util.h"
 
@@ -25,8 +28,8 @@ namespace frugal {
 namespace {
 using golden::Options;
 
-const char* const kFamilies[] = {"binary", "activation", "reduce", "shape", "dense",
-                                 "conv",   "pool",       "loss",   "norm",  "attention"};
+const char* const kFamilies[] = {"binary", "activation", "reduce", "shape", "dense",   "conv",
+                                 "pool",   "loss",       "norm",   "attention", "distill"};
 
 std::string data_path(const std::string& family) {
   return std::string(FRUGAL_SOURCE_DIR) + "/tests/golden/data/" + family + ".safetensors";
@@ -156,6 +159,18 @@ const std::vector<OpEntry>& op_table() {
          options.label_smoothing = o.f("label_smoothing");
          options.ignore_index = o.i("ignore_index");
          return cross_entropy(get(in, "logits"), get(in, "targets"), options);
+       },
+       kTight},
+      {"distillation_loss",
+       [](const Inputs& in, const Options& o) {
+         return train::distillation_loss(get(in, "student"), get(in, "teacher"), o.f("temperature"));
+       },
+       kTight},
+      {"distillation_objective",
+       [](const Inputs& in, const Options& o) {
+         const Tensor& student = get(in, "student");
+         return train::distillation_objective(student, get(in, "teacher"), cross_entropy(student, get(in, "targets")),
+                                              o.f("alpha"), o.f("temperature"));
        },
        kTight},
       {"mse_loss",

@@ -107,6 +107,14 @@ void print_summary(const train::RunSummary& s) {
     std::printf("  training FLOPs and MFU %s\n", k.mfu_note.c_str());
   }
   if (k.flops_eval) std::printf("  evaluation FLOPs %.4g counted\n", *k.flops_eval);
+  if (const std::optional<train::DistillSummary>& d = s.distill) {
+    std::printf("  distill: teacher %s (%lld params), alpha %g, T %g; teacher forward %.2f s over %lld batches\n",
+                d->teacher.c_str(), (long long)d->teacher_params, d->alpha, d->temperature, d->teacher_forward_s,
+                (long long)d->teacher_forward_batches);
+    if (d->cache)
+      std::printf("    logit cache %s %s (%lld bytes), %.2f s building it in this run\n", d->cache_path.c_str(),
+                  d->cache_status.c_str(), (long long)d->cache_bytes, d->cache_build_s);
+  }
   for (const auto& [name, figures] : s.techniques) std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
   if (s.status == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"

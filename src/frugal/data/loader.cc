@@ -106,7 +106,9 @@ Batch Loader::assemble(const std::vector<int64_t>& order, int64_t epoch, int64_t
   std::vector<int64_t> samples(order.begin() + begin, order.begin() + end);
   Dataset rows = take(dataset_, samples);
   augment_batch(rows.inputs, samples, epoch, options_.seed, options_.augment);
-  return {rows.inputs, rows.targets, epoch, index};
+  Tensor sample_indices = Tensor::empty({end - begin}, DType::i64);  // (B)
+  std::copy(samples.begin(), samples.end(), sample_indices.data<int64_t>());
+  return {rows.inputs, rows.targets, epoch, index, sample_indices};
 }
 
 void Loader::worker_loop() {

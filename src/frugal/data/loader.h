@@ -35,6 +35,10 @@ struct Batch {
   Tensor targets;  // i64 (B) for Loader; i64 (B, T) for TokenLoader
   int64_t epoch = 0;
   int64_t index = 0;  // batch index within the epoch (Loader) or the step (TokenLoader)
+  // Loader: the dataset rows of the batch's samples, in batch order, i64 (B) (the epoch's shuffled
+  // order from epoch_order), so a technique can look up per-sample data (distillation's cached
+  // teacher logits); undefined for TokenLoader, whose windows are not dataset rows.
+  Tensor sample_indices;
 };
 
 class Loader {

@@ -546,6 +546,29 @@ void parse_freeze(Section& s, FreezeSpec& freeze, const std::string& file) {
     s.fail_key("params", "missing; expected glob patterns of the parameters to freeze, e.g. [\"blocks.0.*\"]");
 }
 
+void parse_distill(Section& s, DistillSpec& d, const DataSpec& data) {
+  d.teacher = s.get_string("teacher", "");
+  if (d.teacher.empty()) s.fail_key("teacher", "missing or empty; expected the teacher's job file (its [model] and [data])");
+  d.weights = s.get_string("weights", "");
+  if (d.weights.empty())
+    s.fail_key("weights", "missing or empty; expected the teacher's weights: a safetensors file, a run directory or "
+                          "a run id from the run store");
+  d.alpha = s.get_double("alpha", 0.5, 0.0, 1.0, /*min_open=*/true);
+  d.temperature = s.get_double("temperature", 4.0, 0.0, 1000.0, /*min_open=*/true);
+  d.cache = s.get_bool("cache", false);
+  s.check_unknown();
+  // The cache holds one row of teacher logits per training sample: only valid when a sample's
+  // input is the same every time the loader yields it.
+  if (d.cache && data.kind == DataKind::text)
+    s.fail_key("cache", "cache = true is for classification data: a text window's teacher logits depend on its "
+                        "random start, so there is no per-sample row to cache; remove cache or set it to false");
+  if (d.cache && (data.crop_padding > 0 || data.flip))
+    s.fail_key("cache", std::string("cache = true cannot be used with data augmentation ([data] ") +
+                            (data.crop_padding > 0 ? "crop_padding" : "flip") +
+                            "): augmented inputs change each epoch, so cached teacher logits would not match them; "
+                            "set cache = false or turn augmentation off");
+}
+
 void flatten_keys(const toml::table& table, const std::string& prefix, std::map<std::string, std::string>& out) {
   for (const auto& [key, node] : table) {
     std::string name = prefix + std::string(key.str());
@@ -626,7 +649,7 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   JobSpec job;
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
-                                            "cost",   "budget", "precision", "memory", "init",     "freeze", "lora"};
+                                            "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end())
@@ -653,6 +676,11 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   parse_budget(budget, job.budget);
   parse_precision_section(precision, job.precision);
   parse_memory(memory, job.memory, job.model.kind);
+  if (toml::table* d = root["distill"].as_table()) {
+    Section distill(path, "distill", d, &overridden);
+    job.distill.emplace();
+    parse_distill(distill, *job.distill, job.data);
+  }
   if (root.contains("init")) parse_init(init, job.init);
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));

@@ -192,6 +192,17 @@ struct LoraSpec {
   std::string adapters;              // a file to start the adapters from ("": A drawn, B zero)
 };
 
+// [distill]: knowledge distillation (train/compress/distill.h). The loss becomes
+// alpha x T^2 x KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) x the hard-label loss.
+// Changes results, so it may not differ on resume.
+struct DistillSpec {
+  std::string teacher;  // the teacher's job file (its [model]; its [data] must match this job's)
+  std::string weights;  // the teacher's weights: a safetensors file, or a run id (prefix) of the run store
+  double alpha = 0.5;   // weight of the soft-target loss, (0, 1]
+  double temperature = 4.0;
+  bool cache = false;   // the teacher's logits of every training sample computed once into a file
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -208,6 +219,7 @@ struct JobSpec {
   InitSpec init;
   FreezeSpec freeze;
   LoraSpec lora;
+  std::optional<DistillSpec> distill;  // [distill] present
   std::string resolved_toml;  // the job after overrides, as TOML
   std::string hash;           // of resolved_toml (hex)
 };

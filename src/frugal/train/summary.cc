@@ -95,6 +95,8 @@ class Reader {
   T as(const json& v, const std::string& key) const {
     if constexpr (std::is_same_v<T, std::string>) {
       if (!v.is_string()) fail(key, "is not a string");
+    } else if constexpr (std::is_same_v<T, bool>) {
+      if (!v.is_boolean()) fail(key, "is not true or false");
     } else if constexpr (std::is_integral_v<T>) {
       if (!v.is_number_integer()) fail(key, "is not an integer");
     } else {
@@ -210,6 +212,26 @@ json RunSummary::to_json() const {
     put_optional(out["init"], "run_id", init->run_id);
     if (init->vocab)
       out["init"]["vocab"] = {{"shared", init->vocab->shared}, {"new", init->vocab->added}, {"dropped", init->vocab->dropped}};
+  }
+  if (distill) {
+    const DistillSummary& d = *distill;
+    json j = {{"teacher", d.teacher},
+              {"weights", d.weights},
+              {"teacher_params", d.teacher_params},
+              {"alpha", d.alpha},
+              {"temperature", d.temperature},
+              {"teacher_forward_s", d.teacher_forward_s},
+              {"teacher_forward_batches", d.teacher_forward_batches},
+              {"cache", d.cache}};
+    if (d.cache) {
+      j["cache_path"] = d.cache_path;
+      j["cache_status"] = d.cache_status;
+      j["cache_reused"] = d.cache_status == "reused";
+      j["cache_bytes"] = d.cache_bytes;
+      j["cache_build_s"] = d.cache_build_s;
+      j["cache_build_flops"] = d.cache_build_flops ? json(*d.cache_build_flops) : json(nullptr);
+    }
+    out["distill"] = j;
   }
   if (!techniques.empty()) out["techniques"] = json(techniques);
   return out;
@@ -349,6 +371,26 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
       init.vocab = InitVocab{r.get<int64_t>(v, "shared"), r.get<int64_t>(v, "new"), r.get<int64_t>(v, "dropped")};
     }
     s.init = init;
+  }
+  if (in.contains("distill")) {
+    const json& j = in.at("distill");
+    DistillSummary d;
+    d.teacher = r.get<std::string>(j, "teacher");
+    d.weights = r.get<std::string>(j, "weights");
+    d.teacher_params = r.get<int64_t>(j, "teacher_params");
+    d.alpha = r.get<double>(j, "alpha");
+    d.temperature = r.get<double>(j, "temperature");
+    d.teacher_forward_s = r.get<double>(j, "teacher_forward_s");
+    d.teacher_forward_batches = r.get<int64_t>(j, "teacher_forward_batches");
+    d.cache = r.get<bool>(j, "cache");
+    if (d.cache) {
+      d.cache_path = r.get<std::string>(j, "cache_path");
+      d.cache_status = r.get<std::string>(j, "cache_status");
+      d.cache_bytes = r.get<int64_t>(j, "cache_bytes");
+      d.cache_build_s = r.get<double>(j, "cache_build_s");
+      d.cache_build_flops = r.optional<double>(j, "cache_build_flops");
+    }
+    s.distill = d;
   }
   if (in.contains("techniques") && in.at("techniques").is_object())
     for (const auto& [name, value] : in.at("techniques").items()) s.techniques[name] = value;

@@ -88,6 +88,25 @@ struct InitSummary {
   std::optional<InitVocab> vocab;    // when both the file and the job have a vocabulary
 };
 
+// [distill]: the teacher and what it cost over every process of the run. The teacher's forward
+// passes at after_loss are inside phases.forward (teacher_forward_s of it); building the logit
+// cache is inside phases.evaluation (cache_build_s), its FLOPs are not in cost.flops.
+struct DistillSummary {
+  std::string teacher, weights;  // the teacher's job file and weights file
+  int64_t teacher_params = 0;
+  double alpha = 0, temperature = 0;
+  double teacher_forward_s = 0;
+  int64_t teacher_forward_batches = 0;  // micro-batches the teacher ran on (0 with the cache)
+  bool cache = false;
+  // With the cache: its file and size, "built" (this run computed it), "reused" (found valid) or
+  // "rebuilt" (a damaged or stale file was replaced), the seconds building it took in this run,
+  // and the teacher's forward FLOPs over the training set for the build (estimated; 0 when reused).
+  std::string cache_path, cache_status;
+  int64_t cache_bytes = 0;
+  double cache_build_s = 0;
+  std::optional<double> cache_build_flops;
+};
+
 struct RunSummary {
   std::string run_id, status, stop_reason;  // status: completed | preempted | stopped_budget
   double epochs = 0;
@@ -109,6 +128,7 @@ struct RunSummary {
   cost::CostSummary cost;                          // wall_s is cost.wall_s
   std::optional<BudgetSummary> budget;
   std::optional<InitSummary> init;  // [init]
+  std::optional<DistillSummary> distill;
   std::map<std::string, nlohmann::json> techniques;  // figures of techniques defined outside frugal, by name
 
   nlohmann::json to_json() const;

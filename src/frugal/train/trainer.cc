@@ -20,6 +20,7 @@
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/compress.h"
 #include "frugal/train/compress/lora.h"
+#include "frugal/train/compress/distill.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
@@ -311,6 +312,9 @@ TrainOutcome Trainer::run() {
   // [init] loads its weights here in a fresh run, before the optimizer sees the model.
   for (auto& technique : make_compress_techniques(job, *model, !resume.checkpoint, data.is_text ? &data.vocab : nullptr))
     techniques_.push_back(std::move(technique));
+  // Techniques that need the prepared data: their input (a teacher's job and weights) is checked
+  // and loaded here, still before anything is written.
+  if (job.distill) techniques_.push_back(std::make_unique<Distillation>(job, data));
   // Then [lora] adapts the model as loaded: adapters added (or loaded), every other parameter frozen,
   // before the optimizer is built, so frozen parameters get neither gradients nor optimizer state. A
   // resumed run's adapters and their optimizer state come from the checkpoint, as every parameter's do.

@@ -101,6 +101,35 @@ TEST(Loader, EverySampleOncePerEpoch) {
   EXPECT_EQ(targets_of(drain(plain)), sorted);
 }
 
+// Each batch names the dataset rows it holds (sample_indices), in batch order: the epoch's
+// shuffled order, also for a start mid-epoch; the rows' inputs and targets are those samples'.
+TEST(Loader, BatchesCarryTheDatasetIndicesOfTheirSamples) {
+  Dataset d = numbered(103);
+  Loader loader(d, opts(10, 7, /*prefetch=*/3, /*workers=*/2));
+  for (int64_t epoch : {0, 1}) {
+    loader.start_epoch(epoch);
+    std::vector<Batch> batches = drain(loader);
+    const std::vector<int64_t> order = loader.epoch_order(epoch);
+    std::vector<int64_t> indices;
+    for (const Batch& b : batches) {
+      ASSERT_TRUE(b.sample_indices.defined());
+      EXPECT_EQ(b.sample_indices.dtype(), DType::i64);
+      EXPECT_EQ(b.sample_indices.shape(), Shape{b.targets.size(0)});
+      std::vector<int64_t> in_batch = b.sample_indices.to_vector<int64_t>();
+      EXPECT_EQ(in_batch, b.targets.to_vector<int64_t>());  // sample i has target i
+      std::vector<float> x = b.inputs.to_vector<float>();
+      for (size_t k = 0; k < in_batch.size(); ++k) EXPECT_EQ(x[2 * k], float(in_batch[k]));
+      indices.insert(indices.end(), in_batch.begin(), in_batch.end());
+    }
+    EXPECT_EQ(indices, order) << "epoch " << epoch;
+  }
+  loader.start_epoch(2, /*first_batch=*/4);
+  std::optional<Batch> fifth = loader.next();
+  ASSERT_TRUE(fifth.has_value());
+  const std::vector<int64_t> order = loader.epoch_order(2);
+  EXPECT_EQ(fifth->sample_indices.to_vector<int64_t>(), std::vector<int64_t>(order.begin() + 40, order.begin() + 50));
+}
+
 TEST(Loader, OrderDependsOnlyOnSeedAndEpoch) {
   Dataset d = numbered(64);
   Loader a(d, opts(8, 1)), b(d, opts(8, 1, 5, 3)), c(d, opts(8, 2));
