@@ -1,8 +1,8 @@
 // The Bible sources of [data] source: diatheke's markup cleaned to plain verses (on lines shaped like
-// what diatheke 4.8 prints for the WEB and Reina-Valera modules), the errors naming the Debian package
-// when diatheke or a module is missing, and the real WEB and Reina-Valera 1909 texts, which need
-// Debian's diatheke, sword-text-web and sword-text-sparv (skipped, saying so, when they are missing;
-// CI installs them through scripts/setup.sh).
+// what diatheke 1.9 of Debian 12 prints for the WEB and Reina-Valera modules), the errors naming the
+// Debian package when diatheke or a module is missing, UTF-8 text split by bytes, and the real WEB and
+// Reina-Valera 1909 texts, which need Debian's diatheke, sword-text-web and sword-text-sparv (skipped,
+// saying so, when they are missing; scripts/setup.sh installs them).
 #include <cctype>
 #include <cstdlib>
 #include <filesystem>
