@@ -9,7 +9,8 @@ packages=(build-essential cmake ninja-build ccache pkg-config
   libdnnl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libzstd-dev libsqlite3-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
   ocl-icd-opencl-dev  # Debian's oneDNN is built with its OpenCL runtime: its CMake config requires OpenCL
-  dataset-fashion-mnist bible-kjv)
+  dataset-fashion-mnist bible-kjv
+  diatheke sword-text-web sword-text-sparv)  # the WEB and Reina-Valera texts ([data] source = "bible-web", "bible-rv1909")
 
 missing=()
 for p in "${packages[@]}"; do

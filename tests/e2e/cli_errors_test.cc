@@ -100,6 +100,20 @@ TEST_F(CliErrors, TruncatedIdx) {
   expect_error("kind = \"csv\"\ntrain = \"train.csv\"",
                "kind = \"idx\"\ntrain_images = \"images.idx\"\ntrain_labels = \"labels.idx\"", "images.idx");
 }
+// [data] classes / per_class (the labels of train.csv are 0 and 1; 51 training rows after the split).
+TEST_F(CliErrors, ClassOutOfRange) {
+  expect_error("val_fraction = 0.2", "val_fraction = 0.2\nclasses = [1, 3]",
+               "job.toml: [data] classes lists class 3, which does not occur in the training data "
+               "(its labels are 0..1)");
+}
+TEST_F(CliErrors, ClassListedTwice) {
+  expect_error("val_fraction = 0.2", "val_fraction = 0.2\nclasses = [1, 0, 1]",
+               "job.toml:10: [data] classes: class 1 is listed twice");
+}
+TEST_F(CliErrors, PerClassAboveTheClassCount) {
+  expect_error("val_fraction = 0.2", "val_fraction = 0.2\nper_class = 1000",
+               "[data] per_class = 1000 but class 0 has only");
+}
 TEST_F(CliErrors, MissingJobFile) {
   CommandResult r = scratch_.frugal("train nothing.toml");
   EXPECT_EQ(r.exit_code, 2);

@@ -52,6 +52,58 @@ std::pair<Dataset, Dataset> split_fraction(const Dataset& dataset, double fracti
   return {take(dataset, first), take(dataset, second)};
 }
 
+Dataset select_classes(const Dataset& dataset, const std::vector<int64_t>& classes) {
+  FRUGAL_CHECK(dataset.targets.defined() && dataset.targets.dtype() == DType::i64, "select_classes needs i64 targets");
+  std::vector<int64_t> labels = dataset.targets.to_vector<int64_t>();
+  std::vector<int64_t> kept;
+  std::vector<int64_t> renumbered;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    auto found = std::find(classes.begin(), classes.end(), labels[i]);
+    if (found == classes.end()) continue;
+    kept.push_back(int64_t(i));
+    renumbered.push_back(found - classes.begin());
+  }
+  Dataset out = take(dataset, kept);
+  out.targets = Tensor::from_vector(renumbered, {int64_t(renumbered.size())});
+  return out;
+}
+
+std::vector<int64_t> class_counts(const Dataset& dataset) {
+  std::vector<int64_t> counts;
+  if (!dataset.targets.defined()) return counts;
+  for (int64_t label : dataset.targets.to_vector<int64_t>()) {
+    FRUGAL_CHECK(label >= 0, "class_counts: negative target " + std::to_string(label));
+    if (size_t(label) >= counts.size()) counts.resize(size_t(label) + 1, 0);
+    ++counts[size_t(label)];
+  }
+  return counts;
+}
+
+Dataset limit_samples(const Dataset& dataset, int64_t limit, int64_t per_class, uint64_t seed) {
+  FRUGAL_CHECK(limit >= 0 && per_class >= 0, "limit_samples: negative limit");
+  const int64_t n = dataset.size();
+  std::vector<int64_t> labels = dataset.targets.to_vector<int64_t>();
+  std::vector<int64_t> order(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
+  // Stream 1: independent of split_fraction's stream 0 under the same seed.
+  Rng rng(seed, 1, RandomPurpose::split);
+  for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.below(uint64_t(i + 1))]);
+  std::vector<int64_t> kept, per_label;
+  for (int64_t index : order) {
+    if (limit > 0 && int64_t(kept.size()) >= limit) break;
+    const int64_t label = labels[size_t(index)];
+    FRUGAL_CHECK(label >= 0, "limit_samples: negative target " + std::to_string(label));
+    if (per_class > 0) {
+      if (size_t(label) >= per_label.size()) per_label.resize(size_t(label) + 1, 0);
+      if (per_label[size_t(label)] >= per_class) continue;
+      ++per_label[size_t(label)];
+    }
+    kept.push_back(index);
+  }
+  std::sort(kept.begin(), kept.end());
+  return take(dataset, kept);
+}
+
 namespace {
 // Mean and population variance per feature of (N, F, R) values read through `v`, in double: two
 // passes (mean, then squared deviations) for accuracy.

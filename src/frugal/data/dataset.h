@@ -1,6 +1,7 @@
 // In-memory datasets for supervised training: inputs f32 (N, ...) and class targets i64 (N), plus
-// the per-dataset transforms the trainer needs (subsets, a seeded split, normalization, image
-// augmentation). Limits: everything lives in memory; augmentation covers crop-with-padding and flips.
+// the per-dataset transforms the trainer needs (subsets, a seeded split, class selection, seeded
+// few-label subsets, normalization, image augmentation). Limits: everything lives in memory;
+// augmentation covers crop-with-padding and flips.
 #pragma once
 
 #include <cstdint>
@@ -25,6 +26,20 @@ Dataset take(const Dataset& dataset, const std::vector<int64_t>& indices);
 // Fisher-Yates shuffle keyed by Rng(seed, 0, RandomPurpose::split); each part keeps the original
 // order of its samples. fraction_second must be in [0, 1] (InputError otherwise).
 std::pair<Dataset, Dataset> split_fraction(const Dataset& dataset, double fraction_second, uint64_t seed);
+
+// The samples whose target is listed in `classes`, renumbered classes[i] -> i (targets 0..k-1 in the
+// listed order), in their original order. `classes` must be distinct; targets i64.
+Dataset select_classes(const Dataset& dataset, const std::vector<int64_t>& classes);
+
+// A seeded subset for few-label training: walks a Fisher-Yates permutation keyed by
+// Rng(seed, 1, RandomPurpose::split) and keeps a sample while fewer than `per_class` of its class
+// (0 = no limit per class) and fewer than `limit` in all (0 = no limit) are kept; the kept samples
+// keep their original order. Same seed, same subset; with the same seed a larger limit (or a larger
+// per_class alone) keeps a superset. Targets i64 >= 0.
+Dataset limit_samples(const Dataset& dataset, int64_t limit, int64_t per_class, uint64_t seed);
+
+// Samples per class: counts[c] = number of targets equal to c (the vector is max target + 1 long).
+std::vector<int64_t> class_counts(const Dataset& dataset);
 
 // x -> (x - mean) / std, with statistics from the training inputs. Per-feature statistics are taken
 // along axis 1: per column for (N, F), per channel for images (N, C, H, W). A constant feature gets

@@ -1,51 +1,10 @@
 #include "frugal/train/data_setup.h"
 
-#include <sys/stat.h>
-#include <sys/wait.h>
-
-#include <cstdio>
-#include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <algorithm>
 
 #include "frugal/base/error.h"
 
 namespace frugal::train {
-
-namespace fs = std::filesystem;
-
-std::string kjv_text_path(const std::string& cache_dir) {
-  fs::path path = fs::path(cache_dir) / "kjv.txt";
-  if (fs::exists(path) && fs::file_size(path) > 0) return path.string();
-  fs::create_directories(cache_dir);
-  FILE* pipe = popen("bible -f Gen1:1-Rev22:21 2>/dev/null", "r");
-  if (!pipe) throw InputError("[data] source = \"bible-kjv\": cannot run `bible` (install Debian's bible-kjv)");
-  // Each line is "Ge1:1 In the beginning ..."; drop the reference, keep the verse.
-  std::string text, line;
-  char buffer[1 << 16];
-  std::string pending;
-  while (size_t n = fread(buffer, 1, sizeof buffer, pipe)) pending.append(buffer, n);
-  int status = pclose(pipe);
-  if (status != 0 || pending.size() < 1000000)
-    throw InputError("[data] source = \"bible-kjv\": `bible -f Gen1:1-Rev22:21` failed (exit status " +
-                     std::to_string(WEXITSTATUS(status)) + "); install Debian's bible-kjv");
-  std::istringstream lines(pending);
-  while (std::getline(lines, line)) {
-    size_t space = line.find(' ');
-    if (space == std::string::npos) continue;
-    text.append(line, space + 1, std::string::npos);
-    text += '\n';
-  }
-  fs::path tmp = path;
-  tmp += ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary);
-    out.write(text.data(), std::streamsize(text.size()));
-    if (!out) throw InputError(tmp.string() + ": cannot write the KJV cache");
-  }
-  fs::rename(tmp, path);
-  return path.string();
-}
 
 namespace {
 
@@ -58,6 +17,9 @@ data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std
                      : d.header == "no" ? data::CsvOptions::Header::no
                                         : data::CsvOptions::Header::detect;
     data::CsvTable table = data::read_csv(inputs, options);
+    if (!d.classes.empty() && !table.label_names.empty())
+      throw InputError(inputs + ": the labels are class names (e.g. '" + table.label_names[0] +
+                       "'); [data] classes selects integer labels");
     return {table.features, table.labels};
   }
   // npy
@@ -90,6 +52,51 @@ void check_labels(const data::Dataset& set, int64_t classes, const std::string& 
                        " is outside the training labels [0, " + std::to_string(classes) + ")");
 }
 
+// [data] classes, train_limit, per_class (job.h): kept together, applied by prepare_data below.
+std::string join_ints(const std::vector<int64_t>& values) {
+  std::string out;
+  for (int64_t v : values) out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return out;
+}
+
+// Keeps the listed classes in every split, renumbered 0..k-1 in the listed order.
+void select_classes(PreparedData& out, const DataSpec& d, const std::string& job_path) {
+  count_classes(out.train, "training data");  // InputError for a negative label
+  std::vector<int64_t> counts = data::class_counts(out.train);
+  for (int64_t c : d.classes)
+    if (size_t(c) >= counts.size() || counts[size_t(c)] == 0)
+      throw InputError(job_path + ": [data] classes lists class " + std::to_string(c) +
+                       ", which does not occur in the training data (its labels are 0.." +
+                       std::to_string(int64_t(counts.size()) - 1) + ")");
+  for (data::Dataset* set : {&out.train, &out.val, &out.test})
+    if (set->inputs.defined()) *set = data::select_classes(*set, d.classes);
+}
+
+// Keeps train_limit / per_class training samples chosen by the run's seed; "N of M" for the log.
+std::string limit_training(PreparedData& out, const DataSpec& d, const JobSpec& job) {
+  const int64_t available = out.train.size();
+  std::vector<int64_t> counts = data::class_counts(out.train);
+  if (d.per_class > 0)
+    for (size_t c = 0; c < counts.size(); ++c)
+      if (counts[c] > 0 && counts[c] < d.per_class)  // a label the data never uses is no class to fill
+        throw InputError(job.path + ": [data] per_class = " + std::to_string(d.per_class) + " but class " +
+                         std::to_string(c) + " has only " + std::to_string(counts[c]) +
+                         " training samples after the validation/test splits");
+  int64_t reachable = available;
+  if (d.per_class > 0) {
+    reachable = 0;
+    for (int64_t count : counts) reachable += std::min(count, d.per_class);
+  }
+  if (d.train_limit > reachable)
+    throw InputError(job.path + ": [data] train_limit = " + std::to_string(d.train_limit) + " but only " +
+                     std::to_string(reachable) + " training samples are left after the validation/test splits" +
+                     (d.per_class > 0 ? " and per_class" : ""));
+  out.train = data::limit_samples(out.train, d.train_limit, d.per_class, job.run.seed);
+  std::string how = d.per_class > 0 ? "per_class " + std::to_string(d.per_class) : "";
+  if (d.train_limit > 0) how += (how.empty() ? "" : ", ") + std::string("train_limit ") + std::to_string(d.train_limit);
+  return std::to_string(out.train.size()) + " of " + std::to_string(available) + " train (" + how + ")";
+}
+
 }  // namespace
 
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
@@ -97,7 +104,7 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   PreparedData out;
   if (d.kind == DataKind::text) {
     out.is_text = true;
-    std::string path = d.source == "bible-kjv" ? kjv_text_path(cache_dir) : d.train;
+    std::string path = d.source == "file" ? d.train : bible_text_path(d.source, cache_dir);
     std::string text = data::read_text(path);
     // Explicit val/test files, or contiguous tail fractions of the training text.
     std::string train_text = text, val_text, test_text;
@@ -133,14 +140,19 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     if (!d.test.empty()) out.test = read_split(d, d.test, d.test_targets);
   }
   if (out.train.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
+  if (!d.classes.empty()) select_classes(out, d, job.path);
   if (!out.test.inputs.defined() && d.test_fraction > 0)
     std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
   if (!out.val.inputs.defined() && d.val_fraction > 0)
     std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
+  // The classes as they are before the limits, so a limit that leaves a class out keeps its output.
+  const int64_t classes = d.classes.empty() ? count_classes(out.train, "training data") : int64_t(d.classes.size());
+  std::string train_count = std::to_string(out.train.size()) + " train";
+  if (d.train_limit > 0 || d.per_class > 0) train_count = limit_training(out, d, job);
 
   for (data::Dataset* set : {&out.train, &out.val, &out.test})
     if (set->inputs.defined() && set->inputs.dtype() == DType::u8) set->inputs = data::unit_float(set->inputs);
-  out.classes = count_classes(out.train, "training data");
+  out.classes = classes;
   if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
   check_labels(out.val, out.classes, "validation data");
   check_labels(out.test, out.classes, "test data");
@@ -161,9 +173,9 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
         norm.apply(set->inputs);
       }
   }
-  out.describe = std::to_string(out.train.size()) + " train / " + std::to_string(out.val.size()) + " val / " +
-                 std::to_string(out.test.size()) + " test samples of " + shape_str(sample) + ", " +
-                 std::to_string(out.classes) + " classes";
+  out.describe = train_count + " / " + std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) +
+                 " test samples of " + shape_str(sample) + ", " + std::to_string(out.classes) + " classes";
+  if (!d.classes.empty()) out.describe += " (labels " + join_ints(d.classes) + " as 0.." + std::to_string(out.classes - 1) + ")";
   return out;
 }
 

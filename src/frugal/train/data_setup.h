@@ -6,6 +6,7 @@
 
 #include "frugal/data/dataset.h"
 #include "frugal/data/readers.h"
+#include "frugal/train/bible_text.h"
 #include "frugal/train/job.h"
 
 namespace frugal::train {
@@ -22,11 +23,13 @@ struct PreparedData {
   std::string describe;  // one line for the log: sizes of the splits
 };
 
-// cache_dir holds derived files (e.g. the KJV text produced by `bible`).
+// cache_dir holds derived files (the Bible texts of train/bible_text.h).
+// Classification data: the splits as read (or taken as val_fraction / test_fraction of the training
+// data), with [data] classes applied to every split before the fractions are taken (labels renumbered
+// 0..k-1 in the listed order; a listed class absent from the training data is an InputError), and
+// [data] train_limit / per_class applied to the training split after them (data::limit_samples keyed
+// by run.seed; more than the split holds is an InputError), so the val and test splits do not depend
+// on the limits.
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir);
-
-// The text of the King James Bible from Debian's bible-kjv, one verse per line without the
-// reference prefix; produced once with `bible` and cached under cache_dir.
-std::string kjv_text_path(const std::string& cache_dir);
 
 }  // namespace frugal::train

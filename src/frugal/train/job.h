@@ -48,13 +48,19 @@ struct DataSpec {
   std::string label_column;                               // csv: by name ...
   int64_t label_index = -1;                               // ... or index (-1 = last)
   std::string header = "detect";                          // csv: detect | yes | no
-  std::string source = "file";                            // text: file | bible-kjv
+  std::string source = "file";                            // text: file | bible-kjv | bible-web | bible-rv1909
   double val_fraction = 0.0;
   double test_fraction = 0.0;
   std::string normalize = "scalar";  // none | scalar | per-feature
   int64_t crop_padding = 0;          // image augmentation
   bool flip = false;
   int prefetch = 2;
+  // Subsets of classification data (idx, csv, npy), applied by train/data_setup.cc: the classes kept
+  // in every split, renumbered 0..k-1 in the listed order (empty = all), then a seeded choice of the
+  // training samples left after the val/test splits (0 = no limit).
+  std::vector<int64_t> classes;
+  int64_t train_limit = 0;
+  int64_t per_class = 0;
 };
 
 // The [model] section as written; train/model_setup.h completes it from the data (inputs, classes,

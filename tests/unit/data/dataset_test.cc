@@ -55,6 +55,66 @@ TEST(Dataset, SplitIsDeterministicDisjointAndComplete) {
   EXPECT_INPUT_ERROR(split_fraction(d, 1.5, 1), "outside [0, 1]");
 }
 
+// n samples whose input row i is (i) and whose label is labels(i).
+template <class Label>
+Dataset labelled(int64_t n, Label labels) {
+  std::vector<float> x(static_cast<size_t>(n));
+  std::vector<int64_t> y(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    x[size_t(i)] = float(i);
+    y[size_t(i)] = labels(i);
+  }
+  return {Tensor::from_vector(x, {n, 1}), Tensor::from_vector(y, {n})};
+}
+
+std::vector<int64_t> rows_of(const Dataset& d) {
+  std::vector<int64_t> rows;
+  for (float v : d.inputs.to_vector<float>()) rows.push_back(int64_t(v));
+  return rows;
+}
+
+TEST(Dataset, SelectClassesKeepsTheListedOnesRenumberedInListOrder) {
+  Dataset d = labelled(8, [](int64_t i) { return std::vector<int64_t>{0, 1, 2, 3, 2, 1, 0, 3}[size_t(i)]; });
+  Dataset kept = select_classes(d, {3, 1});
+  EXPECT_EQ(rows_of(kept), (std::vector<int64_t>{1, 3, 5, 7}));  // original order
+  EXPECT_EQ(kept.targets.to_vector<int64_t>(), (std::vector<int64_t>{1, 0, 1, 0}));  // 3 -> 0, 1 -> 1
+  EXPECT_EQ(select_classes(d, {5, 6}).size(), 0);
+  Dataset all = select_classes(d, {0, 1, 2, 3});
+  EXPECT_EQ(all.targets.to_vector<int64_t>(), d.targets.to_vector<int64_t>());
+}
+
+TEST(Dataset, LimitSamplesIsASeededChoiceNotTheFirstRows) {
+  Dataset d = labelled(100, [](int64_t i) { return i % 4; });
+  Dataset ten = limit_samples(d, 10, 0, 7);
+  std::vector<int64_t> rows = rows_of(ten);
+  ASSERT_EQ(rows.size(), 10u);
+  EXPECT_TRUE(std::is_sorted(rows.begin(), rows.end()));
+  EXPECT_NE(rows.back(), 9);  // not rows 0..9
+  EXPECT_EQ(rows_of(limit_samples(d, 10, 0, 7)), rows);  // same seed, same choice
+  EXPECT_NE(rows_of(limit_samples(d, 10, 0, 8)), rows);
+  for (size_t i = 0; i < rows.size(); ++i) EXPECT_EQ(ten.targets.to_vector<int64_t>()[i], rows[i] % 4);
+  // A larger limit keeps a superset: the first N of one permutation.
+  std::vector<int64_t> twenty = rows_of(limit_samples(d, 20, 0, 7));
+  EXPECT_TRUE(std::includes(twenty.begin(), twenty.end(), rows.begin(), rows.end()));
+  EXPECT_EQ(limit_samples(d, 0, 0, 7).size(), 100);
+  EXPECT_EQ(limit_samples(d, 1000, 0, 7).size(), 100);
+}
+
+TEST(Dataset, LimitSamplesPerClass) {
+  // Classes of different sizes: 0 has 10 samples, 1 has 30, 2 has 60.
+  Dataset d = labelled(100, [](int64_t i) { return i < 10 ? 0 : i < 40 ? 1 : 2; });
+  Dataset three = limit_samples(d, 0, 3, 1);
+  EXPECT_EQ(class_counts(three), (std::vector<int64_t>{3, 3, 3}));
+  std::vector<int64_t> six = rows_of(limit_samples(d, 0, 6, 1)), rows = rows_of(three);
+  EXPECT_TRUE(std::includes(six.begin(), six.end(), rows.begin(), rows.end()));
+  EXPECT_EQ(class_counts(limit_samples(d, 0, 20, 1)), (std::vector<int64_t>{10, 20, 20}));  // all of class 0
+  // Both limits: at most per_class of each and limit in all.
+  Dataset both = limit_samples(d, 7, 3, 1);
+  EXPECT_EQ(both.size(), 7);
+  for (int64_t count : class_counts(both)) EXPECT_LE(count, 3);
+  EXPECT_EQ(class_counts(d), (std::vector<int64_t>{10, 30, 60}));
+}
+
 TEST(Normalizer, ScalarAndPerFeature) {
   // (N=4, F=2): column 0 = 1, 2, 3, 4; column 1 constant 5.
   Tensor x = Tensor::from_vector(std::vector<float>{1, 5, 2, 5, 3, 5, 4, 5}, {4, 2});
