@@ -6,6 +6,7 @@
 // are dominated by the 60 s billing minimum (which is what makes a tiny budget trip at step 1).
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 
 #include <nlohmann/json.hpp>
@@ -354,6 +355,71 @@ TEST(Cost, CompareShowsTheCountedComputeAndItsRatio) {
   EXPECT_NE(t.out.find("compute (FLOP)"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find("-75.0%   [counted / counted]   B/A 0.25x"), std::string::npos) << t.out;
   EXPECT_NE(t.out.find(verdict), std::string::npos) << t.out;
+}
+
+// Equal quality and pretraining in compare: B, one epoch from the weights of a pretrained run P,
+// against A, three epochs from scratch. compare names the first of B's evaluations that reached A's
+// final val_accuracy (found here by reading B's metrics.jsonl), and P's energy with the number of
+// runs like B that pay it back (the runs are free on `local`, so the basis is energy).
+TEST(Cost, CompareSaysWhenBReachedAAndWhatItsPretrainingCost) {
+  Scratch s = make_scratch("cost_compare_pretraining");
+  CommandResult a = s.frugal("train job.toml --json --out a");
+  ASSERT_EQ(a.exit_code, 0) << a.err;
+  CommandResult p = s.frugal("train job.toml --json --out p --set run.seed=6");
+  ASSERT_EQ(p.exit_code, 0) << p.err;
+  write_file(s / "finetune.toml", std::string(kJob) + "[init]\nfrom = \"p\"\n");
+  CommandResult b = s.frugal("train finetune.toml --json --out b --set train.epochs=1");
+  ASSERT_EQ(b.exit_code, 0) << b.err;
+  json sa = summary_of(a), sp = summary_of(p), sb = summary_of(b);
+
+  CommandResult c = s.frugal("compare a b --json");
+  ASSERT_EQ(c.exit_code, 0) << c.err;
+  json j = json::parse(c.out);
+  ASSERT_EQ(j["metric"]["name"], "val_accuracy");
+  const double target = sa["metrics"]["val_accuracy"];
+  json expected = nullptr;
+  std::ifstream rows(s / "b" / "metrics.jsonl");
+  for (std::string line; std::getline(rows, line);) {
+    json row = json::parse(line);
+    if (row["kind"] == "eval" && row["val_accuracy"].get<double>() >= target) {
+      expected = row;
+      break;
+    }
+  }
+  if (expected.is_null()) {
+    EXPECT_TRUE(j["b_reached_a"].is_null()) << j.dump();
+  } else {
+    ASSERT_TRUE(j["b_reached_a"].is_object()) << j.dump();
+    EXPECT_EQ(j["b_reached_a"]["step"], expected["step"]);
+    EXPECT_EQ(j["b_reached_a"]["time_s"], expected["time_s"]);
+    EXPECT_EQ(j["b_reached_a"]["target"], target);
+  }
+  ASSERT_TRUE(j["pretraining"].is_object()) << j.dump();
+  EXPECT_EQ(j["pretraining"]["run_id"], sp["run_id"]);
+  EXPECT_EQ(j["pretraining"]["kwh"], sp["cost"]["kwh"]["value"]);
+  EXPECT_EQ(j["pretraining"]["flops"], sp["flops"]);
+  const double saved = sa["cost"]["kwh"]["value"].get<double>() - sb["cost"]["kwh"]["value"].get<double>();
+  ASSERT_GT(saved, 0) << "one epoch should use less energy than three";
+  EXPECT_DOUBLE_EQ(j["pretraining"]["break_even_runs"].get<double>(), sp["cost"]["kwh"]["value"].get<double>() / saved);
+  if (!expected.is_null()) {  // B's energy to the evaluation that reached A, pro rata of its wall time
+    const double share = expected["time_s"].get<double>() / sb["wall_s"].get<double>();
+    const double a_kwh = sa["cost"]["kwh"]["value"], b_kwh = sb["cost"]["kwh"]["value"];
+    EXPECT_DOUBLE_EQ(j["b_reached_a"]["share_of_a"].get<double>(), b_kwh * share / a_kwh);
+    EXPECT_DOUBLE_EQ(j["pretraining"]["break_even_runs_at_equal_quality"].get<double>(),
+                     sp["cost"]["kwh"]["value"].get<double>() / (a_kwh - b_kwh * share));
+  }
+
+  CommandResult t = s.frugal("compare a b");
+  ASSERT_EQ(t.exit_code, 0) << t.err;
+  EXPECT_NE(t.out.find("B started from " + sp["run_id"].get<std::string>()), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find("paid back after"), std::string::npos) << t.out;
+  EXPECT_NE(t.out.find(expected.is_null() ? "never reached A's final val_accuracy" : "reached A's final val_accuracy"),
+            std::string::npos)
+      << t.out;
+  // A run that did not start from weights has no pretraining line.
+  CommandResult back = s.frugal("compare b a --json");
+  ASSERT_EQ(back.exit_code, 0) << back.err;
+  EXPECT_FALSE(json::parse(back.out).contains("pretraining"));
 }
 
 }  // namespace

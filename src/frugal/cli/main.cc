@@ -18,6 +18,7 @@
 #include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
 #include "frugal/base/parallel.h"
+#include "frugal/cli/compare.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
@@ -287,37 +288,6 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
   return 0;
 }
 
-// A run to compare: its summary and job, from a run directory (summary.json, job.toml) or the store.
-struct ComparedRun {
-  std::string label, job_toml;
-  json summary;
-};
-
-ComparedRun load_compared_run(const std::string& ref, const std::string& store_path) {
-  namespace fs = std::filesystem;
-  ComparedRun out;
-  out.label = ref;
-  if (fs::is_directory(ref)) {
-    fs::path summary = fs::path(ref) / "summary.json", job = fs::path(ref) / "job.toml";
-    if (!fs::is_regular_file(summary)) throw InputError(ref + ": no summary.json (is the run finished?)");
-    std::ifstream s(summary), j(job);
-    out.summary = json::parse(s, nullptr, false);
-    if (!out.summary.is_object()) throw InputError(summary.string() + ": not a JSON object");
-    out.job_toml.assign(std::istreambuf_iterator<char>(j), {});
-    return out;
-  }
-  if (!fs::exists(store_path)) throw InputError(ref + ": not a run directory, and there is no run store " + store_path);
-  track::RunStore store(store_path);
-  std::optional<track::RunRecord> run = store.find_run(ref);
-  if (!run) throw InputError("no run '" + ref + "' in " + store_path + " (and no run directory of that name)");
-  out.label = run->run_id;
-  out.job_toml = run->job_toml;
-  out.summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
-  if (!out.summary.is_object() || !out.summary.contains("cost"))
-    throw InputError(run->run_id + ": the run has no cost summary (status " + run->status + ")");
-  return out;
-}
-
 // `frugal export`: SOURCE is a run directory, a checkpoint or safetensors file, or else a run id
 // (or unique prefix) of the store, whose run directory it names.
 int cmd_export(const std::string& source, bool merge, bool adapters, const std::string& out, const std::string& store_path) {
@@ -332,133 +302,6 @@ int cmd_export(const std::string& source, bool merge, bool adapters, const std::
   }
   train::export_lora(path, merge ? train::ExportKind::merged : train::ExportKind::adapters, out);
   std::printf("%s\n", out.c_str());
-  return 0;
-}
-
-std::string percent_change(double a, double b) {
-  if (a == 0) return b == 0 ? "0%" : "n/a";
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%+.1f%%", 100 * (b - a) / a);
-  return buffer;
-}
-
-std::string format_ratio(double ratio) {
-  char buffer[32];
-  std::snprintf(buffer, sizeof buffer, "%.3gx", ratio);
-  return buffer;
-}
-
-int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
-  ComparedRun a = load_compared_run(ref_a, store_path), b = load_compared_run(ref_b, store_path);
-  for (const ComparedRun* r : {&a, &b})
-    if (!r->summary.contains("cost")) throw InputError(r->label + ": the summary has no cost figures");
-  json out = {{"a", a.label}, {"b", b.label}};
-  struct Row { const char* key; const char* what; const char* unit; };
-  const Row rows[] = {{"usd", "dollars", "USD"}, {"hours", "hours", "h"}, {"kwh", "energy", "kWh"},
-                      {"co2_kg", "carbon", "kg CO2e"}};
-  for (const Row& row : rows) {
-    const json &fa = a.summary["cost"][row.key], &fb = b.summary["cost"][row.key];
-    double va = fa.value("value", 0.0), vb = fb.value("value", 0.0);
-    out[row.key] = {{"a", va}, {"b", vb}, {"difference", vb - va}, {"a_source", fa.value("source", std::string())},
-                    {"b_source", fb.value("source", std::string())}};
-    if (va != 0) out[row.key]["change"] = (vb - va) / va;
-  }
-  // Compute: the training FLOPs each run counted (or estimated), and B's as a share of A's.
-  const bool compute_known = a.summary["flops"].is_number() && b.summary["flops"].is_number();
-  if (compute_known) {
-    double va = a.summary["flops"], vb = b.summary["flops"];
-    out["flops"] = {{"a", va}, {"b", vb}, {"difference", vb - va},
-                    {"a_source", a.summary.value("flops_source", std::string(cost::source_estimated))},
-                    {"b_source", b.summary.value("flops_source", std::string(cost::source_estimated))}};
-    if (va != 0) {
-      out["flops"]["change"] = (vb - va) / va;
-      out["flops"]["ratio"] = vb / va;
-    }
-  }
-  // The quality metric: the first one both runs report.
-  struct Metric { const char* key; bool percent, higher_better; };
-  const Metric metrics[] = {{"val_accuracy", true, true},       {"test_accuracy", true, true},
-                            {"val_bits_per_char", false, false}, {"test_bits_per_char", false, false},
-                            {"val_loss", false, false},          {"train_loss", false, false}};
-  std::string quality;
-  std::optional<Metric> used;
-  const json &ma = a.summary.value("metrics", json::object()), &mb = b.summary.value("metrics", json::object());
-  for (const Metric& m : metrics)
-    if (ma.contains(m.key) && mb.contains(m.key) && ma[m.key].is_number() && mb[m.key].is_number()) {
-      used = m;
-      out["metric"] = {{"name", m.key}, {"a", ma[m.key]}, {"b", mb[m.key]}, {"higher_is_better", m.higher_better}};
-      break;
-    }
-  // Job keys that differ (the budget and cost keys too: they say what was priced and how).
-  std::map<std::string, std::string> ka = train::job_keys(a.job_toml, a.label), kb = train::job_keys(b.job_toml, b.label);
-  std::set<std::string> keys;
-  for (auto& [k, v] : ka) keys.insert(k);
-  for (auto& [k, v] : kb) keys.insert(k);
-  json differences = json::array();
-  for (const std::string& k : keys) {
-    std::string va = ka.count(k) ? ka[k] : "", vb = kb.count(k) ? kb[k] : "";
-    if (va != vb) differences.push_back({{"key", k}, {"a", va.empty() ? json(nullptr) : json(va)},
-                                         {"b", vb.empty() ? json(nullptr) : json(vb)}});
-  }
-  out["job_differences"] = differences;
-  // The verdict: quality of B vs A, and the cost change (dollars when both runs cost money, else energy).
-  bool by_dollars = out["usd"]["a"].get<double>() > 0 && out["usd"]["b"].get<double>() > 0;
-  const char* basis = by_dollars ? "usd" : "kwh";
-  double ca = out[basis]["a"], cb = out[basis]["b"];
-  std::string cost_text;
-  const char* noun = by_dollars ? "cost" : "energy";
-  if (ca <= 0 || cb == ca) cost_text = std::string("for the same ") + noun;
-  else {
-    char buffer[64];
-    double change = (cb - ca) / ca;
-    std::snprintf(buffer, sizeof buffer, "for %.0f%% %s %s", 100 * std::fabs(change), change < 0 ? "less" : "more", noun);
-    cost_text = buffer;
-  }
-  // ", 55% less compute" when the counted FLOPs differ.
-  if (compute_known && out["flops"].contains("change") && out["flops"]["change"].get<double>() != 0) {
-    char buffer[64];
-    double change = out["flops"]["change"];
-    std::snprintf(buffer, sizeof buffer, ", %.0f%% %s compute", 100 * std::fabs(change), change < 0 ? "less" : "more");
-    cost_text += buffer;
-  }
-  auto metric_text = [&](double v) {
-    char buffer[32];
-    if (used && used->percent) std::snprintf(buffer, sizeof buffer, "%.1f%%", 100 * v);
-    else std::snprintf(buffer, sizeof buffer, "%.4f", v);
-    return std::string(buffer);
-  };
-  // "B reached 91.6% vs 91.7% val_accuracy for 38% less cost".
-  std::string verdict = used ? b.label + " reached " + metric_text(mb[used->key]) + " vs " + metric_text(ma[used->key]) +
-                                   " " + used->key + " " + cost_text
-                             : b.label + " vs " + a.label + ": " + cost_text.substr(4) + " (no quality metric in common)";
-  out["verdict"] = verdict;
-  if (as_json) {
-    std::printf("%s\n", out.dump().c_str());
-    return 0;
-  }
-  std::printf("A %s\nB %s\n\n%-18s %16s %16s %9s\n", a.label.c_str(), b.label.c_str(), "", "A", "B", "CHANGE");
-  for (const Row& row : rows) {
-    const json& r = out[row.key];
-    std::string name = std::string(row.what) + " (" + row.unit + ")";
-    std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]\n", name.c_str(), r["a"].get<double>(), r["b"].get<double>(),
-                percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
-                r["b_source"].get<std::string>().c_str());
-  }
-  if (compute_known) {
-    const json& r = out["flops"];
-    std::string ratio = r.contains("ratio") ? "   B/A " + format_ratio(r["ratio"]) : "";
-    std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]%s\n", "compute (FLOP)", r["a"].get<double>(),
-                r["b"].get<double>(), percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
-                r["b_source"].get<std::string>().c_str(), ratio.c_str());
-  }
-  if (used)
-    std::printf("%-18s %16s %16s\n", used->key, metric_text(ma[used->key]).c_str(), metric_text(mb[used->key]).c_str());
-  std::printf("\njob keys that differ:%s\n", differences.empty() ? " none" : "");
-  for (const json& d : differences)
-    std::printf("  %s: %s -> %s\n", d["key"].get<std::string>().c_str(),
-                d["a"].is_null() ? "(not set)" : d["a"].get<std::string>().c_str(),
-                d["b"].is_null() ? "(not set)" : d["b"].get<std::string>().c_str());
-  std::printf("\n%s\n", verdict.c_str());
   return 0;
 }
 
@@ -563,7 +406,7 @@ int main(int argc, char** argv) {
     if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
-    if (compare_cmd->parsed()) return cmd_compare(run_a, run_b, store_path, as_json);
+    if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
