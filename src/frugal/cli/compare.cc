@@ -135,6 +135,75 @@ std::optional<json> pretraining_summary(const ComparedRun& b, const std::string&
   return s;
 }
 
+// The verdict's cost basis: dollars when both runs cost money, else energy; A's and B's figures.
+struct CostBasis {
+  bool dollars;
+  const char* key;   // "usd" or "kwh"
+  const char* noun;  // "cost" or "energy"
+  double a, b;
+  const char* unit() const { return dollars ? "USD" : "kWh"; }
+};
+
+// When B got to A's quality: the first of B's evaluations at or past A's final validation metric
+// `target` (test metrics are measured once, at the end), with B's cost to there pro rata of its wall
+// time (estimated). Sets out["b_reached_a"] (null when never) and returns the line to print.
+template <typename MetricText>
+std::string equal_quality_line(json& out, const ComparedRun& b, const char* key, bool higher_better, double target,
+                               const MetricText& metric_text, const CostBasis& cost) {
+  std::optional<std::pair<int64_t, double>> hit = first_reaching(b.dir, key, target, higher_better);
+  if (!hit) {
+    out["b_reached_a"] = nullptr;
+    return b.label + " never reached A's final " + key + " " + metric_text(target) + " in its evaluations";
+  }
+  const double b_wall = b.summary.value("wall_s", 0.0), share = b_wall > 0 ? hit->second / b_wall : 0;
+  json r = {{"metric", key}, {"target", target}, {"step", hit->first}, {"time_s", hit->second}};
+  char buffer[256];
+  int n = std::snprintf(buffer, sizeof buffer, "%s reached A's final %s %s at step %lld, %.1f s into the run",
+                        b.label.c_str(), key, metric_text(target).c_str(), (long long)hit->first, hit->second);
+  if (cost.a > 0 && share > 0) {
+    r[std::string(cost.key) + "_estimated"] = cost.b * share;
+    r["share_of_a"] = cost.b * share / cost.a;
+    std::snprintf(buffer + n, sizeof buffer - size_t(n), " (about %.3g %s, %.0f%% of A's %s; estimated pro rata of its time)",
+                  cost.b * share, cost.unit(), 100 * cost.b * share / cost.a, cost.noun);
+  }
+  out["b_reached_a"] = r;
+  return buffer;
+}
+
+// B's pretraining (the summary `p` of the run its [init] loaded): its cost, and after how many runs
+// like B the saving against A pays it back, as run and stopped at A's quality. Sets
+// out["pretraining"] and returns the line to print.
+std::string pretraining_line(json& out, json p, const CostBasis& cost) {
+  const json& figure = p["cost"][cost.key];
+  const double p_cost = figure.is_object() ? figure.value("value", 0.0) : 0.0;
+  json r = {{"run_id", p.value("run_id", std::string())}, {cost.key, p_cost}, {"wall_s", p.value("wall_s", 0.0)}};
+  if (p["flops"].is_number()) r["flops"] = p["flops"];
+  const double saved = cost.a - cost.b;
+  // Stopped where it reached A's quality, B would have cost its share of its wall time.
+  const json& reached = out.contains("b_reached_a") ? out["b_reached_a"] : json();
+  const double saved_at_reach =
+      reached.is_object() && reached.contains("share_of_a") ? cost.a - cost.a * reached["share_of_a"].get<double>() : 0;
+  char buffer[320];
+  int n = std::snprintf(buffer, sizeof buffer, "B started from %s, whose training cost %.3g %s (%.1f s)",
+                        r["run_id"].get<std::string>().c_str(), p_cost, cost.unit(), r["wall_s"].get<double>());
+  if (saved_at_reach > 0 && p_cost > 0) r["break_even_runs_at_equal_quality"] = p_cost / saved_at_reach;
+  if (saved > 0 && p_cost > 0) {
+    r["break_even_runs"] = p_cost / saved;
+    n += std::snprintf(buffer + n, sizeof buffer - size_t(n), ": paid back after %.1f runs like B instead of A",
+                       p_cost / saved);
+    if (saved_at_reach > 0)
+      std::snprintf(buffer + n, sizeof buffer - size_t(n), " (%.1f if B stops at A's quality)", p_cost / saved_at_reach);
+  } else if (saved_at_reach > 0) {
+    std::snprintf(buffer + n, sizeof buffer - size_t(n),
+                  ": B as run saves nothing against A; stopped at A's quality, paid back after %.1f runs",
+                  p_cost / saved_at_reach);
+  } else {
+    std::snprintf(buffer + n, sizeof buffer - size_t(n), ": B saves no %s against A to pay it back", cost.noun);
+  }
+  out["pretraining"] = r;
+  return buffer;
+}
+
 }  // namespace
 
 int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
@@ -220,65 +289,11 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
   std::string verdict = used ? b.label + " reached " + metric_text(mb[used->key]) + " vs " + metric_text(ma[used->key]) +
                                    " " + used->key + " " + cost_text
                              : b.label + " vs " + a.label + ": " + cost_text.substr(4) + " (no quality metric in common)";
-  // When B got to A's quality: the first of B's evaluations at or past A's final validation metric
-  // (test metrics are measured once, at the end), its cost pro rata of B's wall time (estimated).
-  std::string reached_text;
-  if (used && std::string(used->key).rfind("val_", 0) == 0) {
-    const double target = ma[used->key];
-    if (auto hit = first_reaching(b.dir, used->key, target, used->higher_better)) {
-      const double b_wall = b.summary.value("wall_s", 0.0), share = b_wall > 0 ? hit->second / b_wall : 0;
-      json r = {{"metric", used->key}, {"target", target}, {"step", hit->first}, {"time_s", hit->second}};
-      char buffer[256];
-      int n = std::snprintf(buffer, sizeof buffer, "%s reached A's final %s %s at step %lld, %.1f s into the run",
-                            b.label.c_str(), used->key, metric_text(target).c_str(), (long long)hit->first, hit->second);
-      if (ca > 0 && share > 0) {
-        r[std::string(basis) + "_estimated"] = cb * share;
-        r["share_of_a"] = cb * share / ca;
-        std::snprintf(buffer + n, sizeof buffer - size_t(n), " (about %.3g %s, %.0f%% of A's %s; estimated pro rata of its time)",
-                      cb * share, by_dollars ? "USD" : "kWh", 100 * cb * share / ca, noun);
-      }
-      out["b_reached_a"] = r;
-      reached_text = buffer;
-    } else {
-      out["b_reached_a"] = nullptr;
-      reached_text = b.label + " never reached A's final " + used->key + " " + metric_text(target) + " in its evaluations";
-    }
-  }
-  // B's pretraining: its cost, and after how many runs like B the savings against A pay it back.
-  std::string pretraining_text;
-  if (std::optional<json> p = pretraining_summary(b, store_path)) {
-    // On the verdict's basis: dollars when both runs cost money, else energy.
-    const json& figure = (*p)["cost"][basis];
-    const double p_cost = figure.is_object() ? figure.value("value", 0.0) : 0.0;
-    json r = {{"run_id", p->value("run_id", std::string())}, {basis, p_cost}, {"wall_s", p->value("wall_s", 0.0)}};
-    if ((*p)["flops"].is_number()) r["flops"] = (*p)["flops"];
-    const double saved = ca - cb;
-    char buffer[320];
-    int n = std::snprintf(buffer, sizeof buffer, "B started from %s, whose training cost %.3g %s (%.1f s)",
-                          r["run_id"].get<std::string>().c_str(), p_cost, by_dollars ? "USD" : "kWh",
-                          r["wall_s"].get<double>());
-    // Stopped where it reached A's quality, B would have cost its share of its wall time.
-    const double saved_at_reach =
-        out.contains("b_reached_a") && out["b_reached_a"].is_object() && out["b_reached_a"].contains("share_of_a")
-            ? ca - ca * out["b_reached_a"]["share_of_a"].get<double>()
-            : 0;
-    if (saved_at_reach > 0 && p_cost > 0) r["break_even_runs_at_equal_quality"] = p_cost / saved_at_reach;
-    if (saved > 0 && p_cost > 0) {
-      r["break_even_runs"] = p_cost / saved;
-      n += std::snprintf(buffer + n, sizeof buffer - size_t(n), ": paid back after %.1f runs like B instead of A",
-                         p_cost / saved);
-      if (saved_at_reach > 0)
-        std::snprintf(buffer + n, sizeof buffer - size_t(n), " (%.1f if B stops at A's quality)", p_cost / saved_at_reach);
-    } else if (saved_at_reach > 0) {
-      std::snprintf(buffer + n, sizeof buffer - size_t(n),
-                    ": B as run saves nothing against A; stopped at A's quality, paid back after %.1f runs",
-                    p_cost / saved_at_reach);
-    } else {
-      std::snprintf(buffer + n, sizeof buffer - size_t(n), ": B saves no %s against A to pay it back", noun);
-    }
-    out["pretraining"] = r;
-    pretraining_text = buffer;
-  }
+  const CostBasis cost{by_dollars, basis, noun, ca, cb};
+  std::string reached_text, pretraining_text;
+  if (used && std::string(used->key).rfind("val_", 0) == 0)
+    reached_text = equal_quality_line(out, b, used->key, used->higher_better, ma[used->key], metric_text, cost);
+  if (std::optional<json> p = pretraining_summary(b, store_path)) pretraining_text = pretraining_line(out, *p, cost);
   out["verdict"] = verdict;
   if (as_json) {
     std::printf("%s\n", out.dump().c_str());
