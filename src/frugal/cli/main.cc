@@ -372,7 +372,7 @@ int main(int argc, char** argv) {
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
   std::string run_a, run_b;
-  CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict");
+  CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict; when B reached A's quality and what its pretraining cost");
   compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
   compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
