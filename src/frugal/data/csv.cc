@@ -4,7 +4,7 @@
 #include <cmath>
 #include <string>
 #include <string_view>
-#include <unordered_map>
+#include <map>
 
 #include "frugal/data/file_bytes.h"
 #include "frugal/data/readers.h"
@@ -175,27 +175,34 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
     label_fields.push_back(&row.fields[size_t(label)]);
   }
 
-  // Labels: class indices if every label is a non-negative integer, else strings -> first-seen order.
+  // Labels: class indices (integers >= 0) or, when asked, class names numbered in sorted order.
   table.labels = Tensor::empty({n}, DType::i64);  // (N)
   int64_t* labels = table.labels.data<int64_t>();
-  bool integers = true;
-  for (int64_t i = 0; i < n && integers; ++i) {
-    double value;
-    integers = parse_number(label_fields[size_t(i)]->text, value) && value >= 0 && value == std::floor(value) &&
-               value < 9.0e15;
-    if (integers) labels[i] = int64_t(value);
-  }
-  if (!integers) {
-    std::unordered_map<std::string, int64_t> classes;
+  for (size_t r = first; r < rows.size(); ++r) table.lines.push_back(rows[r].line);
+  if (!options.label_names) {
     for (int64_t i = 0; i < n; ++i) {
-      const std::string& name = label_fields[size_t(i)]->text;
-      if (name.empty())
-        throw InputError(where(rows[first + size_t(i)], label) + ": empty label; expected a class name or index");
-      auto [it, inserted] = classes.emplace(name, int64_t(table.label_names.size()));
-      if (inserted) table.label_names.push_back(name);
-      labels[i] = it->second;
+      const std::string& text = label_fields[size_t(i)]->text;
+      double value;
+      if (!parse_number(text, value) || value < 0 || value != std::floor(value) || value >= 9.0e15)
+        throw InputError(where(rows[first + size_t(i)], label) + ": label '" + text +
+                         "' is not a class index (an integer 0, 1, 2, ...); for class names set [data] labels = "
+                         "\"names\"");
+      labels[i] = int64_t(value);
     }
+    return table;
   }
+  std::map<std::string, int64_t> classes;  // sorted, so the numbering does not depend on row order
+  for (int64_t i = 0; i < n; ++i) {
+    const std::string& name = label_fields[size_t(i)]->text;
+    if (name.empty())
+      throw InputError(where(rows[first + size_t(i)], label) + ": empty label; expected a class name");
+    classes.emplace(name, 0);
+  }
+  for (auto& [name, index] : classes) {
+    index = int64_t(table.label_names.size());
+    table.label_names.push_back(name);
+  }
+  for (int64_t i = 0; i < n; ++i) labels[i] = classes.at(label_fields[size_t(i)]->text);
   return table;
 }
 

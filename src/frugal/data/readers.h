@@ -30,17 +30,20 @@ struct CsvOptions {
   int64_t label_index = -1;  // 0-based column; -1: the last column
   enum class Header { detect, yes, no } header = Header::detect;
   char delimiter = ',';
+  bool label_names = false;  // false: labels are class indices 0, 1, 2, ...; true: class names
 };
 
 struct CsvTable {
   Tensor features;  // f32 (N, F)
   Tensor labels;    // i64 (N)
   std::vector<std::string> feature_names;  // from the header, else "column_<k>" (k 0-based, file order)
-  std::vector<std::string> label_names;    // class index -> label text when labels were strings; else empty
+  std::vector<std::string> label_names;    // with CsvOptions::label_names: class index -> name, sorted; else empty
+  std::vector<int64_t> lines;              // (N) the file line (1-based) of each data row
 };
 
-// Numeric features and one label column. Labels that are all integers (>= 0) are used as class
-// indices; otherwise each distinct label string becomes a class, numbered in order of first appearance.
+// Numeric features and one label column. Labels are class indices (integers >= 0; anything else is
+// an InputError naming the line and column), or with options.label_names each distinct label text is
+// a class, numbered in sorted (byte) order of the names in this file.
 // Header detection: the first row is a header when one of its feature fields is not a number, or
 // its label field is not a number while the second row's is. Blank lines are skipped; fields may be
 // quoted ("a,b" and "" for a quote).

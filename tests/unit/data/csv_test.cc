@@ -1,4 +1,4 @@
-// CSV reader: header detection, label column choice, integer and string labels, quoting, and the
+// CSV reader: header detection, label column choice, integer labels and class names (only when asked), quoting, and the
 // line/column named by each error.
 #include "frugal/data/readers.h"
 #include "test_util.h"
@@ -37,23 +37,42 @@ TEST(Csv, NoHeaderDetected) {
   EXPECT_EQ(h.feature_names, (std::vector<std::string>{"1", "2"}));
 }
 
-TEST(Csv, StringLabelsInOrderOfFirstAppearance) {
+TEST(Csv, ClassNamesOnlyWhenAskedNumberedInSortedOrder) {
   TempDir dir;
   // No header, string labels: row 1 is data because its features are numbers and row 2's label is
-  // not a number either.
-  write_text(dir.file("iris.csv"), "5.1,3.5,setosa\n7.0,3.2,versicolor\n4.9,3.0,setosa\n6.3,3.3,virginica\n");
-  CsvTable t = read_csv(dir.file("iris.csv"));
+  // not a number either. The first row is virginica: sorted order, not first-seen order, numbers them.
+  write_text(dir.file("iris.csv"), "6.3,3.3,virginica\n5.1,3.5,setosa\n7.0,3.2,versicolor\n4.9,3.0,setosa\n");
+  CsvOptions names;
+  names.label_names = true;
+  CsvTable t = read_csv(dir.file("iris.csv"), names);
   EXPECT_EQ(t.features.shape(), (Shape{4, 2}));
   EXPECT_EQ(t.label_names, (std::vector<std::string>{"setosa", "versicolor", "virginica"}));
-  EXPECT_EQ(t.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0, 2}));
+  EXPECT_EQ(t.labels.to_vector<int64_t>(), (std::vector<int64_t>{2, 0, 1, 0}));
+  EXPECT_EQ(t.lines, (std::vector<int64_t>{1, 2, 3, 4}));
+  // Without label_names the same file is an error at its first row, not a silent switch to names.
+  EXPECT_INPUT_ERROR(read_csv(dir.file("iris.csv")), dir.file("iris.csv"), "line 1, column 9", "'virginica'",
+                     "labels = \"names\"");
   // Header whose only non-number is the label name, above numeric labels.
   write_text(dir.file("b.csv"), "1,2,label\n3,4,1\n");
   CsvTable b = read_csv(dir.file("b.csv"));
   EXPECT_EQ(b.features.shape(), (Shape{1, 2}));
   EXPECT_EQ(b.feature_names, (std::vector<std::string>{"1", "2"}));
-  // Negative or fractional labels are names, not indices.
-  write_text(dir.file("c.csv"), "1,-1\n2,1\n3,-1\n");
-  CsvTable c = read_csv(dir.file("c.csv"));
+  EXPECT_EQ(b.lines, (std::vector<int64_t>{2}));
+}
+
+TEST(Csv, OneStrayLabelIsAnErrorNamingItsLine) {
+  TempDir dir;
+  const std::string path = dir.file("c.csv");
+  for (const char* stray : {"-1", "2.5", "seven"}) {
+    write_text(path, "x,y\n1,0\n\n2,1\n3," + std::string(stray) + "\n4,0\n");
+    EXPECT_INPUT_ERROR(read_csv(path), path, "line 5, column 3", "label '" + std::string(stray) + "'",
+                       "not a class index");
+  }
+  // As names they are classes like any other.
+  CsvOptions names;
+  names.label_names = true;
+  write_text(path, "1,-1\n2,1\n3,-1\n");
+  CsvTable c = read_csv(path, names);
   EXPECT_EQ(c.label_names, (std::vector<std::string>{"-1", "1"}));
   EXPECT_EQ(c.labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1, 0}));
 }
@@ -64,11 +83,13 @@ TEST(Csv, LabelColumnByNameOrIndexAndQuotes) {
   CsvOptions options;
   options.label_column = "species";
   options.delimiter = ';';
+  options.label_names = true;
   CsvTable t = read_csv(dir.file("a.csv"), options);
   EXPECT_EQ(t.feature_names, (std::vector<std::string>{"len; cm", "width"}));
   EXPECT_EQ(t.features.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
   EXPECT_EQ(t.label_names, (std::vector<std::string>{"cat", "dog"}));
   CsvOptions by_index;
+  by_index.label_names = true;
   by_index.label_index = 0;
   by_index.delimiter = ';';
   CsvTable u = read_csv(dir.file("a.csv"), by_index);
@@ -104,7 +125,9 @@ TEST(Csv, ErrorsNameLineAndColumn) {
   write_text(path, "1\n2\n");
   EXPECT_INPUT_ERROR(read_csv(path), "line 1", "found 1 column");
   write_text(path, "1,cat\n2,\n");
-  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "empty label");
+  CsvOptions names;
+  names.label_names = true;
+  EXPECT_INPUT_ERROR(read_csv(path, names), "line 2, column 3", "empty label");
   CsvOptions options;
   options.label_column = "y";
   options.header = CsvOptions::Header::no;
