@@ -1,6 +1,8 @@
 // Every kind of bad input to `frugal train` gives one clear line naming the place and exit code 2,
 // and starts nothing (no run directory, no run in the store).
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 
 #include "e2e/cli_helpers.h"
 
@@ -113,6 +115,72 @@ TEST_F(CliErrors, ClassListedTwice) {
 TEST_F(CliErrors, PerClassAboveTheClassCount) {
   expect_error("val_fraction = 0.2", "val_fraction = 0.2\nper_class = 1000",
                "[data] per_class = 1000 but class 0 has only");
+}
+// [data] labels: integer classes 0..K-1 unless class names are asked for; any label outside the
+// scheme names its file and its line there (not its row in a shuffled split), and nothing trains.
+TEST_F(CliErrors, StrayLabelNamesItsLine) {
+  for (const char* stray : {"-1", "2.5", "seven"}) {
+    write_file(scratch_ / "bad.csv", csv_rows(10) + "0.5,0.5," + stray + "\n" + csv_rows(20).substr(10));
+    expect_error("train.csv", "bad.csv", "bad.csv: line 12, column 9: label '" + std::string(stray) + "'");
+  }
+}
+TEST_F(CliErrors, ClassNamesNeedLabelsNames) {
+  write_file(scratch_ / "names.csv", "a,b,label\n1,2,cat\n3,4,dog\n");
+  expect_error("train.csv", "names.csv", "names.csv: line 2, column 5: label 'cat' is not a class index");
+}
+TEST_F(CliErrors, LargeLabelRefusedWithTheClassCount) {
+  write_file(scratch_ / "big.csv", csv_rows(30) + "0.5,0.5,200\n");
+  expect_error("train.csv", "big.csv", "big.csv: line 32: label 200 would make 201 classes");
+  write_file(scratch_ / "big.csv", csv_rows(30) + "0.5,0.5,1e9\n");
+  expect_error("train.csv", "big.csv", "big.csv: line 32: label 1000000000 would make 1000000001 classes");
+}
+TEST_F(CliErrors, ValLabelOutsideTheClassesNamesTheValFileLine) {
+  write_file(scratch_ / "val.csv", "a,b,label\n1,2,0\n3,4,1\n5,6,5\n");
+  expect_error("val_fraction = 0.2", "val = \"val.csv\"", "val.csv: line 4: label 5 is outside the classes 0..1");
+}
+TEST_F(CliErrors, TrainLabelAboveClassCountNamesTheFileLineBeforeTheSplit) {
+  write_file(scratch_ / "train.csv", csv_rows(40) + "0.5,0.5,2\n" + csv_rows(20).substr(10));
+  expect_error("val_fraction = 0.2", "val_fraction = 0.2\nclass_count = 2",
+               "train.csv: line 42: label 2 is outside the classes 0..1");
+}
+TEST_F(CliErrors, IdxTestLabelAboveTheTrainingClasses) {
+  std::string images("\x00\x00\x08\x03\x00\x00\x00\x08\x00\x00\x00\x02\x00\x00\x00\x02", 16);
+  images += std::string(32, '\x01');
+  write_file(scratch_ / "images.idx", images);
+  const std::string header("\x00\x00\x08\x01\x00\x00\x00\x08", 8);
+  write_file(scratch_ / "labels.idx", header + std::string("\x00\x01\x00\x01\x00\x01\x00\x01", 8));
+  write_file(scratch_ / "test-labels.idx", header + std::string("\x00\x01\x00\x01\x00\xc8\x00\x01", 8));
+  expect_error("kind = \"csv\"\ntrain = \"train.csv\"\nval_fraction = 0.2",
+               "kind = \"idx\"\ntrain_images = \"images.idx\"\ntrain_labels = \"labels.idx\"\n"
+               "test_images = \"images.idx\"\ntest_labels = \"test-labels.idx\"\nval_fraction = 0.25",
+               "test-labels.idx: row 6: label 200 is outside the classes 0..1");
+}
+// Class names: one sorted mapping over train and test (the test file starts with the other class),
+// saved with the model; eval refuses data whose names differ.
+TEST_F(CliErrors, ClassNamesMappedOverAllSplitsAndCheckedByEval) {
+  std::string train = "a,b,label\n", test = "a,b,label\n";
+  for (int i = 0; i < 40; ++i) train += std::to_string(i % 2) + "," + std::to_string(i % 3) + "," + (i % 2 ? "dog" : "cat") + "\n";
+  for (int i = 0; i < 10; ++i) test += std::to_string(1 - i % 2) + "," + std::to_string(i % 3) + "," + (i % 2 ? "cat" : "dog") + "\n";
+  write_file(scratch_ / "train.csv", train);
+  write_file(scratch_ / "test.csv", test);
+  std::string job = kGoodJob;
+  job.replace(job.find("val_fraction = 0.2"), 18, "val_fraction = 0.2\ntest = \"test.csv\"\nlabels = \"names\"");
+  job.replace(job.find("epochs = 2"), 10, "epochs = 30");
+  write_file(scratch_ / "job.toml", job);
+  CommandResult r = scratch_.frugal("train job.toml --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // The feature a alone decides the class (0: cat, 1: dog) in both files: not permuted, the test is learnt.
+  EXPECT_NE(last_line(r.out).find("\"test_accuracy\":1"), std::string::npos) << last_line(r.out);
+  std::ifstream model(scratch_ / "out" / "model.safetensors", std::ios::binary);
+  std::string bytes((std::istreambuf_iterator<char>(model)), std::istreambuf_iterator<char>());
+  EXPECT_NE(bytes.find("\"frugal.labels\":\"[\\\"cat\\\",\\\"dog\\\"]\""), std::string::npos);
+  CommandResult ok = scratch_.frugal("eval job.toml --weights out/model.safetensors --split test");
+  EXPECT_EQ(ok.exit_code, 0) << ok.err;
+  write_file(scratch_ / "train.csv", train.replace(train.find("dog"), 3, "emu"));
+  CommandResult bad = scratch_.frugal("eval job.toml --weights out/model.safetensors --split test");
+  EXPECT_EQ(bad.exit_code, 2) << bad.err;
+  EXPECT_NE(bad.err.find("the model's classes ['cat', 'dog'] differ from the job's data ['cat', 'dog', 'emu']"),
+            std::string::npos) << bad.err;
 }
 TEST_F(CliErrors, MissingJobFile) {
   CommandResult r = scratch_.frugal("train nothing.toml");

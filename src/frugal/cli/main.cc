@@ -156,6 +156,31 @@ int cmd_train(const std::string& job_path, const std::vector<std::string>& sets,
   return outcome.exit_code;
 }
 
+// A model trained with [data] labels = "names" carries its class names (metadata frugal.labels); the
+// job's data must give the same names in the same order, or its accuracy would be silently permuted.
+void check_label_names(const std::string& weights, const std::vector<std::string>& job_names) {
+  io::SafetensorsFile file = io::read_safetensors(weights);
+  auto it = file.metadata.find("frugal.labels");
+  if (it == file.metadata.end()) return;  // integer labels, or weights from elsewhere
+  std::vector<std::string> saved;
+  try {
+    saved = json::parse(it->second).get<std::vector<std::string>>();
+  } catch (const std::exception&) {
+    throw InputError(weights + ": metadata frugal.labels: expected a JSON array of class names");
+  }
+  auto list = [](const std::vector<std::string>& names) {
+    std::string out;
+    for (const std::string& name : names) out += (out.empty() ? "'" : ", '") + name + "'";
+    return "[" + out + "]";
+  };
+  if (job_names.empty())
+    throw InputError(weights + ": the model was trained on class names " + list(saved) +
+                     "; the job reads integer labels (set [data] labels = \"names\")");
+  if (saved != job_names)
+    throw InputError(weights + ": the model's classes " + list(saved) + " differ from the job's data " +
+                     list(job_names));
+}
+
 int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
              const std::string& split, bool as_json) {
   train::JobSpec job = train::load_job(job_path, sets);
@@ -171,6 +196,8 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
       if (saved.chars() != data.vocab.chars())
         throw InputError(weights + ": the model's vocabulary differs from the job's training text");
     }
+  } else {
+    check_label_names(weights, data.label_names);
   }
   std::shared_ptr<nn::Module> model = train::load_model(job, data, weights);
   train::EvalMetrics m;

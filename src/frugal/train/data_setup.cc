@@ -1,6 +1,7 @@
 #include "frugal/train/data_setup.h"
 
 #include <algorithm>
+#include <set>
 
 #include "frugal/base/error.h"
 
@@ -8,7 +9,19 @@ namespace frugal::train {
 
 namespace {
 
-data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std::string& targets) {
+// One classification file as read, with where each sample came from, so a label error names the
+// file and its row before any shuffle (CSV: the file's line; IDX and NPY: the 1-based sample number).
+struct FileSplit {
+  data::Dataset set;
+  std::string file;                // the labels' file
+  std::vector<int64_t> lines;      // csv: the line of each sample; else empty
+  std::vector<std::string> names;  // labels = "names": this file's sorted names (targets index them)
+  std::string row(size_t i) const {
+    return file + (lines.empty() ? ": row " + std::to_string(i + 1) : ": line " + std::to_string(lines[i]));
+  }
+};
+
+FileSplit read_split(const DataSpec& d, const std::string& inputs, const std::string& targets) {
   if (d.kind == DataKind::csv) {
     data::CsvOptions options;
     options.label_column = d.label_column;
@@ -16,11 +29,9 @@ data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std
     options.header = d.header == "yes" ? data::CsvOptions::Header::yes
                      : d.header == "no" ? data::CsvOptions::Header::no
                                         : data::CsvOptions::Header::detect;
+    options.label_names = d.labels == "names";
     data::CsvTable table = data::read_csv(inputs, options);
-    if (!d.classes.empty() && !table.label_names.empty())
-      throw InputError(inputs + ": the labels are class names (e.g. '" + table.label_names[0] +
-                       "'); [data] classes selects integer labels");
-    return {table.features, table.labels};
+    return {{table.features, table.labels}, inputs, table.lines, table.label_names};
   }
   // npy
   Tensor x = data::read_npy(inputs).to(DType::f32).contiguous();
@@ -30,26 +41,55 @@ data::Dataset read_split(const DataSpec& d, const std::string& inputs, const std
   if (y.rank() != 1 || x.rank() < 1 || x.size(0) != y.size(0))
     throw InputError(inputs + " and " + targets + ": " + shape_str(x.shape()) + " inputs with " +
                      shape_str(y.shape()) + " targets; expected one target per input row");
-  return {x, y};
+  return {{x, y}, targets, {}, {}};
 }
 
-int64_t count_classes(const data::Dataset& set, const std::string& what) {
-  std::vector<int64_t> labels = set.targets.to_vector<int64_t>();
-  int64_t max_label = -1;
-  for (size_t i = 0; i < labels.size(); ++i) {
-    if (labels[i] < 0) throw InputError(what + ": negative label " + std::to_string(labels[i]) + " at row " + std::to_string(i));
-    max_label = std::max(max_label, labels[i]);
+// labels = "names": one mapping over all splits (sorted, so no split's row order can permute it);
+// each split's targets are renumbered into it.
+std::vector<std::string> merge_names(std::vector<FileSplit*> splits) {
+  std::set<std::string> all;
+  for (FileSplit* split : splits) all.insert(split->names.begin(), split->names.end());
+  std::vector<std::string> names(all.begin(), all.end());
+  for (FileSplit* split : splits) {
+    if (!split->set.targets.defined()) continue;
+    std::vector<int64_t> to_global;
+    for (const std::string& name : split->names)
+      to_global.push_back(std::lower_bound(names.begin(), names.end(), name) - names.begin());
+    int64_t* targets = split->set.targets.data<int64_t>();
+    for (int64_t i = 0; i < split->set.size(); ++i) targets[i] = to_global[size_t(targets[i])];
   }
-  return max_label + 1;
+  return names;
 }
 
-void check_labels(const data::Dataset& set, int64_t classes, const std::string& what) {
-  if (!set.targets.defined()) return;
-  std::vector<int64_t> labels = set.targets.to_vector<int64_t>();
+// labels = "integer": K = class_count, else the largest training label + 1, refused when it is more
+// than kMaxInferredClasses or than the training samples (one stray large label, not a class scheme).
+constexpr int64_t kMaxInferredClasses = 100000;
+
+int64_t integer_classes(const FileSplit& train, const DataSpec& d, const std::string& job_path) {
+  if (d.class_count > 0) return d.class_count;
+  std::vector<int64_t> labels = train.set.targets.to_vector<int64_t>();
+  size_t at = 0;
+  for (size_t i = 0; i < labels.size(); ++i) {
+    if (labels[i] < 0)
+      throw InputError(train.row(i) + ": label " + std::to_string(labels[i]) + " is not a class index (0, 1, 2, ...)");
+    if (labels[i] > labels[at]) at = i;
+  }
+  const int64_t classes = labels[at] + 1, samples = int64_t(labels.size());
+  if (classes > kMaxInferredClasses || classes > samples)
+    throw InputError(train.row(at) + ": label " + std::to_string(labels[at]) + " would make " +
+                     std::to_string(classes) + " classes (labels are class indices 0..K-1) from " +
+                     std::to_string(samples) + " training samples; if that is meant, set [data] class_count in " +
+                     job_path);
+  return classes;
+}
+
+void check_labels(const FileSplit& split, int64_t classes, const std::string& scheme) {
+  if (!split.set.targets.defined()) return;
+  std::vector<int64_t> labels = split.set.targets.to_vector<int64_t>();
   for (size_t i = 0; i < labels.size(); ++i)
     if (labels[i] < 0 || labels[i] >= classes)
-      throw InputError(what + ": label " + std::to_string(labels[i]) + " at row " + std::to_string(i) +
-                       " is outside the training labels [0, " + std::to_string(classes) + ")");
+      throw InputError(split.row(i) + ": label " + std::to_string(labels[i]) + " is outside the classes 0.." +
+                       std::to_string(classes - 1) + " (" + scheme + ")");
 }
 
 // [data] classes, train_limit, per_class (job.h): kept together, applied by prepare_data below.
@@ -61,7 +101,6 @@ std::string join_ints(const std::vector<int64_t>& values) {
 
 // Keeps the listed classes in every split, renumbered 0..k-1 in the listed order.
 void select_classes(PreparedData& out, const DataSpec& d, const std::string& job_path) {
-  count_classes(out.train, "training data");  // InputError for a negative label
   std::vector<int64_t> counts = data::class_counts(out.train);
   for (int64_t c : d.classes)
     if (size_t(c) >= counts.size() || counts[size_t(c)] == 0)
@@ -131,22 +170,41 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     return out;
   }
 
+  // Every split read whole and its labels checked against the scheme before any split or shuffle.
+  FileSplit train, val, test;
   if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
-    out.train = data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false);
-    if (!d.test_images.empty()) out.test = data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false);
+    train = {data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false), d.train_labels, {}, {}};
+    if (!d.test_images.empty())
+      test = {data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false), d.test_labels, {}, {}};
   } else {
-    out.train = read_split(d, d.train, d.train_targets);
-    if (!d.val.empty()) out.val = read_split(d, d.val, d.val_targets);
-    if (!d.test.empty()) out.test = read_split(d, d.test, d.test_targets);
+    train = read_split(d, d.train, d.train_targets);
+    if (!d.val.empty()) val = read_split(d, d.val, d.val_targets);
+    if (!d.test.empty()) test = read_split(d, d.test, d.test_targets);
   }
-  if (out.train.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
-  if (!d.classes.empty()) select_classes(out, d, job.path);
+  if (train.set.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
+  int64_t classes = 0;
+  std::string scheme;
+  if (d.labels == "names") {
+    out.label_names = merge_names({&train, &val, &test});
+    classes = int64_t(out.label_names.size());
+    scheme = "labels = \"names\"";
+  } else {
+    classes = integer_classes(train, d, job.path);
+    scheme = d.class_count > 0 ? "[data] class_count = " + std::to_string(d.class_count)
+                               : "the training labels' largest + 1";
+  }
+  for (const FileSplit* split : {&train, &val, &test}) check_labels(*split, classes, scheme);
+  out.train = std::move(train.set);
+  out.val = std::move(val.set);
+  out.test = std::move(test.set);
+  if (!d.classes.empty()) {
+    select_classes(out, d, job.path);
+    classes = int64_t(d.classes.size());
+  }
   if (!out.test.inputs.defined() && d.test_fraction > 0)
     std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
   if (!out.val.inputs.defined() && d.val_fraction > 0)
     std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
-  // The classes as they are before the limits, so a limit that leaves a class out keeps its output.
-  const int64_t classes = d.classes.empty() ? count_classes(out.train, "training data") : int64_t(d.classes.size());
   std::string train_count = std::to_string(out.train.size()) + " train";
   if (d.train_limit > 0 || d.per_class > 0) train_count = limit_training(out, d, job);
 
@@ -154,8 +212,6 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     if (set->inputs.defined() && set->inputs.dtype() == DType::u8) set->inputs = data::unit_float(set->inputs);
   out.classes = classes;
   if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
-  check_labels(out.val, out.classes, "validation data");
-  check_labels(out.test, out.classes, "test data");
   Shape sample(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
   out.sample_shape = sample;
   for (data::Dataset* set : {&out.val, &out.test}) {

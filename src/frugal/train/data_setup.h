@@ -17,6 +17,7 @@ struct PreparedData {
   data::Dataset train, val, test;
   Shape sample_shape;  // one input, e.g. (1, 28, 28)
   int64_t classes = 0;
+  std::vector<std::string> label_names;  // [data] labels = "names": class index -> name; else empty
   // Language models: i64 token streams (N) and the vocabulary built from the training split.
   Tensor train_tokens, val_tokens, test_tokens;
   data::CharVocab vocab;
@@ -24,8 +25,9 @@ struct PreparedData {
 };
 
 // cache_dir holds derived files (the Bible texts of train/bible_text.h).
-// Classification data: the splits as read (or taken as val_fraction / test_fraction of the training
-// data), with [data] classes applied to every split before the fractions are taken (labels renumbered
+// Classification data: every file's labels checked against [data] labels / class_count as read (an
+// InputError naming the file and its line or sample), then the splits as read (or taken as
+// val_fraction / test_fraction of the training data), with [data] classes applied to every split before the fractions are taken (labels renumbered
 // 0..k-1 in the listed order; a listed class absent from the training data is an InputError), and
 // [data] train_limit / per_class applied to the training split after them (data::limit_samples keyed
 // by run.seed; more than the split holds is an InputError), so the val and test splits do not depend

@@ -294,6 +294,8 @@ void parse_data(Section& s, DataSpec& d) {
   d.label_column = s.get_string("label_column", "");
   d.label_index = s.get_int("label_index", -1, -1, 1 << 20);
   d.header = s.get_string("header", "detect", {"detect", "yes", "no"});
+  d.labels = s.get_string("labels", "integer", {"integer", "names"});
+  d.class_count = s.get_int("class_count", 0, 2, 1 << 20);
   d.source = s.get_string("source", "file", {"file", "bible-kjv", "bible-web", "bible-rv1909"});
   d.val_fraction = s.get_double("val_fraction", 0.0, 0.0, 0.9);
   d.test_fraction = s.get_double("test_fraction", 0.0, 0.0, 0.9);
@@ -319,6 +321,14 @@ void parse_data(Section& s, DataSpec& d) {
   } else if (d.kind == DataKind::text) {
     if (d.source == "file") require("train", d.train);
   }
+  if (d.labels == "names" && d.kind != DataKind::csv)
+    s.fail_key("labels", "\"names\" applies to csv label columns; idx and npy labels are class indices");
+  if (d.labels == "names" && s.has("class_count"))
+    s.fail_key("class_count", "with labels = \"names\" the classes are the distinct names");
+  if (d.labels == "names" && !d.classes.empty())
+    s.fail_key("classes", "selects integer labels; with labels = \"names\" there are none");
+  if (d.kind == DataKind::text && (s.has("labels") || s.has("class_count")))
+    s.fail_key(s.has("labels") ? "labels" : "class_count", "applies to classification data (kind = idx, csv or npy), not text");
   if (d.val_fraction + d.test_fraction >= 0.95) s.fail_key("val_fraction", "val_fraction + test_fraction must be < 0.95");
 }
 

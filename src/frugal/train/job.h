@@ -48,6 +48,10 @@ struct DataSpec {
   std::string label_column;                               // csv: by name ...
   int64_t label_index = -1;                               // ... or index (-1 = last)
   std::string header = "detect";                          // csv: detect | yes | no
+  // Classification labels: "integer" class indices 0..K-1 (K = class_count, else the largest training
+  // label + 1), or "names" (csv: one sorted mapping of the names over all splits, saved with the model).
+  std::string labels = "integer";
+  int64_t class_count = 0;  // 0: from the training labels
   std::string source = "file";                            // text: file | bible-kjv | bible-web | bible-rv1909
   double val_fraction = 0.0;
   double test_fraction = 0.0;

@@ -237,6 +237,8 @@ void TrainLoop::write_model() {
   std::map<std::string, std::string> metadata = {{"frugal.model", name_of(job.model.kind)},
                                                  {"frugal.job_hash", job.hash}};
   if (state_.data.is_text) metadata["frugal.vocab"] = state_.data.vocab.to_string();
+  // [data] labels = "names": class index -> name as a JSON array of strings, checked by frugal eval.
+  if (!state_.data.label_names.empty()) metadata["frugal.labels"] = nlohmann::json(state_.data.label_names).dump();
   io::write_safetensors((fs::path(state_.out_dir) / "model.safetensors").string(),
                         state_.model_to_save ? state_.model_to_save() : state_.model.state_dict(), metadata);
 }

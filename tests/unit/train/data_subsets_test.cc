@@ -15,33 +15,13 @@
 #include "frugal/train/job.h"
 #include "frugal/train/trainer.h"
 #include "test_util.h"
+#include "unit/train/job_scratch.h"
 
 namespace frugal::train {
 namespace {
 
 namespace fs = std::filesystem;
-
-// A scratch directory; job() writes job.toml with a [data] section and loads it.
-class Scratch {
- public:
-  Scratch() {
-    const ::testing::TestInfo* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir_ = fs::path(::testing::TempDir()) / ("frugal-subsets-" + std::string(info->name()));
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-  }
-  ~Scratch() { fs::remove_all(dir_); }
-  std::string file(const std::string& name) const { return (dir_ / name).string(); }
-  void write(const std::string& name, const std::string& text) const { std::ofstream(dir_ / name) << text; }
-  JobSpec job(const std::string& data, const std::vector<std::string>& overrides = {}) const {
-    write("job.toml", "[run]\nseed = 3\nthreads = 1\nstore = \"" + file("runs.db") + "\"\n[data]\n" + data +
-                          "\n[model]\nkind = \"mlp\"\nhidden = [4]\n[train]\nepochs = 1\nbatch_size = 8\n");
-    return load_job(file("job.toml"), overrides);
-  }
-
- private:
-  fs::path dir_;
-};
+using frugal::testing::Scratch;
 
 // rows lines "i,label*10,label": column 0 identifies the row, column 1 its original label.
 std::string six_class_csv(int rows) {
@@ -193,7 +173,9 @@ TEST(DataSubsets, Errors) {
   s.write("named.csv", "a,label\n1,cat\n2,dog\n3,cat\n");
   EXPECT_INPUT_ERROR(prepare_data(s.job("kind = \"csv\"\ntrain = \"" + s.file("named.csv") + "\"\nclasses = [0, 1]\n"),
                                   s.file("cache")),
-                     "named.csv", "class names", "integer labels");
+                     "named.csv", "line 2", "'cat' is not a class index");
+  EXPECT_INPUT_ERROR(s.job("kind = \"csv\"\ntrain = \"" + s.file("named.csv") + "\"\nlabels = \"names\"\nclasses = [0, 1]\n"),
+                     "[data] classes", "labels = \"names\"");
   EXPECT_INPUT_ERROR(s.job("kind = \"text\"\ntrain = \"" + s.file("train.csv") + "\"\nper_class = 3\n"),
                      "[data] per_class", "classification data");
 }
