@@ -210,6 +210,7 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   if (job.run.threads > 0) set_num_threads(job.run.threads);
   PrecisionGuard precision(job.precision.mode);
   io::SafetensorsFile file = io::read_safetensors(weights);
+  io::check_finite_weights(file, weights);
   auto it = file.metadata.find("frugal.vocab");
   if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");
   train::PreparedData data;
