@@ -89,6 +89,10 @@ TEST_F(CliErrors, CsvWithBadRow) {
   write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,x,1\n");
   expect_error("train.csv", "bad.csv", "bad.csv: line 3, column 3 (field 2, 'b'): expected a finite number, found 'x'");
 }
+TEST_F(CliErrors, CsvValueOverflowingF32) {
+  write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,1e300,1\n");
+  expect_error("train.csv", "bad.csv", "bad.csv: line 3, column 3 (field 2, 'b'): '1e300' overflows f32");
+}
 TEST_F(CliErrors, CsvWithWrongFieldCount) {
   write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,4\n");
   expect_error("train.csv", "bad.csv", "bad.csv: line 3: found 2 fields; expected 3");

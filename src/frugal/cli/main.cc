@@ -123,6 +123,11 @@ void print_summary(const train::RunSummary& s) {
                 s.budget ? s.budget->exceeded.c_str() : "", s.out_dir.c_str());
     return;
   }
+  if (s.status == "stopped_nonfinite") {
+    std::printf("  stopped at a non-finite loss after a checkpoint of the weights before it (in %s/checkpoints); "
+                "no model written\n", s.out_dir.c_str());
+    return;
+  }
   if (s.status == "preempted") {
     std::printf("  stopped by %s after a checkpoint; continue with: frugal train JOB --out %s --resume auto\n",
                 s.signal ? s.signal->c_str() : "a signal", s.out_dir.c_str());
@@ -232,6 +237,7 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   if (job.run.threads > 0) set_num_threads(job.run.threads);
   PrecisionGuard precision(job.precision.mode);
   io::SafetensorsFile file = io::read_safetensors(weights);
+  io::check_finite_weights(file, weights);
   auto it = file.metadata.find("frugal.vocab");
   if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");
   train::PreparedData data;
@@ -350,7 +356,8 @@ int main(int argc, char** argv) {
   CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
                "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
-               "larger budget), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
+               "larger budget), 4 stopped at a NaN/inf loss (a checkpoint of the weights before that step was\n"
+               "written), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 

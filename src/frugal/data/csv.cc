@@ -1,5 +1,6 @@
 // CSV reader: numeric feature columns plus one label column, into f32 (N, F) features and i64 (N)
-// labels. Errors give the line (1-based) and column (1-based character position) of the bad field.
+// labels. Errors give the line (1-based) and column (1-based character position) of the bad field;
+// a value beyond f32's range (1e300) is refused, not stored as inf.
 #include <charconv>
 #include <cmath>
 #include <string>
@@ -170,6 +171,10 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
         throw InputError(where(row, k) + " (field " + std::to_string(k + 1) + ", '" +
                          table.feature_names[size_t(k < label ? k : k - 1)] + "'): expected a finite number, found '" +
                          row.fields[size_t(k)].text + "'");
+      if (!std::isfinite(float(value)))
+        throw InputError(where(row, k) + " (field " + std::to_string(k + 1) + ", '" +
+                         table.feature_names[size_t(k < label ? k : k - 1)] + "'): '" + row.fields[size_t(k)].text +
+                         "' overflows f32 (largest finite 3.4e38); expected a finite number");
       *out++ = float(value);
     }
     label_fields.push_back(&row.fields[size_t(label)]);

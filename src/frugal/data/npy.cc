@@ -1,8 +1,10 @@
 // NPY reader: "\x93NUMPY", version (1|2|3).x, header length (u16 for v1, u32 for v2/v3), a Python
 // dict literal {'descr': '<f4', 'fortran_order': False, 'shape': (N, ...)}, then the raw data.
 // Limits: little-endian (or byte-sized) numeric dtypes only, C order, no object or structured dtypes;
-// assumes a little-endian host (data is copied as is).
+// assumes a little-endian host (data is copied as is). Float data must be finite: a NaN or inf is
+// refused naming its element (one inf makes every sample NaN after normalization).
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <string>
 #include <string_view>
@@ -80,6 +82,26 @@ class HeaderParser {
   size_t position_ = 0;
 };
 
+// The first NaN or inf of float data, as an InputError naming its element: (row, column) of a 2-d
+// array, row and flat index within the row beyond, the flat index of a 1-d one.
+template <typename T>
+void check_finite(const T* values, const Shape& shape, const std::string& path) {
+  int64_t numel = 1;
+  for (int64_t d : shape) numel *= d;
+  for (int64_t i = 0; i < numel; ++i) {
+    if (std::isfinite(values[i])) continue;
+    const int64_t row_size = shape.size() >= 2 ? numel / shape[0] : 1;
+    std::string where;
+    if (shape.size() == 2) where = "row " + std::to_string(i / row_size) + ", column " + std::to_string(i % row_size);
+    else if (shape.size() > 2)
+      where = "row " + std::to_string(i / row_size) + ", element " + std::to_string(i % row_size) + " of the row";
+    else where = "element " + std::to_string(i);
+    throw InputError(path + ": " + where + " (flat index " + std::to_string(i) + ", 0-based, shape " +
+                     shape_str(shape) + "): " + (std::isnan(values[i]) ? "NaN" : "inf") +
+                     "; expected finite numbers (clean or drop the sample, e.g. np.nan_to_num)");
+  }
+}
+
 }  // namespace
 
 Tensor read_npy(const std::string& path) {
@@ -154,6 +176,8 @@ Tensor read_npy(const std::string& path) {
   check_gzip_complete(file, path);
   Tensor out = Tensor::empty(shape, dtype);
   if (data_bytes > 0) std::memcpy(out.raw_data(), bytes.data() + data_start, size_t(data_bytes));
+  if (dtype == DType::f32) check_finite(out.data<float>(), shape, path);
+  if (dtype == DType::f64) check_finite(out.data<double>(), shape, path);
   return out;
 }
 

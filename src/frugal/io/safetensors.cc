@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <bit>
+#include <cmath>
 #include <cstring>
 #include <set>
 
@@ -239,6 +240,20 @@ SafetensorsFile read_safetensors(const std::string& path) {
     file.tensors[e.name] = t;
   }
   return file;
+}
+
+void check_finite_weights(const SafetensorsFile& file, const std::string& path) {
+  for (const auto& [name, tensor] : file.tensors) {
+    if (!dtype_is_float(tensor.dtype())) continue;
+    const Tensor values = tensor.dtype() == DType::f64 ? tensor.contiguous() : tensor.to(DType::f64);
+    const double* data = values.data<double>();
+    for (int64_t i = 0; i < values.numel(); ++i) {
+      if (std::isfinite(data[i])) continue;
+      throw InputError(path + ": tensor '" + name + "' " + shape_str(tensor.shape()) + " holds " +
+                       (std::isnan(data[i]) ? "NaN" : "inf") + " at element " + std::to_string(i) +
+                       " (flat index, 0-based); expected finite weights (was the run that wrote it diverging?)");
+    }
+  }
 }
 
 }  // namespace frugal::io

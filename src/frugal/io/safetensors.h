@@ -23,6 +23,11 @@ struct SafetensorsFile {
 // buffer holding the file; the others are copies.
 SafetensorsFile read_safetensors(const std::string& path);
 
+// Weights must be finite: InputError naming `path`, the first float tensor (in name order) holding a
+// NaN or inf and the element's flat index. Not part of read_safetensors: a checkpoint or cache may
+// hold what is not a weight.
+void check_finite_weights(const SafetensorsFile& file, const std::string& path);
+
 // Writes the tensors in the given order (packed, row-major) with the header padded by spaces to a
 // multiple of 8 bytes. Crash-safe: writes `path.tmp`, fsyncs it, renames it over `path` and fsyncs
 // the directory; on failure any existing `path` is left untouched. Throws InputError on duplicate or

@@ -136,6 +136,7 @@ void TrainLoop::train_micro_batch(data::Batch batch) {
 void TrainLoop::optimizer_step() {
   auto in_phase = state_.meter.phase(cost::Phase::optimizer);
   state_.skip_step = false;
+  state_.grad_norm.reset();
   emit(Event::before_optimizer_step);
   state_.optimizer.set_lr(state_.schedule.lr_at(state_.step));
   if (!state_.skip_step) state_.optimizer.step();

@@ -85,6 +85,7 @@ std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& 
 std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights) {
   std::shared_ptr<nn::Module> model = build_model(job, data);
   io::SafetensorsFile file = io::read_safetensors(weights);
+  io::check_finite_weights(file, weights);
   // A [lora] run saves its model merged (plain), which loads as is; a file with adapters (an adapted
   // model) loads into the job's model with its [lora] adapters added.
   if (job.lora.enabled && holds_adapters(file)) add_adapters(*model, job.lora, job.run.seed, job.path);

@@ -108,7 +108,7 @@ struct DistillSummary {
 };
 
 struct RunSummary {
-  std::string run_id, status, stop_reason;  // status: completed | preempted | stopped_budget
+  std::string run_id, status, stop_reason;  // status: completed | preempted | stopped_budget | stopped_nonfinite
   double epochs = 0;
   int64_t steps = 0, samples_seen = 0;
   FinalMetrics metrics;

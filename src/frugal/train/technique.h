@@ -105,6 +105,7 @@ constexpr bool contains(EventSet set, Event event) { return (set >> int(event)) 
 // Positions of the built-in techniques within an event (see the header comment).
 inline constexpr int kOrderLossScaling = 100;    // before_optimizer_step: unscale, skip on inf/NaN
 inline constexpr int kOrderClipping = 200;       // before_optimizer_step: after unscaling
+inline constexpr int kOrderNonfiniteGuard = 250; // before_optimizer_step: reads clipping's norm
 inline constexpr int kOrderDefault = 500;        // techniques that do not choose
 inline constexpr int kOrderLogging = 600;        // metric rows and progress
 inline constexpr int kOrderEarlyStopping = 700;  // evaluation_done: after the eval row; fit_end
@@ -132,6 +133,9 @@ class MetricsLog {
 // Exit code of a run stopped by a [budget] limit, after its checkpoint (status "stopped_budget");
 // a preempted run exits with kExitPreempted (75, base/signals.h).
 inline constexpr int kExitBudget = 3;
+// Exit code of a run stopped by a NaN or inf loss or gradient norm (NonfiniteGuard, builtin.h),
+// after a checkpoint of the weights before the bad step (status "stopped_nonfinite").
+inline constexpr int kExitNonfinite = 4;
 
 // A stop asked for by a technique. The first request of a run wins; later ones are ignored.
 struct StopRequest {
@@ -186,9 +190,11 @@ struct TrainState {
   double loss_value = 0;      // loss.item(), read by the loop after after_loss
   // Multiplies the loss before backward (fp16 loss scaling); gradients are then scaled too.
   double loss_scale = 1.0;
-  // A technique that turns a non-finite loss into a skipped step (the fp16 loss scaler) sets it;
-  // otherwise a non-finite loss stops the run with an error.
+  // A technique that handles a non-finite loss sets it: the fp16 loss scaler (a skipped step), else
+  // the non-finite guard (a stop with a checkpoint); with neither the loop throws InternalError.
   bool tolerates_nonfinite_loss = false;
+  // before_optimizer_step: the global gradient norm, when a technique computed it (clipping).
+  std::optional<double> grad_norm;
   // before_optimizer_step: leave the weights and the optimizer state unchanged this step (the
   // step still counts, and the schedule goes on).
   bool skip_step = false;

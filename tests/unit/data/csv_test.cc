@@ -112,6 +112,12 @@ TEST(Csv, ErrorsNameLineAndColumn) {
   EXPECT_INPUT_ERROR(read_csv(path), path, "line 3, column 3", "field 2, 'b'", "expected a finite number, found 'x4'");
   write_text(path, "a,b,y\n1,nan,0\n");
   EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "found 'nan'");
+  write_text(path, "a,b,y\n1,2,0\n3,1e300,1\n");  // finite in double, inf in f32
+  EXPECT_INPUT_ERROR(read_csv(path), path, "line 3, column 3", "field 2, 'b'", "'1e300' overflows f32");
+  write_text(path, "a,b,y\n1,-3.5e38,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "overflows f32");
+  write_text(path, "a,b,y\n1,3.4e38,0\n1,1e-300,0\n");  // the largest finite f32 is fine; underflow is 0
+  EXPECT_EQ(read_csv(path).features.to_vector<float>(), (std::vector<float>{1, 3.4e38f, 1, 0}));
   write_text(path, "a,b,y\n1,,0\n");
   EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 3", "found ''");
   write_text(path, "a,b,y\n1,\"2,0\n");

@@ -1,6 +1,8 @@
 // NPY reader: a file written by NumPy itself (bytes embedded), each supported dtype, versions 1-3,
 // and the errors (fortran order, big-endian, truncated, trailing, bad magic, malformed header).
+#include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "frugal/data/readers.h"
 #include "test_util.h"
@@ -121,6 +123,29 @@ TEST(Npy, Errors) {
   missing.insert(missing.end(), no_shape.begin(), no_shape.end());
   frugal::testing::write_file(path, missing);
   EXPECT_INPUT_ERROR(read_npy(path), "missing one of the keys");
+}
+
+TEST(Npy, NonFiniteFloatsRefusedNamingTheElement) {
+  TempDir dir;
+  const std::string path = dir.file("x.npy");
+  std::vector<float> f4 = {1, 2, 3, 4, 5, std::numeric_limits<float>::infinity()};
+  frugal::testing::write_file(path, npy_bytes("<f4", "(2, 3)", f4.data(), 24));
+  EXPECT_INPUT_ERROR(read_npy(path), path, "row 1, column 2", "flat index 5", "inf", "expected finite");
+  f4[5] = 6;
+  f4[1] = -std::numeric_limits<float>::infinity();
+  frugal::testing::write_file(path, npy_bytes("<f4", "(2, 3)", f4.data(), 24));
+  EXPECT_INPUT_ERROR(read_npy(path), "row 0, column 1", "inf");
+  f4[1] = std::nanf("");
+  frugal::testing::write_file(path, npy_bytes("<f4", "(6,)", f4.data(), 24));
+  EXPECT_INPUT_ERROR(read_npy(path), "element 1", "NaN");
+  frugal::testing::write_file(path, npy_bytes("<f4", "(1, 2, 3)", f4.data(), 24));
+  EXPECT_INPUT_ERROR(read_npy(path), "row 0, element 1 of the row", "NaN");
+  std::vector<double> f8 = {0, 1, std::nan("")};
+  frugal::testing::write_file(path, npy_bytes("<f8", "(3,)", f8.data(), 24));
+  EXPECT_INPUT_ERROR(read_npy(path), "element 2", "NaN");
+  f8[2] = 1e300;  // finite in f64: kept as it is
+  frugal::testing::write_file(path, npy_bytes("<f8", "(3,)", f8.data(), 24));
+  EXPECT_EQ(read_npy(path).to_vector<double>(), f8);
 }
 
 }  // namespace

@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cmath>
 #include <cstring>
+#include <limits>
 #include <fstream>
 #include <sstream>
 
@@ -298,6 +300,22 @@ TEST_F(Safetensors, FailedWriteLeavesOldFileIntact) {
   // A directory that does not exist: an error naming the path, nothing created.
   const std::string missing = file("no-such-dir/model.safetensors");
   EXPECT_THROW(write_safetensors(missing, {{"w", old_weight}}), InputError);
+}
+
+TEST_F(Safetensors, NonFiniteWeightsNamedByTensorAndElement) {
+  const std::string path = file("w.safetensors");
+  Tensor weight = Tensor::from_vector(std::vector<float>{1, 2, 3, 4, 5, 6}, {2, 3});
+  Tensor steps = Tensor::from_vector(std::vector<int64_t>{7}, {1});
+  write_safetensors(path, {{"a.weight", weight}, {"count", steps}});
+  check_finite_weights(read_safetensors(path), path);  // finite floats and integers pass
+  for (DType dtype : {DType::f32, DType::f64, DType::bf16, DType::f16}) {
+    for (float bad : {std::nanf(""), -std::numeric_limits<float>::infinity()}) {
+      std::vector<float> values = {1, 2, 3, 4, bad, 6};
+      write_safetensors(path, {{"a.weight", weight}, {"b.weight", Tensor::from_vector(values, {2, 3}).to(dtype)}});
+      EXPECT_INPUT_ERROR(check_finite_weights(read_safetensors(path), path), path, "tensor 'b.weight' (2, 3)",
+                         std::isnan(bad) ? "NaN" : "inf", "element 4", "expected finite weights");
+    }
+  }
 }
 
 }  // namespace

@@ -1,6 +1,6 @@
-// make_builtin_techniques: which job keys switch which technique on (logging, preemption and
-// checkpointing always), --budget-usd replacing [budget] max_usd, and a bad budget limit or
-// loss-scaling option refused as an InputError before anything is written.
+// make_builtin_techniques: which job keys switch which technique on (logging, the non-finite
+// guard, preemption and checkpointing always), --budget-usd replacing [budget] max_usd, and a bad
+// budget limit or loss-scaling option refused as an InputError before anything is written.
 #include <filesystem>
 #include <limits>
 #include <map>
@@ -37,21 +37,21 @@ using Names = std::vector<std::string>;
 
 TEST(BuiltinTechniques, EachJobKeySwitchesItsTechniqueOn) {
   RunFixture f("builtin-keys", 40, kSections);
-  const Names always = {"logging", "preemption", "checkpointing"};
+  const Names always = {"logging", "nonfinite_guard", "preemption", "checkpointing"};
   EXPECT_EQ(switched_on(f, {}), always);
   EXPECT_EQ(switched_on(f, {"checkpoint.enabled=false"}), always) << "a signal still writes a checkpoint";
-  EXPECT_EQ(switched_on(f, {"precision.mode=\"fp16-mixed\""}), (Names{"logging", "loss_scaler", "preemption", "checkpointing"}));
-  EXPECT_EQ(switched_on(f, {"train.clip_norm=1.0"}), (Names{"logging", "clip", "preemption", "checkpointing"}));
+  EXPECT_EQ(switched_on(f, {"precision.mode=\"fp16-mixed\""}), (Names{"logging", "loss_scaler", "nonfinite_guard", "preemption", "checkpointing"}));
+  EXPECT_EQ(switched_on(f, {"train.clip_norm=1.0"}), (Names{"logging", "clip", "nonfinite_guard", "preemption", "checkpointing"}));
   EXPECT_EQ(switched_on(f, {"train.early_stopping.patience=2"}),
-            (Names{"logging", "early_stopping", "preemption", "checkpointing"}));
+            (Names{"logging", "early_stopping", "nonfinite_guard", "preemption", "checkpointing"}));
   EXPECT_EQ(switched_on(f, {"train.early_stopping.enabled=false"}), always);
-  EXPECT_EQ(switched_on(f, {"train.max_minutes=5.0"}), (Names{"logging", "time_limit", "preemption", "checkpointing"}));
+  EXPECT_EQ(switched_on(f, {"train.max_minutes=5.0"}), (Names{"logging", "time_limit", "nonfinite_guard", "preemption", "checkpointing"}));
   for (const char* limit : {"budget.max_usd=1.0", "budget.max_kwh=1.0", "budget.max_co2_kg=1.0", "budget.max_hours=1.0"})
-    EXPECT_EQ(switched_on(f, {limit}), (Names{"logging", "budget", "preemption", "checkpointing"})) << limit;
-  EXPECT_EQ(switched_on(f, {}, 2.5), (Names{"logging", "budget", "preemption", "checkpointing"})) << "--budget-usd";
+    EXPECT_EQ(switched_on(f, {limit}), (Names{"logging", "budget", "nonfinite_guard", "preemption", "checkpointing"})) << limit;
+  EXPECT_EQ(switched_on(f, {}, 2.5), (Names{"logging", "budget", "nonfinite_guard", "preemption", "checkpointing"})) << "--budget-usd";
   EXPECT_EQ(switched_on(f, {"precision.mode=\"fp16-mixed\"", "train.clip_norm=1.0", "train.early_stopping.patience=2",
                             "train.max_minutes=5.0", "budget.max_hours=1.0"}),
-            (Names{"logging", "loss_scaler", "clip", "early_stopping", "time_limit", "budget", "preemption",
+            (Names{"logging", "loss_scaler", "clip", "early_stopping", "time_limit", "budget", "nonfinite_guard", "preemption",
                    "checkpointing"}));
   // The loop orders them by order(): the loss scaler unscales before clipping reads the gradients,
   // checkpoint triggers act after every other technique of the step.
@@ -59,6 +59,7 @@ TEST(BuiltinTechniques, EachJobKeySwitchesItsTechniqueOn) {
   for (const auto& t : make_builtin_techniques(f.job({"precision.mode=\"fp16-mixed\"", "train.clip_norm=1.0"}), 1.0))
     order[t->name()] = t->order();
   EXPECT_LT(order.at("loss_scaler"), order.at("clip"));
+  EXPECT_LT(order.at("clip"), order.at("nonfinite_guard")) << "the guard reads clipping's gradient norm";
   for (const auto& [name, position] : order) EXPECT_LE(position, order.at("checkpointing")) << name;
 }
 

@@ -6,6 +6,7 @@
 #include <csignal>
 #include <filesystem>
 #include <functional>
+#include <limits>
 
 #include <gtest/gtest.h>
 
@@ -82,6 +83,23 @@ TEST(Init, LoadsEveryTensorConvertingTheDtype) {
   EXPECT_EQ(report.summary.unused, 0);
   EXPECT_FALSE(report.summary.run_id);
   EXPECT_FALSE(fs::exists(dir / "runs.db")) << "a file source must not open (or create) the run store";
+}
+
+TEST(Init, NonFiniteWeightsAreRefusedNamingFileAndTensor) {
+  fs::path dir = scratch("nonfinite");
+  auto source = mlp(3, 1), model = mlp(3, 2);
+  Named tensors;
+  for (const auto& [name, t] : source->state_dict()) {
+    Tensor copy = t.contiguous().clone();
+    if (name == "layers.3.bias") copy.data<float>()[1] = std::numeric_limits<float>::infinity();
+    tensors.emplace_back(name, copy);
+  }
+  const std::string path = (dir / "bad.safetensors").string();
+  io::write_safetensors(path, tensors);
+  const std::vector<float> before = values(*model, "layers.1.weight");
+  EXPECT_INPUT_ERROR(load_init_weights(from(path), *model, (dir / "runs.db").string(), "job.toml"), "job.toml",
+                     "[init] from " + path, "tensor 'layers.3.bias'", "inf at element 1");
+  EXPECT_EQ(values(*model, "layers.1.weight"), before) << "nothing loaded";
 }
 
 TEST(Init, MapRenamesPrefixesTheLongestFirst) {

@@ -299,8 +299,10 @@ Distillation::Distillation(const JobSpec& job, const PreparedData& data) : spec_
     weights_hash.text(file_bytes(weights_path_));
     weights_hash_ = weights_hash.hex();
     teacher_key_ = teacher_key_of(weights_hash_, model_keys_, job.precision.mode);
+    io::SafetensorsFile teacher_weights = io::read_safetensors(weights_path_);
+    io::check_finite_weights(teacher_weights, job.path + ": [distill] weights " + weights_path_);
     try {
-      teacher_->load_state_dict(io::read_safetensors(weights_path_).tensors, /*strict=*/true);
+      teacher_->load_state_dict(teacher_weights.tensors, /*strict=*/true);
     } catch (const InputError& e) {
       throw InputError(job.path + ": [distill] weights " + weights_path_ + " do not fit the teacher's [model] in " +
                        teacher_job.path + ": " + e.what());

@@ -115,6 +115,7 @@ InitReport load_init_weights(const InitSpec& spec, nn::Module& model, const std:
                              const std::string& where, const data::CharVocab* vocab) {
   const InitSource source = resolve_init_source(spec.from, store_path, where);
   io::SafetensorsFile file = io::read_safetensors(source.path);
+  io::check_finite_weights(file, where + ": [init] from " + source.path);
   const std::string what = where + ": [init] from " + source.path;
   const std::optional<VocabRows> remap = vocab_rows(file, vocab, what);
 

@@ -143,8 +143,11 @@ int64_t freeze_all_but_adapters(nn::Module& model, const LoraSpec& spec, const s
 
 LoraReport apply_lora(nn::Module& model, const JobSpec& job) {
   LoraReport report = add_adapters(model, job.lora, job.run.seed, job.path);
-  if (!job.lora.adapters.empty())
-    load_adapters(model, io::read_safetensors(job.lora.adapters), job.lora.adapters, job.lora);
+  if (!job.lora.adapters.empty()) {
+    io::SafetensorsFile adapters = io::read_safetensors(job.lora.adapters);
+    io::check_finite_weights(adapters, job.lora.adapters);
+    load_adapters(model, adapters, job.lora.adapters, job.lora);
+  }
   report.trainable_params = freeze_all_but_adapters(model, job.lora, job.path);
   return report;
 }

@@ -21,6 +21,7 @@ std::vector<std::unique_ptr<Technique>> make_builtin_techniques(const JobSpec& j
   cost::BudgetLimits limits{job.budget.max_usd, job.budget.max_kwh, job.budget.max_co2_kg, job.budget.max_hours};
   if (budget_usd) limits.usd = budget_usd;
   if (!limits.empty()) out.push_back(std::make_unique<BudgetGuard>(limits));
+  out.push_back(std::make_unique<NonfiniteGuard>());  // passive under a loss scaler
   out.push_back(std::make_unique<Preemption>());
   out.push_back(std::make_unique<Checkpointing>(job.checkpoint));
   return out;

@@ -2,7 +2,8 @@
 // job keys: metric logging and progress, gradient clipping (train.clip_norm), fp16 loss scaling
 // ([precision] mode = "fp16-mixed"), early stopping ([train.early_stopping]), a time limit
 // (train.max_minutes), budgets ([budget], --budget-usd), preemption signals and checkpoints
-// ([checkpoint]). One file each in this folder; positions within an event: technique.h's kOrder*.
+// ([checkpoint]); always, a guard against a non-finite loss. One file each in this folder;
+// positions within an event: technique.h's kOrder*.
 #pragma once
 
 #include <memory>
@@ -52,6 +53,21 @@ class GradientClipping : public Technique {
 
  private:
   double max_norm_;
+};
+
+// A NaN or inf loss (any micro-batch) or gradient norm (when clipping computed it): the step is not
+// applied, a checkpoint of the weights before it is written, and the run stops with exit 4
+// (kExitNonfinite). Passive when a loss scaler owns non-finite steps (fp16-mixed skips them).
+class NonfiniteGuard : public Technique {
+ public:
+  std::string name() const override { return "nonfinite_guard"; }
+  int order() const override { return kOrderNonfiniteGuard; }
+  EventSet events() const override;
+  void on(Event event, TrainState& state) override;
+
+ private:
+  bool passive_ = false;
+  std::optional<double> bad_loss_;  // the first non-finite loss of this step's micro-batches
 };
 
 // fp16-mixed: dynamic loss scaling as PyTorch's GradScaler (optim/loss_scaler.h): scales the loss,
