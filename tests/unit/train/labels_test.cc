@@ -114,7 +114,9 @@ std::string npy(const std::string& descr, const std::string& shape, const std::s
 }
 
 std::string npy_i64(const std::vector<int64_t>& labels) {  // i64 (N)
-  return npy("<i8", "(" + std::to_string(labels.size()) + ",)",
+  std::string shape = "(";  // built step by step: GCC 12 warns (-Wrestrict) on "(" + std::to_string(n)
+  shape += std::to_string(labels.size()) + ",)";
+  return npy("<i8", shape,
              std::string(reinterpret_cast<const char*>(labels.data()), labels.size() * 8));
 }
 
