@@ -1,5 +1,5 @@
-// `frugal`: the command line. Turns InputError into one clear line and exit code 2, anything
-// else unexpected into exit code 1.
+// `frugal`: the command line. Turns InputError (and a path the filesystem refuses) into one clear
+// line and exit code 2, a failing disk (IoError) into 74, anything else unexpected into exit code 1.
 #include <unistd.h>
 
 #include <cmath>
@@ -217,7 +217,14 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   return 0;
 }
 
+// Reading commands never create a store: a mistyped --store would otherwise become an empty one.
+void require_store(const std::string& store_path) {
+  if (!std::filesystem::exists(store_path))
+    throw InputError(store_path + ": no run store there (frugal train creates one); name an existing one with --store");
+}
+
 int cmd_runs_list(const std::string& store_path, bool as_json) {
+  require_store(store_path);
   track::RunStore store(store_path);
   std::vector<track::RunRecord> runs = store.list_runs(100);
   if (as_json) {
@@ -254,6 +261,7 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
 }
 
 int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_json) {
+  require_store(store_path);
   track::RunStore store(store_path);
   std::optional<track::RunRecord> run = store.find_run(id);
   if (!run) throw InputError("no run '" + id + "' in " + store_path);
@@ -323,7 +331,8 @@ int main(int argc, char** argv) {
   CLI::App app{"frugal: train neural networks for less, and prove by how much.\n"
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
                "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
-               "larger budget), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
+               "larger budget), 74 I/O error (disk full, quota, EIO: the input was fine; retry where there is space),\n"
+               "75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 
@@ -414,6 +423,18 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr, "frugal: error: %s\n", e.what());
     return 2;
+  } catch (const IoError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: I/O error: %s\n", e.what());
+    return 74;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A directory that cannot be made or read (a file in the way, /proc, a name too long): the
+    // input's fault, named by its path; a full disk or an I/O error: the storage's.
+    std::fflush(stdout);
+    const bool storage = is_storage_failure(e.code().value());
+    const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
+    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", where.c_str(), e.code().message().c_str());
+    return storage ? 74 : 2;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "frugal: internal error: %s\n", e.what());

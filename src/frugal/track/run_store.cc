@@ -70,8 +70,12 @@ std::string iso_utc(double unix_seconds) { return utc_time(unix_seconds, "%Y-%m-
   throw InputError("run store " + path + ": " + what);
 }
 
+// A full disk or an I/O error is the storage's fault (IoError, exit 74), not the input's.
 [[noreturn]] void fail_sqlite(const std::string& path, sqlite3* db, const std::string& doing) {
-  fail(path, doing + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  const int primary = db ? (sqlite3_extended_errcode(db) & 0xFF) : SQLITE_NOMEM;
+  const std::string text = "run store " + path + ": " + doing + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR) throw IoError(text);
+  throw InputError(text);
 }
 
 bool is_busy(int rc) { return (rc & 0xFF) == SQLITE_BUSY || (rc & 0xFF) == SQLITE_LOCKED; }

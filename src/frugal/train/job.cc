@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -15,6 +16,22 @@
 #include "frugal/base/suggest.h"
 
 namespace frugal::train {
+
+bool is_system_directory(const std::string& path) {
+  if (path.empty()) return false;
+  std::error_code error;
+  std::filesystem::path absolute = std::filesystem::absolute(path, error).lexically_normal();
+  if (error) return false;
+  std::string text = absolute.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  static const std::set<std::string> roots = {"/",     "/bin",  "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
+                                              "/opt",  "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+                                              "/usr",  "/var"};
+  if (roots.count(text)) return true;
+  for (const char* virtual_root : {"/proc/", "/sys/", "/dev/"})
+    if (text.rfind(virtual_root, 0) == 0) return true;
+  return false;
+}
 
 namespace {
 
@@ -435,6 +452,8 @@ void parse_checkpoint(Section& s, CheckpointSpec& c) {
   bool has_mtbi = s.has("mtbi");
   c.mtbi = s.get_double("mtbi", 0.0, 0.0, 1e12, /*min_open=*/true);
   c.dir = s.get_string("dir", "");
+  if (is_system_directory(c.dir))
+    s.fail_key("dir", "'" + c.dir + "' is a system directory; give the checkpoints a directory of their own, e.g. \"ckpt\"");
   s.check_unknown();
   if (c.interval_auto) {
     if (!has_mtbi) s.fail_key("interval", "interval = \"auto\" needs mtbi, the mean time between interruptions in seconds");
