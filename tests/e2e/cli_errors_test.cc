@@ -195,6 +195,34 @@ TEST_F(CliErrors, RunsWithAMissingStoreCreatesNothing) {
   }
 }
 
+// A length given with --set replaces the job file's, in either unit.
+TEST_F(CliErrors, SetStepsReplacesTheJobsEpochs) {
+  write_file(scratch_ / "job.toml", kGoodJob);
+  CommandResult r = scratch_.frugal("train job.toml --json --quiet --out out --set train.steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"steps\":3,"), std::string::npos) << last_line(r.out);
+}
+TEST_F(CliErrors, SetEpochsReplacesTheJobsSteps) {
+  std::string job = kGoodJob;
+  job.replace(job.find("epochs = 2"), 10, "steps = 500");
+  write_file(scratch_ / "job.toml", job);
+  CommandResult r = scratch_.frugal("train job.toml --json --quiet --out out --set train.epochs=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"epochs\":1"), std::string::npos) << last_line(r.out);
+}
+TEST_F(CliErrors, BothLengthsWithSetStillConflict) {
+  expect_error("", "", "set either epochs or steps, not both", "--set train.steps=3 --set train.epochs=1");
+}
+TEST_F(CliErrors, UnknownSectionFromSetNamesTheOverride) {
+  expect_error("", "", "job.toml: --set trian.steps: unknown section [trian]; did you mean 'train'?", "--set trian.steps=3");
+}
+TEST_F(CliErrors, SampleTemperatureNan) {
+  write_file(scratch_ / "job.toml", kGoodJob);
+  CommandResult r = scratch_.frugal("sample job.toml --weights none.safetensors --temperature nan");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--temperature nan: expected a number in [0, 100]"), std::string::npos) << r.err;
+}
+
 TEST_F(CliErrors, HelpDescribesEveryCommand) {
   CommandResult r = scratch_.frugal("--help");
   EXPECT_EQ(r.exit_code, 0);

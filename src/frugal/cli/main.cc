@@ -199,6 +199,9 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
 
 int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
                const std::string& prompt, int64_t tokens, double temperature, uint64_t seed) {
+  // CLI11's range check lets NaN through (every comparison with it is false).
+  if (!std::isfinite(temperature))
+    throw InputError("--temperature " + std::to_string(temperature) + ": expected a number in [0, 100]");
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.model.kind != train::ModelKind::gpt)
     throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");

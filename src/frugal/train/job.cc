@@ -681,7 +681,15 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
                      std::to_string(e.source().begin.column) + ": invalid TOML: " + std::string(e.description()));
   }
   std::set<std::string> overridden;
-  for (const std::string& o : overrides) overridden.insert(apply_override(root, o));
+  for (const std::string& o : overrides) {
+    const std::string key = apply_override(root, o);
+    overridden.insert(key);
+    // The run's length given on the command line replaces the job file's, in either unit; both
+    // given with --set still conflict.
+    for (const auto& [given, other] : {std::pair{"train.steps", "epochs"}, std::pair{"train.epochs", "steps"}})
+      if (key == given && !overridden.count(std::string("train.") + other))
+        if (toml::table* train = root["train"].as_table()) train->erase(other);
+  }
 
   JobSpec job;
   job.path = path;
@@ -689,9 +697,14 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
-    if (std::find(sections.begin(), sections.end(), k) == sections.end())
-      throw InputError(path + ":" + std::to_string(node.source().begin.line) + ": unknown section [" + k + "]" +
-                       did_you_mean(k, sections) + " (allowed: " + join(sections) + ")");
+    if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
+      // A section made by --set has no line in the file: name the override instead.
+      std::string where = path + ":" + std::to_string(node.source().begin.line);
+      for (const std::string& key : overridden)
+        if (node.source().begin.line == 0 && key.rfind(k + ".", 0) == 0) where = path + ": --set " + key;
+      throw InputError(where + ": unknown section [" + k + "]" + did_you_mean(k, sections) + " (allowed: " +
+                       join(sections) + ")");
+    }
     if (!node.is_table()) throw InputError(path + ": [" + k + "] must be a table");
   }
   auto section = [&](const std::string& name) { return Section(path, name, root[name].as_table(), &overridden); };
