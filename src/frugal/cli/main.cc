@@ -271,7 +271,8 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
   std::vector<track::MetricRow> rows = store.metrics(run->run_id);
   if (as_json) {
     json out = {{"run_id", run->run_id}, {"name", run->name}, {"status", run->status}, {"started_at", run->started_at},
-                {"finished_at", run->finished_at}, {"out_dir", run->out_dir}, {"job", run->job_toml}};
+                {"finished_at", run->finished_at}, {"out_dir", run->out_dir}, {"job", run->job_toml},
+                {"pid", run->pid}, {"host", run->host}};
     out["summary"] = run->summary_json.empty() ? json(nullptr) : json::parse(run->summary_json, nullptr, false);
     json metrics = json::array();
     for (const auto& row : rows) metrics.push_back(json::parse(row.json, nullptr, false));
@@ -282,6 +283,7 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
   std::printf("run      %s\nname     %s\nstatus   %s\nstarted  %s\nfinished %s\nout_dir  %s\n", run->run_id.c_str(),
               run->name.c_str(), run->status.c_str(), run->started_at.c_str(), run->finished_at.c_str(),
               run->out_dir.c_str());
+  if (run->pid > 0) std::printf("process  %lld on %s\n", (long long)run->pid, run->host.c_str());
   std::printf("metrics  %zu rows\n", rows.size());
   json summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
   if (summary.is_object() && summary.contains("projections") && !summary["projections"].empty()) {
