@@ -1,5 +1,7 @@
 // Every kind of bad input to `frugal train` gives one clear line naming the place and exit code 2,
 // and starts nothing (no run directory, no run in the store).
+#include <stdlib.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -195,10 +197,109 @@ TEST_F(CliErrors, UnknownOption) {
   CommandResult r = scratch_.frugal("train job.toml --frobnicate");
   EXPECT_EQ(r.exit_code, 2);
 }
+
+// A path the filesystem refuses is bad input (exit 2, the path named), not an internal error.
+TEST_F(CliErrors, DataPathIsADirectory) {
+  std::filesystem::create_directories(scratch_ / "data_dir");
+  expect_error("train.csv", "data_dir", "data_dir: is a directory");
+}
+TEST_F(CliErrors, OutIsAFile) {
+  write_file(scratch_ / "taken", "a file");
+  expect_error("", "", "taken", "--out taken");
+}
+TEST_F(CliErrors, OutUnderProc) { expect_error("", "", "--out /proc/frugal-out: a system directory", "--out /proc/frugal-out"); }
+TEST_F(CliErrors, OutUnderAFile) {
+  write_file(scratch_ / "taken", "a file");
+  expect_error("", "", "taken/run: Not a directory", "--out taken/run");
+}
+TEST_F(CliErrors, RunNameTooLong) {
+  const std::string name(300, 'n');
+  expect_error("name = \"tiny\"", "name = \"" + name + "\"", "too long");
+}
+TEST_F(CliErrors, CheckpointDirTooLong) {
+  const std::string dir(5000, 'c');
+  expect_error("[train]", "[checkpoint]\ndir = \"" + dir + "\"\n\n[train]", "too long");
+}
+
+// A full disk is the storage's fault: exit 74 (EX_IOERR), naming the file. /dev/full answers every
+// write with ENOSPC; the final save's temporary file is made a link to it.
+TEST_F(CliErrors, DiskFullExits74) {
+  write_file(scratch_ / "job.toml", std::string(kGoodJob) + "\n[checkpoint]\nenabled = false\n");
+  std::filesystem::create_directories(scratch_ / "out");
+  std::filesystem::create_symlink("/dev/full", scratch_ / "out" / "model.safetensors.tmp");
+  // With checkpoints off the training would be lost: the weights go to $TMPDIR instead, named.
+  const std::filesystem::path safe_dir = scratch_ / "safe";
+  std::filesystem::create_directories(safe_dir);
+  ::setenv("TMPDIR", safe_dir.c_str(), 1);
+  CommandResult r = scratch_.frugal("train job.toml --quiet --out out");
+  ::unsetenv("TMPDIR");
+  EXPECT_EQ(r.exit_code, 74) << r.err << r.out;
+  EXPECT_NE(r.err.find("I/O error: out/model.safetensors"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("No space left on device"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("the trained weights are safe in " + safe_dir.string()), std::string::npos) << r.err;
+  int kept = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(safe_dir))
+    kept += entry.path().filename().string().find("-model.safetensors") != std::string::npos;
+  EXPECT_EQ(kept, 1);
+}
+
+// Nothing lost: a fresh run does not overwrite the model of an earlier run, and no run writes into
+// a system directory.
+TEST_F(CliErrors, FreshRunIntoAnOutHoldingAModelIsRefused) {
+  write_file(scratch_ / "out" / "model.safetensors", "the earlier run's weights");
+  expect_error("", "", "out/model.safetensors: --out already holds the model of an earlier run", "--out out");
+  EXPECT_EQ(read_file(scratch_ / "out" / "model.safetensors"), "the earlier run's weights");
+}
+TEST_F(CliErrors, CheckpointDirIsTheRoot) {
+  expect_error("[train]", "[checkpoint]\ndir = \"/\"\n\n[train]", "[checkpoint] dir: '/' is a system directory");
+}
+TEST_F(CliErrors, CheckpointDirIsUsr) {
+  expect_error("[train]", "[checkpoint]\ndir = \"/usr/\"\n\n[train]", "'/usr/' is a system directory");
+}
+TEST_F(CliErrors, OutIsTheRoot) { expect_error("", "", "--out /: a system directory", "--out /"); }
+
+TEST_F(CliErrors, RunsWithAMissingStoreCreatesNothing) {
+  for (const char* command : {"runs --store nowhere/runs.db", "runs show abc --store nowhere/runs.db", "runs list --store nowhere/runs.db"}) {
+    CommandResult r = scratch_.frugal(command);
+    EXPECT_EQ(r.exit_code, 2) << command << r.err;
+    EXPECT_NE(r.err.find("nowhere/runs.db: no run store there"), std::string::npos) << r.err;
+    EXPECT_FALSE(std::filesystem::exists(scratch_ / "nowhere")) << command;
+  }
+}
+
+// A length given with --set replaces the job file's, in either unit.
+TEST_F(CliErrors, SetStepsReplacesTheJobsEpochs) {
+  write_file(scratch_ / "job.toml", kGoodJob);
+  CommandResult r = scratch_.frugal("train job.toml --json --quiet --out out --set train.steps=3");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"steps\":3,"), std::string::npos) << last_line(r.out);
+}
+TEST_F(CliErrors, SetEpochsReplacesTheJobsSteps) {
+  std::string job = kGoodJob;
+  job.replace(job.find("epochs = 2"), 10, "steps = 500");
+  write_file(scratch_ / "job.toml", job);
+  CommandResult r = scratch_.frugal("train job.toml --json --quiet --out out --set train.epochs=1");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(last_line(r.out).find("\"epochs\":1"), std::string::npos) << last_line(r.out);
+}
+TEST_F(CliErrors, BothLengthsWithSetStillConflict) {
+  expect_error("", "", "set either epochs or steps, not both", "--set train.steps=3 --set train.epochs=1");
+}
+TEST_F(CliErrors, UnknownSectionFromSetNamesTheOverride) {
+  expect_error("", "", "job.toml: --set trian.steps: unknown section [trian]; did you mean 'train'?", "--set trian.steps=3");
+}
+TEST_F(CliErrors, SampleTemperatureNan) {
+  write_file(scratch_ / "job.toml", kGoodJob);
+  CommandResult r = scratch_.frugal("sample job.toml --weights none.safetensors --temperature nan");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--temperature nan: expected a number in [0, 100]"), std::string::npos) << r.err;
+}
+
 TEST_F(CliErrors, HelpDescribesEveryCommand) {
   CommandResult r = scratch_.frugal("--help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* cmd : {"train", "eval", "sample", "runs"}) EXPECT_NE(r.out.find(cmd), std::string::npos) << cmd;
+  for (const char* code : {"2 invalid input", "74 I/O error"}) EXPECT_NE(r.out.find(code), std::string::npos) << code;
   r = scratch_.frugal("train --help");
   EXPECT_EQ(r.exit_code, 0);
   for (const char* opt : {"--set", "--out", "--json", "--quiet"}) EXPECT_NE(r.out.find(opt), std::string::npos) << opt;

@@ -1,5 +1,5 @@
-// `frugal`: the command line. Turns InputError into one clear line and exit code 2, anything
-// else unexpected into exit code 1.
+// `frugal`: the command line. Turns InputError (and a path the filesystem refuses) into one clear
+// line and exit code 2, a failing disk (IoError) into 74, anything else unexpected into exit code 1.
 #include <unistd.h>
 
 #include <cmath>
@@ -231,6 +231,9 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
 
 int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
                const std::string& prompt, int64_t tokens, double temperature, uint64_t seed) {
+  // CLI11's range check lets NaN through (every comparison with it is false).
+  if (!std::isfinite(temperature))
+    throw InputError("--temperature " + std::to_string(temperature) + ": expected a number in [0, 100]");
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.model.kind != train::ModelKind::gpt)
     throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
@@ -250,7 +253,14 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   return 0;
 }
 
+// Reading commands never create a store: a mistyped --store would otherwise become an empty one.
+void require_store(const std::string& store_path) {
+  if (!std::filesystem::exists(store_path))
+    throw InputError(store_path + ": no run store there (frugal train creates one); name an existing one with --store");
+}
+
 int cmd_runs_list(const std::string& store_path, bool as_json) {
+  require_store(store_path);
   track::RunStore store(store_path);
   std::vector<track::RunRecord> runs = store.list_runs(100);
   if (as_json) {
@@ -287,13 +297,15 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
 }
 
 int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_json) {
+  require_store(store_path);
   track::RunStore store(store_path);
   std::optional<track::RunRecord> run = store.find_run(id);
   if (!run) throw InputError("no run '" + id + "' in " + store_path);
   std::vector<track::MetricRow> rows = store.metrics(run->run_id);
   if (as_json) {
     json out = {{"run_id", run->run_id}, {"name", run->name}, {"status", run->status}, {"started_at", run->started_at},
-                {"finished_at", run->finished_at}, {"out_dir", run->out_dir}, {"job", run->job_toml}};
+                {"finished_at", run->finished_at}, {"out_dir", run->out_dir}, {"job", run->job_toml},
+                {"pid", run->pid}, {"host", run->host}};
     out["summary"] = run->summary_json.empty() ? json(nullptr) : json::parse(run->summary_json, nullptr, false);
     json metrics = json::array();
     for (const auto& row : rows) metrics.push_back(json::parse(row.json, nullptr, false));
@@ -304,6 +316,7 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
   std::printf("run      %s\nname     %s\nstatus   %s\nstarted  %s\nfinished %s\nout_dir  %s\n", run->run_id.c_str(),
               run->name.c_str(), run->status.c_str(), run->started_at.c_str(), run->finished_at.c_str(),
               run->out_dir.c_str());
+  if (run->pid > 0) std::printf("process  %lld on %s\n", (long long)run->pid, run->host.c_str());
   std::printf("metrics  %zu rows\n", rows.size());
   json summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
   if (summary.is_object() && summary.contains("projections") && !summary["projections"].empty()) {
@@ -357,7 +370,8 @@ int main(int argc, char** argv) {
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
                "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
                "larger budget), 4 stopped at a NaN/inf loss (a checkpoint of the weights before that step was\n"
-               "written), 75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
+               "written), 74 I/O error (disk full, quota, EIO: the input was fine; retry where there is space),\n"
+               "75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 
@@ -448,6 +462,18 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     std::fprintf(stderr, "frugal: error: %s\n", e.what());
     return 2;
+  } catch (const IoError& e) {
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: I/O error: %s\n", e.what());
+    return 74;
+  } catch (const std::filesystem::filesystem_error& e) {
+    // A directory that cannot be made or read (a file in the way, /proc, a name too long): the
+    // input's fault, named by its path; a full disk or an I/O error: the storage's.
+    std::fflush(stdout);
+    const bool storage = is_storage_failure(e.code().value());
+    const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
+    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", where.c_str(), e.code().message().c_str());
+    return storage ? 74 : 2;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "frugal: internal error: %s\n", e.what());

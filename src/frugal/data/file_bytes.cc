@@ -7,6 +7,7 @@
 #include <cstring>
 #include <memory>
 
+#include <sys/stat.h>
 #include <zlib.h>
 
 #include "frugal/base/error.h"
@@ -18,6 +19,10 @@ namespace {
 std::vector<uint8_t> read_raw(const std::string& path) {
   std::unique_ptr<FILE, int (*)(FILE*)> file(std::fopen(path.c_str(), "rb"), &std::fclose);
   if (!file) throw InputError(path + ": cannot open (" + std::strerror(errno) + ")");
+  // fopen opens a directory too; reading it would fail later with no useful message.
+  struct stat st {};
+  if (::fstat(::fileno(file.get()), &st) == 0 && S_ISDIR(st.st_mode))
+    throw InputError(path + ": is a directory; expected a data file");
   std::vector<uint8_t> bytes;
   if (std::fseek(file.get(), 0, SEEK_END) == 0) {
     long size = std::ftell(file.get());
@@ -27,7 +32,7 @@ std::vector<uint8_t> read_raw(const std::string& path) {
   uint8_t buffer[1 << 16];
   size_t got;
   while ((got = std::fread(buffer, 1, sizeof buffer, file.get())) > 0) bytes.insert(bytes.end(), buffer, buffer + got);
-  if (std::ferror(file.get())) throw InputError(path + ": read error after " + std::to_string(bytes.size()) + " bytes");
+  if (std::ferror(file.get())) fail_system(path + ": read error after " + std::to_string(bytes.size()) + " bytes", errno);
   return bytes;
 }
 

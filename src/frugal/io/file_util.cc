@@ -32,11 +32,11 @@ bool write_all(int fd, const char* bytes, size_t size) {
 // The rename of `path` into `dir` is durable only once the directory entry is on disk.
 void fsync_directory(const std::string& dir, const std::string& path) {
   int dir_fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dir_fd < 0) fail(path, "written, but cannot open directory '" + dir + "' to fsync it: " + system_message());
+  if (dir_fd < 0) fail_system(path + ": written, but cannot open directory '" + dir + "' to fsync it", errno);
   int rc = ::fsync(dir_fd);
-  std::string message = rc != 0 ? system_message() : "";
+  int error_number = errno;
   ::close(dir_fd);
-  if (rc != 0) fail(path, "written, but cannot fsync directory '" + dir + "': " + message);
+  if (rc != 0) fail_system(path + ": written, but cannot fsync directory '" + dir + "'", error_number);
 }
 
 }  // namespace
@@ -74,28 +74,28 @@ std::shared_ptr<Storage> read_whole_file(const std::string& path) {
 void write_file_atomic(const std::string& path, const std::function<void(const WriteBytes& write)>& produce) {
   const std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) fail(path, "cannot create temporary file '" + tmp + "': " + system_message());
+  if (fd < 0) fail_system(path + ": cannot create temporary file '" + tmp + "'", errno);
   try {
-    // fail() reads errno before the handler below closes and unlinks, so the message stays right.
+    // fail_system() reads errno before the handler below closes and unlinks, so the message stays
+    // right; a full disk or an I/O error becomes IoError (exit 74), anything else InputError.
     produce([&](const void* bytes, size_t size) {
-      if (!write_all(fd, static_cast<const char*>(bytes), size))
-        fail(path, "cannot write '" + tmp + "': " + system_message());
+      if (!write_all(fd, static_cast<const char*>(bytes), size)) fail_system(path + ": cannot write '" + tmp + "'", errno);
     });
-    if (::fsync(fd) != 0) fail(path, "cannot fsync '" + tmp + "': " + system_message());
+    if (::fsync(fd) != 0) fail_system(path + ": cannot fsync '" + tmp + "'", errno);
   } catch (...) {
     ::close(fd);
     ::unlink(tmp.c_str());
     throw;
   }
   if (::close(fd) != 0) {
-    std::string message = system_message();
+    int error_number = errno;
     ::unlink(tmp.c_str());
-    fail(path, "cannot close '" + tmp + "': " + message);
+    fail_system(path + ": cannot close '" + tmp + "'", error_number);
   }
   if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::string message = system_message();
+    int error_number = errno;
     ::unlink(tmp.c_str());
-    fail(path, "cannot rename '" + tmp + "' over it: " + message);
+    fail_system(path + ": cannot rename '" + tmp + "' over it", error_number);
   }
   const std::string parent = std::filesystem::path(path).parent_path().string();
   fsync_directory(parent.empty() ? "." : parent, path);

@@ -30,8 +30,8 @@ using WriteBytes = std::function<void(const void* bytes, size_t size)>;
 // Replaces `path` crash-safely: calls `produce(write)`, whose calls to `write` go to `path.tmp`;
 // then fsyncs the tmp file, renames it over `path` and fsyncs the directory. So `path` is only ever
 // a complete old or a complete new file. If anything fails or `produce` throws, the tmp file is
-// removed and the error propagates (I/O failures as InputError naming the path and the system's
-// message). A failure to fsync the directory is reported though `path` is already replaced.
+// removed and the error propagates, naming the path and the system's message: a full disk, a
+// quota or an I/O error as IoError (exit 74), any other failure as InputError. A failure to fsync the directory is reported though `path` is already replaced.
 // The directory of `path` must exist.
 void write_file_atomic(const std::string& path, const std::function<void(const WriteBytes& write)>& produce);
 

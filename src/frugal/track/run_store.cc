@@ -1,11 +1,15 @@
 // SQLite run store. Every write is one short statement or one BEGIN IMMEDIATE transaction, so a
 // writer holds the lock for microseconds; SQLITE_BUSY past the busy timeout is retried until a
-// deadline. Schema changes are versioned with PRAGMA user_version.
-// Limits: no migrations yet (version 1 is the first); a newer file is refused, never rewritten.
+// deadline. Schema changes are versioned with PRAGMA user_version: version 2 adds the process (pid,
+// host) of a running run, so a run whose process died shows as "interrupted".
+// Limits: a newer file is refused, never rewritten; a pid reused by another process reads as alive.
 #include "frugal/track/run_store.h"
 
 #include <sqlite3.h>
+#include <signal.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <cctype>
 #include <chrono>
@@ -51,6 +55,19 @@ CREATE INDEX metrics_by_run ON metrics(run_id, step);
 PRAGMA user_version = 1;
 )sql";
 
+// Version 2: the process running the run (0 and '' for runs recorded before).
+const char* const kSchemaV2 = R"sql(
+ALTER TABLE runs ADD COLUMN pid INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN host TEXT NOT NULL DEFAULT '';
+PRAGMA user_version = 2;
+)sql";
+
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
@@ -70,8 +87,12 @@ std::string iso_utc(double unix_seconds) { return utc_time(unix_seconds, "%Y-%m-
   throw InputError("run store " + path + ": " + what);
 }
 
+// A full disk or an I/O error is the storage's fault (IoError, exit 74), not the input's.
 [[noreturn]] void fail_sqlite(const std::string& path, sqlite3* db, const std::string& doing) {
-  fail(path, doing + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  const int primary = db ? (sqlite3_extended_errcode(db) & 0xFF) : SQLITE_NOMEM;
+  const std::string text = "run store " + path + ": " + doing + ": " + (db ? sqlite3_errmsg(db) : "out of memory");
+  if (primary == SQLITE_FULL || primary == SQLITE_IOERR) throw IoError(text);
+  throw InputError(text);
 }
 
 bool is_busy(int rc) { return (rc & 0xFF) == SQLITE_BUSY || (rc & 0xFF) == SQLITE_LOCKED; }
@@ -184,7 +205,13 @@ std::string id_safe(const std::string& name) {
 }
 
 constexpr const char* kRunColumns =
-    "run_id, name, status, job_toml, out_dir, summary_json, started_at, finished_at, job_hash";
+    "run_id, name, status, job_toml, out_dir, summary_json, started_at, finished_at, job_hash, pid, host";
+
+// A run still "running" whose process is gone from this host was killed and not resumed.
+bool process_gone(int64_t pid, const std::string& host) {
+  if (pid <= 0 || host.empty() || host != host_name()) return false;
+  return ::kill(pid_t(pid), 0) != 0 && errno == ESRCH;
+}
 
 RunRecord record_from(const Statement& s) {
   RunRecord r;
@@ -197,6 +224,9 @@ RunRecord record_from(const Statement& s) {
   r.started_at = s.text(6);
   r.finished_at = s.text(7);
   r.job_hash = s.text(8);
+  r.pid = s.int64(9);
+  r.host = s.text(10);
+  if (r.status == "running" && process_gone(r.pid, r.host)) r.status = "interrupted";
   return r;
 }
 
@@ -232,6 +262,7 @@ RunStore::RunStore(const std::string& db_path) : path_(db_path) {
         // Another process may have created the schema while we waited for the lock.
         const int now = user_version(path_, db_);
         if (now == 0) exec(path_, db_, kSchemaV1, "cannot create the schema");
+        if (now <= 1) exec(path_, db_, kSchemaV2, "cannot add the process columns");
         else if (now > kSchemaVersion)
           fail(path_, "schema version " + std::to_string(now) + " is newer than this frugal understands");
       });
@@ -260,9 +291,9 @@ std::string RunStore::create_run(const RunStart& start) {
     const std::string run_id = base + suffix;
     Statement s(path_, db_,
                 "INSERT OR IGNORE INTO runs (run_id, name, status, job_toml, job_hash, out_dir, started_at, "
-                "started_unix) VALUES (?, ?, 'running', ?, ?, ?, ?, ?)");
+                "started_unix, pid, host) VALUES (?, ?, 'running', ?, ?, ?, ?, ?, ?, ?)");
     s.bind(1, run_id).bind(2, start.name).bind(3, start.job_toml).bind(4, start.job_hash).bind(5, start.out_dir);
-    s.bind(6, iso_utc(now)).bind(7, now);
+    s.bind(6, iso_utc(now)).bind(7, now).bind(8, int64_t(::getpid())).bind(9, host_name());
     s.run("cannot record run '" + run_id + "'");
     if (sqlite3_changes(db_) == 1) return run_id;
   }
@@ -296,8 +327,9 @@ bool RunStore::resume_run(const std::string& run_id, int64_t keep_through_step) 
   Statement begin(path_, db_, "BEGIN IMMEDIATE");
   begin.run("cannot resume run '" + run_id + "'");
   try {
-    Statement update(path_, db_, "UPDATE runs SET status = 'running', finished_at = '' WHERE run_id = ?");
-    update.bind(1, run_id);
+    Statement update(path_, db_,
+                     "UPDATE runs SET status = 'running', finished_at = '', pid = ?, host = ? WHERE run_id = ?");
+    update.bind(1, int64_t(::getpid())).bind(2, host_name()).bind(3, run_id);
     update.run("cannot resume run '" + run_id + "'");
     bool found = sqlite3_changes(db_) == 1;
     if (found) {

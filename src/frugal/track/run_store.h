@@ -24,6 +24,10 @@ struct RunRecord {
   std::string run_id, name, status, job_toml, out_dir, summary_json;
   std::string started_at, finished_at;  // ISO-8601 UTC ("2024-05-01T12:34:56Z"); finished_at "" while running
   std::string job_hash;
+  // The process that runs (or last ran) it. A "running" run whose process is gone from this host
+  // reads as status "interrupted": killed and not resumed (--resume auto goes on from its checkpoint).
+  int64_t pid = 0;
+  std::string host;
 };
 
 struct MetricRow {
@@ -42,7 +46,8 @@ class RunStore {
   RunStore(const RunStore&) = delete;
   RunStore& operator=(const RunStore&) = delete;
 
-  // Records a new run with status "running"; returns its id `<name>-<YYYYmmdd-HHMMSS>-<4 hex>` (UTC).
+  // Records a new run with status "running" and this process (pid, host); returns its id
+  // `<name>-<YYYYmmdd-HHMMSS>-<4 hex>` (UTC).
   std::string create_run(const RunStart& start);
   // Appends one metric row; json_object must be a JSON object, kind "train" or "eval".
   void log_metrics(const std::string& run_id, int64_t step, const std::string& kind, const std::string& json_object);
@@ -60,7 +65,7 @@ class RunStore {
   std::vector<MetricRow> metrics(const std::string& run_id);  // in step order
 
   const std::string& path() const { return path_; }
-  static constexpr int kSchemaVersion = 1;
+  static constexpr int kSchemaVersion = 2;
 
  private:
   std::string path_;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <map>
@@ -15,6 +16,22 @@
 #include "frugal/base/suggest.h"
 
 namespace frugal::train {
+
+bool is_system_directory(const std::string& path) {
+  if (path.empty()) return false;
+  std::error_code error;
+  std::filesystem::path absolute = std::filesystem::absolute(path, error).lexically_normal();
+  if (error) return false;
+  std::string text = absolute.string();
+  while (text.size() > 1 && text.back() == '/') text.pop_back();
+  static const std::set<std::string> roots = {"/",     "/bin",  "/boot", "/dev", "/etc", "/home", "/lib", "/lib64",
+                                              "/opt",  "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp",
+                                              "/usr",  "/var"};
+  if (roots.count(text)) return true;
+  for (const char* virtual_root : {"/proc/", "/sys/", "/dev/"})
+    if (text.rfind(virtual_root, 0) == 0) return true;
+  return false;
+}
 
 namespace {
 
@@ -445,6 +462,8 @@ void parse_checkpoint(Section& s, CheckpointSpec& c) {
   bool has_mtbi = s.has("mtbi");
   c.mtbi = s.get_double("mtbi", 0.0, 0.0, 1e12, /*min_open=*/true);
   c.dir = s.get_string("dir", "");
+  if (is_system_directory(c.dir))
+    s.fail_key("dir", "'" + c.dir + "' is a system directory; give the checkpoints a directory of their own, e.g. \"ckpt\"");
   s.check_unknown();
   if (c.interval_auto) {
     if (!has_mtbi) s.fail_key("interval", "interval = \"auto\" needs mtbi, the mean time between interruptions in seconds");
@@ -672,7 +691,15 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
                      std::to_string(e.source().begin.column) + ": invalid TOML: " + std::string(e.description()));
   }
   std::set<std::string> overridden;
-  for (const std::string& o : overrides) overridden.insert(apply_override(root, o));
+  for (const std::string& o : overrides) {
+    const std::string key = apply_override(root, o);
+    overridden.insert(key);
+    // The run's length given on the command line replaces the job file's, in either unit; both
+    // given with --set still conflict.
+    for (const auto& [given, other] : {std::pair{"train.steps", "epochs"}, std::pair{"train.epochs", "steps"}})
+      if (key == given && !overridden.count(std::string("train.") + other))
+        if (toml::table* train = root["train"].as_table()) train->erase(other);
+  }
 
   JobSpec job;
   job.path = path;
@@ -680,9 +707,14 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
-    if (std::find(sections.begin(), sections.end(), k) == sections.end())
-      throw InputError(path + ":" + std::to_string(node.source().begin.line) + ": unknown section [" + k + "]" +
-                       did_you_mean(k, sections) + " (allowed: " + join(sections) + ")");
+    if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
+      // A section made by --set has no line in the file: name the override instead.
+      std::string where = path + ":" + std::to_string(node.source().begin.line);
+      for (const std::string& key : overridden)
+        if (node.source().begin.line == 0 && key.rfind(k + ".", 0) == 0) where = path + ": --set " + key;
+      throw InputError(where + ": unknown section [" + k + "]" + did_you_mean(k, sections) + " (allowed: " +
+                       join(sections) + ")");
+    }
     if (!node.is_table()) throw InputError(path + ": [" + k + "] must be a table");
   }
   auto section = [&](const std::string& name) { return Section(path, name, root[name].as_table(), &overridden); };

@@ -234,6 +234,10 @@ struct JobSpec {
   std::string hash;           // of resolved_toml (hex)
 };
 
+// True for a system directory a run must not write into ("/", "/usr", "/etc", "/tmp"... itself, or
+// anything under /proc, /sys or /dev); the path is made absolute and normalized first.
+bool is_system_directory(const std::string& path);
+
 // Reads and validates `path`, applying `overrides` ("section.key=value", value in TOML syntax or a
 // bare string). Throws InputError on any problem.
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides = {});

@@ -233,6 +233,27 @@ FinalMetrics TrainLoop::final_metrics() {
   return m;
 }
 
+namespace {
+
+// The final save failed (a full disk, a directory removed): without a checkpoint the training would
+// be lost, so the weights go to the temporary directory ($TMPDIR, else /tmp), usually another
+// filesystem; the returned text says where, for the error line.
+std::string keep_model_elsewhere(const std::vector<std::pair<std::string, Tensor>>& tensors,
+                                 const std::map<std::string, std::string>& metadata, const std::string& path,
+                                 const std::string& run_id) {
+  std::error_code error;
+  const fs::path directory = fs::temp_directory_path(error);
+  const fs::path safe = (error ? fs::path("/tmp") : directory) / ("frugal-" + run_id + "-model.safetensors");
+  try {
+    io::write_safetensors(safe.string(), tensors, metadata);
+  } catch (const std::exception& e) {
+    return "; keeping the trained weights in " + safe.string() + " failed too (" + e.what() + "): they are lost";
+  }
+  return "; the trained weights are safe in " + safe.string() + " (move them to " + path + ")";
+}
+
+}  // namespace
+
 void TrainLoop::write_model() {
   const JobSpec& job = state_.job;
   std::map<std::string, std::string> metadata = {{"frugal.model", name_of(job.model.kind)},
@@ -240,8 +261,15 @@ void TrainLoop::write_model() {
   if (state_.data.is_text) metadata["frugal.vocab"] = state_.data.vocab.to_string();
   // [data] labels = "names": class index -> name as a JSON array of strings, checked by frugal eval.
   if (!state_.data.label_names.empty()) metadata["frugal.labels"] = nlohmann::json(state_.data.label_names).dump();
-  io::write_safetensors((fs::path(state_.out_dir) / "model.safetensors").string(),
-                        state_.model_to_save ? state_.model_to_save() : state_.model.state_dict(), metadata);
+  const auto tensors = state_.model_to_save ? state_.model_to_save() : state_.model.state_dict();
+  const std::string path = (fs::path(state_.out_dir) / "model.safetensors").string();
+  try {
+    io::write_safetensors(path, tensors, metadata);
+  } catch (const IoError& e) {
+    throw IoError(e.what() + keep_model_elsewhere(tensors, metadata, path, state_.run_id));
+  } catch (const InputError& e) {
+    throw InputError(e.what() + keep_model_elsewhere(tensors, metadata, path, state_.run_id));
+  }
 }
 
 RunSummary TrainLoop::finish() {

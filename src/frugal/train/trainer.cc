@@ -178,6 +178,8 @@ ResumePoint find_resume_point(const JobSpec& job, const TrainOptions& options) {
     if (options.resume == "auto") throw InputError("--resume auto needs --out DIR, the run directory to continue");
     r.out_dir = (fs::path("runs") / (job.run.name + "-" + utc_timestamp())).string();
   }
+  if (is_system_directory(r.out_dir))
+    throw InputError("--out " + r.out_dir + ": a system directory; give the run a directory of its own");
   r.checkpoint_dir = job.checkpoint.dir.empty() ? (fs::path(r.out_dir) / "checkpoints").string() : job.checkpoint.dir;
   if (options.resume == "auto") {
     if (std::optional<io::LatestCheckpoint> latest = io::load_latest_checkpoint(r.checkpoint_dir)) {
@@ -303,12 +305,18 @@ TrainOutcome Trainer::run() {
   ModelPlan plan = plan_model(job, data);
   std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
-  if (resume.checkpoint && options_.resume == "auto") {
+  if (options_.resume == "auto") {
     if (std::optional<RunSummary> done = completed_run(resume.out_dir)) {
       if (!options_.quiet) std::fprintf(options_.log, "%s already completed; nothing to resume\n", resume.out_dir.c_str());
       return {0, *done};
     }
   }
+  // A fresh run would replace the weights an earlier run left there.
+  const fs::path earlier_model = fs::path(resume.out_dir) / "model.safetensors";
+  if (!resume.checkpoint && fs::exists(earlier_model))
+    throw InputError(earlier_model.string() + ": --out already holds the model of an earlier run, which a fresh run "
+                     "would overwrite: choose another --out, or move the model away first (--resume auto continues a "
+                     "run from its checkpoints)");
   // [init] loads its weights here in a fresh run, before the optimizer sees the model.
   for (auto& technique : make_compress_techniques(job, *model, !resume.checkpoint, data.is_text ? &data.vocab : nullptr))
     techniques_.push_back(std::move(technique));

@@ -5,6 +5,7 @@
 
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdint>
 #include <fstream>
 #include <sstream>
@@ -75,6 +76,30 @@ TEST(FileUtil, AMissingDirectoryNamesThePathAndTheTmp) {
       input_error_of([&] { write_file_atomic(path, [](const WriteBytes& write) { write("x", 1); }); });
   EXPECT_EQ(message.rfind(path + ": cannot create temporary file '" + path + ".tmp': ", 0), 0u) << message;
   EXPECT_NE(message.find("No such file or directory"), std::string::npos) << message;
+}
+
+// A full disk is the storage's fault (IoError, exit 74), not the input's: /dev/full answers every
+// write with ENOSPC, here through the temporary file the write goes to.
+TEST(FileUtil, AFullDiskIsAnIoErrorNamingThePath) {
+  TempDir dir;
+  const std::string path = dir.file("out.bin");
+  ASSERT_EQ(::symlink("/dev/full", (path + ".tmp").c_str()), 0);
+  std::string message;
+  try {
+    write_file_atomic(path, [](const WriteBytes& write) { write("x", 1); });
+  } catch (const IoError& e) {
+    message = e.what();
+  }
+  EXPECT_EQ(message.rfind(path + ": cannot write '" + path + ".tmp': No space left on device", 0), 0u) << message;
+  EXPECT_FALSE(exists(path));
+}
+
+// Which errno values are the storage's fault: the rest stay input errors (exit 2).
+TEST(FileUtil, FailSystemSortsStorageFailuresFromInputErrors) {
+  for (int storage : {ENOSPC, EDQUOT, EIO, EFBIG}) EXPECT_THROW(fail_system("f", storage), IoError) << storage;
+  for (int input : {ENOENT, ENOTDIR, EISDIR, EACCES, ENAMETOOLONG, EROFS})
+    EXPECT_THROW(fail_system("f", input), InputError) << input;
+  EXPECT_EQ(input_error_of([] { fail_system("a/b", ENOTDIR); }), "a/b: Not a directory");
 }
 
 TEST(FileUtil, ReadWholeFileIsExactAndAligned) {

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include <gtest/gtest.h>
+#include <sqlite3.h>
 
 #include "frugal/base/error.h"
 #include "frugal/base/rng.h"
@@ -169,13 +170,82 @@ TEST_F(RunStoreTest, NewerSchemaVersionIsRefused) {
   char version[4];
   f.seekg(60);
   f.read(version, 4);
-  ASSERT_EQ(std::string(version, 4), std::string("\0\0\0\1", 4)) << "schema version 1 expected on disk";
+  ASSERT_EQ(std::string(version, 4), std::string("\0\0\0\2", 4)) << "schema version 2 expected on disk";
   f.seekp(60);
-  f.write("\0\0\0\2", 4);
+  f.write("\0\0\0\3", 4);
   f.close();
   std::string message = expect_input_error([&] { RunStore store(db); });
-  EXPECT_NE(message.find("schema version 2 is newer"), std::string::npos) << message;
+  EXPECT_NE(message.find("schema version 3 is newer"), std::string::npos) << message;
   EXPECT_NE(message.find(db), std::string::npos) << message;
+}
+
+// A store of schema version 1 (before pid and host) is upgraded when opened: its runs stay readable,
+// an old "running" run (no process recorded) stays "running", and new runs record their process.
+TEST_F(RunStoreTest, VersionOneStoreGainsTheProcessColumns) {
+  const std::string db = dir_ + "/old.db";
+  sqlite3* raw = nullptr;
+  ASSERT_EQ(sqlite3_open(db.c_str(), &raw), SQLITE_OK);
+  const char* v1 =
+      "CREATE TABLE runs (run_id TEXT PRIMARY KEY, name TEXT NOT NULL, status TEXT NOT NULL, job_toml TEXT NOT NULL,"
+      " job_hash TEXT NOT NULL, out_dir TEXT NOT NULL, summary_json TEXT NOT NULL DEFAULT '{}', started_at TEXT NOT NULL,"
+      " started_unix REAL NOT NULL, finished_at TEXT NOT NULL DEFAULT '');"
+      "CREATE INDEX runs_by_start ON runs(started_unix);"
+      "CREATE TABLE metrics (run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, step INTEGER NOT NULL,"
+      " kind TEXT NOT NULL CHECK (kind IN ('train', 'eval')), json TEXT NOT NULL, time_s REAL NOT NULL);"
+      "CREATE INDEX metrics_by_run ON metrics(run_id, step);"
+      "INSERT INTO runs (run_id, name, status, job_toml, job_hash, out_dir, started_at, started_unix)"
+      " VALUES ('old-run', 'old', 'running', '', 'h', 'out', '2024-01-01T00:00:00Z', 1704067200);"
+      "PRAGMA user_version = 1;";
+  ASSERT_EQ(sqlite3_exec(raw, v1, nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+  sqlite3_close(raw);
+  RunStore store(db);
+  std::optional<RunRecord> old = store.find_run("old-run");
+  ASSERT_TRUE(old.has_value());
+  EXPECT_EQ(old->status, "running");
+  EXPECT_EQ(old->pid, 0);
+  const std::string id = store.create_run(start("new"));
+  EXPECT_EQ(store.find_run(id)->pid, int64_t(::getpid()));
+}
+
+// A run whose process was killed before finishing it reads as "interrupted", naming the process;
+// a run of a live process stays "running".
+TEST_F(RunStoreTest, RunOfAProcessThatIsGoneIsInterrupted) {
+  const std::string db = dir_ + "/runs.db";
+  RunStore store(db);
+  const std::string live = store.create_run(start("live"));
+  int ids[2];
+  ASSERT_EQ(::pipe(ids), 0);
+  pid_t child = ::fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    std::string id;
+    try {
+      id = RunStore(db).create_run(start("killed"));
+    } catch (...) {
+    }
+    (void)!::write(ids[1], id.data(), id.size());
+    ::_exit(0);  // never finishes its run, as a killed training
+  }
+  ::close(ids[1]);
+  char buffer[256];
+  ssize_t n = ::read(ids[0], buffer, sizeof buffer);
+  ::close(ids[0]);
+  int status = 0;
+  ASSERT_EQ(::waitpid(child, &status, 0), child);
+  ASSERT_GT(n, 0);
+  std::optional<RunRecord> killed = store.find_run(std::string(buffer, size_t(n)));
+  ASSERT_TRUE(killed.has_value());
+  EXPECT_EQ(killed->status, "interrupted");
+  EXPECT_EQ(killed->pid, int64_t(child));
+  EXPECT_FALSE(killed->host.empty());
+  std::optional<RunRecord> running = store.find_run(live);
+  ASSERT_TRUE(running.has_value());
+  EXPECT_EQ(running->status, "running");
+  EXPECT_EQ(running->pid, int64_t(::getpid()));
+  bool listed = false;
+  for (const RunRecord& r : store.list_runs())
+    if (r.run_id == killed->run_id) listed = r.status == "interrupted";
+  EXPECT_TRUE(listed);
 }
 
 // Two processes append 200 rows each to the same run and each creates and finishes its own run,
