@@ -237,6 +237,44 @@ json RunSummary::to_json() const {
   return out;
 }
 
+// The summary's `init` object ([init]).
+static InitSummary read_init(Reader& r, const json& i) {
+  InitSummary init{r.get<std::string>(i, "from"), r.optional<std::string>(i, "run_id"), r.get<int64_t>(i, "loaded"),
+                   {}, r.get<int64_t>(i, "unused"), {}};
+  const json& skipped = r.at(i, "skipped");
+  if (!skipped.is_array()) r.fail("skipped", "is not an array");
+  for (const json& name : skipped) {
+    if (!name.is_string()) r.fail("skipped", "holds a value that is not a string");
+    init.skipped.push_back(name.get<std::string>());
+  }
+  if (i.contains("vocab")) {
+    const json& v = i.at("vocab");
+    init.vocab = InitVocab{r.get<int64_t>(v, "shared"), r.get<int64_t>(v, "new"), r.get<int64_t>(v, "dropped")};
+  }
+  return init;
+}
+
+// The summary's `distill` object ([distill]).
+static DistillSummary read_distill(Reader& r, const json& j) {
+  DistillSummary d;
+  d.teacher = r.get<std::string>(j, "teacher");
+  d.weights = r.get<std::string>(j, "weights");
+  d.teacher_params = r.get<int64_t>(j, "teacher_params");
+  d.alpha = r.get<double>(j, "alpha");
+  d.temperature = r.get<double>(j, "temperature");
+  d.teacher_forward_s = r.get<double>(j, "teacher_forward_s");
+  d.teacher_forward_batches = r.get<int64_t>(j, "teacher_forward_batches");
+  d.cache = r.get<bool>(j, "cache");
+  if (d.cache) {
+    d.cache_path = r.get<std::string>(j, "cache_path");
+    d.cache_status = r.get<std::string>(j, "cache_status");
+    d.cache_bytes = r.get<int64_t>(j, "cache_bytes");
+    d.cache_build_s = r.get<double>(j, "cache_build_s");
+    d.cache_build_flops = r.optional<double>(j, "cache_build_flops");
+  }
+  return d;
+}
+
 RunSummary RunSummary::from_json(const json& in, const std::string& where) {
   Reader r(where);
   if (!in.is_object()) throw InputError(where + ": the run summary is not a JSON object");
@@ -356,42 +394,8 @@ RunSummary RunSummary::from_json(const json& in, const std::string& where) {
                              r.optional<double>(b, "max_co2_kg"), r.optional<double>(b, "max_hours"),
                              r.optional<std::string>(b, "exceeded").value_or("")};
   }
-  if (in.contains("init")) {
-    const json& i = in.at("init");
-    InitSummary init{r.get<std::string>(i, "from"), r.optional<std::string>(i, "run_id"), r.get<int64_t>(i, "loaded"),
-                     {}, r.get<int64_t>(i, "unused")};
-    const json& skipped = r.at(i, "skipped");
-    if (!skipped.is_array()) r.fail("skipped", "is not an array");
-    for (const json& name : skipped) {
-      if (!name.is_string()) r.fail("skipped", "holds a value that is not a string");
-      init.skipped.push_back(name.get<std::string>());
-    }
-    if (i.contains("vocab")) {
-      const json& v = i.at("vocab");
-      init.vocab = InitVocab{r.get<int64_t>(v, "shared"), r.get<int64_t>(v, "new"), r.get<int64_t>(v, "dropped")};
-    }
-    s.init = init;
-  }
-  if (in.contains("distill")) {
-    const json& j = in.at("distill");
-    DistillSummary d;
-    d.teacher = r.get<std::string>(j, "teacher");
-    d.weights = r.get<std::string>(j, "weights");
-    d.teacher_params = r.get<int64_t>(j, "teacher_params");
-    d.alpha = r.get<double>(j, "alpha");
-    d.temperature = r.get<double>(j, "temperature");
-    d.teacher_forward_s = r.get<double>(j, "teacher_forward_s");
-    d.teacher_forward_batches = r.get<int64_t>(j, "teacher_forward_batches");
-    d.cache = r.get<bool>(j, "cache");
-    if (d.cache) {
-      d.cache_path = r.get<std::string>(j, "cache_path");
-      d.cache_status = r.get<std::string>(j, "cache_status");
-      d.cache_bytes = r.get<int64_t>(j, "cache_bytes");
-      d.cache_build_s = r.get<double>(j, "cache_build_s");
-      d.cache_build_flops = r.optional<double>(j, "cache_build_flops");
-    }
-    s.distill = d;
-  }
+  if (in.contains("init")) s.init = read_init(r, in.at("init"));
+  if (in.contains("distill")) s.distill = read_distill(r, in.at("distill"));
   if (in.contains("techniques") && in.at("techniques").is_object())
     for (const auto& [name, value] : in.at("techniques").items()) s.techniques[name] = value;
   return s;
