@@ -122,7 +122,11 @@ void adopt_grad(const Tensor& leaf, const Tensor& g) {
 }
 }  // namespace
 
-void backward(const Tensor& root, const Tensor& grad_root) {
+namespace {
+// backward() and backward_returning(): the gradient of a leaf listed in `returned` goes to the
+// matching slot of *out (moved, not copied); other leaves accumulate into their .grad.
+void run_backward(const Tensor& root, const Tensor& grad_root, const std::vector<Tensor>& returned,
+                  std::vector<Tensor>* out) {
   FRUGAL_CHECK(root.defined() && root.requires_grad(), "backward() on a tensor that does not require grad");
   Tensor seed = grad_root;
   if (!seed.defined()) {
@@ -132,10 +136,19 @@ void backward(const Tensor& root, const Tensor& grad_root) {
   }
   NoGradGuard no_grad;
   BackwardFlops backward_work;  // what the rules compute is backward work (flops.h)
+  // The slot a leaf's gradient goes to: its .grad, or its entry of *out when it is returned.
+  auto deliver = [&](const Tensor& leaf, Tensor g) {
+    for (size_t i = 0; i < returned.size(); ++i)
+      if (returned[i].impl_ptr() == leaf.impl_ptr()) {
+        accumulate((*out)[i], std::move(g), false);
+        return;
+      }
+    Tensor slot = leaf.grad();
+    accumulate(slot, std::move(g), true);
+    adopt_grad(leaf, slot);
+  };
   if (!root.grad_fn()) {  // root is a leaf
-    Tensor g = root.grad();
-    accumulate(g, seed, true);
-    adopt_grad(root, g);
+    deliver(root, seed);
     return;
   }
   // Collect the nodes reachable from root, then run them newest first.
@@ -173,12 +186,22 @@ void backward(const Tensor& root, const Tensor& grad_root) {
       if (in.grad_fn()) {
         accumulate(pending[in.grad_fn().get()], grads[i], false);
       } else {
-        Tensor g = in.grad();
-        accumulate(g, std::move(grads[i]), true);
-        adopt_grad(in, g);
+        deliver(in, std::move(grads[i]));
       }
     }
   }
+}
+}  // namespace
+
+void backward(const Tensor& root, const Tensor& grad_root) { run_backward(root, grad_root, {}, nullptr); }
+
+std::vector<Tensor> backward_returning(const Tensor& root, const Tensor& grad_root, const std::vector<Tensor>& leaves) {
+  for (const Tensor& leaf : leaves)
+    FRUGAL_CHECK(leaf.defined() && leaf.requires_grad() && !leaf.grad_fn(),
+                 "backward_returning: every returned tensor must be a leaf that requires grad");
+  std::vector<Tensor> out(leaves.size());
+  run_backward(root, grad_root, leaves, &out);
+  return out;
 }
 
 }  // namespace autograd

@@ -93,6 +93,11 @@ bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_l
 // work of the backward rules counts as backward FLOPs (flops.h).
 void backward(const Tensor& root, const Tensor& grad_root = Tensor());
 
+// backward() that hands back the gradients of `leaves` (leaves that require grad) instead of adding
+// them into their .grad: no copy, no .grad written (torch.autograd.grad's role). Every other leaf
+// accumulates as backward() does. An entry is undefined when no gradient reached that leaf.
+std::vector<Tensor> backward_returning(const Tensor& root, const Tensor& grad_root, const std::vector<Tensor>& leaves);
+
 // Sums `grad` over broadcast axes so it has `shape` (the inverse of broadcasting).
 Tensor reduce_to_shape(const Tensor& grad, const Shape& shape);
 

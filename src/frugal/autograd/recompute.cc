@@ -73,15 +73,13 @@ Tensor recompute(const BlockFn& fn, const Tensor& input, const std::vector<Tenso
                   FRUGAL_CHECK(y.defined() && y.shape() == grad_output.shape(),
                                "recompute: the re-run gave another shape than the forward");
                   // Parameter gradients accumulate into their .grad inside this nested pass, in the
-                  // order the plain graph would add them; only the input's gradient goes back out.
-                  if (y.requires_grad()) backward(y, grad_output);
+                  // order the plain graph would add them; only the input's gradient goes back out,
+                  // as the backward temporary it is (never copied into x's .grad: that copy was a
+                  // whole input's bytes on top of the re-run's peak).
                   std::vector<Tensor> grads(1 + count);
-                  if (input_needs_grad && x.grad().defined()) {
-                    grads[0] = x.grad();
-                    // backward() filed it under gradients (x is a leaf here); out of this node it
-                    // is a backward temporary again, counted as the caller's backward counts them.
-                    grads[0].storage()->set_category(MemoryCategoryGuard::current());
-                  }
+                  if (!y.requires_grad()) return grads;
+                  if (input_needs_grad) grads[0] = backward_returning(y, grad_output, {x})[0];
+                  else backward(y, grad_output);
                   return grads;
                 });
 }

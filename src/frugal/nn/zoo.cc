@@ -315,6 +315,11 @@ int64_t count_flops_per_sample(const GptConfig& config) {
 // as the next op's saved input, so a chain of ops keeps every output; contiguous reshapes and
 // flattens are views (no bytes); dropout redraws its mask from the counter-based RNG.
 
+int64_t ActivationEstimate::rerun_bytes(size_t block) const {
+  FRUGAL_CHECK(block < block_bytes.size(), "rerun_bytes: block " + std::to_string(block) + " out of range");
+  return block_bytes[block] + (block < output_bytes.size() ? 2 * output_bytes[block] : 0);
+}
+
 int64_t ActivationEstimate::peak_bytes(const std::vector<int64_t>& recompute) const {
   std::vector<bool> chosen(block_bytes.size(), false);
   for (int64_t b : recompute) {
@@ -324,7 +329,7 @@ int64_t ActivationEstimate::peak_bytes(const std::vector<int64_t>& recompute) co
   int64_t kept = other_bytes, rerun = 0;
   for (size_t i = 0; i < block_bytes.size(); ++i) {
     kept += input_bytes[i];
-    if (chosen[i]) rerun = std::max(rerun, block_bytes[i]);
+    if (chosen[i]) rerun = std::max(rerun, rerun_bytes(i));
     else kept += block_bytes[i];
   }
   return kept + rerun;
@@ -349,6 +354,7 @@ ActivationEstimate estimate_activation_bytes(const GptConfig& config, int64_t ba
   ActivationEstimate e;
   e.block_bytes.assign(size_t(config.layers), block);
   e.input_bytes.assign(size_t(config.layers), N * C * f32);
+  e.output_bytes.assign(size_t(config.layers), N * C * f32);  // the residual stream
   // Token and position embeddings (+ their sum when dropout follows), the last block's output, the
   // final norm and the logits.
   e.other_bytes = N * C * f32 + T * C * f32 + (drop ? N * C * f32 : 0) + N * C * f32 + layer_norm + N * V * f32;
@@ -372,6 +378,7 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
       int64_t block = pool_values + 2 * out * f32 + (channels + taps + taps * taps) * 8;
       if (bf16_mixed) block += (in_values + out * taps) * f32;
       e.block_bytes.push_back(block);
+      e.output_bytes.push_back(pool_values * f32);
       h = block_out_size(h, config.kernel, true), w = block_out_size(w, config.kernel, true), channels = out;
       continue;
     }
@@ -388,6 +395,7 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
     else if (pooled) block += conv_values * f32;
     if (config.pool == "max") block += pool_values;  // the u8 argmax workspace (2x2 kernel: a byte per output)
     e.block_bytes.push_back(block);
+    e.output_bytes.push_back((pooled ? pool_values : conv_values) * f32);
     h = block_out_size(h, config.kernel, pooled);
     w = block_out_size(w, config.kernel, pooled);
     channels = out;
@@ -405,25 +413,66 @@ ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t ba
   return e;
 }
 
+namespace {
+// Candidates in the order the choices below take them: largest block_bytes first, then index.
+std::vector<size_t> by_size(const ActivationEstimate& estimate) {
+  std::vector<size_t> order(estimate.block_bytes.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return estimate.block_bytes[a] > estimate.block_bytes[b]; });
+  return order;
+}
+
+std::vector<int64_t> sorted(std::vector<int64_t> blocks) {
+  std::sort(blocks.begin(), blocks.end());
+  return blocks;
+}
+}  // namespace
+
+// The peak is kept - (the chosen blocks' bytes) + (the largest re-run among them). Fixing which
+// block m has the largest re-run, every block whose re-run is no larger may join without raising
+// that term, and each lowers the kept part by its bytes: so for each m the best k-block choice is
+// m plus the k - 1 largest such blocks. Trying every m is exact, in O(n^2).
 std::vector<int64_t> choose_recompute_blocks(const ActivationEstimate& estimate, int64_t limit, bool* fits) {
-  std::vector<int64_t> order(estimate.block_bytes.size());
-  for (size_t i = 0; i < order.size(); ++i) order[i] = int64_t(i);
-  std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {
-    return estimate.block_bytes[size_t(a)] > estimate.block_bytes[size_t(b)];
-  });
-  // For each k the k largest blocks are the best choice: any other k blocks keep the largest one
-  // plus n - k - 1 others, at least as much as the n - k smallest plus the largest as re-run peak.
-  for (size_t k = 0; k <= order.size(); ++k) {
-    std::vector<int64_t> chosen(order.begin(), order.begin() + int64_t(k));
-    std::sort(chosen.begin(), chosen.end());
-    if (estimate.peak_bytes(chosen) <= limit) {
-      if (fits) *fits = true;
-      return chosen;
+  if (estimate.peak_bytes({}) <= limit) {
+    if (fits) *fits = true;
+    return {};
+  }
+  const std::vector<size_t> order = by_size(estimate);
+  std::vector<int64_t> best;
+  int64_t best_peak = 0;
+  for (size_t top : order) {
+    std::vector<int64_t> chosen{int64_t(top)};
+    for (size_t k = 0;; ++k) {
+      const int64_t peak = estimate.peak_bytes(chosen);
+      if (peak <= limit) {
+        if (best.empty() || chosen.size() < best.size() || (chosen.size() == best.size() && peak < best_peak))
+          best = chosen, best_peak = peak;
+        break;
+      }
+      while (k < order.size() && (order[k] == top || estimate.rerun_bytes(order[k]) > estimate.rerun_bytes(top))) ++k;
+      if (k == order.size()) break;
+      chosen.push_back(int64_t(order[k]));
     }
   }
-  if (fits) *fits = false;
-  std::sort(order.begin(), order.end());
-  return order;
+  if (fits) *fits = !best.empty();
+  return best.empty() ? lowest_peak_blocks(estimate) : sorted(best);
+}
+
+std::vector<int64_t> lowest_peak_blocks(const ActivationEstimate& estimate) {
+  const std::vector<size_t> order = by_size(estimate);
+  std::vector<int64_t> best;
+  int64_t best_peak = estimate.peak_bytes({});
+  for (size_t top : order) {
+    std::vector<int64_t> chosen;  // every block (with bytes to save) whose re-run is no larger
+    for (size_t b : order)
+      if (b == top || (estimate.block_bytes[b] > 0 && estimate.rerun_bytes(b) <= estimate.rerun_bytes(top)))
+        chosen.push_back(int64_t(b));
+    const int64_t peak = estimate.peak_bytes(chosen);
+    if (peak < best_peak || (peak == best_peak && !best.empty() && chosen.size() < best.size()))
+      best = chosen, best_peak = peak;
+  }
+  return sorted(best);
 }
 
 }  // namespace nn

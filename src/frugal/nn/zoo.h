@@ -162,11 +162,17 @@ int64_t count_flops_per_sample(const GptConfig& config);
 // block's output. Gradients and the short-lived buffers of each backward rule are left out. The
 // loss's own buffers are left out too (a few bytes per sample).
 struct ActivationEstimate {
-  std::vector<int64_t> block_bytes;  // saved inside block i, its input excluded
-  std::vector<int64_t> input_bytes;  // block i's input (kept by a recomputed block too)
+  std::vector<int64_t> block_bytes;   // saved inside block i, its input excluded
+  std::vector<int64_t> input_bytes;   // block i's input (kept by a recomputed block too)
+  std::vector<int64_t> output_bytes;  // block i's output (empty: none counted)
   int64_t other_bytes = 0;
+  // What re-running block i in backward holds at once: its activations, and twice its output
+  // (the re-run's own output, and the gradient of the output, which the plain graph frees after
+  // the block's last op but the re-run holds through the block's whole backward).
+  int64_t rerun_bytes(size_t block) const;
   // Peak with the blocks in `recompute` re-run in backward: everything kept, plus the largest
-  // recomputed block, whose activations live again while its backward runs.
+  // re-run (rerun_bytes). An upper bound in time: it assumes nothing kept is freed before the
+  // re-run, which is true for the first block backward reaches.
   int64_t peak_bytes(const std::vector<int64_t>& recompute = {}) const;
 };
 // bf16_mixed: what bf16-mixed precision keeps in bf16 instead (attention's per-head q, k, v) or in
@@ -174,10 +180,14 @@ struct ActivationEstimate {
 ActivationEstimate estimate_activation_bytes(const GptConfig& config, int64_t batch, bool bf16_mixed = false);
 ActivationEstimate estimate_activation_bytes(const CnnConfig& config, int64_t batch, bool bf16_mixed = false);
 
-// The fewest blocks whose recomputation brings estimate.peak_bytes within `limit`: blocks are
-// taken largest first (ties: lower index first), which is optimal for this cost model. Returned in
-// increasing index order. When even all blocks do not fit, returns all and sets *fits = false.
+// The fewest blocks whose recomputation brings estimate.peak_bytes within `limit` (ties: the lower
+// peak, then lower indices), exact for this cost model. Returned in increasing index order. When
+// no choice fits, returns lowest_peak_blocks and sets *fits = false.
 std::vector<int64_t> choose_recompute_blocks(const ActivationEstimate& estimate, int64_t limit, bool* fits);
+
+// The blocks whose recomputation gives the lowest estimated peak (ties: fewer blocks), empty when
+// recomputing any would raise it: recomputation never costs the memory it exists to save.
+std::vector<int64_t> lowest_peak_blocks(const ActivationEstimate& estimate);
 
 }  // namespace nn
 }  // namespace frugal

@@ -11,8 +11,12 @@ namespace {
 
 void plan_recompute(const JobSpec& job, const nn::ActivationEstimate& estimate, ModelPlan& plan) {
   plan.block_count = int64_t(estimate.block_bytes.size());
+  std::vector<int64_t> all;
+  for (int64_t i = 0; i < plan.block_count; ++i) all.push_back(i);
+  plan.plain_activation_bytes = estimate.peak_bytes({});
+  plan.all_blocks_activation_bytes = estimate.peak_bytes(all);
   if (job.memory.recompute == RecomputeMode::blocks) {
-    for (int64_t i = 0; i < plan.block_count; ++i) plan.recompute_blocks.push_back(i);
+    plan.recompute_blocks = nn::lowest_peak_blocks(estimate);
   } else if (job.memory.recompute == RecomputeMode::automatic) {
     plan.recompute_blocks = nn::choose_recompute_blocks(estimate, job.memory.max_activation_bytes, &plan.fits);
   }

@@ -21,11 +21,14 @@ struct ModelPlan {
   ModelKind kind = ModelKind::mlp;
   std::variant<std::monostate, nn::MlpConfig, nn::CnnConfig, nn::GptConfig> config;  // monostate: custom
   // [memory]: the blocks build_model recomputes, chosen from the activation estimate of one
-  // micro-batch (train.batch_size samples) for recompute = "auto".
+  // micro-batch (train.batch_size samples): "blocks" those that lower the estimated peak (all of
+  // them on a GPT; none on a CNN whose largest block is its last), "auto" the fewest that fit.
   RecomputeMode recompute = RecomputeMode::none;
   std::vector<int64_t> recompute_blocks;
   int64_t block_count = 0;
   int64_t estimated_activation_bytes = 0;  // nn::ActivationEstimate::peak_bytes(blocks); 0 for an mlp
+  int64_t plain_activation_bytes = 0;      // the estimate with no block recomputed
+  int64_t all_blocks_activation_bytes = 0;  // the estimate with every block recomputed
   bool fits = true;                        // auto: the estimate is within max_activation_bytes
   std::optional<int64_t> flops_per_sample;  // nn::count_flops_per_sample; unknown for custom models
 };

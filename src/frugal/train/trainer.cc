@@ -258,9 +258,13 @@ void announce(TrainState& state, const ModelPlan& plan, int64_t batch_size, cons
              std::to_string(plan.block_count) + "; estimated activations " + mib(plan.estimated_activation_bytes) +
              " per micro-batch of " + std::to_string(batch_size));
     if (!plan.fits)
-      out.line("recompute auto: even with every block recomputed the estimate " +
-               std::to_string(plan.estimated_activation_bytes) + " bytes exceeds max_activation_bytes " +
-               std::to_string(state.job.memory.max_activation_bytes) + "; recomputing all blocks");
+      out.line("recompute auto: no choice of blocks brings the estimate within max_activation_bytes " +
+               std::to_string(state.job.memory.max_activation_bytes) + "; recomputing the blocks with the lowest (" +
+               std::to_string(plan.estimated_activation_bytes) + " bytes)");
+    if (plan.recompute == RecomputeMode::blocks && int64_t(plan.recompute_blocks.size()) < plan.block_count)
+      out.line("recompute blocks: warning: re-running the other blocks would raise the estimated activation peak (" +
+               mib(plan.plain_activation_bytes) + " with none recomputed, " + mib(plan.all_blocks_activation_bytes) +
+               " with all: a re-run holds its block's activations, output and output gradient at once); they run plainly");
   }
   if (!state.resumed_from.empty())
     out.line("resumed from " + state.resumed_from + " at step " + std::to_string(state.step) + " (interruption " +

@@ -102,6 +102,24 @@ TEST(Autograd, LeafGradientsOwnTheirBuffers) {
   EXPECT_NE(d.grad().storage(), seed.storage());
 }
 
+// backward_returning hands the returned leaves' gradients back (the same values backward would
+// add into .grad) and leaves their .grad alone; the other leaves accumulate as usual.
+TEST(Autograd, BackwardReturningGivesGradientsWithoutTouchingGrad) {
+  Tensor a = random_leaf({2, 3}, 21), b = random_leaf({2, 3}, 22), unused = random_leaf({2}, 23);
+  Tensor seed = random_tensor({2, 3}, 24, DType::f64);
+  auto graph = [&] { return add(mul(a, b), mul(a, a)); };  // a used twice: its gradients add
+  autograd::backward(graph(), seed);
+  const std::vector<double> grad_a = a.grad().to_vector<double>(), grad_b = b.grad().to_vector<double>();
+  a.set_grad(Tensor()), b.set_grad(Tensor());
+  std::vector<Tensor> got = autograd::backward_returning(graph(), seed, {a, unused});
+  ASSERT_EQ(got.size(), 2u);
+  EXPECT_EQ(got[0].to_vector<double>(), grad_a);
+  EXPECT_FALSE(got[1].defined()) << "no gradient reaches an unused leaf";
+  EXPECT_FALSE(a.grad().defined()) << "a returned leaf's .grad is not written";
+  EXPECT_EQ(b.grad().to_vector<double>(), grad_b);
+  EXPECT_THROW(autograd::backward_returning(graph(), seed, {mul(a, b)}), InternalError) << "not a leaf";
+}
+
 TEST(Reduce, SumMeanGradcheck) {
   Tensor x = random_leaf({2, 3, 4}, 11);
   for (std::vector<int64_t> axes : std::vector<std::vector<int64_t>>{{}, {0}, {1}, {2}, {0, 2}, {-1, 0}, {1, 2}})
