@@ -75,6 +75,15 @@ TEST(Limits, ModelTooLargeForTheMachineIsRefusedWithTheFigure) {
   EXPECT_NE(r.err.find("needs ~16.0 TiB for parameters, gradients and Adam state"), std::string::npos) << r.err;
 }
 
+TEST(Limits, HelpNamesTheOutOfMemoryCodeAndSampleFlags) {
+  Scratch s("limits-help");
+  CommandResult r = s.frugal("--help");
+  EXPECT_NE(r.out.find("71 out of memory"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("74 I/O error"), std::string::npos) << r.out;
+  r = s.frugal("sample --help");
+  for (const char* flag : {"--progress", "--quiet"}) EXPECT_NE(r.out.find(flag), std::string::npos) << flag;
+}
+
 TEST(Limits, ThreadsAboveTheCoresAreCappedWithAWarning) {
   Scratch s("limits-threads");
   write_file(s / "train.csv", csv_rows(40));

@@ -413,8 +413,8 @@ int main(int argc, char** argv) {
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
                "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
                "larger budget), 4 stopped at a NaN/inf loss (a checkpoint of the weights before that step was\n"
-               "written), 71 out of memory (an allocation failed: make the model, batch or data smaller), 74 I/O\n"
-               "error (disk full, quota, EIO: the input was fine; retry where there is space), 75 preempted\n"
+               "written), 71 out of memory (an allocation failed: make the model, batch or data smaller),\n"
+               "74 I/O error (disk full, quota, EIO: the input was fine; retry where there is space), 75 preempted\n"
                "(SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto; `sample` prints the\n"
                "text made so far)."};
   app.require_subcommand(1);
@@ -459,8 +459,8 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--set", sets, "Override a job key (repeatable)");
   sample_cmd->add_flag("--progress", progress,
                        "Progress on stderr (tokens done / total, tokens/s, ETA) even when it would not show by default "
-                       "(it shows when stdout is not a terminal and stderr is one, or for 10000 tokens or more); "
-                       "the text alone goes to stdout");
+                       "(it shows when stdout is not a terminal and either stderr is one or --tokens is 10000 or "
+                       "more); the text alone goes to stdout. SIGINT/SIGTERM stop it keeping the text (exit 75)");
   sample_cmd->add_flag("--quiet", quiet, "No progress line");
 
   CLI::App* runs_cmd = app.add_subcommand("runs", "List recorded runs, or show one");

@@ -152,7 +152,7 @@ int64_t max_file_bytes() {
 int64_t default_max_file_bytes() {
   const int64_t available = machine_memory().available;
   if (available <= 0) return int64_t(4) << 30;
-  return std::min(available / 2, int64_t(16) << 30);
+  return std::min(available / 2, int64_t(4) << 30);
 }
 
 FileBytes load_file(const std::string& path, const ExpectSize& expect) {

@@ -23,7 +23,8 @@ struct FileBytes {
 // the training setup sets it from the job before reading data. 0 = default_max_file_bytes().
 void set_max_file_bytes(int64_t bytes);
 int64_t max_file_bytes();
-// Half the memory available now (base/machine.h), at most 16 GiB; 4 GiB when that is unknown.
+// Half the memory available now (base/machine.h), at most 4 GiB (4 GiB when unknown): a larger
+// file needs data.max_bytes set; a gzip bomb of 4 MB (4 GB of zeros) stops at the cap.
 int64_t default_max_file_bytes();
 
 // What the bytes inflated so far say the whole file must be: `bytes` < 0 while the header is not

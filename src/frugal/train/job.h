@@ -63,7 +63,7 @@ struct DataSpec {
   bool flip = false;
   int prefetch = 2;
   // The most bytes one data file may hold, raw or inflated (a gzip bomb is refused once past it);
-  // 0: half the memory available, at most 16 GiB (data/file_bytes.h).
+  // 0: half the memory available, at most 4 GiB (data/file_bytes.h).
   int64_t max_bytes = 0;
   // Subsets of classification data (idx, csv, npy), applied by train/data_setup.cc: the classes kept
   // in every split, renumbered 0..k-1 in the listed order (empty = all), then a seeded choice of the

@@ -100,7 +100,7 @@ TEST_F(FileBytes, RawFileOverTheLimitRefusedBeforeReading) {
 
 TEST_F(FileBytes, DefaultLimitFollowsTheMachine) {
   EXPECT_GT(default_max_file_bytes(), int64_t(16) << 20);
-  EXPECT_LE(default_max_file_bytes(), int64_t(16) << 30);
+  EXPECT_LE(default_max_file_bytes(), int64_t(4) << 30);
   EXPECT_EQ(max_file_bytes(), default_max_file_bytes());
 }
 
