@@ -1,7 +1,8 @@
 #include "frugal/base/parallel.h"
 
 #include <omp.h>
-#include <thread>
+
+#include "frugal/base/machine.h"
 
 namespace frugal {
 
@@ -10,7 +11,7 @@ int g_threads = 0;
 }
 
 void set_num_threads(int threads) {
-  if (threads <= 0) threads = static_cast<int>(std::thread::hardware_concurrency());
+  if (threads <= 0) threads = available_cores();  // the affinity mask and a cgroup quota, not all cores
   if (threads <= 0) threads = 1;
   g_threads = threads;
   omp_set_num_threads(threads);

@@ -1,5 +1,6 @@
 // `frugal`: the command line. Turns InputError (and a path the filesystem refuses) into one clear
-// line and exit code 2, a failing disk (IoError) into 74, anything else unexpected into exit code 1.
+// line and exit code 2, a failing disk (IoError) into 74, a failed allocation (std::bad_alloc) into
+// 71, anything else unexpected into exit code 1.
 #include <unistd.h>
 
 #include <cmath>
@@ -17,7 +18,10 @@
 
 #include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
+#include "frugal/base/machine.h"
 #include "frugal/base/parallel.h"
+#include "frugal/base/signals.h"
+#include "frugal/base/timer.h"
 #include "frugal/cli/compare.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
@@ -25,13 +29,19 @@
 #include "frugal/train/data_setup.h"
 #include "frugal/train/evaluate.h"
 #include "frugal/train/job.h"
+#include "frugal/train/limits.h"
 #include "frugal/train/model_setup.h"
+#include "frugal/train/progress.h"
 #include "frugal/train/trainer.h"
 
 namespace {
 
 using json = nlohmann::json;
 using namespace frugal;
+
+// Exit code when an allocation fails (std::bad_alloc): EX_OSERR from <sysexits.h>, an operating
+// system error (the memory the process asked for was not there).
+constexpr int kExitOutOfMemory = 71;
 
 std::string format_metric(const std::optional<double>& value, bool percent) {
   if (!value) return "-";
@@ -189,7 +199,7 @@ void check_label_names(const std::string& weights, const std::vector<std::string
 int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
              const std::string& split, bool as_json) {
   train::JobSpec job = train::load_job(job_path, sets);
-  if (job.run.threads > 0) set_num_threads(job.run.threads);
+  train::apply_threads(job);
   // Evaluate in the precision the model was trained in.
   PrecisionGuard precision(job.precision.mode);
   train::PreparedData data = train::prepare_data(job, "runs/cache");
@@ -229,15 +239,23 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
   return 0;
 }
 
+// When `frugal sample` shows a progress line on stderr: --progress always, --quiet never; else when
+// stdout is not a terminal (the text does not show itself) and stderr is one, or the run is long.
+bool sample_progress_wanted(int64_t tokens, bool progress, bool quiet) {
+  if (quiet) return false;
+  if (progress) return true;
+  return !isatty(fileno(stdout)) && (isatty(fileno(stderr)) || tokens >= 10000);
+}
+
 int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
-               const std::string& prompt, int64_t tokens, double temperature, uint64_t seed) {
+               const std::string& prompt, int64_t tokens, double temperature, uint64_t seed, bool progress, bool quiet) {
   // CLI11's range check lets NaN through (every comparison with it is false).
   if (!std::isfinite(temperature))
     throw InputError("--temperature " + std::to_string(temperature) + ": expected a number in [0, 100]");
   train::JobSpec job = train::load_job(job_path, sets);
   if (job.model.kind != train::ModelKind::gpt)
     throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
-  if (job.run.threads > 0) set_num_threads(job.run.threads);
+  train::apply_threads(job);
   PrecisionGuard precision(job.precision.mode);
   io::SafetensorsFile file = io::read_safetensors(weights);
   io::check_finite_weights(file, weights);
@@ -248,8 +266,33 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   data.vocab = data::CharVocab::from_string(it->second);
   std::shared_ptr<nn::Module> model = train::build_model(job, data);
   model->load_state_dict(file.tensors, true);
-  std::string text = train::sample_text(*model, data.vocab, job.model.gpt.context, prompt, tokens, temperature, seed);
-  std::printf("%s%s\n", prompt.c_str(), text.c_str());
+  // The text streams to stdout as it is made, so a stop (SIGINT, SIGTERM) keeps what was produced;
+  // the progress line goes to stderr only.
+  const bool show = sample_progress_wanted(tokens, progress, quiet);
+  train::Progress bar(stderr, isatty(fileno(stderr)), !show);
+  bar.set_unit("tokens");
+  install_preemption_handlers();
+  Timer timer;
+  int64_t produced = 0;
+  train::sample_text(*model, data.vocab, job.model.gpt.context, prompt, tokens, temperature, seed,
+                     [&](const std::string& piece, int64_t done) {
+                       if (done == 1) std::fputs(prompt.c_str(), stdout);  // once the prompt is known to encode
+                       std::fwrite(piece.data(), 1, piece.size(), stdout);
+                       produced = done;
+                       const double elapsed = timer.seconds();
+                       bar.update(0, 0, done, tokens, NAN, "tokens/s", elapsed > 0 ? double(done) / elapsed : 0, elapsed);
+                       return !preemption_requested();
+                     });
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  bar.finish();
+  const int signal = preemption_signal();
+  uninstall_preemption_handlers();
+  if (produced < tokens && signal != 0) {
+    std::fprintf(stderr, "frugal: sample stopped by %s after %lld of %lld tokens (the text so far is on stdout)\n",
+                 preemption_signal_name(signal), (long long)produced, (long long)tokens);
+    return kExitPreempted;
+  }
   return 0;
 }
 
@@ -370,8 +413,10 @@ int main(int argc, char** argv) {
                "Exit codes: 0 completed, 1 internal error, 2 invalid input (job file, data, options, a refused\n"
                "resume), 3 stopped at a [budget] limit (a checkpoint was written; rerun with --resume auto and a\n"
                "larger budget), 4 stopped at a NaN/inf loss (a checkpoint of the weights before that step was\n"
-               "written), 74 I/O error (disk full, quota, EIO: the input was fine; retry where there is space),\n"
-               "75 preempted (SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto)."};
+               "written), 71 out of memory (an allocation failed: make the model, batch or data smaller),\n"
+               "74 I/O error (disk full, quota, EIO: the input was fine; retry where there is space), 75 preempted\n"
+               "(SIGTERM/SIGINT/SIGUSR1: a checkpoint was written; rerun with --resume auto; `sample` prints the\n"
+               "text made so far)."};
   app.require_subcommand(1);
   app.set_version_flag("--version", "frugal 0.1.0");
 
@@ -379,7 +424,7 @@ int main(int argc, char** argv) {
   std::optional<double> budget_usd;
   std::string job_path, out_dir, weights, split = "test", prompt, store_path = "runs/frugal.db", run_id;
   std::vector<std::string> sets;
-  bool as_json = false, quiet = false;
+  bool as_json = false, quiet = false, progress = false;
   int64_t tokens = 200;
   double temperature = 1.0;
   uint64_t seed = 0;
@@ -412,6 +457,11 @@ int main(int argc, char** argv) {
   sample_cmd->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
   sample_cmd->add_option("--seed", seed, "Random seed for sampling");
   sample_cmd->add_option("--set", sets, "Override a job key (repeatable)");
+  sample_cmd->add_flag("--progress", progress,
+                       "Progress on stderr (tokens done / total, tokens/s, ETA) even when it would not show by default "
+                       "(it shows when stdout is not a terminal and either stderr is one or --tokens is 10000 or "
+                       "more); the text alone goes to stdout. SIGINT/SIGTERM stop it keeping the text (exit 75)");
+  sample_cmd->add_flag("--quiet", quiet, "No progress line");
 
   CLI::App* runs_cmd = app.add_subcommand("runs", "List recorded runs, or show one");
   runs_cmd->add_option("--store", store_path, "Run store (SQLite)");
@@ -453,7 +503,7 @@ int main(int argc, char** argv) {
   try {
     if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
-    if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed);
+    if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
@@ -474,6 +524,13 @@ int main(int argc, char** argv) {
     const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
     std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", where.c_str(), e.code().message().c_str());
     return storage ? 74 : 2;
+  } catch (const std::bad_alloc&) {
+    // Past the estimate checked before the model is allocated (data, buffers, other processes).
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: out of memory: an allocation failed; this machine has %s available (of %s): make "
+                 "the model, the batch or the data smaller\n", bytes_text(machine_memory().available).c_str(),
+                 bytes_text(machine_memory().total).c_str());
+    return kExitOutOfMemory;
   } catch (const std::exception& e) {
     std::fflush(stdout);
     std::fprintf(stderr, "frugal: internal error: %s\n", e.what());

@@ -1,5 +1,6 @@
 // IDX reader (the MNIST family's format): magic 00 00 <type> <rank>, rank big-endian u32 dims, then
 // big-endian elements in C order. Size is checked exactly: short or long files are errors.
+#include <cstdint>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -36,10 +37,29 @@ std::string dims_text(const Shape& shape) {
   return text;
 }
 
+// The file size the IDX header promises, once `head` holds the header; no bound (INT64_MAX) when
+// the header is malformed (read_idx then says what is wrong with it).
+ExpectedSize idx_expected_size(const std::vector<uint8_t>& head) {
+  const int64_t unbounded = INT64_MAX;
+  IdxType type{};
+  if (head.size() < 4) return {};
+  if (head[0] != 0 || head[1] != 0 || !idx_type(head[2], type) || head[3] == 0 || head[3] > 8) return {unbounded, ""};
+  const int64_t header = 4 + 4 * int64_t(head[3]);
+  if (int64_t(head.size()) < header) return {};
+  Shape shape(head[3], 0);
+  int64_t numel = 1;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    shape[d] = load_be32(&head[4 + 4 * d]);
+    if (shape[d] == 0 || numel > (int64_t(1) << 40) / shape[d]) return {unbounded, ""};
+    numel *= shape[d];
+  }
+  return {header + numel * type.file_size, "its IDX header (" + dims_text(shape) + ")"};
+}
+
 }  // namespace
 
 Tensor read_idx(const std::string& path) {
-  FileBytes file = load_file(path);
+  FileBytes file = load_file(path, idx_expected_size);
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
   auto fail = [&](const std::string& what) { fail_file(file, path, what); };

@@ -309,6 +309,43 @@ int64_t count_flops_per_sample(const GptConfig& config) {
   return 2 * per_token * T;
 }
 
+// ---- Parameters ----
+
+int64_t count_parameters(const MlpConfig& config) {
+  int64_t params = 0, width = config.inputs;
+  for (int64_t h : config.hidden) {
+    params += width * h + h;
+    width = h;
+  }
+  return params + width * config.outputs + config.outputs;
+}
+
+int64_t count_parameters(const CnnConfig& config) {
+  const bool pooled = config.pool != "none";
+  int64_t params = 0, channels = config.in_channels, h = config.height, w = config.width;
+  for (int64_t out : config.channels) {
+    params += out * channels * config.kernel * config.kernel + out;  // conv weight, bias
+    if (config.batch_norm) params += 2 * out;                        // BatchNorm weight, bias
+    h = block_out_size(h, config.kernel, pooled);
+    w = block_out_size(w, config.kernel, pooled);
+    channels = out;
+  }
+  int64_t width = channels * std::max<int64_t>(h, 0) * std::max<int64_t>(w, 0);
+  for (int64_t hidden : config.hidden) {
+    params += width * hidden + hidden;
+    width = hidden;
+  }
+  return params + width * config.outputs + config.outputs;
+}
+
+int64_t count_parameters(const GptConfig& config) {
+  const int64_t C = config.width, b = config.bias ? 1 : 0;
+  // Per block: ln1 and ln2 (weight, bias), qkv 3C^2 (+3C), proj C^2 (+C), fc 4C^2 (+4C), proj 4C^2 (+C).
+  const int64_t block = 2 * (C + b * C) + 12 * C * C + b * 9 * C;
+  const int64_t head = config.tied_embeddings ? 0 : C * config.vocab;
+  return config.vocab * C + config.context * C + config.layers * block + (C + b * C) + head;
+}
+
 // ---- Activation memory ----
 //
 // Each count follows what the ops keep for backward (autograd/ops_*.cc): an op's output stays alive

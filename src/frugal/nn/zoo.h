@@ -154,6 +154,13 @@ int64_t count_flops_per_sample(const MlpConfig& config);
 int64_t count_flops_per_sample(const CnnConfig& config);
 int64_t count_flops_per_sample(const GptConfig& config);
 
+// Parameters (elements) of the model a config builds, counted from the config alone, so that the
+// memory a model needs can be checked before anything is allocated. Equals num_parameters() of the
+// built model.
+int64_t count_parameters(const MlpConfig& config);
+int64_t count_parameters(const CnnConfig& config);
+int64_t count_parameters(const GptConfig& config);
+
 // Activation memory of one training micro-batch of `batch` samples, estimated from shapes: the
 // bytes the autograd graph keeps alive from the forward until backward ends (f32 values, 4 bytes;
 // views that share storage count once; dropout masks are redrawn, not stored). Per block (GPT:

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "frugal/base/error.h"
+#include "frugal/data/file_bytes.h"
 
 namespace frugal::train {
 
@@ -140,6 +141,7 @@ std::string limit_training(PreparedData& out, const DataSpec& d, const JobSpec& 
 
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   const DataSpec& d = job.data;
+  data::set_max_file_bytes(d.max_bytes);  // every reader below refuses a file past it
   PreparedData out;
   if (d.kind == DataKind::text) {
     out.is_text = true;

@@ -91,7 +91,7 @@ EvalMetrics evaluate_language_model(nn::Module& model, const Tensor& tokens, int
 }
 
 std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t context, const std::string& prompt,
-                        int64_t tokens, double temperature, uint64_t seed) {
+                        int64_t tokens, double temperature, uint64_t seed, const SampleCallback& on_token) {
   autograd::NoGradGuard no_grad;
   model.eval();
   std::vector<int64_t> ids;
@@ -120,7 +120,9 @@ std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t
       }
     }
     ids.push_back(next);
-    out += vocab.decode(std::vector<int64_t>{next});
+    const std::string piece = vocab.decode(std::vector<int64_t>{next});
+    out += piece;
+    if (on_token && !on_token(piece, step + 1)) break;
   }
   return out;
 }

@@ -274,6 +274,7 @@ void parse_run(Section& s, RunSpec& run) {
     s.fail_key("name", "expected a non-empty name without slashes or spaces");
   run.seed = uint64_t(s.get_int("seed", 0, 0, INT64_MAX));
   run.threads = int(s.get_int("threads", 0, 0, 1024));
+  run.threads_force = s.get_bool("threads_force", false);
   run.store = s.get_string("store", run.store);
 }
 
@@ -320,6 +321,7 @@ void parse_data(Section& s, DataSpec& d) {
   d.crop_padding = s.get_int("crop_padding", 0, 0, 64);
   d.flip = s.get_bool("flip", false);
   d.prefetch = int(s.get_int("prefetch", 2, 1, 64));
+  d.max_bytes = s.get_int("max_bytes", 0, 1, INT64_MAX);
   parse_data_subsets(s, d);
   s.check_unknown();
   auto require = [&](const std::string& key, const std::string& value) {

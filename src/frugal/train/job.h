@@ -18,7 +18,10 @@ namespace frugal::train {
 struct RunSpec {
   std::string name = "run";
   uint64_t seed = 0;
-  int threads = 0;  // 0 = all cores
+  int threads = 0;  // 0 = the cores available (base/machine.h)
+  // More threads than available cores slow every step down (they take turns on the cores): such a
+  // request is capped with a warning unless forced (train/limits.h).
+  bool threads_force = false;
   std::string store = "runs/frugal.db";
 };
 
@@ -59,6 +62,9 @@ struct DataSpec {
   int64_t crop_padding = 0;          // image augmentation
   bool flip = false;
   int prefetch = 2;
+  // The most bytes one data file may hold, raw or inflated (a gzip bomb is refused once past it);
+  // 0: half the memory available, at most 4 GiB (data/file_bytes.h).
+  int64_t max_bytes = 0;
   // Subsets of classification data (idx, csv, npy), applied by train/data_setup.cc: the classes kept
   // in every split, renumbered 0..k-1 in the listed order (empty = all), then a seeded choice of the
   // training samples left after the val/test splits (0 = no limit).

@@ -4,6 +4,7 @@
 #include "frugal/base/error.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/train/compress/lora.h"
+#include "frugal/train/limits.h"
 
 namespace frugal::train {
 
@@ -79,7 +80,9 @@ std::shared_ptr<nn::Module> build_model(const ModelPlan& plan, uint64_t seed) {
 
 std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& data) {
   try {
-    return build_model(plan_model(job, data), job.run.seed);
+    ModelPlan plan = plan_model(job, data);
+    check_model_memory(job, plan, /*training=*/false);
+    return build_model(plan, job.run.seed);
   } catch (const InputError& e) {
     if (job.model.kind == ModelKind::custom) throw InputError(job.path + ": " + e.what());
     throw;

@@ -38,7 +38,8 @@ void Progress::update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps
     text.append(size_t(filled), '#').append(size_t(width - filled), '.');
     text += "] ";
   }
-  text += "step " + std::to_string(step) + "/" + std::to_string(steps);
+  if (unit_.empty()) text += "step " + std::to_string(step) + "/" + std::to_string(steps);
+  else text += std::to_string(step) + "/" + std::to_string(steps) + " " + unit_;
   if (std::isfinite(loss)) text += "  loss " + fixed(loss, 4);
   if (rate > 0) text += "  " + fixed(rate, 0) + " " + rate_unit;
   text += "  ETA " + duration(eta);

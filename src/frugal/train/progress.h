@@ -14,6 +14,8 @@ class Progress {
   // epochs = 0 when the run counts steps only.
   void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, const char* rate_unit,
               double rate, double elapsed_s);
+  // Counts read "500/1000 <unit>" instead of "step 500/1000" (e.g. "tokens" for frugal sample).
+  void set_unit(const std::string& unit) { unit_ = unit; }
   void line(const std::string& text);  // a message on its own line
   void finish();                       // ends a drawn bar with a newline
   static std::string fixed(double value, int decimals);
@@ -22,6 +24,7 @@ class Progress {
  private:
   FILE* out_;
   bool bar_, quiet_;
+  std::string unit_;
   bool drawn_ = false;
   double last_draw_s_ = -1e9;
 };

@@ -172,7 +172,8 @@ void upgrade_checkpoint(io::CheckpointState& state) {
 std::vector<JobDifference> result_differences(const std::string& saved_toml, const std::string& current_toml) {
   std::map<std::string, std::string> saved = job_keys(saved_toml, "checkpoint");
   std::map<std::string, std::string> current = job_keys(current_toml, "job");
-  const std::set<std::string> free_keys = {"train.log_every", "train.max_minutes", "run.store", "data.prefetch"};
+  const std::set<std::string> free_keys = {"train.log_every", "train.max_minutes", "run.store", "data.prefetch",
+                                         "data.max_bytes", "run.threads_force"};
   const bool evaluation_free = !evaluation_changes_weights(saved) && !evaluation_changes_weights(current);
   std::set<std::string> keys;
   for (const auto& [k, v] : saved) keys.insert(k);
@@ -204,7 +205,8 @@ void check_resumable(const io::CheckpointState& state, const std::string& path, 
     message += (i ? ", " : "") + d.key + " (" + (d.saved.empty() ? "not set" : d.saved) + " in the checkpoint, " +
                (d.current.empty() ? "not set" : d.current) + " now)";
   }
-  message += ". Only checkpoint.*, cost.*, budget.*, memory.*, train.log_every, train.max_minutes, run.store, data.prefetch (and "
+  message += ". Only checkpoint.*, cost.*, budget.*, memory.*, train.log_every, train.max_minutes, run.store, data.prefetch, "
+             "data.max_bytes, run.threads_force (and "
              "train.eval_every / eval_tokens without early stopping or a plateau schedule) may change; "
              "restore the job or start a new run in another --out directory";
   throw InputError(message);

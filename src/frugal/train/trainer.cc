@@ -21,6 +21,7 @@
 #include "frugal/train/compress/compress.h"
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/compress/distill.h"
+#include "frugal/train/limits.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
@@ -303,10 +304,11 @@ TrainOutcome Trainer::run() {
   if (job.model.kind == ModelKind::custom && !make_model_)
     throw InputError(job.path + ": [model] kind = \"custom\" needs a model given by code (C++: Trainer::set_model)");
   PreemptionScope preemption;  // from here SIGTERM, SIGINT and SIGUSR1 only ask for a checkpoint
-  set_num_threads(job.run.threads);
+  apply_threads(job);  // capped at the cores available, with a warning, unless forced
   PrecisionGuard precision(job.precision.mode);  // every dense op of the run, on this thread
   PreparedData data = prepare_data(job, "runs/cache");
   ModelPlan plan = plan_model(job, data);
+  check_model_memory(job, plan, /*training=*/true);  // a refusal with the figures, not a bad_alloc
   std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
   if (options_.resume == "auto") {

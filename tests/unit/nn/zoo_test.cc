@@ -222,5 +222,24 @@ TEST(Zoo, FlopsPerSample) {
   EXPECT_EQ(nn::count_flops_per_sample(gpt), 2 * 16 * (2 * (12 * 32 * 32 + 2 * 16 * 32) + 32 * 100));
 }
 
+// count_parameters (from the config alone, for the memory check before building) matches the
+// built model, for each kind and its options.
+TEST(Zoo, CountParametersMatchesTheBuiltModel) {
+  nn::MlpConfig mlp{/*inputs=*/12, /*hidden=*/{7, 5}, /*outputs=*/3};
+  EXPECT_EQ(nn::count_parameters(mlp), nn::make_mlp(mlp)->num_parameters());
+  nn::CnnConfig cnn;
+  cnn.channels = {4, 6};
+  cnn.hidden = {9};
+  cnn.outputs = 10;
+  EXPECT_EQ(nn::count_parameters(cnn), nn::make_cnn(cnn)->num_parameters());
+  cnn.batch_norm = false, cnn.pool = "none", cnn.kernel = 5, cnn.hidden = {};
+  cnn.height = 13, cnn.width = 9;
+  EXPECT_EQ(nn::count_parameters(cnn), nn::make_cnn(cnn)->num_parameters());
+  nn::GptConfig gpt{/*vocab=*/11, /*context=*/8, /*layers=*/2, /*heads=*/2, /*width=*/16};
+  EXPECT_EQ(nn::count_parameters(gpt), nn::make_gpt(gpt)->num_parameters());
+  gpt.tied_embeddings = false, gpt.bias = false;
+  EXPECT_EQ(nn::count_parameters(gpt), nn::make_gpt(gpt)->num_parameters());
+}
+
 }  // namespace
 }  // namespace frugal

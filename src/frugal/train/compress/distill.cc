@@ -80,11 +80,12 @@ void warn(const std::string& text) {
   std::fprintf(stderr, "frugal: warning: %s\n", text.c_str());
 }
 
-// The [data] keys of a resolved job that decide what the samples are (prefetch only changes timing).
+// The [data] keys of a resolved job that decide what the samples are (prefetch only changes timing,
+// max_bytes only whether a file is read).
 std::map<std::string, std::string> data_keys(const JobSpec& job) {
   std::map<std::string, std::string> out;
   for (const auto& [key, value] : job_keys(job.resolved_toml, job.path))
-    if (key.rfind("data.", 0) == 0 && key != "data.prefetch") out[key] = value;
+    if (key.rfind("data.", 0) == 0 && key != "data.prefetch" && key != "data.max_bytes") out[key] = value;
   return out;
 }
 
