@@ -17,6 +17,7 @@
 
 #include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/parallel.h"
 #include "frugal/cli/compare.h"
 #include "frugal/io/safetensors.h"
@@ -253,6 +254,16 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   return 0;
 }
 
+// An error as one printed line: control characters escaped, and a message grown long by an echoed
+// input (a 5000-character path) cut in the middle, keeping the place it starts with and the
+// expectation it ends with.
+std::string message_line(const std::string& message) {
+  constexpr size_t kHalf = 240;
+  std::string line = one_line(message);
+  if (line.size() > 2 * kHalf + 5) line = line.substr(0, kHalf) + " ... " + line.substr(line.size() - kHalf);
+  return line;
+}
+
 // Reading commands never create a store: a mistyped --store would otherwise become an empty one.
 void require_store(const std::string& store_path) {
   if (!std::filesystem::exists(store_path))
@@ -460,11 +471,11 @@ int main(int argc, char** argv) {
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: error: %s\n", message_line(e.what()).c_str());
     return 2;
   } catch (const IoError& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: I/O error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: I/O error: %s\n", message_line(e.what()).c_str());
     return 74;
   } catch (const std::filesystem::filesystem_error& e) {
     // A directory that cannot be made or read (a file in the way, /proc, a name too long): the
@@ -472,11 +483,11 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const bool storage = is_storage_failure(e.code().value());
     const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
-    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", where.c_str(), e.code().message().c_str());
+    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", message_line(where).c_str(), e.code().message().c_str());
     return storage ? 74 : 2;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: internal error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: internal error: %s\n", message_line(e.what()).c_str());
     return 1;
   }
 }

@@ -13,6 +13,7 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
 
 namespace frugal::train {
@@ -38,7 +39,12 @@ namespace {
 std::string node_text(const toml::node& node) {
   std::ostringstream out;
   if (node.is_string()) out << '"' << *node.value<std::string>() << '"';
-  else if (node.is_array()) out << *node.as_array();
+  else if (node.is_array()) {  // on one line: toml++ prints a long array across lines
+    out << '[';
+    const toml::array& array = *node.as_array();
+    for (size_t i = 0; i < array.size(); ++i) out << (i ? ", " : "") << node_text(array[i]);
+    out << ']';
+  }
   else if (node.is_table()) out << "{...}";
   else if (node.is_floating_point()) {
     char buffer[64];
@@ -204,7 +210,7 @@ class Section {
   }
 
   [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& expected) {
-    throw InputError(where(node, key) + "[" + name_ + "] " + key + " = " + node_text(node) + ": " + expected);
+    throw InputError(where(node, key) + "[" + name_ + "] " + key + " = " + echo_text(node_text(node)) + ": " + expected);
   }
 
   [[noreturn]] void fail_key(const std::string& key, const std::string& message) {
