@@ -30,6 +30,8 @@ FileSplit read_split(const DataSpec& d, const std::string& inputs, const std::st
                      : d.header == "no" ? data::CsvOptions::Header::no
                                         : data::CsvOptions::Header::detect;
     options.label_names = d.labels == "names";
+    options.skip_lines = d.skip_lines;
+    options.comment = d.comment;
     data::CsvTable table = data::read_csv(inputs, options);
     return {{table.features, table.labels}, inputs, table.lines, table.label_names};
   }

@@ -317,6 +317,8 @@ void parse_data(Section& s, DataSpec& d) {
   d.label_column = s.get_string("label_column", "");
   d.label_index = s.get_int("label_index", -1, -1, 1 << 20);
   d.header = s.get_string("header", "detect", {"detect", "yes", "no"});
+  d.skip_lines = s.get_int("skip_lines", 0, 0, 1 << 30);
+  d.comment = s.get_string("comment", "");
   d.labels = s.get_string("labels", "integer", {"integer", "names"});
   d.class_count = s.get_int("class_count", 0, 2, 1 << 20);
   d.source = s.get_string("source", "file", {"file", "bible-kjv", "bible-web", "bible-rv1909"});
@@ -344,6 +346,8 @@ void parse_data(Section& s, DataSpec& d) {
   } else if (d.kind == DataKind::text) {
     if (d.source == "file") require("train", d.train);
   }
+  for (const char* key : {"skip_lines", "comment"})
+    if (d.kind != DataKind::csv && s.has(key)) s.fail_key(key, "applies to csv files (kind = \"csv\")");
   if (d.labels == "names" && d.kind != DataKind::csv)
     s.fail_key("labels", "\"names\" applies to csv label columns; idx and npy labels are class indices");
   if (d.labels == "names" && s.has("class_count"))

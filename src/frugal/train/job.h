@@ -48,6 +48,8 @@ struct DataSpec {
   std::string label_column;                               // csv: by name ...
   int64_t label_index = -1;                               // ... or index (-1 = last)
   std::string header = "detect";                          // csv: detect | yes | no
+  int64_t skip_lines = 0;                                 // csv: leading file lines to skip
+  std::string comment;                                    // csv: lines starting with it are skipped ("" = none)
   // Classification labels: "integer" class indices 0..K-1 (K = class_count, else the largest training
   // label + 1), or "names" (csv: one sorted mapping of the names over all splits, saved with the model).
   std::string labels = "integer";
