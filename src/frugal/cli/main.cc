@@ -418,7 +418,7 @@ int main(int argc, char** argv) {
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
   sample_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train")->required();
-  sample_cmd->add_option("--prompt", prompt, "Text to continue");
+  sample_cmd->add_option("--prompt", prompt, "Text to continue (default: start a new line; a text without newlines starts after a space, else its first character)");
   sample_cmd->add_option("--tokens", tokens, "Characters to generate")->check(CLI::Range(int64_t(1), int64_t(1000000)));
   sample_cmd->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
   sample_cmd->add_option("--seed", seed, "Random seed for sampling");
