@@ -13,6 +13,38 @@ namespace {
 
 namespace fs = std::filesystem;
 
+std::string csv_rows(int n) {
+  std::string text = "a,b,label\n";
+  for (int i = 0; i < n; ++i) {
+    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
+    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
+  }
+  return text;
+}
+
+std::string csv_job(const std::string& data_lines) {
+  return "[run]\nname = \"edge\"\nthreads = 1\n[data]\nkind = \"csv\"\n" + data_lines +
+         "\n[model]\nkind = \"mlp\"\nhidden = [4]\n[train]\nepochs = 1\nbatch_size = 8\n";
+}
+
+TEST(RoughEdges, NoValidationOrTestSplitWarnsInOneLine) {
+  Scratch s("rough_no_split");
+  write_file(s / "train.csv", csv_rows(40));
+  write_file(s / "job.toml", csv_job("train = \"train.csv\""));
+  CommandResult r = s.frugal("train job.toml --quiet --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  size_t at = r.err.find("frugal: warning: job.toml: [data] gives no validation or test split");
+  ASSERT_NE(at, std::string::npos) << r.err;
+  const std::string line = r.err.substr(at, r.err.find('\n', at) - at);
+  for (const char* word : {"no validation metric", "early stopping", "val_fraction", "test_fraction", "val and test files"})
+    EXPECT_NE(line.find(word), std::string::npos) << word << " in " << line;
+  // With a split there is no warning.
+  write_file(s / "job.toml", csv_job("train = \"train.csv\"\nval_fraction = 0.2"));
+  CommandResult quiet = s.frugal("train job.toml --quiet --json --out out2");
+  ASSERT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.err.find("no validation or test split"), std::string::npos) << quiet.err;
+}
+
 TEST(RoughEdges, SampleWithoutPromptOnATextWithoutNewline) {
   Scratch s("rough_sample");
   std::string text;

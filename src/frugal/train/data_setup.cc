@@ -203,6 +203,11 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     select_classes(out, d, job.path);
     classes = int64_t(d.classes.size());
   }
+  if (d.kind != DataKind::idx && d.val.empty() && d.test.empty() && d.val_fraction == 0 && d.test_fraction == 0)
+    out.warnings.push_back(job.path + ": [data] gives no validation or test split (no val or test file, val_fraction "
+                           "and test_fraction 0): the run has no validation metric, so early stopping and keeping "
+                           "the best checkpoint are impossible and the model is never tested; set [data] "
+                           "val_fraction = 0.1 and test_fraction = 0.1, or give val and test files");
   if (!out.test.inputs.defined() && d.test_fraction > 0)
     std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
   if (!out.val.inputs.defined() && d.val_fraction > 0)

@@ -302,6 +302,7 @@ TrainOutcome Trainer::run() {
   set_num_threads(job.run.threads);
   PrecisionGuard precision(job.precision.mode);  // every dense op of the run, on this thread
   PreparedData data = prepare_data(job, "runs/cache");
+  for (const std::string& w : data.warnings) warn(w);
   ModelPlan plan = plan_model(job, data);
   std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
