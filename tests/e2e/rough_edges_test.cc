@@ -27,6 +27,59 @@ std::string csv_job(const std::string& data_lines) {
          "\n[model]\nkind = \"mlp\"\nhidden = [4]\n[train]\nepochs = 1\nbatch_size = 8\n";
 }
 
+TEST(RoughEdges, JobPathsResolveAgainstTheJobFilesDirectory) {
+  Scratch s("rough_paths");
+  write_file(s / "jobs" / "data" / "train.csv", csv_rows(40));
+  write_file(s / "jobs" / "job.toml", csv_job("train = \"data/train.csv\"\nval_fraction = 0.2"));
+  // From the scratch directory: data/train.csv is beside the job, not here.
+  CommandResult r = s.frugal("train jobs/job.toml --quiet --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // From another directory, with an absolute job path.
+  Scratch elsewhere("rough_paths_elsewhere");
+  CommandResult again = elsewhere.frugal("train '" + (s / "jobs" / "job.toml").string() + "' --quiet --json --out out2");
+  ASSERT_EQ(again.exit_code, 0) << again.err;
+  // --set paths are the command line's: relative to the current directory.
+  write_file(s / "other.csv", csv_rows(40));
+  CommandResult set = s.frugal("train jobs/job.toml --quiet --json --out out3 --set data.train=other.csv");
+  ASSERT_EQ(set.exit_code, 0) << set.err;
+  CommandResult wrong = s.frugal("train jobs/job.toml --quiet --out out4 --set data.train=data/train.csv");
+  EXPECT_EQ(wrong.exit_code, 2);
+  EXPECT_NE(wrong.err.find((s / "data" / "train.csv").string() + ": not found (--set data.train=data/train.csv, "
+                           "resolved against the current directory " + s.dir().string() + ")"),
+            std::string::npos) << wrong.err;
+  // A missing file in the job names the path it looked at and why there.
+  write_file(s / "jobs" / "bad.toml", csv_job("train = \"train.csv\"\nval_fraction = 0.2"));
+  write_file(s / "train.csv", csv_rows(40));  // beside the current directory, where it is not looked for
+  CommandResult missing = s.frugal("train jobs/bad.toml --quiet --out out5");
+  EXPECT_EQ(missing.exit_code, 2);
+  EXPECT_NE(missing.err.find((s / "jobs" / "train.csv").string() + ": not found ([data] train = \"train.csv\" in "
+                             "jobs/bad.toml, resolved against the job file's directory " + (s / "jobs").string() + ")"),
+            std::string::npos) << missing.err;
+}
+
+TEST(RoughEdges, CheckpointDirResolvesAgainstTheJobFilesDirectory) {
+  Scratch s("rough_checkpoint_dir");
+  write_file(s / "jobs" / "train.csv", csv_rows(40));
+  write_file(s / "jobs" / "job.toml", csv_job("train = \"train.csv\"\nval_fraction = 0.2") +
+                                          "[checkpoint]\ndir = \"ckpt\"\nevery_steps = 2\n");
+  CommandResult r = s.frugal("train jobs/job.toml --quiet --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(fs::exists(s / "jobs" / "ckpt")) << "checkpoints beside the job file";
+  EXPECT_FALSE(fs::exists(s / "ckpt"));
+}
+
+TEST(RoughEdges, CsvWithCountLineCommentsAndCrlfTrains) {
+  Scratch s("rough_csv");
+  std::string rows = csv_rows(40);
+  std::string crlf;
+  for (char c : rows) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+  write_file(s / "counted.csv", "40\r\n# made by a script\r\n" + crlf);
+  write_file(s / "job.toml", csv_job("train = \"counted.csv\"\nval_fraction = 0.2\nskip_lines = 1\ncomment = \"#\""));
+  CommandResult r = s.frugal("train job.toml --quiet --json --out out");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"status\":\"completed\""), std::string::npos) << r.out;
+}
+
 TEST(RoughEdges, NoValidationOrTestSplitWarnsInOneLine) {
   Scratch s("rough_no_split");
   write_file(s / "train.csv", csv_rows(40));

@@ -397,7 +397,9 @@ int main(int argc, char** argv) {
 
   CLI::App* train_cmd = app.add_subcommand("train", "Train the model a job file describes; writes a run directory and records the run");
   train_cmd->add_option("job", job_path, "Job file (TOML)")->required();
-  train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable)");
+  train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable); a relative path "
+                                      "given here is relative to the current directory, one in the job file to the job "
+                                      "file's directory");
   train_cmd->add_option("--out", out_dir, "Run directory (default: runs/<name>-<timestamp>)");
   train_cmd->add_flag("--json", as_json, "Print one JSON summary object as the last line of stdout; progress goes to stderr");
   train_cmd->add_flag("--quiet", quiet, "No progress output");

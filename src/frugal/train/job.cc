@@ -15,6 +15,7 @@
 #include "frugal/base/error.h"
 #include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
+#include "frugal/train/job_paths.h"
 
 namespace frugal::train {
 
@@ -772,6 +773,10 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
       job.data.kind == DataKind::text)
     throw InputError(path + ": [train.early_stopping] metric val_accuracy is for classification models "
                      "(text models have val_loss and val_bits_per_char)");
+
+  std::map<std::string, std::string> written;
+  flatten_keys(root, "", written);
+  resolve_job_paths(job, written, overridden);
 
   std::ostringstream resolved;
   resolved << root << "\n";

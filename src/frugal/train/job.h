@@ -232,7 +232,11 @@ struct JobSpec {
   FreezeSpec freeze;
   LoraSpec lora;
   std::optional<DistillSpec> distill;  // [distill] present
-  std::string resolved_toml;  // the job after overrides, as TOML
+  // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
+  // path -> where it came from, for a not-found message ("[data] train = "x.csv" in job.toml,
+  // resolved against the job file's directory /home/me/jobs").
+  std::map<std::string, std::string> paths, path_origins;
+  std::string resolved_toml;  // the job after overrides, as TOML (paths as written)
   std::string hash;           // of resolved_toml (hex)
 };
 
