@@ -101,29 +101,27 @@ void check_line_endings(std::string_view text, const std::string& path) {
                    "(a file with mixed endings can be converted with: tr '\\r' '\\n')");
 }
 
-// header = "detect": the first row is a header when most of its fields are text in columns where
-// most of the next rows (up to kHeaderSample of them) hold numbers. A data row with one corrupted field is
-// then read as data, and its bad field reported at line 1; a column that is text all the way down
-// (a names label column) says nothing either way.
+// header = "detect": among the columns where most of the next rows (up to kHeaderSample of them)
+// hold numbers, the first row is a header when most are text in it. A data row with one corrupted
+// field is then read as data, and its bad field reported at line 1; a column that is text all the
+// way down (a label column of names) says nothing either way.
 constexpr size_t kHeaderSample = 8;
 
-bool looks_like_header(const std::vector<Row>& rows, int64_t label, bool label_names) {
+bool looks_like_header(const std::vector<Row>& rows) {
   const Row& first = rows[0];
   int64_t considered = 0, evidence = 0;
   for (int64_t k = 0; k < int64_t(first.fields.size()); ++k) {
-    if (k == label && label_names) continue;
-    ++considered;
     double value;
-    if (parse_number(first.fields[size_t(k)].text, value)) continue;
     int64_t below = 0, numbers_below = 0;  // a stray value below (its own error later) does not hide a header
     for (size_t r = 1; r < rows.size() && r <= kHeaderSample; ++r)
       if (int64_t(rows[r].fields.size()) > k) {
         ++below;
         numbers_below += parse_number(rows[r].fields[size_t(k)].text, value);
       }
-    if (2 * numbers_below > below || below == 0) ++evidence;
+    if (below > 0 && 2 * numbers_below <= below) continue;  // a text column
+    ++considered;
+    evidence += !parse_number(first.fields[size_t(k)].text, value);
   }
-  if (considered == 0) return false;
   return 2 * evidence > considered;
 }
 
@@ -194,7 +192,7 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
       throw InputError(path + ": label_index " + std::to_string(options.label_index) + " is out of range: line " +
                        std::to_string(rows[0].line) + " has " + std::to_string(columns) + " columns");
   }
-  if (options.header == CsvOptions::Header::detect && !header) header = looks_like_header(rows, label, options.label_names);
+  if (options.header == CsvOptions::Header::detect && !header) header = looks_like_header(rows);
   CsvTable table;
   for (int64_t k = 0; k < columns; ++k)
     if (k != label)
