@@ -254,11 +254,10 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   return 0;
 }
 
-// An error as one printed line: control characters escaped, and a message grown long by an echoed
-// input (a 5000-character path) cut in the middle, keeping the place it starts with and the
-// expectation it ends with.
+// An error as one printed line: control characters escaped, and a message grown very long by an
+// echoed input cut in the middle, keeping the place it starts with and the expectation it ends with.
 std::string message_line(const std::string& message) {
-  constexpr size_t kHalf = 240;
+  constexpr size_t kHalf = 2000;  // a legitimate message (a list of tensors that do not fit) stays whole
   std::string line = one_line(message);
   if (line.size() > 2 * kHalf + 5) line = line.substr(0, kHalf) + " ... " + line.substr(line.size() - kHalf);
   return line;
@@ -485,7 +484,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const bool storage = is_storage_failure(e.code().value());
     const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
-    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", message_line(where).c_str(), e.code().message().c_str());
+    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", message_line(echo_text(where, 240)).c_str(), e.code().message().c_str());
     return storage ? 74 : 2;
   } catch (const std::exception& e) {
     std::fflush(stdout);
