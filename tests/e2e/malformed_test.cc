@@ -143,6 +143,11 @@ std::vector<Case> corpus() {
        {"/nope.csv: not found ([data] train = \"nope.csv\" in job.toml, resolved against the job file's directory /"}},
       {"missing data file from --set", {}, "", "", "--set data.train=nope.csv", 2,
        {"/nope.csv: not found (--set data.train=nope.csv, resolved against the current directory /"}},
+      {"missing catalog", {}, "[train]", "[cost]\ncatalog = \"prices/mine.toml\"\n\n[train]", "", 2,
+       {"/prices/mine.toml: not found ([cost] catalog = \"prices/mine.toml\" in job.toml, resolved against the job "
+        "file's directory /"}},
+      {"missing LoRA adapters", {}, "[train]", "[lora]\ntargets = [\"layers.*\"]\nadapters = \"a.safetensors\"\n\n[train]", "", 2,
+       {"/a.safetensors: not found ([lora] adapters = \"a.safetensors\" in job.toml"}},
       {"--out an existing file", {{"taken", "a file"}}, "", "", "--out taken", 2, {"taken"}},
       {"--out under /proc", {}, "", "", "--out /proc/frugal-out", 2, {"--out /proc/frugal-out: a system directory"}},
       {"300-character run name", {}, "name = \"tiny\"", "name = \"" + std::string(300, 'n') + "\"", "", 2, {"too long"}},
@@ -209,7 +214,9 @@ TEST(Malformed, EveryCaseIsOneLineWithItsExitCodeAndPlace) {
     EXPECT_EQ(err.find('\r'), std::string::npos) << "a raw CR: " << r.err;
     EXPECT_EQ(err.rfind("frugal: error: ", 0), 0u) << r.err;
     EXPECT_LT(err.size(), 600u) << "an echo was not cut: " << err.size() << " characters";
-    if (!c.args.starts_with("!")) EXPECT_FALSE(fs::exists(s / "runs" / "frugal.db")) << "a failed start wrote the run store";
+    if (!c.args.starts_with("!")) {
+      EXPECT_FALSE(fs::exists(s / "runs" / "frugal.db")) << "a failed start wrote the run store";
+    }
     for (const std::string& word : c.words) EXPECT_NE(err.find(word), std::string::npos) << "missing: " << word << "\nin: " << err;
   }
 }
