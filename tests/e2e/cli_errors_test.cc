@@ -1,5 +1,6 @@
 // Every kind of bad input to `frugal train` gives one clear line naming the place and exit code 2,
-// and starts nothing (no run directory, no run in the store).
+// and starts nothing (no run directory, no run in the store). The cases the malformed-input corpus
+// lists (issue 16) are rows of malformed_test.cc; these are the rest.
 #include <stdlib.h>
 
 #include <filesystem>
@@ -62,6 +63,7 @@ class CliErrors : public ::testing::Test {
     CommandResult r = scratch_.frugal("train job.toml --quiet " + extra_args);
     EXPECT_EQ(r.exit_code, 2) << r.err << r.out;
     EXPECT_NE(r.err.find(message), std::string::npos) << "stderr: " << r.err;
+    EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "one line: " << r.err;
     EXPECT_FALSE(std::filesystem::exists(scratch_ / "runs" / "frugal.db")) << "a failed start wrote the run store";
   }
   Scratch scratch_;
@@ -86,14 +88,9 @@ TEST_F(CliErrors, BadChoice) { expect_error("kind = \"sgd\"", "kind = \"adam\"",
 TEST_F(CliErrors, MissingSection) { expect_error("[train]\nepochs = 2\nbatch_size = 8\n", "", "missing section [train]"); }
 TEST_F(CliErrors, InvalidToml) { expect_error("lr = 0.1", "lr = = 0.1", "job.toml:17:"); }
 TEST_F(CliErrors, BadOverride) { expect_error("", "", "--set train.batch_size: [train] batch_size = 0", "--set train.batch_size=0"); }
-TEST_F(CliErrors, MissingDataFile) { expect_error("train.csv", "nope.csv", "nope.csv"); }
 TEST_F(CliErrors, CsvWithBadRow) {
   write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,x,1\n");
   expect_error("train.csv", "bad.csv", "bad.csv: line 3, column 3 (field 2, 'b'): expected a finite number, found 'x'");
-}
-TEST_F(CliErrors, CsvValueOverflowingF32) {
-  write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,1e300,1\n");
-  expect_error("train.csv", "bad.csv", "bad.csv: line 3, column 3 (field 2, 'b'): '1e300' overflows f32");
 }
 TEST_F(CliErrors, CsvWithWrongFieldCount) {
   write_file(scratch_ / "bad.csv", "a,b,label\n1,2,0\n3,4\n");
@@ -124,21 +121,9 @@ TEST_F(CliErrors, PerClassAboveTheClassCount) {
 }
 // [data] labels: integer classes 0..K-1 unless class names are asked for; any label outside the
 // scheme names its file and its line there (not its row in a shuffled split), and nothing trains.
-TEST_F(CliErrors, StrayLabelNamesItsLine) {
-  for (const char* stray : {"-1", "2.5", "seven"}) {
-    write_file(scratch_ / "bad.csv", csv_rows(10) + "0.5,0.5," + stray + "\n" + csv_rows(20).substr(10));
-    expect_error("train.csv", "bad.csv", "bad.csv: line 12, column 9: label '" + std::string(stray) + "'");
-  }
-}
 TEST_F(CliErrors, ClassNamesNeedLabelsNames) {
   write_file(scratch_ / "names.csv", "a,b,label\n1,2,cat\n3,4,dog\n");
   expect_error("train.csv", "names.csv", "names.csv: line 2, column 5: label 'cat' is not a class index");
-}
-TEST_F(CliErrors, LargeLabelRefusedWithTheClassCount) {
-  write_file(scratch_ / "big.csv", csv_rows(30) + "0.5,0.5,200\n");
-  expect_error("train.csv", "big.csv", "big.csv: line 32: label 200 would make 201 classes");
-  write_file(scratch_ / "big.csv", csv_rows(30) + "0.5,0.5,1e9\n");
-  expect_error("train.csv", "big.csv", "big.csv: line 32: label 1000000000 would make 1000000001 classes");
 }
 TEST_F(CliErrors, ValLabelOutsideTheClassesNamesTheValFileLine) {
   write_file(scratch_ / "val.csv", "a,b,label\n1,2,0\n3,4,1\n5,6,5\n");
@@ -148,18 +133,6 @@ TEST_F(CliErrors, TrainLabelAboveClassCountNamesTheFileLineBeforeTheSplit) {
   write_file(scratch_ / "train.csv", csv_rows(40) + "0.5,0.5,2\n" + csv_rows(20).substr(10));
   expect_error("val_fraction = 0.2", "val_fraction = 0.2\nclass_count = 2",
                "train.csv: line 42: label 2 is outside the classes 0..1");
-}
-TEST_F(CliErrors, IdxTestLabelAboveTheTrainingClasses) {
-  std::string images("\x00\x00\x08\x03\x00\x00\x00\x08\x00\x00\x00\x02\x00\x00\x00\x02", 16);
-  images += std::string(32, '\x01');
-  write_file(scratch_ / "images.idx", images);
-  const std::string header("\x00\x00\x08\x01\x00\x00\x00\x08", 8);
-  write_file(scratch_ / "labels.idx", header + std::string("\x00\x01\x00\x01\x00\x01\x00\x01", 8));
-  write_file(scratch_ / "test-labels.idx", header + std::string("\x00\x01\x00\x01\x00\xc8\x00\x01", 8));
-  expect_error("kind = \"csv\"\ntrain = \"train.csv\"\nval_fraction = 0.2",
-               "kind = \"idx\"\ntrain_images = \"images.idx\"\ntrain_labels = \"labels.idx\"\n"
-               "test_images = \"images.idx\"\ntest_labels = \"test-labels.idx\"\nval_fraction = 0.25",
-               "test-labels.idx: row 6: label 200 is outside the classes 0..1");
 }
 // Class names: one sorted mapping over train and test (the test file starts with the other class),
 // saved with the model; eval refuses data whose names differ.
@@ -199,26 +172,9 @@ TEST_F(CliErrors, UnknownOption) {
 }
 
 // A path the filesystem refuses is bad input (exit 2, the path named), not an internal error.
-TEST_F(CliErrors, DataPathIsADirectory) {
-  std::filesystem::create_directories(scratch_ / "data_dir");
-  expect_error("train.csv", "data_dir", "data_dir: is a directory");
-}
-TEST_F(CliErrors, OutIsAFile) {
-  write_file(scratch_ / "taken", "a file");
-  expect_error("", "", "taken", "--out taken");
-}
-TEST_F(CliErrors, OutUnderProc) { expect_error("", "", "--out /proc/frugal-out: a system directory", "--out /proc/frugal-out"); }
 TEST_F(CliErrors, OutUnderAFile) {
   write_file(scratch_ / "taken", "a file");
   expect_error("", "", "taken/run: Not a directory", "--out taken/run");
-}
-TEST_F(CliErrors, RunNameTooLong) {
-  const std::string name(300, 'n');
-  expect_error("name = \"tiny\"", "name = \"" + name + "\"", "too long");
-}
-TEST_F(CliErrors, CheckpointDirTooLong) {
-  const std::string dir(5000, 'c');
-  expect_error("[train]", "[checkpoint]\ndir = \"" + dir + "\"\n\n[train]", "too long");
 }
 
 // A full disk is the storage's fault: exit 74 (EX_IOERR), naming the file. /dev/full answers every
@@ -249,9 +205,6 @@ TEST_F(CliErrors, FreshRunIntoAnOutHoldingAModelIsRefused) {
   write_file(scratch_ / "out" / "model.safetensors", "the earlier run's weights");
   expect_error("", "", "out/model.safetensors: --out already holds the model of an earlier run", "--out out");
   EXPECT_EQ(read_file(scratch_ / "out" / "model.safetensors"), "the earlier run's weights");
-}
-TEST_F(CliErrors, CheckpointDirIsTheRoot) {
-  expect_error("[train]", "[checkpoint]\ndir = \"/\"\n\n[train]", "[checkpoint] dir: '/' is a system directory");
 }
 TEST_F(CliErrors, CheckpointDirIsUsr) {
   expect_error("[train]", "[checkpoint]\ndir = \"/usr/\"\n\n[train]", "'/usr/' is a system directory");
@@ -284,15 +237,6 @@ TEST_F(CliErrors, SetEpochsReplacesTheJobsSteps) {
 }
 TEST_F(CliErrors, BothLengthsWithSetStillConflict) {
   expect_error("", "", "set either epochs or steps, not both", "--set train.steps=3 --set train.epochs=1");
-}
-TEST_F(CliErrors, UnknownSectionFromSetNamesTheOverride) {
-  expect_error("", "", "job.toml: --set trian.steps: unknown section [trian]; did you mean 'train'?", "--set trian.steps=3");
-}
-TEST_F(CliErrors, SampleTemperatureNan) {
-  write_file(scratch_ / "job.toml", kGoodJob);
-  CommandResult r = scratch_.frugal("sample job.toml --weights none.safetensors --temperature nan");
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("--temperature nan: expected a number in [0, 100]"), std::string::npos) << r.err;
 }
 
 TEST_F(CliErrors, HelpDescribesEveryCommand) {

@@ -126,7 +126,7 @@ TEST_F(Distill, TrainsFromATeacherRunAndReusesTheCache) {
 
 TEST_F(Distill, RefusesAMissingTeacherJobOrWeights) {
   expect_refused(student_job("teacher = \"nope.toml\"\nweights = \"t.safetensors\"\n"),
-                 "[distill] teacher = \"nope.toml\": no such job file");
+                 "/nope.toml: not found ([distill] teacher = \"nope.toml\" in ");
   expect_refused(student_job("teacher = \"teacher.toml\"\nweights = \"missing.safetensors\"\n"),
                  "[distill] weights = \"missing.safetensors\": no such file, and no run store at runs/frugal.db");
   expect_refused(student_job("teacher = \"teacher.toml\"\n"),

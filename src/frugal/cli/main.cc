@@ -18,6 +18,7 @@
 
 #include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/machine.h"
 #include "frugal/base/parallel.h"
 #include "frugal/base/signals.h"
@@ -296,6 +297,15 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   return 0;
 }
 
+// An error as one printed line: control characters escaped, and a message grown very long by an
+// echoed input cut in the middle, keeping the place it starts with and the expectation it ends with.
+std::string message_line(const std::string& message) {
+  constexpr size_t kHalf = 2000;  // a legitimate message (a list of tensors that do not fit) stays whole
+  std::string line = one_line(message);
+  if (line.size() > 2 * kHalf + 5) line = line.substr(0, kHalf) + " ... " + line.substr(line.size() - kHalf);
+  return line;
+}
+
 // Reading commands never create a store: a mistyped --store would otherwise become an empty one.
 void require_store(const std::string& store_path) {
   if (!std::filesystem::exists(store_path))
@@ -431,7 +441,9 @@ int main(int argc, char** argv) {
 
   CLI::App* train_cmd = app.add_subcommand("train", "Train the model a job file describes; writes a run directory and records the run");
   train_cmd->add_option("job", job_path, "Job file (TOML)")->required();
-  train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable)");
+  train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable); a relative path "
+                                      "given here is relative to the current directory, one in the job file to the job "
+                                      "file's directory");
   train_cmd->add_option("--out", out_dir, "Run directory (default: runs/<name>-<timestamp>)");
   train_cmd->add_flag("--json", as_json, "Print one JSON summary object as the last line of stdout; progress goes to stderr");
   train_cmd->add_flag("--quiet", quiet, "No progress output");
@@ -452,7 +464,7 @@ int main(int argc, char** argv) {
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
   sample_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train")->required();
-  sample_cmd->add_option("--prompt", prompt, "Text to continue");
+  sample_cmd->add_option("--prompt", prompt, "Text to continue (default: start a new line; a text without newlines starts after a space, else its first character)");
   sample_cmd->add_option("--tokens", tokens, "Characters to generate")->check(CLI::Range(int64_t(1), int64_t(1000000)));
   sample_cmd->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
   sample_cmd->add_option("--seed", seed, "Random seed for sampling");
@@ -510,11 +522,11 @@ int main(int argc, char** argv) {
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: error: %s\n", message_line(e.what()).c_str());
     return 2;
   } catch (const IoError& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: I/O error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: I/O error: %s\n", message_line(e.what()).c_str());
     return 74;
   } catch (const std::filesystem::filesystem_error& e) {
     // A directory that cannot be made or read (a file in the way, /proc, a name too long): the
@@ -522,7 +534,7 @@ int main(int argc, char** argv) {
     std::fflush(stdout);
     const bool storage = is_storage_failure(e.code().value());
     const std::string where = e.path1().empty() ? std::string(e.what()) : e.path1().string();
-    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", where.c_str(), e.code().message().c_str());
+    std::fprintf(stderr, "frugal: %s: %s: %s\n", storage ? "I/O error" : "error", message_line(echo_text(where, 240)).c_str(), e.code().message().c_str());
     return storage ? 74 : 2;
   } catch (const std::bad_alloc&) {
     // Past the estimate checked before the model is allocated (data, buffers, other processes).
@@ -533,7 +545,7 @@ int main(int argc, char** argv) {
     return kExitOutOfMemory;
   } catch (const std::exception& e) {
     std::fflush(stdout);
-    std::fprintf(stderr, "frugal: internal error: %s\n", e.what());
+    std::fprintf(stderr, "frugal: internal error: %s\n", message_line(e.what()).c_str());
     return 1;
   }
 }

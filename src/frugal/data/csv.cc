@@ -1,12 +1,14 @@
 // CSV reader: numeric feature columns plus one label column, into f32 (N, F) features and i64 (N)
 // labels. Errors give the line (1-based) and column (1-based character position) of the bad field;
 // a value beyond f32's range (1e300) is refused, not stored as inf.
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <string>
 #include <string_view>
 #include <map>
 
+#include "frugal/base/format.h"
 #include "frugal/data/file_bytes.h"
 #include "frugal/data/readers.h"
 
@@ -82,14 +84,50 @@ std::vector<Field> split_fields(std::string_view line, char delimiter, const std
   return fields;
 }
 
-}  // namespace
 
-CsvTable read_csv(const std::string& path, const CsvOptions& options) {
-  FileBytes file = load_file(path);
-  check_gzip_complete(file, path);
-  std::string_view text(reinterpret_cast<const char*>(file.bytes.data()), file.bytes.size());
-  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
+// A carriage return not followed by a line feed: CR-only line endings (classic Mac OS) would make
+// the whole file one line, and a stray CR would end up inside a field.
+void check_line_endings(std::string_view text, const std::string& path) {
+  size_t at = 0;
+  while ((at = text.find('\r', at)) != std::string_view::npos && at + 1 < text.size() && text[at + 1] == '\n') at += 2;
+  if (at == std::string_view::npos || at + 1 >= text.size()) return;  // none, or a final CR
+  const int64_t line = 1 + int64_t(std::count(text.begin(), text.begin() + std::ptrdiff_t(at), '\n'));
+  const size_t line_start = text.rfind('\n', at) == std::string_view::npos ? 0 : text.rfind('\n', at) + 1;
+  if (text.find('\n') == std::string_view::npos)
+    throw InputError(path + ": line endings are CR only (classic Mac OS; first CR at byte " + std::to_string(at) +
+                     "); expected LF or CRLF: convert with: tr '\\r' '\\n' < " + path + " > converted.csv");
+  throw InputError(path + ": line " + std::to_string(line) + ", column " + std::to_string(at - line_start + 1) +
+                   ": a carriage return (CR) not followed by a line feed; expected LF or CRLF line endings "
+                   "(a file with mixed endings can be converted with: tr '\\r' '\\n')");
+}
 
+// header = "detect": among the columns where most of the next rows (up to kHeaderSample of them)
+// hold numbers, the first row is a header when most are text in it. A data row with one corrupted
+// field is then read as data, and its bad field reported at line 1; a column that is text all the
+// way down (a label column of names) says nothing either way.
+constexpr size_t kHeaderSample = 8;
+
+bool looks_like_header(const std::vector<Row>& rows) {
+  const Row& first = rows[0];
+  int64_t considered = 0, evidence = 0;
+  for (int64_t k = 0; k < int64_t(first.fields.size()); ++k) {
+    double value;
+    int64_t below = 0, numbers_below = 0;  // a stray value below (its own error later) does not hide a header
+    for (size_t r = 1; r < rows.size() && r <= kHeaderSample; ++r)
+      if (int64_t(rows[r].fields.size()) > k) {
+        ++below;
+        numbers_below += parse_number(rows[r].fields[size_t(k)].text, value);
+      }
+    if (below > 0 && 2 * numbers_below <= below) continue;  // a text column
+    ++considered;
+    evidence += !parse_number(first.fields[size_t(k)].text, value);
+  }
+  return 2 * evidence > considered;
+}
+
+// The non-blank rows after options.skip_lines, without comment lines, each split into fields.
+std::vector<Row> read_rows(std::string_view text, const std::string& path, const CsvOptions& options) {
+  check_line_endings(text, path);
   std::vector<Row> rows;
   int64_t line_number = 0;
   size_t position = 0;
@@ -99,16 +137,33 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
     std::string_view line = text.substr(position, end - position);
     position = end + 1;
     ++line_number;
+    if (line_number <= options.skip_lines) continue;
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (trim(line).empty()) continue;
+    if (!options.comment.empty() && trim(line).substr(0, options.comment.size()) == options.comment) continue;
     rows.push_back({line_number, split_fields(line, options.delimiter, path, line_number)});
   }
-  if (rows.empty()) throw InputError(path + ": empty: expected a header or data rows");
+  return rows;
+}
+
+}  // namespace
+
+CsvTable read_csv(const std::string& path, const CsvOptions& options) {
+  FileBytes file = load_file(path);
+  check_gzip_complete(file, path);
+  std::string_view text(reinterpret_cast<const char*>(file.bytes.data()), file.bytes.size());
+  if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
+
+  std::vector<Row> rows = read_rows(text, path, options);
+  if (rows.empty())
+    throw InputError(path + ": empty" + (options.skip_lines > 0 ? " after skip_lines = " + std::to_string(options.skip_lines) : "") +
+                     ": expected a header or data rows");
 
   const int64_t columns = int64_t(rows[0].fields.size());
   if (columns < 2)
     throw InputError(path + ": line " + std::to_string(rows[0].line) + ": found 1 column; expected at least one feature "
-                     "column and a label column separated by '" + std::string(1, options.delimiter) + "'");
+                     "column and a label column separated by '" + std::string(1, options.delimiter) +
+                     "' (if the file starts with a count or a title, set [data] skip_lines)");
   auto where = [&](const Row& row, int64_t field) {
     return path + ": line " + std::to_string(row.line) + ", column " +
            std::to_string(row.fields[size_t(field)].column);
@@ -118,7 +173,7 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
   bool header = options.header == CsvOptions::Header::yes;
   if (!options.label_column.empty()) {
     if (options.header == CsvOptions::Header::no)
-      throw InputError(path + ": label_column '" + options.label_column + "' needs a header row, but header = no");
+      throw InputError(path + ": label_column '" + echo_text(options.label_column) + "' needs a header row, but header = no");
     header = true;
   }
   int64_t label = -1;
@@ -129,23 +184,15 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
       names += (k ? ", " : "") + rows[0].fields[size_t(k)].text;
     }
     if (label < 0)
-      throw InputError(path + ": line " + std::to_string(rows[0].line) + ": no column named '" + options.label_column +
-                       "' in the header (columns: " + names + ")");
+      throw InputError(path + ": line " + std::to_string(rows[0].line) + ": no column named '" +
+                       echo_text(options.label_column) + "' in the header (columns: " + echo_text(names) + ")");
   } else {
     label = options.label_index < 0 ? columns - 1 : options.label_index;
     if (label >= columns)
       throw InputError(path + ": label_index " + std::to_string(options.label_index) + " is out of range: line " +
                        std::to_string(rows[0].line) + " has " + std::to_string(columns) + " columns");
   }
-  if (options.header == CsvOptions::Header::detect && !header) {
-    double value;
-    for (int64_t k = 0; k < columns; ++k)
-      if (k != label && !parse_number(rows[0].fields[size_t(k)].text, value)) header = true;
-    if (!header && !parse_number(rows[0].fields[size_t(label)].text, value) && rows.size() > 1 &&
-        int64_t(rows[1].fields.size()) > label && parse_number(rows[1].fields[size_t(label)].text, value))
-      header = true;
-  }
-
+  if (options.header == CsvOptions::Header::detect && !header) header = looks_like_header(rows);
   CsvTable table;
   for (int64_t k = 0; k < columns; ++k)
     if (k != label)
@@ -154,6 +201,9 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
   const int64_t n = int64_t(rows.size() - first), features = columns - 1;
   if (n == 0) throw InputError(path + ": has a header (line " + std::to_string(rows[0].line) + ") but no data rows");
 
+  // A first row read as data under header = "detect" may have been meant as a header.
+  const std::string header_hint =
+      options.header == CsvOptions::Header::detect ? " (if this line is a header, set [data] header = \"yes\")" : "";
   table.features = Tensor::empty({n, features}, DType::f32);  // (N, F)
   float* out = table.features.data<float>();
   std::vector<const Field*> label_fields;
@@ -167,13 +217,13 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
     for (int64_t k = 0; k < columns; ++k) {
       if (k == label) continue;
       double value;
+      const std::string field = "field " + std::to_string(k + 1) + ", '" +
+                                echo_text(table.feature_names[size_t(k < label ? k : k - 1)], 40) + "'";
       if (!parse_number(row.fields[size_t(k)].text, value))
-        throw InputError(where(row, k) + " (field " + std::to_string(k + 1) + ", '" +
-                         table.feature_names[size_t(k < label ? k : k - 1)] + "'): expected a finite number, found '" +
-                         row.fields[size_t(k)].text + "'");
+        throw InputError(where(row, k) + " (" + field + "): expected a finite number, found '" +
+                         echo_text(row.fields[size_t(k)].text) + "'" + (r == 0 ? header_hint : ""));
       if (!std::isfinite(float(value)))
-        throw InputError(where(row, k) + " (field " + std::to_string(k + 1) + ", '" +
-                         table.feature_names[size_t(k < label ? k : k - 1)] + "'): '" + row.fields[size_t(k)].text +
+        throw InputError(where(row, k) + " (" + field + "): '" + echo_text(row.fields[size_t(k)].text) +
                          "' overflows f32 (largest finite 3.4e38); expected a finite number");
       *out++ = float(value);
     }
@@ -189,9 +239,9 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
       const std::string& text = label_fields[size_t(i)]->text;
       double value;
       if (!parse_number(text, value) || value < 0 || value != std::floor(value) || value >= 9.0e15)
-        throw InputError(where(rows[first + size_t(i)], label) + ": label '" + text +
+        throw InputError(where(rows[first + size_t(i)], label) + ": label '" + echo_text(text) +
                          "' is not a class index (an integer 0, 1, 2, ...); for class names set [data] labels = "
-                         "\"names\"");
+                         "\"names\"" + (first + size_t(i) == 0 ? header_hint : ""));
       labels[i] = int64_t(value);
     }
     return table;

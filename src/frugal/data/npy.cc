@@ -9,6 +9,7 @@
 #include <string>
 #include <string_view>
 
+#include "frugal/base/format.h"
 #include "frugal/data/file_bytes.h"
 #include "frugal/data/readers.h"
 
@@ -24,7 +25,7 @@ class HeaderParser {
 
   [[noreturn]] void fail(const std::string& what) const {
     throw InputError(path_ + ": NPY header at byte " + std::to_string(offset_ + int64_t(position_)) + ": " + what +
-                     " (header: " + std::string(text_) + ")");
+                     " (header: " + echo_text(text_) + ")");
   }
   void skip_space() {
     while (position_ < text_.size() && (text_[position_] == ' ' || text_[position_] == '\t' ||
@@ -142,7 +143,7 @@ Tensor read_npy(const std::string& path) {
     if (key == "descr") descr = parser.string_literal(), have_descr = true;
     else if (key == "fortran_order") fortran_order = parser.boolean(), have_order = true;
     else if (key == "shape") shape = parser.tuple(), have_shape = true;
-    else parser.fail("unexpected key '" + key + "'; expected descr, fortran_order, shape");
+    else parser.fail("unexpected key '" + echo_text(key) + "'; expected descr, fortran_order, shape");
     if (!parser.accept(',')) { parser.expect('}'); break; }
   }
   if (!have_descr || !have_order || !have_shape) parser.fail("missing one of the keys descr, fortran_order, shape");
@@ -157,7 +158,7 @@ Tensor read_npy(const std::string& path) {
   else if (descr == "<i8") dtype = DType::i64;
   else if (descr == "<i4") dtype = DType::i32;
   else
-    fail("dtype '" + descr + "' is not supported; expected <f4, <f8, |u1, |i1, <i4 or <i8 (little-endian)");
+    fail("dtype '" + echo_text(descr) + "' is not supported; expected <f4, <f8, |u1, |i1, <i4 or <i8 (little-endian)");
 
   int64_t numel = 1;
   for (int64_t d : shape) {

@@ -31,6 +31,8 @@ struct CsvOptions {
   enum class Header { detect, yes, no } header = Header::detect;
   char delimiter = ',';
   bool label_names = false;  // false: labels are class indices 0, 1, 2, ...; true: class names
+  int64_t skip_lines = 0;    // file lines skipped before anything else (a count, a title); line numbers still count them
+  std::string comment;       // when not empty, a line starting with it (after blanks) is skipped, e.g. "#"
 };
 
 struct CsvTable {
@@ -44,9 +46,10 @@ struct CsvTable {
 // Numeric features and one label column. Labels are class indices (integers >= 0; anything else is
 // an InputError naming the line and column), or with options.label_names each distinct label text is
 // a class, numbered in sorted (byte) order of the names in this file.
-// Header detection: the first row is a header when one of its feature fields is not a number, or
-// its label field is not a number while the second row's is. Blank lines are skipped; fields may be
-// quoted ("a,b" and "" for a quote).
+// Header detection: the first row is a header when most of its fields are not numbers in columns
+// whose next rows (up to 8) are mostly numbers; a first data row with one corrupted field stays data
+// and is refused at its line and column. Blank lines are skipped; fields may be quoted ("a,b" and "" for a
+// quote). Line endings LF or CRLF; a CR without LF (classic Mac OS files) is an error that says so.
 CsvTable read_csv(const std::string& path, const CsvOptions& options = {});
 
 // NPY v1/v2/v3 arrays with dtype <f4, <f8, |u1, <i8 or <i4 (also |i1), C order. Returns the same

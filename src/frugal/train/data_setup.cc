@@ -5,6 +5,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/data/file_bytes.h"
+#include "frugal/train/job_paths.h"
 
 namespace frugal::train {
 
@@ -22,7 +23,9 @@ struct FileSplit {
   }
 };
 
-FileSplit read_split(const DataSpec& d, const std::string& inputs, const std::string& targets) {
+FileSplit read_split(const JobSpec& job, const std::string& inputs, const std::string& targets) {
+  const DataSpec& d = job.data;
+  require_job_file(job, inputs);
   if (d.kind == DataKind::csv) {
     data::CsvOptions options;
     options.label_column = d.label_column;
@@ -31,10 +34,13 @@ FileSplit read_split(const DataSpec& d, const std::string& inputs, const std::st
                      : d.header == "no" ? data::CsvOptions::Header::no
                                         : data::CsvOptions::Header::detect;
     options.label_names = d.labels == "names";
+    options.skip_lines = d.skip_lines;
+    options.comment = d.comment;
     data::CsvTable table = data::read_csv(inputs, options);
     return {{table.features, table.labels}, inputs, table.lines, table.label_names};
   }
   // npy
+  require_job_file(job, targets);
   Tensor x = data::read_npy(inputs).to(DType::f32).contiguous();
   Tensor y = data::read_npy(targets);
   if (dtype_is_float(y.dtype())) throw InputError(targets + ": expected integer class labels, got floats");
@@ -145,6 +151,8 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   PreparedData out;
   if (d.kind == DataKind::text) {
     out.is_text = true;
+    for (const std::string* file : {&d.train, &d.val, &d.test})
+      if (d.source == "file" || file != &d.train) require_job_file(job, *file);
     std::string path = d.source == "file" ? d.train : bible_text_path(d.source, cache_dir);
     std::string text = data::read_text(path);
     // Explicit val/test files, or contiguous tail fractions of the training text.
@@ -175,13 +183,15 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   // Every split read whole and its labels checked against the scheme before any split or shuffle.
   FileSplit train, val, test;
   if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
+    for (const std::string* file : {&d.train_images, &d.train_labels, &d.test_images, &d.test_labels})
+      require_job_file(job, *file);
     train = {data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false), d.train_labels, {}, {}};
     if (!d.test_images.empty())
       test = {data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false), d.test_labels, {}, {}};
   } else {
-    train = read_split(d, d.train, d.train_targets);
-    if (!d.val.empty()) val = read_split(d, d.val, d.val_targets);
-    if (!d.test.empty()) test = read_split(d, d.test, d.test_targets);
+    train = read_split(job, d.train, d.train_targets);
+    if (!d.val.empty()) val = read_split(job, d.val, d.val_targets);
+    if (!d.test.empty()) test = read_split(job, d.test, d.test_targets);
   }
   if (train.set.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
   int64_t classes = 0;
@@ -203,6 +213,11 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     select_classes(out, d, job.path);
     classes = int64_t(d.classes.size());
   }
+  if (d.kind != DataKind::idx && d.val.empty() && d.test.empty() && d.val_fraction == 0 && d.test_fraction == 0)
+    out.warnings.push_back(job.path + ": [data] gives no validation or test split (no val or test file, val_fraction "
+                           "and test_fraction 0): the run has no validation metric, so early stopping and keeping "
+                           "the best checkpoint are impossible and the model is never tested; set [data] "
+                           "val_fraction = 0.1 and test_fraction = 0.1, or give val and test files");
   if (!out.test.inputs.defined() && d.test_fraction > 0)
     std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
   if (!out.val.inputs.defined() && d.val_fraction > 0)

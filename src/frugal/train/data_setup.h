@@ -22,6 +22,7 @@ struct PreparedData {
   Tensor train_tokens, val_tokens, test_tokens;
   data::CharVocab vocab;
   std::string describe;  // one line for the log: sizes of the splits
+  std::vector<std::string> warnings;  // one line each, for the caller to print (a csv/npy job without val or test split)
 };
 
 // cache_dir holds derived files (the Bible texts of train/bible_text.h).

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "frugal/autograd/ops.h"
+#include "frugal/base/error.h"
 #include "frugal/base/rng.h"
 #include "frugal/data/loader.h"
 
@@ -90,13 +91,20 @@ EvalMetrics evaluate_language_model(nn::Module& model, const Tensor& tokens, int
   return out;
 }
 
+int64_t default_start(const data::CharVocab& vocab) {
+  FRUGAL_CHECK(vocab.size() > 0, "an empty vocabulary");
+  for (char start : {'\n', ' '})
+    if (vocab.chars().find(start) != std::string::npos) return vocab.encode(std::string(1, start)).to_vector<int64_t>()[0];
+  return 0;  // the smallest byte of the training text
+}
+
 std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t context, const std::string& prompt,
                         int64_t tokens, double temperature, uint64_t seed, const SampleCallback& on_token) {
   autograd::NoGradGuard no_grad;
   model.eval();
   std::vector<int64_t> ids;
   if (!prompt.empty()) ids = vocab.encode(prompt).to_vector<int64_t>();
-  else ids.push_back(vocab.encode("\n").to_vector<int64_t>()[0]);
+  else ids.push_back(default_start(vocab));
   Rng rng(seed, 0, RandomPurpose::sample);
   std::string out;
   for (int64_t step = 0; step < tokens; ++step) {

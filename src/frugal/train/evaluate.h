@@ -26,12 +26,16 @@ EvalMetrics evaluate_classifier(nn::Module& model, const data::Dataset& split, i
 EvalMetrics evaluate_language_model(nn::Module& model, const Tensor& tokens, int64_t batch, int64_t context,
                                     int64_t max_tokens);
 
+// The token an empty prompt starts from: a newline if the training text had one (a fresh line),
+// else a space, else the vocabulary's first (smallest) byte: a text without newlines still samples.
+int64_t default_start(const data::CharVocab& vocab);
+
 // Called after each generated character with it and the count so far; returning false stops the
 // sampling there (what was generated is kept).
 using SampleCallback = std::function<bool(const std::string& piece, int64_t done)>;
 
-// Generates `tokens` characters after `prompt` with temperature sampling keyed by `seed`; fewer
-// when `on_token` stops it.
+// Generates `tokens` characters after `prompt` (empty: after default_start) with temperature
+// sampling keyed by `seed`; fewer when `on_token` stops it.
 std::string sample_text(nn::Module& model, const data::CharVocab& vocab, int64_t context, const std::string& prompt,
                         int64_t tokens, double temperature, uint64_t seed, const SampleCallback& on_token = {});
 

@@ -13,7 +13,9 @@
 #include <toml++/toml.h>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
+#include "frugal/train/job_paths.h"
 
 namespace frugal::train {
 
@@ -38,7 +40,12 @@ namespace {
 std::string node_text(const toml::node& node) {
   std::ostringstream out;
   if (node.is_string()) out << '"' << *node.value<std::string>() << '"';
-  else if (node.is_array()) out << *node.as_array();
+  else if (node.is_array()) {  // on one line: toml++ prints a long array across lines
+    out << '[';
+    const toml::array& array = *node.as_array();
+    for (size_t i = 0; i < array.size(); ++i) out << (i ? ", " : "") << node_text(array[i]);
+    out << ']';
+  }
   else if (node.is_table()) out << "{...}";
   else if (node.is_floating_point()) {
     char buffer[64];
@@ -204,7 +211,7 @@ class Section {
   }
 
   [[noreturn]] void fail(const toml::node& node, const std::string& key, const std::string& expected) {
-    throw InputError(where(node, key) + "[" + name_ + "] " + key + " = " + node_text(node) + ": " + expected);
+    throw InputError(where(node, key) + "[" + name_ + "] " + key + " = " + echo_text(node_text(node)) + ": " + expected);
   }
 
   [[noreturn]] void fail_key(const std::string& key, const std::string& message) {
@@ -312,6 +319,8 @@ void parse_data(Section& s, DataSpec& d) {
   d.label_column = s.get_string("label_column", "");
   d.label_index = s.get_int("label_index", -1, -1, 1 << 20);
   d.header = s.get_string("header", "detect", {"detect", "yes", "no"});
+  d.skip_lines = s.get_int("skip_lines", 0, 0, 1 << 30);
+  d.comment = s.get_string("comment", "");
   d.labels = s.get_string("labels", "integer", {"integer", "names"});
   d.class_count = s.get_int("class_count", 0, 2, 1 << 20);
   d.source = s.get_string("source", "file", {"file", "bible-kjv", "bible-web", "bible-rv1909"});
@@ -340,6 +349,8 @@ void parse_data(Section& s, DataSpec& d) {
   } else if (d.kind == DataKind::text) {
     if (d.source == "file") require("train", d.train);
   }
+  for (const char* key : {"skip_lines", "comment"})
+    if (d.kind != DataKind::csv && s.has(key)) s.fail_key(key, "applies to csv files (kind = \"csv\")");
   if (d.labels == "names" && d.kind != DataKind::csv)
     s.fail_key("labels", "\"names\" applies to csv label columns; idx and npy labels are class indices");
   if (d.labels == "names" && s.has("class_count"))
@@ -764,6 +775,10 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
       job.data.kind == DataKind::text)
     throw InputError(path + ": [train.early_stopping] metric val_accuracy is for classification models "
                      "(text models have val_loss and val_bits_per_char)");
+
+  std::map<std::string, std::string> written;
+  flatten_keys(root, "", written);
+  resolve_job_paths(job, written, overridden);
 
   std::ostringstream resolved;
   resolved << root << "\n";

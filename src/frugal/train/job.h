@@ -51,6 +51,8 @@ struct DataSpec {
   std::string label_column;                               // csv: by name ...
   int64_t label_index = -1;                               // ... or index (-1 = last)
   std::string header = "detect";                          // csv: detect | yes | no
+  int64_t skip_lines = 0;                                 // csv: leading file lines to skip
+  std::string comment;                                    // csv: lines starting with it are skipped ("" = none)
   // Classification labels: "integer" class indices 0..K-1 (K = class_count, else the largest training
   // label + 1), or "names" (csv: one sorted mapping of the names over all splits, saved with the model).
   std::string labels = "integer";
@@ -236,7 +238,11 @@ struct JobSpec {
   FreezeSpec freeze;
   LoraSpec lora;
   std::optional<DistillSpec> distill;  // [distill] present
-  std::string resolved_toml;  // the job after overrides, as TOML
+  // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
+  // path -> where it came from, for a not-found message ("[data] train = "x.csv" in job.toml,
+  // resolved against the job file's directory /home/me/jobs").
+  std::map<std::string, std::string> paths, path_origins;
+  std::string resolved_toml;  // the job after overrides, as TOML (paths as written)
   std::string hash;           // of resolved_toml (hex)
 };
 

@@ -22,6 +22,7 @@
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/compress/distill.h"
 #include "frugal/train/limits.h"
+#include "frugal/train/job_paths.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
@@ -299,6 +300,8 @@ TrainOutcome Trainer::run() {
   // Input errors surface here, before anything is written: the catalog and the priced instance,
   // budget limits, loss-scaling options, data files and shapes, the model, a refused resume, the
   // weights to start from and the name patterns of [init], [freeze] and lr_multipliers.
+  require_job_file(job, job.cost.user_catalog);  // a missing one named with where it was looked for
+  require_job_file(job, job.lora.adapters);
   cost::RunMeter meter(cost::price_instance(shipped_catalog_path(), job.cost));
   for (auto& technique : make_builtin_techniques(job, options_.budget_usd)) techniques_.push_back(std::move(technique));
   if (job.model.kind == ModelKind::custom && !make_model_)
@@ -307,6 +310,7 @@ TrainOutcome Trainer::run() {
   apply_threads(job);  // capped at the cores available, with a warning, unless forced
   PrecisionGuard precision(job.precision.mode);  // every dense op of the run, on this thread
   PreparedData data = prepare_data(job, "runs/cache");
+  for (const std::string& w : data.warnings) warn(w);
   ModelPlan plan = plan_model(job, data);
   check_model_memory(job, plan, /*training=*/true);  // a refusal with the figures, not a bad_alloc
   std::shared_ptr<nn::Module> model = make_model(plan, data);

@@ -1,4 +1,5 @@
 // number_text: the default ostream form of a double, as the error messages print numbers.
+// echo_text / one_line: echoed input and whole messages kept to one readable line.
 #include "frugal/base/format.h"
 
 #include <gtest/gtest.h>
@@ -21,6 +22,25 @@ TEST(NumberText, DefaultStreamForm) {
   EXPECT_EQ(number_text(std::numeric_limits<double>::infinity()), "inf");
   EXPECT_EQ(number_text(-std::numeric_limits<double>::infinity()), "-inf");
   EXPECT_EQ(number_text(std::numeric_limits<double>::quiet_NaN()), "nan");
+}
+
+TEST(EchoText, EscapesControlCharacters) {
+  EXPECT_EQ(echo_text("a,b"), "a,b");
+  EXPECT_EQ(echo_text("1\r2\n3\t4"), "1\\r2\\n3\\t4");
+  EXPECT_EQ(echo_text(std::string("x\0y", 3)), "x\\x00y");
+  EXPECT_EQ(echo_text("\x1b[31m"), "\\x1b[31m");
+  EXPECT_EQ(echo_text("caf\xC3\xA9"), "caf\xC3\xA9");  // UTF-8 kept
+}
+
+TEST(EchoText, CutsLongText) {
+  EXPECT_EQ(echo_text(std::string(80, 'a')), std::string(80, 'a'));
+  EXPECT_EQ(echo_text(std::string(81, 'a')), std::string(80, 'a') + "...");
+  EXPECT_EQ(echo_text("abcdef", 3), "abc...");
+}
+
+TEST(OneLine, EscapesButKeepsLength) {
+  EXPECT_EQ(one_line("a\nb\n"), "a\\nb");
+  EXPECT_EQ(one_line(std::string(200, 'z')), std::string(200, 'z'));
 }
 
 }  // namespace

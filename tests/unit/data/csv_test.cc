@@ -52,12 +52,83 @@ TEST(Csv, ClassNamesOnlyWhenAskedNumberedInSortedOrder) {
   // Without label_names the same file is an error at its first row, not a silent switch to names.
   EXPECT_INPUT_ERROR(read_csv(dir.file("iris.csv")), dir.file("iris.csv"), "line 1, column 9", "'virginica'",
                      "labels = \"names\"");
-  // Header whose only non-number is the label name, above numeric labels.
+  // A first row whose only non-number is in the label column is mostly numbers: data with a bad
+  // label (it could be a corrupted row), not a header, unless header = "yes" says so.
   write_text(dir.file("b.csv"), "1,2,label\n3,4,1\n");
-  CsvTable b = read_csv(dir.file("b.csv"));
+  EXPECT_INPUT_ERROR(read_csv(dir.file("b.csv")), "line 1, column 5", "label 'label'", "header = \"yes\"");
+  CsvOptions yes;
+  yes.header = CsvOptions::Header::yes;
+  CsvTable b = read_csv(dir.file("b.csv"), yes);
   EXPECT_EQ(b.features.shape(), (Shape{1, 2}));
   EXPECT_EQ(b.feature_names, (std::vector<std::string>{"1", "2"}));
   EXPECT_EQ(b.lines, (std::vector<int64_t>{2}));
+}
+
+TEST(Csv, CorruptedFirstRowIsABadValueNotAHeader) {
+  TempDir dir;
+  const std::string path = dir.file("c.csv");
+  write_text(path, "1.0,2.x,0\n3,4,1\n5,6,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), path, "line 1, column 5", "field 2", "found '2.x'", "header = \"yes\"");
+  // A header: most fields text where the rows below hold numbers (one numeric name is fine).
+  write_text(path, "age,2019,y\n3,4,1\n5,6,0\n");
+  CsvTable t = read_csv(path);
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"age", "2019"}));
+  EXPECT_EQ(t.lines, (std::vector<int64_t>{2, 3}));
+  // A text column all the way down is no evidence of a header: the first row is data, refused there.
+  write_text(path, "a,1,0\nb,2,1\nc,3,0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "line 1, column 1", "found 'a'");
+  // Names in the label column below a header of text.
+  CsvOptions names;
+  names.label_names = true;
+  write_text(path, "x,y,kind\n1,2,cat\n3,4,dog\n");
+  EXPECT_EQ(read_csv(path, names).feature_names, (std::vector<std::string>{"x", "y"}));
+}
+
+TEST(Csv, SkipLinesAndComments) {
+  TempDir dir;
+  const std::string path = dir.file("s.csv");
+  write_text(path, "3\nx,y,label\n1,2,0\n3,4,1\n5,6,0\n");  // a row count first
+  EXPECT_INPUT_ERROR(read_csv(path), "line 1", "found 1 column");
+  CsvOptions skip;
+  skip.skip_lines = 1;
+  CsvTable t = read_csv(path, skip);
+  EXPECT_EQ(t.feature_names, (std::vector<std::string>{"x", "y"}));
+  EXPECT_EQ(t.lines, (std::vector<int64_t>{3, 4, 5}));  // still the file's lines
+  skip.skip_lines = 5;
+  EXPECT_INPUT_ERROR(read_csv(path, skip), "empty after skip_lines = 5");
+  write_text(path, "# made by hand\nx,y,label\n1,2,0\n  # a note\n3,4,1\n");
+  CsvOptions comment;
+  comment.comment = "#";
+  CsvTable c = read_csv(path, comment);
+  EXPECT_EQ(c.features.to_vector<float>(), (std::vector<float>{1, 2, 3, 4}));
+  EXPECT_EQ(c.lines, (std::vector<int64_t>{3, 5}));
+}
+
+TEST(Csv, CrOnlyLineEndingsAreNamed) {
+  TempDir dir;
+  const std::string path = dir.file("mac.csv");
+  write_text(path, "x,y,label\r1,2,0\r3,4,1\r");
+  EXPECT_INPUT_ERROR(read_csv(path), path, "line endings are CR only", "tr");
+  write_text(path, "x,y,label\n1,2\r,0\n");  // a stray CR inside a line
+  EXPECT_INPUT_ERROR(read_csv(path), "line 2, column 4", "carriage return");
+  write_text(path, "x,y,label\r\n1,2,0\r\n3,4,1\r\n");  // CRLF keeps working
+  EXPECT_EQ(read_csv(path).labels.to_vector<int64_t>(), (std::vector<int64_t>{0, 1}));
+}
+
+TEST(Csv, EchoedFieldsStayOneLine) {
+  TempDir dir;
+  const std::string path = dir.file("e.csv");
+  write_text(path, "x,y,label\n1," + std::string(300, 'z') + ",0\n");
+  try {
+    read_csv(path);
+    FAIL() << "no error";
+  } catch (const InputError& e) {
+    const std::string message = e.what();
+    EXPECT_NE(message.find(std::string(80, 'z') + "..."), std::string::npos) << message;
+    EXPECT_EQ(message.find(std::string(81, 'z')), std::string::npos) << message;
+  }
+  write_text(path, "x,y,label\n1,\"a\x01z\",0\n");
+  EXPECT_INPUT_ERROR(read_csv(path), "found 'a\\x01z'");
 }
 
 TEST(Csv, OneStrayLabelIsAnErrorNamingItsLine) {

@@ -18,6 +18,7 @@
 #include "frugal/base/timer.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
+#include "frugal/train/job_paths.h"
 #include "frugal/train/model_setup.h"
 
 namespace frugal::train {
@@ -85,7 +86,10 @@ void warn(const std::string& text) {
 std::map<std::string, std::string> data_keys(const JobSpec& job) {
   std::map<std::string, std::string> out;
   for (const auto& [key, value] : job_keys(job.resolved_toml, job.path))
-    if (key.rfind("data.", 0) == 0 && key != "data.prefetch" && key != "data.max_bytes") out[key] = value;
+    if (key.rfind("data.", 0) == 0 && key != "data.prefetch" && key != "data.max_bytes") {
+      auto path = job.paths.find(key);  // as resolved: the same text in two jobs' folders names two files
+      out[key] = path == job.paths.end() ? value : path->second;
+    }
   return out;
 }
 
@@ -254,7 +258,8 @@ Distillation::Distillation(const JobSpec& job, const PreparedData& data) : spec_
   FRUGAL_CHECK(job.distill.has_value(), "Distillation needs a [distill] section");
   const std::string where = job.path + ": [distill] teacher = \"" + spec_.teacher + "\"";
   std::error_code error;
-  if (!fs::is_regular_file(spec_.teacher, error)) throw InputError(where + ": no such job file");
+  require_job_file(job, spec_.teacher);
+  if (!fs::is_regular_file(spec_.teacher, error)) throw InputError(where + ": not a regular file; expected a job file");
   JobSpec teacher_job;
   try {
     teacher_job = load_job(spec_.teacher);
