@@ -81,9 +81,10 @@ std::string inflate_gzip(const std::vector<uint8_t>& in, std::vector<uint8_t>& o
 
 }  // namespace
 
-FileBytes load_file(const std::string& path) {
+FileBytes load_file(const std::string& path) { return decode_bytes(read_raw(path)); }
+
+FileBytes decode_bytes(std::vector<uint8_t> raw) {
   FileBytes file;
-  std::vector<uint8_t> raw = read_raw(path);
   if (raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
     file.gzip = true;
     file.gzip_problem = inflate_gzip(raw, file.bytes);

@@ -19,6 +19,9 @@ struct FileBytes {
 // Throws InputError when the file cannot be opened or read.
 FileBytes load_file(const std::string& path);
 
+// The same for bytes already in memory (load_file reads the file and calls this).
+FileBytes decode_bytes(std::vector<uint8_t> raw);
+
 // Throws InputError(path + ": " + what), with the gzip problem appended in brackets when the stream
 // was incomplete (a truncated .gz usually explains a format error found first).
 [[noreturn]] void fail_file(const FileBytes& file, const std::string& path, const std::string& what);

@@ -36,10 +36,8 @@ std::string dims_text(const Shape& shape) {
   return text;
 }
 
-}  // namespace
-
-Tensor read_idx(const std::string& path) {
-  FileBytes file = load_file(path);
+// The IDX content of `file` (loaded from `path`, which names it in messages).
+Tensor idx_from(const FileBytes& file, const std::string& path) {
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
   auto fail = [&](const std::string& what) { fail_file(file, path, what); };
@@ -106,6 +104,14 @@ Tensor read_idx(const std::string& path) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+Tensor read_idx(const std::string& path) { return idx_from(load_file(path), path); }
+
+Tensor parse_idx(std::string_view bytes, const std::string& name) {
+  return idx_from(decode_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end())), name);
 }
 
 Tensor unit_float(const Tensor& pixels) {

@@ -272,8 +272,9 @@ CheckpointWrite write_checkpoint(const std::string& dir, const CheckpointState& 
   return result;
 }
 
-CheckpointState read_checkpoint(const std::string& path) {
-  std::shared_ptr<Storage> buffer = read_whole_file(path);
+CheckpointState read_checkpoint(const std::string& path) { return parse_checkpoint(read_whole_file(path), path); }
+
+CheckpointState parse_checkpoint(std::shared_ptr<Storage> buffer, const std::string& path) {
   const unsigned char* bytes = static_cast<const unsigned char*>(buffer->data());
   const uint64_t size = buffer->bytes();
   const std::string at_end = "truncated at byte " + std::to_string(size);

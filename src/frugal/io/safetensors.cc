@@ -147,8 +147,9 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   });
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  std::shared_ptr<Storage> buffer = read_whole_file(path);
+SafetensorsFile read_safetensors(const std::string& path) { return parse_safetensors(read_whole_file(path), path); }
+
+SafetensorsFile parse_safetensors(std::shared_ptr<Storage> buffer, const std::string& path) {
   const char* bytes = static_cast<const char*>(buffer->data());
   const uint64_t file_size = buffer->bytes();
   if (file_size < 8)

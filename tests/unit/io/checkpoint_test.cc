@@ -3,6 +3,7 @@
 // the previous good file with a warning, all-corrupt refused without touching anything, a writer
 // killed with SIGKILL mid-write, and the Young/Daly interval against hand-computed numbers.
 #include "frugal/io/checkpoint.h"
+#include "frugal/io/file_util.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -187,6 +188,20 @@ TEST(Checkpoint, EmptyStateRoundTrips) {
   CheckpointState state;
   CheckpointWrite written = write_checkpoint(dir.path(), state, 1);
   EXPECT_TRUE(same_state(read_checkpoint(written.path), state));
+}
+
+// parse_checkpoint (the fuzz target's entry point) reads a file's bytes in memory as the file.
+TEST(Checkpoint, ParseReadsBytesInMemoryAsTheFile) {
+  TempDir dir;
+  CheckpointState state;
+  state.step = 7;
+  state.values = {{"epoch", "1"}};
+  state.tensors.emplace_back("w", random_tensor({2, 3}, 5));
+  CheckpointWrite written = write_checkpoint(dir.path(), state, 1);
+  std::shared_ptr<Storage> bytes = read_whole_file(written.path);
+  EXPECT_TRUE(same_state(parse_checkpoint(bytes, "in-memory"), state));
+  auto cut = std::make_shared<Storage>(bytes->data(), bytes->bytes() - 1, bytes);
+  EXPECT_INPUT_ERROR(parse_checkpoint(cut, "in-memory"), "in-memory: truncated at byte");
 }
 
 TEST(Checkpoint, BytesFollowTheDocumentedLayout) {

@@ -2,6 +2,7 @@
 // `safetensors` package from PyTorch tensors, every corruption the reader must name, and writes that
 // fail part way leaving the previous file intact.
 #include "frugal/io/safetensors.h"
+#include "frugal/io/file_util.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -135,6 +136,18 @@ TEST_F(Safetensors, MetadataRoundTrip) {
   read = read_safetensors(path);
   EXPECT_TRUE(read.tensors.empty());
   EXPECT_EQ(read.metadata.at("k"), "v");
+}
+
+// parse_safetensors (the fuzz target's entry point) reads a file's bytes in memory as the file.
+TEST_F(Safetensors, ParseReadsBytesInMemoryAsTheFile) {
+  const std::string path = file("mem.safetensors");
+  write_safetensors(path, {{"w", Tensor::ones({2, 3})}}, {{"format", "pt"}});
+  std::shared_ptr<Storage> bytes = read_whole_file(path);
+  SafetensorsFile parsed = parse_safetensors(bytes, "in-memory");
+  EXPECT_TRUE(same_tensor(parsed.tensors["w"], Tensor::ones({2, 3})));
+  EXPECT_EQ(parsed.metadata.at("format"), "pt");
+  auto cut = std::make_shared<Storage>(bytes->data(), 7, bytes);
+  EXPECT_INPUT_ERROR(parse_safetensors(cut, "in-memory"), "in-memory: file is 7 bytes, too short");
 }
 
 TEST_F(Safetensors, RejectsBadNamesOnWrite) {
