@@ -408,6 +408,9 @@ TEST(Checkpoint, ValidatesTheHeaderBehindAGoodChecksum) {
   EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "data_bytes must be a non-negative integer");
   write_bytes(bad, forged_file("{\"step\": 1,", ""));
   EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "header is not valid JSON at byte offset");
+  // Found by checkpoint_fuzz: a number beyond double's range escaped as nlohmann's out_of_range (exit 1).
+  write_bytes(bad, forged_file(R"({"step": 1, "job_hash": "h", "values": {}, "data_bytes": 1e999, "tensors": []})", ""));
+  EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "header (bytes 20-", "is not valid JSON: number overflow parsing '1e999'");
 }
 
 // ---- Finding the newest good checkpoint ----

@@ -222,6 +222,9 @@ TEST_F(SafetensorsCorrupt, SizeAndStructure) {
   expect_error(make_file(" {}", ""), "starting with '{'");
   expect_error(make_file(R"({"w":{"dtype":"F32",,"shape":[3]}})", kData12), "not valid JSON at byte offset 28");
   expect_error(make_file(R"({"w":{"dtype":"F32")", kData12), "not valid JSON");
+  // Found by safetensors_fuzz: a number beyond double's range escaped as nlohmann's out_of_range (exit 1).
+  expect_error(make_file(R"({"w":{"dtype":"F32","shape":[1E111111],"data_offsets":[0,12]}})", kData12),
+               "is not valid JSON: number overflow parsing '1E111111'");
   expect_error(make_file(R"({"w":[1,2]})", ""), "must be an object");
   expect_error(make_file(R"({"w":{"dtype":"F32","shape":[3]}})", kData12), "no \"data_offsets\"");
   expect_error(make_file(R"({"__metadata__":{"a":1}})", ""), "__metadata__[\"a\"] must be a string");
