@@ -172,12 +172,11 @@ std::optional<double> Instance::peak(const std::string& precision) const {
   return it->second;
 }
 
-void Catalog::read(const std::string& path, bool user) {
-  std::ifstream probe(path);
-  if (!probe) throw InputError(path + ": cannot open catalog file");
+void Catalog::read(const std::string& path, bool user, std::optional<std::string_view> text) {
+  if (!text && !std::ifstream(path)) throw InputError(path + ": cannot open catalog file");
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = text ? toml::parse(*text, path) : toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     throw InputError(path + ":" + std::to_string(e.source().begin.line) + ":" +
                      std::to_string(e.source().begin.column) + ": invalid TOML: " + std::string(e.description()));
@@ -243,6 +242,12 @@ std::vector<std::string> Catalog::names() const {
 Catalog load_catalog(const std::string& path) {
   Catalog catalog;
   catalog.read(path, false);
+  return catalog;
+}
+
+Catalog parse_catalog(std::string_view text, const std::string& path) {
+  Catalog catalog;
+  catalog.read(path, false, text);
   return catalog;
 }
 

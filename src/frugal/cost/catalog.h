@@ -8,6 +8,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace frugal::cost {
@@ -54,7 +55,9 @@ class Catalog {
 
  private:
   friend Catalog load_catalog(const std::string& path);
-  void read(const std::string& path, bool user);
+  friend Catalog parse_catalog(std::string_view text, const std::string& path);
+  // Reads `path`, or with `text` that content (`path` then only names it in messages).
+  void read(const std::string& path, bool user, std::optional<std::string_view> text = std::nullopt);
   std::map<std::string, Instance> instances_;
   std::set<std::string> idle_stated_;  // entries whose idle_w was given (not the default fraction)
 };
@@ -62,5 +65,8 @@ class Catalog {
 // Loads and validates a catalog file: a missing key, a negative number, an unknown key or a value
 // of the wrong type is an InputError naming the file, line, entry and key.
 Catalog load_catalog(const std::string& path);
+
+// The same for a catalog's text already in memory; `path` names it in messages.
+Catalog parse_catalog(std::string_view text, const std::string& path);
 
 }  // namespace frugal::cost

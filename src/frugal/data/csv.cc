@@ -146,10 +146,8 @@ std::vector<Row> read_rows(std::string_view text, const std::string& path, const
   return rows;
 }
 
-}  // namespace
-
-CsvTable read_csv(const std::string& path, const CsvOptions& options) {
-  FileBytes file = load_file(path);
+// The CSV content of `file` (loaded from `path`, which names it in messages).
+CsvTable csv_from(const FileBytes& file, const std::string& path, const CsvOptions& options) {
   check_gzip_complete(file, path);
   std::string_view text(reinterpret_cast<const char*>(file.bytes.data()), file.bytes.size());
   if (text.size() >= 3 && text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);  // UTF-8 BOM
@@ -259,6 +257,14 @@ CsvTable read_csv(const std::string& path, const CsvOptions& options) {
   }
   for (int64_t i = 0; i < n; ++i) labels[i] = classes.at(label_fields[size_t(i)]->text);
   return table;
+}
+
+}  // namespace
+
+CsvTable read_csv(const std::string& path, const CsvOptions& options) { return csv_from(load_file(path), path, options); }
+
+CsvTable parse_csv(std::string_view bytes, const std::string& name, const CsvOptions& options) {
+  return csv_from(decode_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end())), name, options);
 }
 
 }  // namespace frugal::data

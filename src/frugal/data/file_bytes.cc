@@ -156,8 +156,11 @@ int64_t default_max_file_bytes() {
 }
 
 FileBytes load_file(const std::string& path, const ExpectSize& expect) {
+  return decode_bytes(read_raw(path), path, expect);
+}
+
+FileBytes decode_bytes(std::vector<uint8_t> raw, const std::string& path, const ExpectSize& expect) {
   FileBytes file;
-  std::vector<uint8_t> raw = read_raw(path);
   if (raw.size() >= 2 && raw[0] == 0x1f && raw[1] == 0x8b) {
     file.gzip = true;
     InflateBound bound(path, expect);

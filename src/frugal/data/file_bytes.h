@@ -39,6 +39,11 @@ using ExpectSize = std::function<ExpectedSize(const std::vector<uint8_t>& head)>
 // max_file_bytes(), or when gzip data inflates past what `expect` (if given) says the file holds.
 FileBytes load_file(const std::string& path, const ExpectSize& expect = {});
 
+// The same for bytes already in memory (load_file reads the file and calls this); `path` names
+// them in messages.
+FileBytes decode_bytes(std::vector<uint8_t> raw, const std::string& path = "(bytes)", const ExpectSize& expect = {});
+
+
 // Throws InputError(path + ": " + what), with the gzip problem appended in brackets when the stream
 // was incomplete (a truncated .gz usually explains a format error found first).
 [[noreturn]] void fail_file(const FileBytes& file, const std::string& path, const std::string& what);

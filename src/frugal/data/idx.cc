@@ -56,10 +56,9 @@ ExpectedSize idx_expected_size(const std::vector<uint8_t>& head) {
   return {header + numel * type.file_size, "its IDX header (" + dims_text(shape) + ")"};
 }
 
-}  // namespace
 
-Tensor read_idx(const std::string& path) {
-  FileBytes file = load_file(path, idx_expected_size);
+// The IDX content of `file` (loaded from `path`, which names it in messages).
+Tensor idx_from(const FileBytes& file, const std::string& path) {
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
   auto fail = [&](const std::string& what) { fail_file(file, path, what); };
@@ -126,6 +125,14 @@ Tensor read_idx(const std::string& path) {
     }
   }
   return out;
+}
+
+}  // namespace
+
+Tensor read_idx(const std::string& path) { return idx_from(load_file(path, idx_expected_size), path); }
+
+Tensor parse_idx(std::string_view bytes, const std::string& name) {
+  return idx_from(decode_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end()), name, idx_expected_size), name);
 }
 
 Tensor unit_float(const Tensor& pixels) {

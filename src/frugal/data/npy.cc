@@ -103,15 +103,14 @@ void check_finite(const T* values, const Shape& shape, const std::string& path) 
   }
 }
 
-}  // namespace
-
-Tensor read_npy(const std::string& path) {
-  FileBytes file = load_file(path);
+// The NPY content of `file` (loaded from `path`, which names it in messages).
+Tensor npy_from(const FileBytes& file, const std::string& path) {
   const std::vector<uint8_t>& bytes = file.bytes;
   const int64_t size = int64_t(bytes.size());
   auto fail = [&](const std::string& what) { fail_file(file, path, what); };
   static const uint8_t kMagic[6] = {0x93, 'N', 'U', 'M', 'P', 'Y'};
-  if (std::memcmp(bytes.data(), kMagic, size_t(std::min<int64_t>(size, 6))) != 0 || size == 0)
+  // size first: an empty file has no buffer, and memcmp must not see a null pointer.
+  if (size == 0 || std::memcmp(bytes.data(), kMagic, size_t(std::min<int64_t>(size, 6))) != 0)
     fail("bad magic at byte 0: expected \\x93NUMPY (not a .npy file)");
   if (size < 10) fail("truncated at byte " + std::to_string(size) + " inside the NPY preamble (10 bytes expected)");
   const int major = bytes[6];
@@ -180,6 +179,14 @@ Tensor read_npy(const std::string& path) {
   if (dtype == DType::f32) check_finite(out.data<float>(), shape, path);
   if (dtype == DType::f64) check_finite(out.data<double>(), shape, path);
   return out;
+}
+
+}  // namespace
+
+Tensor read_npy(const std::string& path) { return npy_from(load_file(path), path); }
+
+Tensor parse_npy(std::string_view bytes, const std::string& name) {
+  return npy_from(decode_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end())), name);
 }
 
 }  // namespace frugal::data

@@ -59,6 +59,14 @@ Tensor read_npy(const std::string& path);
 // The whole file as bytes (gzip inflated); an empty file is an error.
 std::string read_text(const std::string& path);
 
+// In-memory forms of the readers above: `bytes` is a file's content (gzip inflated likewise) and
+// `name` stands for its path in messages. The read_* functions load the file and call these; the
+// fuzz targets (tests/fuzz) call them directly.
+Tensor parse_idx(std::string_view bytes, const std::string& name);
+CsvTable parse_csv(std::string_view bytes, const std::string& name, const CsvOptions& options = {});
+Tensor parse_npy(std::string_view bytes, const std::string& name);
+std::string parse_text(std::string_view bytes, const std::string& name);
+
 // Byte-level vocabulary: the sorted distinct bytes of the training text, class index = rank.
 class CharVocab {
  public:

@@ -17,13 +17,18 @@ std::string describe_byte(uint8_t byte) {
   return text;
 }
 
-}  // namespace
-
-std::string read_text(const std::string& path) {
-  FileBytes file = load_file(path);
+std::string text_from(const FileBytes& file, const std::string& path) {
   check_gzip_complete(file, path);
   if (file.bytes.empty()) throw InputError(path + ": empty file; expected training text");
   return std::string(file.bytes.begin(), file.bytes.end());
+}
+
+}  // namespace
+
+std::string read_text(const std::string& path) { return text_from(load_file(path), path); }
+
+std::string parse_text(std::string_view bytes, const std::string& name) {
+  return text_from(decode_bytes(std::vector<uint8_t>(bytes.begin(), bytes.end())), name);
 }
 
 CharVocab::CharVocab(std::string_view text) {

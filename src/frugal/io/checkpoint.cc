@@ -272,8 +272,9 @@ CheckpointWrite write_checkpoint(const std::string& dir, const CheckpointState& 
   return result;
 }
 
-CheckpointState read_checkpoint(const std::string& path) {
-  std::shared_ptr<Storage> buffer = read_whole_file(path);
+CheckpointState read_checkpoint(const std::string& path) { return parse_checkpoint(read_whole_file(path), path); }
+
+CheckpointState parse_checkpoint(std::shared_ptr<Storage> buffer, const std::string& path) {
   const unsigned char* bytes = static_cast<const unsigned char*>(buffer->data());
   const uint64_t size = buffer->bytes();
   const std::string at_end = "truncated at byte " + std::to_string(size);
@@ -302,6 +303,12 @@ CheckpointState read_checkpoint(const std::string& path) {
     size_t colon = what.find(": ");  // drop "[json.exception.parse_error.101] parse error at ...: "
     if (colon != std::string::npos) what = what.substr(colon + 2);
     parse_error = "header is not valid JSON at byte offset " + std::to_string(at) + ": " + what;
+  } catch (const nlohmann::json::out_of_range& e) {  // a number beyond double's range, e.g. 1e999
+    std::string what = e.what();
+    size_t bracket = what.find("] ");  // drop "[json.exception.out_of_range.406] "
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    parse_error = "header (bytes " + std::to_string(kFixedBytes) + "-" + std::to_string(kFixedBytes + header_bytes - 1) +
+                  ") is not valid JSON: " + what;
   }
   const uint64_t data_start = round_up(kFixedBytes + header_bytes, kAlign);
   uint64_t data_bytes = 0;

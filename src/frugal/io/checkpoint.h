@@ -25,6 +25,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <utility>
@@ -72,6 +73,10 @@ CheckpointWrite write_checkpoint(const std::string& dir, const CheckpointState& 
 // header that does not describe the data. Tensors are views into one 64-byte aligned buffer holding
 // the file (kept alive while any of them is).
 CheckpointState read_checkpoint(const std::string& path);
+
+// The same for a file's bytes already in memory (read_checkpoint reads `path` and calls this);
+// `path` names it in messages. The tensors are views into `buffer`.
+CheckpointState parse_checkpoint(std::shared_ptr<Storage> buffer, const std::string& path);
 
 struct LatestCheckpoint {
   std::string path;

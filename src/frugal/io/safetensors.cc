@@ -147,8 +147,9 @@ void write_safetensors(const std::string& path, const std::vector<std::pair<std:
   });
 }
 
-SafetensorsFile read_safetensors(const std::string& path) {
-  std::shared_ptr<Storage> buffer = read_whole_file(path);
+SafetensorsFile read_safetensors(const std::string& path) { return parse_safetensors(read_whole_file(path), path); }
+
+SafetensorsFile parse_safetensors(std::shared_ptr<Storage> buffer, const std::string& path) {
   const char* bytes = static_cast<const char*>(buffer->data());
   const uint64_t file_size = buffer->bytes();
   if (file_size < 8)
@@ -173,6 +174,11 @@ SafetensorsFile read_safetensors(const std::string& path) {
     size_t colon = what.find(": ");  // drop "[json.exception.parse_error.101] parse error at ...: "
     if (colon != std::string::npos) what = what.substr(colon + 2);
     fail(path, "header is not valid JSON at byte offset " + std::to_string(at) + ": " + what);
+  } catch (const nlohmann::json::out_of_range& e) {  // a number beyond double's range, e.g. 1e999
+    std::string what = e.what();
+    size_t bracket = what.find("] ");  // drop "[json.exception.out_of_range.406] "
+    if (bracket != std::string::npos) what = what.substr(bracket + 2);
+    fail(path, "header (bytes 8-" + std::to_string(8 + header_size - 1) + ") is not valid JSON: " + what);
   }
   if (!header.is_object()) fail(path, "header at byte offset 8 must be a JSON object");
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -22,6 +23,10 @@ struct SafetensorsFile {
 // file and the problem. Tensors whose data is aligned to their element size are views into one
 // buffer holding the file; the others are copies.
 SafetensorsFile read_safetensors(const std::string& path);
+
+// The same for a file's bytes already in memory (read_safetensors reads `path` and calls this);
+// `path` names it in messages. The tensors may be views into `buffer`.
+SafetensorsFile parse_safetensors(std::shared_ptr<Storage> buffer, const std::string& path);
 
 // Weights must be finite: InputError naming `path`, the first float tensor (in name order) holding a
 // NaN or inf and the element's flat index. Not part of read_safetensors: a checkpoint or cache may

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -68,7 +70,13 @@ D convert_scalar(S s) {
   else if constexpr (std::is_same_v<S, f16_t>) return convert_scalar<D>(f16_to_float(s));
   else if constexpr (std::is_same_v<D, bf16_t>) return float_to_bf16(float(s));
   else if constexpr (std::is_same_v<D, f16_t>) return float_to_f16(float(s));
-  else return static_cast<D>(s);
+  else if constexpr (std::is_floating_point_v<S> && std::is_integral_v<D>) {
+    // A float out of the integer's range is undefined behaviour in C++ (UBSan): go through int64
+    // (NaN -> 0, saturated at its limits) and narrow modulo 2^bits, as PyTorch does (256.0 -> u8 0).
+    const double v = double(s);
+    const int64_t wide = std::isnan(v) ? 0 : v >= 0x1p63 ? INT64_MAX : v < -0x1p63 ? INT64_MIN : int64_t(v);
+    return static_cast<D>(wide);
+  } else return static_cast<D>(s);
 }
 
 std::shared_ptr<TensorImpl> make_impl(const Shape& shape, DType dtype) {

@@ -693,12 +693,15 @@ std::map<std::string, std::string> job_keys(const std::string& resolved_toml, co
   return out;
 }
 
-JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides) {
-  std::ifstream probe(path);
-  if (!probe) throw InputError(path + ": cannot open job file");
+namespace {
+
+// Reads `path`, or with `text` that content (`path` then only names it in messages).
+JobSpec job_from(const std::string& path, const std::vector<std::string>& overrides,
+                 std::optional<std::string_view> text) {
+  if (!text && !std::ifstream(path)) throw InputError(path + ": cannot open job file");
   toml::table root;
   try {
-    root = toml::parse_file(path);
+    root = text ? toml::parse(*text, path) : toml::parse_file(path);
   } catch (const toml::parse_error& e) {
     throw InputError(path + ":" + std::to_string(e.source().begin.line) + ":" +
                      std::to_string(e.source().begin.column) + ": invalid TOML: " + std::string(e.description()));
@@ -785,6 +788,16 @@ JobSpec load_job(const std::string& path, const std::vector<std::string>& overri
   job.resolved_toml = resolved.str();
   job.hash = hex_hash(job.resolved_toml);
   return job;
+}
+
+}  // namespace
+
+JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides) {
+  return job_from(path, overrides, std::nullopt);
+}
+
+JobSpec parse_job(std::string_view text, const std::string& path, const std::vector<std::string>& overrides) {
+  return job_from(path, overrides, text);
 }
 
 }  // namespace frugal::train

@@ -7,6 +7,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "frugal/autograd/precision.h"
@@ -253,6 +254,9 @@ bool is_system_directory(const std::string& path);
 // Reads and validates `path`, applying `overrides` ("section.key=value", value in TOML syntax or a
 // bare string). Throws InputError on any problem.
 JobSpec load_job(const std::string& path, const std::vector<std::string>& overrides = {});
+
+// The same for a job's text already in memory; `path` names it in messages (and is the job's path).
+JobSpec parse_job(std::string_view text, const std::string& path, const std::vector<std::string>& overrides = {});
 
 // Every leaf of a resolved job as "section.key" -> its value in TOML syntax (arrays are leaves), for
 // comparing two runs' jobs. `what` names the text in the InputError when it is not valid TOML.

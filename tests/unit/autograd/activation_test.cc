@@ -53,7 +53,7 @@ TEST(Activation, Gradcheck) {
   for (Shape shape : std::vector<Shape>{{1}, {7}, {3, 1, 5}, {2, 3, 4}})
     for (const auto& [name, fn] : activations()) {
       Tensor x = random_leaf(shape, 1, -4.0, 4.0);
-      auto r = gradcheck([&](const std::vector<Tensor>& in) { return fn(in[0]); }, {x});
+      auto r = gradcheck([&fn = fn](const std::vector<Tensor>& in) { return fn(in[0]); }, {x});
       EXPECT_TRUE(r.ok) << name << " " << shape_str(shape) << ": " << r.message;
     }
 }

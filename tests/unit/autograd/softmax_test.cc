@@ -23,9 +23,9 @@ const std::vector<std::pair<Shape, int64_t>> kGradcheckCases = {
 TEST(Softmax, Gradcheck) {
   for (auto [shape, axis] : kGradcheckCases) {
     Tensor x = random_leaf(shape, 1, -3.0, 3.0);
-    auto r = gradcheck([&](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {x});
+    auto r = gradcheck([&, axis = axis](const std::vector<Tensor>& in) { return softmax(in[0], axis); }, {x});
     EXPECT_TRUE(r.ok) << "softmax " << shape_str(shape) << " axis " << axis << ": " << r.message;
-    r = gradcheck([&](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {x});
+    r = gradcheck([&, axis = axis](const std::vector<Tensor>& in) { return log_softmax(in[0], axis); }, {x});
     EXPECT_TRUE(r.ok) << "log_softmax " << shape_str(shape) << " axis " << axis << ": " << r.message;
   }
 }
@@ -82,7 +82,7 @@ TEST(Softmax, FastMatchesReferenceOnRandomShapes) {
       {{2, 40000}, -1},  {{120000, 3}, -1},  {{3, 50000, 2}, 1},  {{1, 200001}, 1}};
   for (auto [shape, axis] : cases)
     for (bool log : {false, true}) {
-      auto fn = [&](const Tensor& t) { return log ? log_softmax(t, axis) : softmax(t, axis); };
+      auto fn = [&, axis = axis](const Tensor& t) { return log ? log_softmax(t, axis) : softmax(t, axis); };
       Tensor x = random_tensor(shape, 4, DType::f32, -10.0, 10.0);
       auto [fast_y, fast_g] = forward_backward(fn, x, 5, false);
       auto [ref_y, ref_g] = forward_backward(fn, x, 5, true);
@@ -118,7 +118,7 @@ TEST(Max, Gradcheck) {
   for (auto [shape, axis] : kGradcheckCases)
     for (bool keepdim : {false, true}) {
       Tensor x = random_leaf(shape, 6);
-      auto r = gradcheck([&](const std::vector<Tensor>& in) { return max(in[0], axis, keepdim); }, {x});
+      auto r = gradcheck([&, axis = axis](const std::vector<Tensor>& in) { return max(in[0], axis, keepdim); }, {x});
       EXPECT_TRUE(r.ok) << shape_str(shape) << " axis " << axis << ": " << r.message;
     }
 }
@@ -130,7 +130,7 @@ TEST(Max, FastMatchesReference) {
   for (auto [shape, axis] : cases) {
     // Few distinct values, so ties are common and the first-maximum rule is exercised.
     Tensor x = random_tensor(shape, 7, DType::f32, 0.0, 4.0).to(DType::i32).to(DType::f32);
-    auto fn = [&](const Tensor& t) { return max(t, axis); };
+    auto fn = [&, axis = axis](const Tensor& t) { return max(t, axis); };
     auto [fast_y, fast_g] = forward_backward(fn, x, 8, false);
     auto [ref_y, ref_g] = forward_backward(fn, x, 8, true);
     EXPECT_TRUE(all_close(fast_y, ref_y, 0, 0)) << shape_str(shape) << " axis " << axis;

@@ -84,6 +84,14 @@ TEST(Catalog, ReadsEveryKeyAndDefaultsIdlePower) {
   EXPECT_EQ(box.file, dir.path("c.toml"));
 }
 
+// parse_catalog (the fuzz target's entry point) reads text in memory as load_catalog reads a file.
+TEST(Catalog, ParseReadsTextInMemoryAsTheFile) {
+  Catalog catalog = parse_catalog(good_entry, "mem.toml");
+  EXPECT_EQ(catalog.at("box").vcpus, 4);
+  EXPECT_EQ(catalog.at("box").file, "mem.toml");
+  expect_input_error([&] { parse_catalog("[instance.\"box\"\n", "mem.toml"); }, {"mem.toml:1:", "invalid TOML"});
+}
+
 TEST(Catalog, UnknownInstanceSuggestsAName) {
   Catalog catalog = load_catalog(shipped);
   expect_input_error([&] { catalog.at("c7i.2xlarg"); }, {"unknown instance 'c7i.2xlarg'", "did you mean 'c7i.2xlarge'"});

@@ -125,6 +125,15 @@ TEST(Npy, Errors) {
   EXPECT_INPUT_ERROR(read_npy(path), "missing one of the keys");
 }
 
+// Found by tests/fuzz/npy_fuzz: an empty file reached memcmp with a null pointer (UBSan).
+TEST(Npy, EmptyFileIsBadMagic) {
+  TempDir dir;
+  const std::string path = dir.file("empty.npy");
+  frugal::testing::write_file(path, Bytes{});
+  EXPECT_INPUT_ERROR(read_npy(path), path, "bad magic at byte 0", "not a .npy file");
+  EXPECT_INPUT_ERROR(parse_npy("", "mem.npy"), "mem.npy", "bad magic at byte 0");
+}
+
 TEST(Npy, NonFiniteFloatsRefusedNamingTheElement) {
   TempDir dir;
   const std::string path = dir.file("x.npy");

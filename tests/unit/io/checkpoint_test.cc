@@ -3,6 +3,7 @@
 // the previous good file with a warning, all-corrupt refused without touching anything, a writer
 // killed with SIGKILL mid-write, and the Young/Daly interval against hand-computed numbers.
 #include "frugal/io/checkpoint.h"
+#include "frugal/io/file_util.h"
 
 #include <signal.h>
 #include <sys/stat.h>
@@ -187,6 +188,20 @@ TEST(Checkpoint, EmptyStateRoundTrips) {
   CheckpointState state;
   CheckpointWrite written = write_checkpoint(dir.path(), state, 1);
   EXPECT_TRUE(same_state(read_checkpoint(written.path), state));
+}
+
+// parse_checkpoint (the fuzz target's entry point) reads a file's bytes in memory as the file.
+TEST(Checkpoint, ParseReadsBytesInMemoryAsTheFile) {
+  TempDir dir;
+  CheckpointState state;
+  state.step = 7;
+  state.values = {{"epoch", "1"}};
+  state.tensors.emplace_back("w", random_tensor({2, 3}, 5));
+  CheckpointWrite written = write_checkpoint(dir.path(), state, 1);
+  std::shared_ptr<Storage> bytes = read_whole_file(written.path);
+  EXPECT_TRUE(same_state(parse_checkpoint(bytes, "in-memory"), state));
+  auto cut = std::make_shared<Storage>(bytes->data(), bytes->bytes() - 1, bytes);
+  EXPECT_INPUT_ERROR(parse_checkpoint(cut, "in-memory"), "in-memory: truncated at byte");
 }
 
 TEST(Checkpoint, BytesFollowTheDocumentedLayout) {
@@ -393,6 +408,9 @@ TEST(Checkpoint, ValidatesTheHeaderBehindAGoodChecksum) {
   EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "data_bytes must be a non-negative integer");
   write_bytes(bad, forged_file("{\"step\": 1,", ""));
   EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "header is not valid JSON at byte offset");
+  // Found by checkpoint_fuzz: a number beyond double's range escaped as nlohmann's out_of_range (exit 1).
+  write_bytes(bad, forged_file(R"({"step": 1, "job_hash": "h", "values": {}, "data_bytes": 1e999, "tensors": []})", ""));
+  EXPECT_INPUT_ERROR(read_checkpoint(bad), bad, "header (bytes 20-", "is not valid JSON: number overflow parsing '1e999'");
 }
 
 // ---- Finding the newest good checkpoint ----

@@ -2,6 +2,7 @@
 // `safetensors` package from PyTorch tensors, every corruption the reader must name, and writes that
 // fail part way leaving the previous file intact.
 #include "frugal/io/safetensors.h"
+#include "frugal/io/file_util.h"
 
 #include <sys/resource.h>
 #include <sys/stat.h>
@@ -137,6 +138,18 @@ TEST_F(Safetensors, MetadataRoundTrip) {
   EXPECT_EQ(read.metadata.at("k"), "v");
 }
 
+// parse_safetensors (the fuzz target's entry point) reads a file's bytes in memory as the file.
+TEST_F(Safetensors, ParseReadsBytesInMemoryAsTheFile) {
+  const std::string path = file("mem.safetensors");
+  write_safetensors(path, {{"w", Tensor::ones({2, 3})}}, {{"format", "pt"}});
+  std::shared_ptr<Storage> bytes = read_whole_file(path);
+  SafetensorsFile parsed = parse_safetensors(bytes, "in-memory");
+  EXPECT_TRUE(same_tensor(parsed.tensors["w"], Tensor::ones({2, 3})));
+  EXPECT_EQ(parsed.metadata.at("format"), "pt");
+  auto cut = std::make_shared<Storage>(bytes->data(), 7, bytes);
+  EXPECT_INPUT_ERROR(parse_safetensors(cut, "in-memory"), "in-memory: file is 7 bytes, too short");
+}
+
 TEST_F(Safetensors, RejectsBadNamesOnWrite) {
   const std::string path = file("names.safetensors");
   EXPECT_THROW(write_safetensors(path, {{"w", Tensor::ones({1})}, {"w", Tensor::ones({1})}}), InputError);
@@ -209,6 +222,9 @@ TEST_F(SafetensorsCorrupt, SizeAndStructure) {
   expect_error(make_file(" {}", ""), "starting with '{'");
   expect_error(make_file(R"({"w":{"dtype":"F32",,"shape":[3]}})", kData12), "not valid JSON at byte offset 28");
   expect_error(make_file(R"({"w":{"dtype":"F32")", kData12), "not valid JSON");
+  // Found by safetensors_fuzz: a number beyond double's range escaped as nlohmann's out_of_range (exit 1).
+  expect_error(make_file(R"({"w":{"dtype":"F32","shape":[1E111111],"data_offsets":[0,12]}})", kData12),
+               "is not valid JSON: number overflow parsing '1E111111'");
   expect_error(make_file(R"({"w":[1,2]})", ""), "must be an object");
   expect_error(make_file(R"({"w":{"dtype":"F32","shape":[3]}})", kData12), "no \"data_offsets\"");
   expect_error(make_file(R"({"__metadata__":{"a":1}})", ""), "__metadata__[\"a\"] must be a string");

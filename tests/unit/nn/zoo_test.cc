@@ -129,7 +129,7 @@ TEST(Zoo, GptInitFollowsGpt2) {
   };
   const double residual = 0.02 / std::sqrt(8.0);
   for (const auto& [name, p] : gpt->named_parameters()) {
-    auto ends_with = [&](const std::string& suffix) {
+    auto ends_with = [&name = name](const std::string& suffix) {
       return name.size() >= suffix.size() && name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0;
     };
     if (ends_with("proj.weight")) {

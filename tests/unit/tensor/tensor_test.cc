@@ -117,6 +117,15 @@ TEST(Tensor, StridedCopiesMatchElementwise) {
   EXPECT_EQ(q.at({4, 2, 1}), t.at({1, 2, 4}));
 }
 
+// Float -> integer conversion is defined for every value (UBSan found 256.0 -> u8 undefined): through
+// int64, NaN -> 0, narrowed modulo 2^bits.
+TEST(Tensor, FloatToIntegerOutOfRangeIsDefined) {
+  Tensor x = Tensor::from_vector(std::vector<double>{256.0, 257.5, -1.0, std::nan(""), 1e300, 7.9}, {6});
+  EXPECT_EQ(x.to(DType::u8).to_vector<double>(), (std::vector<double>{0, 1, 255, 0, 255, 7}));
+  EXPECT_EQ(x.to(DType::i64).to_vector<double>()[3], 0.0);
+  EXPECT_EQ(x.to(DType::i64).at({4}), double(INT64_MAX));
+}
+
 // Packed NCHW <-> channels-last copies, both ways: every element lands where the element-wise
 // rule puts it, for each element size, odd sizes and size-1 axes.
 TEST(Tensor, LayoutChangeCopiesMatchElementwise) {

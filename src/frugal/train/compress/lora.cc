@@ -98,7 +98,7 @@ LoraReport add_adapters(nn::Module& model, const LoraSpec& spec, uint64_t seed, 
   int64_t index = 0;
   for (auto& [name, linear] : linears) {
     const bool targeted = std::any_of(spec.targets.begin(), spec.targets.end(),
-                                      [&](const std::string& pattern) { return glob_match(pattern, name); });
+                                      [&name = name](const std::string& pattern) { return glob_match(pattern, name); });
     if (!targeted) continue;
     if (linear->has_lora())
       throw InputError(where + ": [lora]: layer '" + name + "' has an adapter already");
@@ -132,7 +132,7 @@ int64_t freeze_all_but_adapters(nn::Module& model, const LoraSpec& spec, const s
   }
   int64_t trainable = 0;
   for (auto [name, p] : params) {
-    const bool train = is_adapter_name(name) || std::any_of(spec.train.begin(), spec.train.end(), [&](const std::string& pattern) {
+    const bool train = is_adapter_name(name) || std::any_of(spec.train.begin(), spec.train.end(), [&name = name](const std::string& pattern) {
                          return glob_match(pattern, name);
                        });
     p.set_requires_grad(train);
