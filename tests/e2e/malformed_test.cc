@@ -81,9 +81,9 @@ std::map<std::string, std::string> npy_pair(float poison) {
   return {{"x.npy", npy("<f4", "(16, 2)", x.data(), x.size() * 4)}, {"y.npy", npy("<i8", "(16,)", y.data(), y.size() * 8)}};
 }
 
-// A one-tensor safetensors file holding [1, value].
-std::string safetensors_with(float value) {
-  const std::string header = R"({"layers.1.weight":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+// A one-tensor safetensors file holding [1, value] (`shape` as written in its JSON header).
+std::string safetensors_with(float value, const std::string& shape = "[2]") {
+  const std::string header = R"({"layers.1.weight":{"dtype":"F32","shape":)" + shape + R"(,"data_offsets":[0,8]}})";
   std::string file(8, '\0');
   const uint64_t size = header.size();
   std::memcpy(file.data(), &size, 8);
@@ -177,6 +177,12 @@ std::vector<Case> corpus() {
        {"count.csv: line 1: found 1 column", "skip_lines"}},
       {"long field with control characters", {{"bad.csv", "a,b,label\n1,\"\x1b[31m" + std::string(200, 'z') + "\",0\n"}},
        "train.csv", "bad.csv", "", 2, {"bad.csv: line 2, column 3", "found '\\x1b[31mzzz", "zzz...'"}},
+      // Found by the fuzzers (tests/fuzz/README.md), through the real binary.
+      {"empty npy (npy_fuzz)", {{"x.npy", ""}, {"y.npy", npy_pair(1).at("y.npy")}},
+       "kind = \"csv\"\ntrain = \"train.csv\"", kNpyData, "", 2, {"x.npy: bad magic at byte 0"}},
+      {"number beyond double in a safetensors header (safetensors_fuzz)",
+       {{"big.safetensors", safetensors_with(1, "[1E11111111111]")}}, "[train]",
+       "[init]\nfrom = \"big.safetensors\"\n\n[train]", "", 2, {"big.safetensors: header (bytes 8-", "is not valid JSON"}},
       // NPY header echo: escaped and cut, on one line.
       {"npy header with junk",
        {{"x.npy", npy_with_header("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 2), 'junk\n': '" +
