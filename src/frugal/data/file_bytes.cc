@@ -87,10 +87,12 @@ class InflateBound {
 // the allowed bytes (plus one buffer).
 std::string inflate_gzip(const std::vector<uint8_t>& in, std::vector<uint8_t>& out, InflateBound& bound) {
   // The ISIZE trailer (size mod 2^32 of the last member) is only a hint for the first buffer: it
-  // may lie, so the bound is checked as the data comes.
+  // may lie, so the bound is checked as the data comes. Deflate expands at most 1032:1, so a hint
+  // beyond that is a lie (a corrupt 20-byte file must not reserve and zero 256 MiB).
   size_t hint = in.size() * 4;
   if (in.size() >= 18) hint = std::max<size_t>(hint, size_t(in[in.size() - 4]) | size_t(in[in.size() - 3]) << 8 |
                                                          size_t(in[in.size() - 2]) << 16 | size_t(in[in.size() - 1]) << 24);
+  hint = std::min(hint, in.size() * 1032 + (size_t(1) << 16));
   out.reserve(std::min<size_t>({hint, size_t(bound.most()) + 1, size_t(256) << 20}));
   size_t position = 0;  // compressed offset of the current member
   while (position < in.size()) {
