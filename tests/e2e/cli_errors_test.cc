@@ -36,15 +36,6 @@ epochs = 2
 batch_size = 8
 )";
 
-std::string csv_rows(int n) {
-  std::string text = "a,b,label\n";
-  for (int i = 0; i < n; ++i) {
-    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
-    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
-  }
-  return text;
-}
-
 class CliErrors : public ::testing::Test {
  protected:
   CliErrors() : scratch_(::testing::UnitTest::GetInstance()->current_test_info()->name()) {

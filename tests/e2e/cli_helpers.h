@@ -32,6 +32,16 @@ inline void write_file(const std::filesystem::path& path, const std::string& tex
   out << text;
 }
 
+// A small two-feature CSV (a, b in [0, 1), label = a + b > 0.8) of n rows, with a header line.
+inline std::string csv_rows(int n, bool header = true) {
+  std::string text = header ? "a,b,label\n" : "";
+  for (int i = 0; i < n; ++i) {
+    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
+    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
+  }
+  return text;
+}
+
 // A fresh directory per test under the build tree; commands run inside it.
 class Scratch {
  public:

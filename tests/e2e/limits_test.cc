@@ -23,7 +23,7 @@ std::string csv_job(const std::string& train_file, const std::string& extra_run,
          "lr = 0.1\n[train]\nepochs = 1\nbatch_size = 8\n";
 }
 
-std::string csv_rows(int n) {
+std::string integer_csv(int n) {
   std::string text = "a,b,label\n";
   for (int i = 0; i < n; ++i) text += std::to_string(i % 7) + "," + std::to_string(i % 5) + "," + std::to_string(i % 2) + "\n";
   return text;
@@ -55,7 +55,7 @@ TEST(Limits, GzipBombRefusedAtDataMaxBytes) {
 
 TEST(Limits, ModelTooLargeForTheMachineIsRefusedWithTheFigure) {
   Scratch s("limits-model");
-  write_file(s / "train.csv", csv_rows(40));
+  write_file(s / "train.csv", integer_csv(40));
   std::string job = csv_job("train.csv", "", "");
   job.replace(job.find("hidden = [8]"), 12, "hidden = [1048576, 1048576]");
   write_file(s / "job.toml", job);
@@ -86,7 +86,7 @@ TEST(Limits, HelpNamesTheOutOfMemoryCodeAndSampleFlags) {
 
 TEST(Limits, ThreadsAboveTheCoresAreCappedWithAWarning) {
   Scratch s("limits-threads");
-  write_file(s / "train.csv", csv_rows(40));
+  write_file(s / "train.csv", integer_csv(40));
   const int cores = available_cores();
   write_file(s / "job.toml", csv_job("train.csv", "threads = 64", ""));
   CommandResult r;

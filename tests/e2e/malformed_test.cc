@@ -43,15 +43,6 @@ epochs = 1
 batch_size = 8
 )";
 
-std::string csv_rows(int n, bool header = true) {
-  std::string text = header ? "a,b,label\n" : "";
-  for (int i = 0; i < n; ++i) {
-    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
-    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
-  }
-  return text;
-}
-
 std::string replace_all(std::string text, const std::string& from, const std::string& to) {
   for (size_t at = 0; (at = text.find(from, at)) != std::string::npos; at += to.size()) text.replace(at, from.size(), to);
   return text;

@@ -13,15 +13,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-std::string csv_rows(int n) {
-  std::string text = "a,b,label\n";
-  for (int i = 0; i < n; ++i) {
-    double a = (i % 7) / 7.0, b = (i % 5) / 5.0;
-    text += std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(a + b > 0.8 ? 1 : 0) + "\n";
-  }
-  return text;
-}
-
 std::string csv_job(const std::string& data_lines) {
   return "[run]\nname = \"edge\"\nthreads = 1\n[data]\nkind = \"csv\"\n" + data_lines +
          "\n[model]\nkind = \"mlp\"\nhidden = [4]\n[train]\nepochs = 1\nbatch_size = 8\n";
