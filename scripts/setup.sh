@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages frugal needs when any is missing, then configures and builds it.
-# Usage: scripts/setup.sh [build-dir]   (default: build). Safe to rerun; needs root or sudo for apt.
+# Usage: scripts/setup.sh [--test] [build-dir]   (default: build). Safe to rerun; needs root or sudo
+# for apt. --test also installs what only the tests use (scripts/test.sh passes it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+with_tests=0
+if [ "${1:-}" = "--test" ]; then with_tests=1; shift; fi
 build_dir="${1:-build}"
 
 packages=(build-essential cmake ninja-build ccache pkg-config
@@ -11,6 +14,10 @@ packages=(build-essential cmake ninja-build ccache pkg-config
   ocl-icd-opencl-dev  # Debian's oneDNN is built with its OpenCL runtime: its CMake config requires OpenCL
   dataset-fashion-mnist bible-kjv
   diatheke sword-text-web sword-text-sparv)  # the WEB and Reina-Valera texts ([data] source = "bible-web", "bible-rv1909")
+# For the tests only: headless Chromium opens the HTML reports and the dashboard, wrk loads the
+# dashboard, Debian's python3 parses /metrics with prometheus_client.
+test_packages=(chromium fonts-dejavu-core wrk python3 python3-prometheus-client)
+((with_tests)) && packages+=("${test_packages[@]}")
 
 missing=()
 for p in "${packages[@]}"; do

@@ -5,7 +5,7 @@
 # build-asan) and each parser's fuzz target for 30 s (tests/fuzz/run.sh). FRUGAL_TEST_SANITIZE=0 skips it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh build
+scripts/setup.sh --test build
 ctest --test-dir build --output-on-failure -j2 "$@"
 scripts/check_install.sh build
 if [ "${FRUGAL_TEST_SANITIZE:-1}" != 0 ]; then
