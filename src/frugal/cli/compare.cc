@@ -204,17 +204,23 @@ std::string pretraining_line(json& out, json p, const CostBasis& cost) {
   return buffer;
 }
 
-}  // namespace
+struct Row { const char* key; const char* what; const char* unit; };
+const Row kRows[] = {{"usd", "dollars", "USD"}, {"hours", "hours", "h"}, {"kwh", "energy", "kWh"},
+                     {"co2_kg", "carbon", "kg CO2e"}};
 
-int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
+// The comparison as JSON, and the two sentences the text form prints after the verdict.
+struct Comparison {
+  json out;
+  std::string reached_text, pretraining_text;
+  bool metric_percent = false;
+};
+
+Comparison compare_runs(const std::string& ref_a, const std::string& ref_b, const std::string& store_path) {
   ComparedRun a = load_compared_run(ref_a, store_path), b = load_compared_run(ref_b, store_path);
   for (const ComparedRun* r : {&a, &b})
     if (!r->summary.contains("cost")) throw InputError(r->label + ": the summary has no cost figures");
   json out = {{"a", a.label}, {"b", b.label}};
-  struct Row { const char* key; const char* what; const char* unit; };
-  const Row rows[] = {{"usd", "dollars", "USD"}, {"hours", "hours", "h"}, {"kwh", "energy", "kWh"},
-                      {"co2_kg", "carbon", "kg CO2e"}};
-  for (const Row& row : rows) {
+  for (const Row& row : kRows) {
     const json &fa = a.summary["cost"][row.key], &fb = b.summary["cost"][row.key];
     double va = fa.value("value", 0.0), vb = fb.value("value", 0.0);
     out[row.key] = {{"a", va}, {"b", vb}, {"difference", vb - va}, {"a_source", fa.value("source", std::string())},
@@ -295,12 +301,33 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
     reached_text = equal_quality_line(out, b, used->key, used->higher_better, ma[used->key], metric_text, cost);
   if (std::optional<json> p = pretraining_summary(b, store_path)) pretraining_text = pretraining_line(out, *p, cost);
   out["verdict"] = verdict;
+  return {out, reached_text, pretraining_text, used && used->percent};
+}
+
+}  // namespace
+
+nlohmann::json compare_json(const std::string& ref_a, const std::string& ref_b, const std::string& store_path) {
+  return compare_runs(ref_a, ref_b, store_path).out;
+}
+
+int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::string& store_path, bool as_json) {
+  Comparison c = compare_runs(ref_a, ref_b, store_path);
+  const json& out = c.out;
   if (as_json) {
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("A %s\nB %s\n\n%-18s %16s %16s %9s\n", a.label.c_str(), b.label.c_str(), "", "A", "B", "CHANGE");
-  for (const Row& row : rows) {
+  const std::string a_label = out["a"], b_label = out["b"];
+  const bool compute_known = out.contains("flops");
+  const json* metric = out.contains("metric") ? &out["metric"] : nullptr;
+  auto metric_text = [&](double v) {
+    char buffer[32];
+    if (c.metric_percent) std::snprintf(buffer, sizeof buffer, "%.1f%%", 100 * v);
+    else std::snprintf(buffer, sizeof buffer, "%.4f", v);
+    return std::string(buffer);
+  };
+  std::printf("A %s\nB %s\n\n%-18s %16s %16s %9s\n", a_label.c_str(), b_label.c_str(), "", "A", "B", "CHANGE");
+  for (const Row& row : kRows) {
     const json& r = out[row.key];
     std::string name = std::string(row.what) + " (" + row.unit + ")";
     std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]\n", name.c_str(), r["a"].get<double>(), r["b"].get<double>(),
@@ -314,16 +341,17 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
                 r["b"].get<double>(), percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
                 r["b_source"].get<std::string>().c_str(), ratio.c_str());
   }
-  if (used)
-    std::printf("%-18s %16s %16s\n", used->key, metric_text(ma[used->key]).c_str(), metric_text(mb[used->key]).c_str());
-  std::printf("\njob keys that differ:%s\n", differences.empty() ? " none" : "");
-  for (const json& d : differences)
+  if (metric)
+    std::printf("%-18s %16s %16s\n", (*metric)["name"].get<std::string>().c_str(),
+                metric_text((*metric)["a"]).c_str(), metric_text((*metric)["b"]).c_str());
+  std::printf("\njob keys that differ:%s\n", out["job_differences"].empty() ? " none" : "");
+  for (const json& d : out["job_differences"])
     std::printf("  %s: %s -> %s\n", d["key"].get<std::string>().c_str(),
                 d["a"].is_null() ? "(not set)" : d["a"].get<std::string>().c_str(),
                 d["b"].is_null() ? "(not set)" : d["b"].get<std::string>().c_str());
-  std::printf("\n%s\n", verdict.c_str());
-  if (!reached_text.empty()) std::printf("%s\n", reached_text.c_str());
-  if (!pretraining_text.empty()) std::printf("%s\n", pretraining_text.c_str());
+  std::printf("\n%s\n", out["verdict"].get<std::string>().c_str());
+  if (!c.reached_text.empty()) std::printf("%s\n", c.reached_text.c_str());
+  if (!c.pretraining_text.empty()) std::printf("%s\n", c.pretraining_text.c_str());
   return 0;
 }
 
