@@ -24,6 +24,7 @@
 #include "frugal/base/signals.h"
 #include "frugal/base/timer.h"
 #include "frugal/cli/compare.h"
+#include "frugal/cli/report.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
@@ -487,6 +488,12 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
   compare_cmd->add_flag("--json", as_json, "JSON output");
+  std::vector<std::string> report_runs;
+  std::string report_html;
+  CLI::App* report_cmd = app.add_subcommand("report", "Report runs side by side: without --html a short text report on stdout, with --html FILE one self-contained HTML page (curves against step, time and dollars, throughput, phases, memory, cost table, savings ledger)");
+  report_cmd->add_option("runs", report_runs, "Run ids (or unique prefixes) or run directories; later runs are compared with the first")->required();
+  report_cmd->add_option("--html", report_html, "Write the HTML page to this file (atomically)");
+  report_cmd->add_option("--store", store_path, "Run store (SQLite)");
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");
@@ -517,6 +524,7 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
+    if (report_cmd->parsed()) return cli::cmd_report(report_runs, report_html, store_path);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
