@@ -111,7 +111,7 @@ double row_usd(const json& row, const View& v, bool* derived) {
   }
   *derived = true;
   const double per_hour = v.summary.contains("cost") ? number_at(v.summary["cost"], "usd_per_hour") : NAN;
-  return number_at(row, "time_s") * (std::isfinite(per_hour) ? per_hour : 0) / 3600;
+  return number_at(row, "time_s") * per_hour / 3600;  // NaN without a price (no summary yet): not plotted
 }
 
 enum class XAxis { step, time, usd };
@@ -129,7 +129,7 @@ LineChart curve(const std::vector<View>& views, bool eval, const char* key, doub
   bool downsampled = false;
   for (const View& v : views) {
     Series s{v.run->record.run_id, v.run->record.run_id, v.style, {}};
-    size_t skipped = 0;
+    size_t skipped = 0, unplaced = 0;
     bool derived = false;
     for (const json& row : eval ? v.eval : v.train) {
       const double y = number_at(row, key) * scale;
@@ -141,7 +141,11 @@ LineChart curve(const std::vector<View>& views, bool eval, const char* key, doub
                        : x_axis == XAxis::time ? number_at(row, "time_s")
                                                : row_usd(row, v, &derived);
       if (std::isfinite(x)) s.points.push_back({x, y});
+      else ++unplaced;
     }
+    if (unplaced)
+      chart.notes.push_back(v.run->record.run_id + ": " + std::to_string(unplaced) + " row(s) without " +
+                            (x_axis == XAxis::usd ? "a cost figure or a known price" : "an x value") + " not plotted.");
     if (skipped)
       chart.notes.push_back(v.run->record.run_id + ": " + std::to_string(skipped) + " row(s) without a finite " + key +
                             " skipped.");

@@ -24,7 +24,8 @@ struct ReportOptions {
   // The `frugal compare --json` object of runs[i + 1] against runs[0], one per later run (the
   // caller computes them: compare lives in cli/); empty = no ledger.
   std::vector<std::string> comparisons_json;
-  // true: only the page's body content (no <html>/<head>), for the dashboard to embed and refresh.
+  // true: only the page's body content (no <html>/<head>), for the dashboard to embed and refresh:
+  // a <style> block (every rule scoped to .frugal-report) then <div class="frugal-report">.
   bool fragment = false;
 };
 

@@ -183,6 +183,12 @@ TEST(Report, RunWithoutRowsOrSummaryAndASingleRow) {
   EXPECT_NE(loss.find("data-run=\"empty\" data-points=\"0\""), std::string::npos);
   EXPECT_NE(loss.find("data-run=\"one\" data-points=\"1\""), std::string::npos);
   EXPECT_EQ(count(loss, "<circle"), 1u);
+  // A run going on has no summary, so no price: its rows without cost stay off the dollars plot.
+  ReportRun going = make_run("going", "going", 3, false);
+  going.record.summary_json.clear();
+  std::string usd = chart_of(report_html({going}, {}), "loss-usd");
+  EXPECT_NE(usd.find("data-points=\"0\""), std::string::npos) << usd;
+  EXPECT_NE(usd.find("going: 3 row(s) without a cost figure or a known price not plotted."), std::string::npos) << usd;
   std::string none = report_html({empty}, {});
   EXPECT_NE(chart_of(none, "loss-step").find("no data"), std::string::npos);
 }
