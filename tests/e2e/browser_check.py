@@ -5,7 +5,7 @@
 # full-page PNG screenshot and a PDF. Standard library only. Limits: one page per call; a page that
 # never fires its load event fails after --timeout seconds.
 #
-#   browser_check.py PAGE.html --width 1280 --screenshot out.png [--pdf out.pdf]
+#   browser_check.py PAGE.html --width 1280 --screenshot out.png [--pdf out.pdf] [--print-media]
 #   browser_check.py --self-test DIR   (a crafted page with an http image and console.error must be caught)
 import argparse
 import base64
@@ -147,7 +147,7 @@ class Browser:
             self.events.append(event)
 
 
-def check_page(chromium, page, width, screenshot, pdf, timeout):
+def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=False):
     url = "file://" + os.path.abspath(page)
     browser = Browser(chromium, timeout)
     try:
@@ -158,6 +158,8 @@ def check_page(chromium, page, width, screenshot, pdf, timeout):
             browser.send(domain + ".enable", session=session)
         browser.send("Emulation.setDeviceMetricsOverride",
                      {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600}, session=session)
+        if print_media:  # the screenshot shows the @media print layout (to look at what a PDF holds)
+            browser.send("Emulation.setEmulatedMedia", {"media": "print"}, session=session)
         browser.events.clear()  # about:blank's events are not the page's
         browser.send("Page.navigate", {"url": url}, session=session)
         browser.wait_event("Page.loadEventFired")
@@ -219,6 +221,7 @@ def main():
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--screenshot")
     parser.add_argument("--pdf")
+    parser.add_argument("--print-media", action="store_true", help="render with @media print")
     parser.add_argument("--self-test", metavar="DIR")
     parser.add_argument("--chromium", default=shutil.which("chromium") or "/usr/bin/chromium")
     parser.add_argument("--timeout", type=float, default=45)
@@ -231,7 +234,8 @@ def main():
         return 0
     if not args.page or not args.screenshot:
         parser.error("PAGE and --screenshot are required")
-    print(json.dumps(check_page(args.chromium, args.page, args.width, args.screenshot, args.pdf, args.timeout)))
+    print(json.dumps(check_page(args.chromium, args.page, args.width, args.screenshot, args.pdf, args.timeout,
+                                args.print_media)))
     return 0
 
 

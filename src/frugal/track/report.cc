@@ -49,7 +49,8 @@ const char* kCss = R"(
 .frugal-report svg text{font-size:17px}.frugal-report svg .chart-title{font-size:19px}.frugal-report svg .axis-label{font-size:17px}}
 @media print{.frugal-report{max-width:none;padding:0;font-size:11px}.frugal-report .charts{grid-template-columns:1fr 1fr}
 .frugal-report h2{break-after:avoid}.frugal-report figure,.frugal-report table,.frugal-report .run{break-inside:avoid}
-.frugal-report .table-wrap{overflow:visible}}
+.frugal-report .table-wrap{overflow:visible}.frugal-report figcaption{font-size:9px}
+.frugal-report svg text{font-size:15px}.frugal-report svg .chart-title{font-size:17px}.frugal-report svg .axis-label{font-size:15px}}
 )";
 
 std::string e(const std::string& s) { return html_escape(s); }
