@@ -161,6 +161,15 @@ TEST(Report, RowsWithoutCostGetDollarsFromWallTimeAndSaySo) {
   EXPECT_EQ(page.find("Savings ledger"), std::string::npos);  // one run: no ledger
 }
 
+TEST(Report, CharacterModelsPlotBitsPerCharAndTokensPerSecond) {
+  ReportRun run = make_run("gpt", "gpt", 0, true);
+  run.metrics.push_back({1, "train", R"({"kind":"train","step":1,"loss":3.0,"samples_per_s":10,"tokens_per_s":640,"time_s":1})", 1});
+  run.metrics.push_back({1, "eval", R"({"kind":"eval","step":1,"val_loss":2.0,"val_bits_per_char":2.9,"time_s":1})", 1});
+  std::string page = report_html({run}, {});
+  EXPECT_NE(chart_of(page, "quality-step").find("Validation bits per char"), std::string::npos);
+  EXPECT_NE(chart_of(page, "throughput-step").find("Tokens per second"), std::string::npos);
+}
+
 TEST(Report, NonFiniteLossesAreSkippedAndNoted) {
   ReportRun run = make_run("n", "n", 0, true);
   run.metrics.push_back({1, "train", R"({"kind":"train","step":1,"loss":1.5,"time_s":1})", 1});
