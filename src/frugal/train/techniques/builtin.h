@@ -12,6 +12,7 @@
 
 #include "frugal/base/timer.h"
 #include "frugal/cost/budget.h"
+#include "frugal/cost/forecast.h"
 #include "frugal/optim/loss_scaler.h"
 #include "frugal/train/resume.h"
 #include "frugal/train/technique.h"
@@ -40,6 +41,13 @@ class MetricLogging : public Technique {
   int64_t loss_window_count_ = 0;
   Timer throughput_timer_;  // since the last train row (or the start of this process)
   int64_t throughput_samples_ = 0;
+  // Not checkpointed: a resumed process forecasts from its own rows (the first from the whole
+  // run's average), and the cost fields are wall-clock figures outside bit-exact resume anyway.
+  cost::CostForecast forecast_;
+  std::optional<cost::ForecastTotals> last_forecast_;
+
+  void add_cost(nlohmann::json& row, TrainState& state);
+  std::string cost_text(TrainState& state) const;
 };
 
 // Scales the global gradient norm down to max_norm (before_optimizer_step; not on skipped steps).
