@@ -228,8 +228,9 @@ bool AlertSender::Shared::post(const Alert& alert) {
     }
     last_error = result ? "HTTP " + std::to_string(result->status) : httplib::to_string(result.error());
   }
-  report("alert " + alert.event + " not delivered to " + config.webhook + " after " +
-       std::to_string(config.retries + 1) + " attempts (last: " + last_error + ")");
+  const int attempts = config.retries + 1;
+  report("alert " + alert.event + " not delivered to " + config.webhook + " after " + std::to_string(attempts) +
+         (attempts == 1 ? " attempt" : " attempts") + " (last: " + last_error + ")");
   return false;
 }
 
@@ -250,6 +251,9 @@ AlertSender::~AlertSender() {
   const bool done = flush(shared_->config.flush_timeout_s);
   std::unique_lock<std::mutex> lock(shared_->mutex);
   shared_->closing = true;
+  if (shared_->stats.dropped > 0)
+    shared_->warn(std::to_string(shared_->stats.dropped) + " alert(s) dropped: more than " +
+                  std::to_string(shared_->config.queue_capacity) + " were waiting at once");
   if (!done) {
     const size_t left = shared_->queue.size() + (shared_->busy ? 1 : 0);
     shared_->abandon = true;
