@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/base/error.h"
+#include "frugal/base/units.h"
 #include "frugal/cost/figure.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/job.h"
@@ -204,9 +205,8 @@ std::string pretraining_line(json& out, json p, const CostBasis& cost) {
   return buffer;
 }
 
-struct Row { const char* key; const char* what; const char* unit; };
-const Row kRows[] = {{"usd", "dollars", "USD"}, {"hours", "hours", "h"}, {"kwh", "energy", "kWh"},
-                     {"co2_kg", "carbon", "kg CO2e"}};
+struct Row { const char* key; const char* what; };
+const Row kRows[] = {{"usd", "dollars"}, {"hours", "time"}, {"kwh", "energy"}, {"co2_kg", "carbon"}};
 
 // The comparison as JSON, and the two sentences the text form prints after the verdict.
 struct Comparison {
@@ -327,10 +327,15 @@ int cmd_compare(const std::string& ref_a, const std::string& ref_b, const std::s
     return std::string(buffer);
   };
   std::printf("A %s\nB %s\n\n%-18s %16s %16s %9s\n", a_label.c_str(), b_label.c_str(), "", "A", "B", "CHANGE");
+  // Human units in the table (base/units.h); --json keeps full precision in USD, h, kWh, kg.
+  auto human = [](const std::string& key, double v) {
+    return key == "usd" ? usd_text(v) : key == "hours" ? duration_text(v * 3600) : key == "kwh" ? energy_text(v)
+                                                                                                   : carbon_text(v);
+  };
   for (const Row& row : kRows) {
     const json& r = out[row.key];
-    std::string name = std::string(row.what) + " (" + row.unit + ")";
-    std::printf("%-18s %16.6g %16.6g %9s   [%s / %s]\n", name.c_str(), r["a"].get<double>(), r["b"].get<double>(),
+    std::printf("%-18s %16s %16s %9s   [%s / %s]\n", row.what, human(row.key, r["a"].get<double>()).c_str(),
+                human(row.key, r["b"].get<double>()).c_str(),
                 percent_change(r["a"], r["b"]).c_str(), r["a_source"].get<std::string>().c_str(),
                 r["b_source"].get<std::string>().c_str());
   }

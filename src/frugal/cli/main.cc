@@ -23,6 +23,7 @@
 #include "frugal/base/parallel.h"
 #include "frugal/base/signals.h"
 #include "frugal/base/timer.h"
+#include "frugal/base/units.h"
 #include "frugal/cli/compare.h"
 #include "frugal/cli/report.h"
 #include "frugal/io/safetensors.h"
@@ -85,25 +86,29 @@ void print_summary(const train::RunSummary& s) {
   for (const auto& [key, value] : rows)
     if (value || std::string(key) == "train_loss")
       std::printf("  %-18s %s\n", key, format_metric(value, std::string(key).find("accuracy") != std::string::npos).c_str());
-  std::printf("  wall %.1f s (data wait %.2f s), peak RSS %.1f MiB, %d threads\n", s.cost.wall_s, s.data_wait_s,
-              double(s.peak_rss_bytes) / 1048576.0, s.threads);
+  std::printf("  wall %s (data wait %s), peak RSS %.1f MiB, %d threads\n", duration_text(s.cost.wall_s).c_str(),
+              duration_text(s.data_wait_s).c_str(), double(s.peak_rss_bytes) / 1048576.0, s.threads);
   const train::CheckpointSummary& c = s.checkpoint;
   if (c.checkpoints > 0 || c.interruptions > 0) {
-    std::printf("  checkpoints %lld (%.2f s writing), interruptions %lld, work lost %.1f s\n", (long long)c.checkpoints,
-                c.checkpoint_s, (long long)c.interruptions, c.lost_s);
+    std::printf("  checkpoints %lld (%s writing), interruptions %lld, work lost %s\n", (long long)c.checkpoints,
+                duration_text(c.checkpoint_s).c_str(), (long long)c.interruptions, duration_text(c.lost_s).c_str());
     if (c.resumed_from) std::printf("  resumed from %s\n", c.resumed_from->c_str());
   }
   const cost::CostSummary& k = s.cost;
-  std::printf("  cost on %s (%s, billed %s, %.4f USD/h)\n", k.instance.c_str(), k.pricing.c_str(), k.billing.c_str(),
-              k.usd_per_hour);
-  const std::tuple<const cost::Figure*, const char*, const char*> figures[] = {
-      {&k.usd, "dollars", "USD"}, {&k.kwh, "energy", "kWh"}, {&k.co2_kg, "carbon", "kg CO2e"}, {&k.hours, "time", "h"}};
-  for (const auto& [figure, what, unit] : figures)
-    std::printf("    %-8s %12.6g %-8s %s\n", what, figure->value, unit, figure->source.c_str());
+  // Human units here (base/units.h); --json and summary.json keep full precision in USD, kWh, kg, s.
+  std::printf("  cost on %s (%s, billed %s, %s/h)\n", k.instance.c_str(), k.pricing.c_str(), k.billing.c_str(),
+              usd_text(k.usd_per_hour).c_str());
+  const std::pair<const char*, std::string> figures[] = {{"dollars", usd_text(k.usd.value)},
+                                                         {"energy", energy_text(k.kwh.value)},
+                                                         {"carbon", carbon_text(k.co2_kg.value)},
+                                                         {"time", duration_text(k.hours.value * 3600)}};
+  const cost::Figure* sources[] = {&k.usd, &k.kwh, &k.co2_kg, &k.hours};
+  for (int i = 0; i < 4; ++i)
+    std::printf("    %-8s %-16s %s\n", figures[i].first, figures[i].second.c_str(), sources[i]->source.c_str());
   std::printf("    energy   %s\n", k.energy_method.c_str());
-  std::printf("  phases (s):");
+  std::printf("  phases:");
   for (int i = 0; i < cost::phase_count; ++i)
-    std::printf(" %s %.2f", cost::phase_name(cost::Phase(i)), k.phase_s[size_t(i)]);
+    std::printf(" %s %s", cost::phase_name(cost::Phase(i)), duration_text(k.phase_s[size_t(i)]).c_str());
   std::printf("\n");
   if (k.flops) {
     // Training FLOPs, forward + backward as the dense ops ran them (or an older summary's estimate).
@@ -328,8 +333,8 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
     std::printf("%s\n", out.dump().c_str());
     return 0;
   }
-  std::printf("%-40s %-14s %-20s %9s %9s %9s %10s %10s\n", "RUN", "STATUS", "STARTED", "WALL_S", "VAL", "TEST", "USD",
-              "KWH");
+  std::printf("%-40s %-14s %-20s %9s %9s %9s %10s %10s\n", "RUN", "STATUS", "STARTED", "WALL", "VAL", "TEST", "USD",
+              "ENERGY");
   for (const auto& r : runs) {
     json s = r.summary_json.empty() ? json::object() : json::parse(r.summary_json, nullptr, false);
     json m = s.is_object() && s.contains("metrics") ? s["metrics"] : json::object();
@@ -337,15 +342,15 @@ int cmd_runs_list(const std::string& store_path, bool as_json) {
                       : m.contains("val_bits_per_char") ? format_metric(m, "val_bits_per_char", false)
                                                         : format_metric(m, "val_loss", false);
     std::string test = m.contains("test_accuracy") ? format_metric(m, "test_accuracy", true) : "-";
-    char wall[32] = "-";
-    if (s.is_object() && s.contains("wall_s")) std::snprintf(wall, sizeof wall, "%.1f", s["wall_s"].get<double>());
-    char usd[32] = "-", kwh[32] = "-";
+    std::string wall = "-";
+    if (s.is_object() && s.contains("wall_s")) wall = duration_text(s["wall_s"].get<double>());
+    std::string usd = "-", energy = "-";
     if (s.is_object() && s.contains("cost") && s["cost"].is_object()) {
-      std::snprintf(usd, sizeof usd, "%.4f", s["cost"]["usd"].value("value", 0.0));
-      std::snprintf(kwh, sizeof kwh, "%.3g", s["cost"]["kwh"].value("value", 0.0));
+      usd = usd_text(s["cost"]["usd"].value("value", 0.0));
+      energy = energy_text(s["cost"]["kwh"].value("value", 0.0));
     }
     std::printf("%-40s %-14s %-20s %9s %9s %9s %10s %10s\n", r.run_id.c_str(), r.status.c_str(), r.started_at.c_str(),
-                wall, val.c_str(), test.c_str(), usd, kwh);
+                wall.c_str(), val.c_str(), test.c_str(), usd.c_str(), energy.c_str());
   }
   return 0;
 }
@@ -375,11 +380,12 @@ int cmd_runs_show(const std::string& store_path, const std::string& id, bool as_
   json summary = run->summary_json.empty() ? json::object() : json::parse(run->summary_json, nullptr, false);
   if (summary.is_object() && summary.contains("projections") && !summary["projections"].empty()) {
     std::printf("projections (estimated: this run on another instance)\n");
-    std::printf("  %-24s %12s %12s %12s %12s\n", "INSTANCE", "HOURS", "USD", "KWH", "KG_CO2E");
+    std::printf("  %-24s %12s %12s %12s %14s\n", "INSTANCE", "TIME", "DOLLARS", "ENERGY", "CARBON");
     for (const json& p : summary["projections"])
-      std::printf("  %-24s %12.4g %12.4g %12.4g %12.4g\n", p["instance"].get<std::string>().c_str(),
-                  p["hours"]["value"].get<double>(), p["usd"]["value"].get<double>(), p["kwh"]["value"].get<double>(),
-                  p["co2_kg"]["value"].get<double>());
+      std::printf("  %-24s %12s %12s %12s %14s\n", p["instance"].get<std::string>().c_str(),
+                  duration_text(p["hours"]["value"].get<double>() * 3600).c_str(),
+                  usd_text(p["usd"]["value"].get<double>()).c_str(), energy_text(p["kwh"]["value"].get<double>()).c_str(),
+                  carbon_text(p["co2_kg"]["value"].get<double>()).c_str());
     for (const json& p : summary["projections"])
       std::printf("  %s: %s\n", p["instance"].get<std::string>().c_str(), p["method"].get<std::string>().c_str());
   }

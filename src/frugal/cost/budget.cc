@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "frugal/base/error.h"
+#include "frugal/base/units.h"
 
 namespace frugal::cost {
 
@@ -14,10 +15,12 @@ namespace {
 
 constexpr double thresholds[] = {0.5, 0.8, 1.0};
 
+// A figure as a person reads it (base/units.h): "$0.0060", "0.10 Wh", "0.050 g CO2e", "3 min 12 s".
 std::string amount(double value, const std::string& unit) {
-  std::ostringstream out;
-  out << std::setprecision(4) << value << " " << unit;
-  return out.str();
+  if (unit == "USD") return usd_text(value);
+  if (unit == "kWh") return energy_text(value);
+  if (unit == "kg CO2e") return carbon_text(value);
+  return duration_text(value * 3600);  // hours
 }
 
 std::string percent(double fraction) {

@@ -15,6 +15,7 @@
 #include "frugal/base/error.h"
 #include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
+#include "frugal/train/job_alerts.h"
 #include "frugal/train/job_paths.h"
 
 namespace frugal::train {
@@ -720,7 +721,8 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   JobSpec job;
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
-                                            "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill"};
+                                            "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
+                                            "alerts"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -760,6 +762,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("init")) parse_init(init, job.init);
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
+  job.alerts = parse_alerts(root["alerts"].as_table(), path);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
                      &init, &freeze, &lora})
     s->check_unknown();

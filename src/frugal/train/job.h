@@ -222,6 +222,15 @@ struct DistillSpec {
   bool cache = false;   // the teacher's logits of every training sample computed once into a file
 };
 
+// [alerts] (job_alerts.cc): where budget warnings and the run's end are sent (a webhook, a command
+// hook). Unset keys come from the user config's [alerts] (user_config_path()), then the defaults of
+// track::AlertConfig; a key set in the job wins.
+struct AlertsSpec {
+  std::optional<std::string> webhook, on_alert;
+  std::optional<int64_t> retries;
+  std::optional<double> backoff_s, timeout_s, command_timeout_s, flush_timeout_s;
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -239,6 +248,7 @@ struct JobSpec {
   FreezeSpec freeze;
   LoraSpec lora;
   std::optional<DistillSpec> distill;  // [distill] present
+  AlertsSpec alerts;
   // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
   // path -> where it came from, for a not-found message ("[data] train = "x.csv" in job.toml,
   // resolved against the job file's directory /home/me/jobs").

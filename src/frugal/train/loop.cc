@@ -40,14 +40,26 @@ void TrainLoop::emit(Event event) {
 }
 
 RunSummary TrainLoop::run() {
-  state_.model.train(true);
-  emit(Event::run_start);
-  while (state_.continuing()) {
-    begin_epoch();
-    train_step();
-    end_step();
+  try {
+    state_.model.train(true);
+    emit(Event::run_start);
+    while (state_.continuing()) {
+      begin_epoch();
+      train_step();
+      end_step();
+    }
+    return finish();
+  } catch (const std::exception& e) {
+    // The run failed (the trainer records it): techniques hear of it (alerts), then the error goes on.
+    state_.error = e.what();
+    for (Technique* technique : subscribers_[int(Event::run_failed)]) {
+      try {
+        technique->on(Event::run_failed, state_);
+      } catch (...) {  // the run's own error is the one to report
+      }
+    }
+    throw;
   }
-  return finish();
 }
 
 // An epoch starts at its first step, and again where a resumed process enters it mid-way.

@@ -12,8 +12,12 @@ class Progress {
  public:
   Progress(FILE* out, bool bar, bool quiet) : out_(out), bar_(bar), quiet_(quiet) {}
   // epochs = 0 when the run counts steps only.
+  // cost: a short text of the run's cost so far (and forecast), shown last ("" = none). The bar
+  // takes what is left of 100 columns (up to 24), so the line stays within them.
   void update(int64_t epoch, int64_t epochs, int64_t step, int64_t steps, double loss, const char* rate_unit,
-              double rate, double elapsed_s);
+              double rate, double elapsed_s, const std::string& cost = "");
+  // Whether update() at this point would print: callers skip building its figures when not.
+  bool due(int64_t step, int64_t steps, double elapsed_s) const;
   // Counts read "500/1000 <unit>" instead of "step 500/1000" (e.g. "tokens" for frugal sample).
   void set_unit(const std::string& unit) { unit_ = unit; }
   void line(const std::string& text);  // a message on its own line

@@ -183,7 +183,9 @@ std::vector<JobDifference> result_differences(const std::string& saved_toml, con
     // [cost] and [budget] only price and bound the run (a budget stops it at a step boundary, where a
     // resume goes on from), so they never change the weights.
     // memory.*: recomputation changes what is kept, never a gradient bit (tests/unit/nn/recompute_test).
+    // alerts.*: where messages go.
     if (key.rfind("checkpoint.", 0) == 0 || key.rfind("cost.", 0) == 0 || key.rfind("budget.", 0) == 0 ||
+        key.rfind("alerts.", 0) == 0 ||
         key.rfind("memory.", 0) == 0 || free_keys.count(key))
       continue;
     if (evaluation_free && (key == "train.eval_every" || key == "train.eval_tokens")) continue;

@@ -21,6 +21,7 @@ const char* event_name(Event event) {
     case Event::step_end: return "step_end";
     case Event::fit_end: return "fit_end";
     case Event::run_end: return "run_end";
+    case Event::run_failed: return "run_failed";
   }
   return "?";
 }

@@ -30,6 +30,11 @@
 //                            limit): before the final evaluation and the model file; not when the
 //                            process stops to be resumed (preemption, budget)
 //   run_end                  the summary (state.summary) is being completed; the last event
+//   run_failed               instead of the events left, when an exception ends the run (status
+//                            "failed"; state.error holds its message): the loop emits it and
+//                            rethrows. A technique acting on it must not throw (what it throws is
+//                            ignored) and must not touch the model; errors before run_start (set-up,
+//                            input) are not runs that failed but refused jobs, and emit nothing.
 //
 // The FLOPs that dense ops compute from batch_loaded to after_backward of a micro-batch, a
 // technique's included (a teacher's forward at after_loss), are the run's training FLOPs
@@ -58,6 +63,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/base/value_text.h"
+#include "frugal/cost/budget.h"
 #include "frugal/cost/run_meter.h"
 #include "frugal/data/loader.h"
 #include "frugal/io/checkpoint.h"
@@ -89,8 +95,9 @@ enum class Event {
   step_end,
   fit_end,
   run_end,
+  run_failed,
 };
-inline constexpr int event_count = 12;
+inline constexpr int event_count = 13;
 const char* event_name(Event event);  // "run_start", ...
 
 // A set of events, e.g. event_set({Event::after_loss, Event::step_end}).
@@ -112,6 +119,7 @@ inline constexpr int kOrderEarlyStopping = 700;  // evaluation_done: after the e
 inline constexpr int kOrderTimeLimit = 800;      // step_end
 inline constexpr int kOrderPreemption = 850;     // step_end
 inline constexpr int kOrderBudget = 900;         // step_end
+inline constexpr int kOrderAlerts = 950;         // step_end: after the budget's warnings of the step
 inline constexpr int kOrderCheckpointing = 1000; // step_end: triggers and the write, after everyone
 
 // Appends one row to metrics.jsonl (its length is tracked, so a resume truncates it to the
@@ -202,7 +210,11 @@ struct TrainState {
   EvalMetrics eval;          // the latest evaluation (evaluation_done)
   bool epoch_done = false;   // this step was the last of its epoch (epoch_end .. step_end)
   std::optional<StopRequest> stop;
+  // step_end: the budget warnings of this step (BudgetGuard sets them, replacing the previous
+  // step's), for the techniques after it (alerts). Empty without a [budget].
+  std::vector<cost::BudgetEvent> budget_events;
   RunSummary* summary = nullptr;  // run_end only
+  std::string error;              // run_failed only: what ended the run
 
   // The whole run's wall seconds so far (earlier processes included): for rows and triggers.
   double wall_s() const { return meter.wall_s(); }

@@ -30,7 +30,7 @@ TEST(Budget, ThresholdsFireOnceEach) {
   EXPECT_DOUBLE_EQ(at50[0].threshold, 0.5);
   EXPECT_DOUBLE_EQ(at50[0].value, 0.5);
   EXPECT_NEAR(at50[0].forecast, 0.5 / 0.75, 1e-12);
-  EXPECT_EQ(at50[0].message, "budget: 50% of max_usd = 1 USD used (0.5 USD); forecast 0.6667 USD at the end (75% done)");
+  EXPECT_EQ(at50[0].message, "budget: 50% of max_usd = $1.00 used ($0.50); forecast $0.67 at the end (75% done)");
   EXPECT_TRUE(budget.update(usd(0.55), 0.8).empty());
   EXPECT_TRUE(budget.update(usd(0.6), 0.85).empty());
   auto at80 = budget.update(usd(0.8), 0.9);
@@ -42,7 +42,7 @@ TEST(Budget, ThresholdsFireOnceEach) {
   ASSERT_EQ(at100.size(), 1u);
   EXPECT_DOUBLE_EQ(at100[0].threshold, 1.0);
   EXPECT_TRUE(budget.exceeded());
-  EXPECT_EQ(budget.exceeded_message(), "budget exceeded: max_usd = 1 USD reached, now 1 USD");
+  EXPECT_EQ(budget.exceeded_message(), "budget exceeded: max_usd = $1.00 reached, now $1.00");
   EXPECT_TRUE(budget.update(usd(1.2), 1.0).empty());
   EXPECT_TRUE(budget.exceeded());
 }
@@ -55,7 +55,7 @@ TEST(Budget, AJumpReportsOnlyTheHighestThreshold) {
   ASSERT_EQ(events.size(), 1u);
   EXPECT_DOUBLE_EQ(events[0].threshold, 1.0);
   EXPECT_TRUE(budget.exceeded());
-  EXPECT_TRUE(contains(budget.exceeded_message(), "max_usd = 0.01 USD reached, now 0.05 USD"));
+  EXPECT_TRUE(contains(budget.exceeded_message(), "max_usd = $0.010 reached, now $0.050"));
   Budget other(limits);
   auto at80 = other.update(usd(0.009), 0.95);  // on course for 0.0095: no forecast warning
   ASSERT_EQ(at80.size(), 1u);  // 50% and 80% crossed at once: one warning, the 80% one
@@ -74,7 +74,7 @@ TEST(Budget, ForecastWarnsEarlyAndOnce) {
   EXPECT_EQ(events[0].kind, BudgetEvent::Kind::forecast);
   EXPECT_NEAR(events[0].forecast, 2.0, 1e-12);
   EXPECT_EQ(events[0].message,
-            "budget forecast: at the current rate the run ends at 2 USD, over max_usd = 1 USD (now 0.2 USD at 10% done)");
+            "budget forecast: at the current rate the run ends at $2.00, over max_usd = $1.00 (now $0.20 at 10% done)");
   EXPECT_FALSE(budget.exceeded());
   EXPECT_TRUE(budget.update(usd(0.3), 0.15).empty());  // still over, not repeated
   auto half = budget.update(usd(0.5), 0.25);
@@ -94,7 +94,7 @@ TEST(Budget, NoForecastWhenOnCourseOrProgressUnknown) {
   t.hours = 1.0;
   auto events = budget.update(t, -1);
   ASSERT_EQ(events.size(), 1u);
-  EXPECT_EQ(events[0].message, "budget: 50% of max_hours = 2 h used (1 h)");
+  EXPECT_EQ(events[0].message, "budget: 50% of max_hours = 2 h 00 min used (1 h 00 min)");
 }
 
 TEST(Budget, LimitsAreIndependent) {
@@ -111,13 +111,13 @@ TEST(Budget, LimitsAreIndependent) {
   EXPECT_DOUBLE_EQ(events[0].threshold, 0.8);
   EXPECT_EQ(events[1].limit, "max_co2_kg");
   EXPECT_DOUBLE_EQ(events[1].threshold, 0.5);
-  EXPECT_TRUE(contains(events[1].message, "kg CO2e"));
+  EXPECT_TRUE(contains(events[1].message, "of max_co2_kg = 500 g CO2e used (260 g CO2e)"));
   t.kwh = 1.0;
   events = budget.update(t, 0.95);
   ASSERT_EQ(events.size(), 1u);
   EXPECT_EQ(events[0].limit, "max_kwh");
   EXPECT_TRUE(budget.exceeded());
-  EXPECT_TRUE(contains(budget.exceeded_message(), "max_kwh = 1 kWh reached"));
+  EXPECT_TRUE(contains(budget.exceeded_message(), "max_kwh = 1.0 kWh reached"));
 }
 
 TEST(Budget, BadLimitsNameTheKey) {

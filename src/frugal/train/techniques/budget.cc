@@ -14,7 +14,8 @@ void BudgetGuard::on(Event event, TrainState& state) {
   }
   const cost::CostTotals c = state.meter.totals();  // sampled by the loop before step_end
   const double done = state.total_steps > 0 ? double(state.step) / double(state.total_steps) : -1.0;
-  for (const cost::BudgetEvent& e : budget_.update({c.usd.value, c.kwh.value, c.co2_kg.value, c.hours.value}, done)) {
+  state.budget_events = budget_.update({c.usd.value, c.kwh.value, c.co2_kg.value, c.hours.value}, done);
+  for (const cost::BudgetEvent& e : state.budget_events) {
     state.progress.line(e.message);  // "budget: 50% of ...", "budget exceeded: ...", "budget forecast: ..."
     state.metrics.write({{"kind", "budget"},
                          {"step", state.step},

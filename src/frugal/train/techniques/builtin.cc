@@ -2,6 +2,8 @@
 // file in this folder, its line here, its job keys in job.cc and the README's job-file reference.
 #include "frugal/train/techniques/builtin.h"
 
+#include "frugal/train/job_alerts.h"
+
 namespace frugal::train {
 
 std::vector<std::unique_ptr<Technique>> make_builtin_techniques(const JobSpec& job, std::optional<double> budget_usd) {
@@ -24,6 +26,8 @@ std::vector<std::unique_ptr<Technique>> make_builtin_techniques(const JobSpec& j
   out.push_back(std::make_unique<NonfiniteGuard>());  // passive under a loss scaler
   out.push_back(std::make_unique<Preemption>());
   out.push_back(std::make_unique<Checkpointing>(job.checkpoint));
+  if (track::AlertConfig alerts = alert_config(job); !alerts.empty())
+    out.push_back(std::make_unique<Alerts>(std::move(alerts)));
   return out;
 }
 

@@ -12,7 +12,9 @@
 
 #include "frugal/base/timer.h"
 #include "frugal/cost/budget.h"
+#include "frugal/cost/forecast.h"
 #include "frugal/optim/loss_scaler.h"
+#include "frugal/track/alert_sender.h"
 #include "frugal/train/resume.h"
 #include "frugal/train/technique.h"
 
@@ -40,6 +42,13 @@ class MetricLogging : public Technique {
   int64_t loss_window_count_ = 0;
   Timer throughput_timer_;  // since the last train row (or the start of this process)
   int64_t throughput_samples_ = 0;
+  // Not checkpointed: a resumed process forecasts from its own rows (the first from the whole
+  // run's average), and the cost fields are wall-clock figures outside bit-exact resume anyway.
+  cost::CostForecast forecast_;
+  std::optional<cost::ForecastTotals> last_forecast_;
+
+  void add_cost(nlohmann::json& row, TrainState& state);
+  std::string cost_text(TrainState& state) const;
 };
 
 // Scales the global gradient norm down to max_norm (before_optimizer_step; not on skipped steps).
@@ -145,6 +154,26 @@ class BudgetGuard : public Technique {
 
  private:
   cost::Budget budget_;
+};
+
+// [alerts] (job_alerts.h; the user config's too): the budget's warnings of each step (threshold,
+// forecast, exceeded: state.budget_events, set by BudgetGuard before it) and the run's end with its
+// status (run_end: completed, preempted, stopped_budget, ...; run_failed: failed), as a JSON payload
+// to a webhook and/or a command hook, delivered off the training thread (track/alert_sender.h). No
+// state of its own: a warning sent before a checkpoint does not fire again after a resume because
+// the budget's fired warnings are in the checkpoint; one fired after it fires again for work redone.
+class Alerts : public Technique {
+ public:
+  explicit Alerts(track::AlertConfig config);
+  std::string name() const override { return "alerts"; }
+  int order() const override { return kOrderAlerts; }
+  EventSet events() const override { return event_set({Event::step_end, Event::run_end, Event::run_failed}); }
+  void on(Event event, TrainState& state) override;
+
+ private:
+  void send(TrainState& state, const std::string& event, const std::string& status, const std::string& message,
+            const nlohmann::json& extra);
+  std::unique_ptr<track::AlertSender> sender_;
 };
 
 // [checkpoint]: when to write one (every N steps, each epoch, every T seconds or Young/Daly's
