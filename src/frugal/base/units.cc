@@ -8,19 +8,22 @@
 namespace frugal {
 namespace {
 
-// v in the largest of `units` (ascending scale factors relative to the base unit) that keeps it at
-// least 1, or in the smallest unit when it is below 1 there too ("0.10 Wh", not "104 mWh").
 struct Unit {
   double scale;  // base units per this unit
   const char* name;
 };
 
+// v in the largest of `units` (ascending scale factors relative to the base unit) where it is at
+// least 1, but not below units[1] (Wh, g) while it is at least 0.01 of that: "0.10 Wh" (not
+// "104 mWh"), "12 kg" (not "0.012 t"), "0.079 mWh" (not "0.000079 Wh").
 template <size_t N>
 std::string scaled(double v, const Unit (&units)[N], int digits, const char* suffix) {
-  if (!std::isfinite(v)) return significant_text(v, digits) + " " + units[0].name + suffix;
-  const Unit* pick = &units[0];
-  for (const Unit& u : units)
-    if (std::fabs(v) >= u.scale) pick = &u;
+  static_assert(N >= 2);
+  if (!std::isfinite(v) || v == 0) return significant_text(v, digits) + " " + units[1].name + suffix;
+  const double a = std::fabs(v);
+  const Unit* pick = a >= 0.01 * units[1].scale ? &units[1] : &units[0];
+  for (size_t i = 2; i < N; ++i)
+    if (a >= units[i].scale) pick = &units[i];
   return significant_text(v / pick->scale, digits) + " " + pick->name + suffix;
 }
 
@@ -59,12 +62,12 @@ std::string usd_text(double usd) {
 }
 
 std::string energy_text(double kwh) {
-  static const Unit units[] = {{1e-3, "Wh"}, {1.0, "kWh"}, {1e3, "MWh"}};
+  static const Unit units[] = {{1e-6, "mWh"}, {1e-3, "Wh"}, {1.0, "kWh"}, {1e3, "MWh"}};
   return scaled(kwh, units, 2, "");
 }
 
 std::string carbon_text(double kg) {
-  static const Unit units[] = {{1e-3, "g"}, {1.0, "kg"}, {1e3, "t"}};
+  static const Unit units[] = {{1e-6, "mg"}, {1e-3, "g"}, {1.0, "kg"}, {1e3, "t"}};
   return scaled(kg, units, 2, " CO2e");
 }
 
@@ -72,6 +75,9 @@ std::string duration_text(double seconds) {
   if (!std::isfinite(seconds)) return significant_text(seconds, 2) + " s";
   if (seconds < 0) return "-" + duration_text(-seconds);
   char text[64];
+  if (seconds == 0) return "0 s";
+  if (seconds < 1e-5) return significant_text(seconds * 1e6, 2) + " us";
+  if (seconds < 0.01) return significant_text(seconds * 1e3, 2) + " ms";
   if (seconds < 60) return significant_text(seconds, seconds < 10 ? 2 : 3) + " s";
   const long long s = std::llround(seconds);
   if (s < 3600) {

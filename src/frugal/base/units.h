@@ -17,14 +17,15 @@ std::string significant_text(double v, int digits);
 // one dollar on), "$1235" (whole dollars from 1000 on); a negative amount as "-$0.25".
 std::string usd_text(double usd);
 
-// Energy given in kWh, shown in Wh, kWh or MWh (the largest unit it is at least 1 of, else Wh), two
-// significant digits: "0.10 Wh", "850 Wh", "1.2 kWh".
+// Energy given in kWh, shown in kWh or MWh from 1 of them on, else in Wh down to 0.01 Wh, else in
+// mWh; two significant digits: "0.10 Wh", "850 Wh", "0.079 mWh", "1.2 kWh", "0 Wh".
 std::string energy_text(double kwh);
 
-// Carbon given in kg CO2e, shown in g, kg or t the same way: "0.050 g CO2e", "12 kg CO2e".
+// Carbon given in kg CO2e, shown in mg, g, kg or t the same way: "0.050 g CO2e", "0.12 kg CO2e".
 std::string carbon_text(double kg);
 
-// A duration in seconds: "0.42 s", "12.3 s", "3 min 12 s", "2 h 05 min", "3 d 04 h".
+// A duration in seconds: "0.71 us" (below 10 us), "0.50 ms" (below 10 ms), "0.42 s", "12.3 s", "3 min 12 s", "2 h 05 min",
+// "3 d 04 h".
 std::string duration_text(double seconds);
 
 }  // namespace frugal

@@ -33,18 +33,23 @@ TEST(Units, EnergyAndCarbon) {
   EXPECT_EQ(energy_text(0.000104102), "0.10 Wh");  // the 0.000104102 kWh
   EXPECT_EQ(carbon_text(4.99691e-05), "0.050 g CO2e");
   EXPECT_EQ(energy_text(0.00085), "0.85 Wh");
-  EXPECT_EQ(energy_text(8.5e-7), "0.00085 Wh");
+  EXPECT_EQ(energy_text(8.5e-7), "0.85 mWh");  // not "0.00085 Wh"
   EXPECT_EQ(energy_text(0.85), "850 Wh");
+  EXPECT_EQ(energy_text(0.0085), "8.5 Wh");
   EXPECT_EQ(energy_text(1.234), "1.2 kWh");
   EXPECT_EQ(energy_text(2500), "2.5 MWh");
   EXPECT_EQ(energy_text(0), "0 Wh");
   EXPECT_EQ(carbon_text(12.3), "12 kg CO2e");
   EXPECT_EQ(carbon_text(3100), "3.1 t CO2e");
   EXPECT_EQ(carbon_text(0), "0 g CO2e");
+  EXPECT_EQ(carbon_text(7.7e-8), "0.077 mg CO2e");
 }
 
 TEST(Units, Durations) {
   EXPECT_EQ(duration_text(0.42), "0.42 s");
+  EXPECT_EQ(duration_text(0.005), "5.0 ms");
+  EXPECT_EQ(duration_text(7.1e-7), "0.71 us");
+  EXPECT_EQ(duration_text(0), "0 s");
   EXPECT_EQ(duration_text(12.34), "12.3 s");
   EXPECT_EQ(duration_text(192), "3 min 12 s");
   EXPECT_EQ(duration_text(7500), "2 h 05 min");
