@@ -86,7 +86,7 @@ TEST(LiveCost, TheSummaryAndProgressReadInHumanUnitsAndJsonKeepsBaseUnits) {
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    dollars +\\$0\\.017 +user\n"))) << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    energy +[0-9.]+ (m?Wh|kWh) +(measured|estimated)\n"))) << r.out;
   EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    carbon +[0-9.]+ (mg|g|kg) CO2e +[a-z]+\n"))) << r.out;
-  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    time +[0-9.]+ s +measured\n"))) << r.out;
+  EXPECT_TRUE(std::regex_search(r.out, std::regex("\n    time +[0-9.]+ (us|ms|s) +measured\n"))) << r.out;
   EXPECT_NE(r.out.find("(on-demand, billed per-second, $1.00/h)"), std::string::npos) << r.out;
   EXPECT_EQ(r.out.find("e-0"), std::string::npos) << "no exponents in the printed figures:\n" << r.out;
   // The progress line of the last step (plain lines when not a terminal): cost so far -> forecast.

@@ -34,7 +34,7 @@ TEST(BudgetGuard, AtALimitBeforeTheLastStepStopsWithACheckpointAndExit3) {
   ASSERT_TRUE(summary.budget);
   EXPECT_EQ(summary.budget->max_hours, std::optional<double>(1e-9));
   EXPECT_FALSE(summary.budget->max_usd || summary.budget->max_kwh || summary.budget->max_co2_kg);
-  ASSERT_EQ(summary.budget->exceeded.rfind("budget exceeded: max_hours = 0.0000036 s reached, now ", 0), 0u)
+  ASSERT_EQ(summary.budget->exceeded.rfind("budget exceeded: max_hours = 3.6 us reached, now ", 0), 0u)
       << summary.budget->exceeded;
   EXPECT_EQ(stop.message, summary.budget->exceeded +
                               "; checkpoint written at step 5; stopping (exit 3); continue with --resume auto and a "
