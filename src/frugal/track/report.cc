@@ -115,7 +115,29 @@ double row_usd(const json& row, const View& v, bool* derived) {
   return number_at(row, "time_s") * per_hour / 3600;  // NaN without a price (no summary yet): not plotted
 }
 
-enum class XAxis { step, time, usd };
+// The energy of a row in Wh, from its "cost" (live-cost rows); NaN for older rows (not plotted).
+double row_wh(const json& row) {
+  if (row.contains("cost") && row["cost"].is_object()) return figure_value(row["cost"], "kwh") * 1000;
+  return NAN;
+}
+
+// Whether the cost panels plot energy instead of dollars: when no run has a price (every run on a
+// free instance, e.g. "local", where a dollars axis is all zeros, as `frugal compare` compares
+// energy then) and the rows carry energy figures.
+bool energy_instead_of_dollars(const std::vector<View>& views) {
+  bool energy = false;
+  for (const View& v : views) {
+    if (v.summary.contains("cost") && number_at(v.summary["cost"], "usd_per_hour") > 0) return false;
+    for (const json& row : v.train) {
+      if (!row.contains("cost") || !row["cost"].is_object()) continue;
+      if (figure_value(row["cost"], "usd") > 0) return false;
+      energy = energy || std::isfinite(figure_value(row["cost"], "kwh"));
+    }
+  }
+  return energy;
+}
+
+enum class XAxis { step, time, usd, energy };
 
 // One overlaid chart of `key` (train or eval rows) against the x axis; rows whose y is not finite
 // are skipped and counted in a note.
@@ -125,7 +147,10 @@ LineChart curve(const std::vector<View>& views, bool eval, const char* key, doub
   chart.id = id;
   chart.title = title;
   chart.y_label = y_label;
-  chart.x_label = x_axis == XAxis::step ? "Step" : x_axis == XAxis::time ? "Wall time (s)" : "Cost (USD)";
+  chart.x_label = x_axis == XAxis::step     ? "Step"
+                 : x_axis == XAxis::time   ? "Wall time (s)"
+                 : x_axis == XAxis::energy ? "Energy (Wh)"
+                                           : "Cost (USD)";
   std::vector<std::string> derived_runs;
   bool downsampled = false;
   for (const View& v : views) {
@@ -139,14 +164,17 @@ LineChart curve(const std::vector<View>& views, bool eval, const char* key, doub
         continue;
       }
       const double x = x_axis == XAxis::step ? number_at(row, "step")
-                       : x_axis == XAxis::time ? number_at(row, "time_s")
-                                               : row_usd(row, v, &derived);
+                       : x_axis == XAxis::time   ? number_at(row, "time_s")
+                       : x_axis == XAxis::energy ? row_wh(row)
+                                                 : row_usd(row, v, &derived);
       if (std::isfinite(x)) s.points.push_back({x, y});
       else ++unplaced;
     }
     if (unplaced)
       chart.notes.push_back(v.run->record.run_id + ": " + std::to_string(unplaced) + " row(s) without " +
-                            (x_axis == XAxis::usd ? "a cost figure or a known price" : "an x value") + " not plotted.");
+                            (x_axis == XAxis::usd      ? "a cost figure or a known price"
+                             : x_axis == XAxis::energy ? "an energy figure"
+                                                       : "an x value") + " not plotted.");
     if (skipped)
       chart.notes.push_back(v.run->record.run_id + ": " + std::to_string(skipped) + " row(s) without a finite " + key +
                             " skipped.");
@@ -441,8 +469,11 @@ std::string report_html(const std::vector<ReportRun>& runs, const ReportOptions&
   const Quality q = pick_quality(views);
   const std::string metric_title = std::string(q.label).substr(0, std::string(q.label).find(" ("));
   body += "<section id=\"curves\"><h2>Curves</h2><div class=\"charts\">";
-  const std::pair<XAxis, const char*> axes[] = {{XAxis::step, "step"}, {XAxis::time, "time"}, {XAxis::usd, "usd"}};
-  const char* against[] = {"step", "wall time", "dollars"};
+  // Free runs (no price anywhere) plot against energy instead of an all-zero dollars axis.
+  const bool priced = !energy_instead_of_dollars(views);
+  const std::pair<XAxis, const char*> axes[] = {
+      {XAxis::step, "step"}, {XAxis::time, "time"}, {priced ? XAxis::usd : XAxis::energy, priced ? "usd" : "energy"}};
+  const char* against[] = {"step", "wall time", priced ? "dollars" : "energy (no run has a price)"};
   for (size_t a = 0; a < 3; ++a)
     body += line_chart_svg(curve(views, false, "loss", 1, axes[a].first, std::string("loss-") + axes[a].second,
                                  std::string("Training loss against ") + against[a], "Training loss"));

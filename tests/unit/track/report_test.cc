@@ -7,12 +7,15 @@
 #include <string>
 
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
 #include "frugal/track/report.h"
 #include "frugal/track/svg.h"
 
 namespace frugal::track {
 namespace {
+
+using json = nlohmann::json;
 
 size_t count(const std::string& text, const std::string& what) {
   size_t n = 0;
@@ -159,6 +162,29 @@ TEST(Report, RowsWithoutCostGetDollarsFromWallTimeAndSaySo) {
   // x of the last point: 8 s x $0.36/h = $0.0008; the x axis reaches it with a nice tick.
   EXPECT_NE(usd.find(">0.0008<"), std::string::npos) << usd;
   EXPECT_EQ(page.find("Savings ledger"), std::string::npos);  // one run: no ledger
+}
+
+TEST(Report, FreeRunsPlotEnergyInsteadOfAllZeroDollars) {
+  // A run on a free instance ("local", $0/h) whose rows carry energy: the third panel is energy.
+  ReportRun run = make_run("free", "mlp", 3, false);
+  json summary = json::parse(kSummary);
+  summary["cost"]["usd_per_hour"] = 0;
+  run.record.summary_json = summary.dump();
+  for (MetricRow& m : run.metrics) {
+    json row = json::parse(m.json);
+    row["cost"] = {{"usd", {{"value", 0}, {"source", "catalog"}}}, {"kwh", {{"value", 0.0005 * m.step}, {"source", "estimated"}}}};
+    m.json = row.dump();
+  }
+  const std::string page = report_html({run}, {});
+  EXPECT_EQ(chart_of(page, "loss-usd"), "");
+  const std::string energy = chart_of(page, "loss-energy");
+  EXPECT_NE(energy.find(">Energy (Wh)<"), std::string::npos) << energy;
+  EXPECT_NE(energy.find("data-points=\"3\""), std::string::npos) << energy;
+  EXPECT_NE(page.find("Training loss against energy (no run has a price)"), std::string::npos);
+  // One priced run among them brings dollars back for all.
+  const std::string priced = report_html({run, make_run("paid", "mlp", 3, true)}, {});
+  EXPECT_NE(chart_of(priced, "loss-usd"), "");
+  EXPECT_EQ(chart_of(priced, "loss-energy"), "");
 }
 
 TEST(Report, CharacterModelsPlotBitsPerCharAndTokensPerSecond) {
