@@ -24,6 +24,7 @@
 #include "frugal/base/signals.h"
 #include "frugal/base/timer.h"
 #include "frugal/cli/compare.h"
+#include "frugal/cli/dashboard.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
@@ -481,6 +482,7 @@ int main(int argc, char** argv) {
   CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
+  const std::vector<cli::Command> commands = {cli::add_dashboard_command(app, store_path)};
   std::string run_a, run_b;
   CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict; when B reached A's quality and what its pretraining cost");
   compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
@@ -518,6 +520,8 @@ int main(int argc, char** argv) {
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
+    for (const auto& [command, run] : commands)
+      if (command->parsed()) return run();
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {
