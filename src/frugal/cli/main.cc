@@ -482,7 +482,8 @@ int main(int argc, char** argv) {
   CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
-  const std::vector<cli::Command> commands = {cli::add_dashboard_command(app, store_path)};
+  const std::vector<cli::Command> commands = {cli::add_runs_export_command(*runs_cmd, store_path),
+                                              cli::add_dashboard_command(app, store_path)};
   std::string run_a, run_b;
   CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict; when B reached A's quality and what its pretraining cost");
   compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
