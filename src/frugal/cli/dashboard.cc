@@ -5,6 +5,7 @@
 
 #include <pthread.h>
 #include <signal.h>
+#include <sys/resource.h>
 
 #include <atomic>
 #include <chrono>
@@ -19,6 +20,8 @@
 namespace frugal::cli {
 namespace {
 
+constexpr int kNice = 10;
+
 struct DashboardArgs {
   std::string store = "runs/frugal.db", listen = "127.0.0.1";
   int port = 8750;
@@ -31,6 +34,9 @@ int run_dashboard(const DashboardArgs& args) {
   options.store_path = args.store;
   options.listen = args.listen;
   options.port = args.port;
+  // A dashboard shares its machine with the training it shows: at nice 10 (set before its threads
+  // start, so they inherit it) its readers take what the training leaves, not a share of its cores.
+  if (::getpriority(PRIO_PROCESS, 0) < kNice) (void)::setpriority(PRIO_PROCESS, 0, kNice);
   track::Dashboard dashboard(options);
   const int port = dashboard.bind();
   if (!track::is_loopback_address(args.listen))
