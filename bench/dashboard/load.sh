@@ -50,6 +50,9 @@ dashboard_pid=$!
 for _ in $(seq 100); do grep -q "http://" dashboard.out && break; sleep 0.1; done
 port=$(sed -n 's/.*127\.0\.0\.1:\([0-9]*\).*/\1/p' dashboard.out)
 
+dashboard_cpu() {  # user + system clock ticks of the dashboard process so far
+  awk '{print $14 + $15}' "/proc/$dashboard_pid/stat"
+}
 echo "== wrk reads a mix of /metrics, /api/runs, /, a run's rows and a run's report page; it prints"
 echo "   'Non-2xx or 3xx responses' and 'Socket errors' lines only when there are any"
 echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
@@ -79,9 +82,12 @@ LUA
     nice -n "$wrk_nice" wrk -t2 -c20 -d600s --latency -s "$script" "http://127.0.0.1:$port" > "wrk-$mode-$i.txt" &
     wrk_pid=$!
     sleep 0.3
+    cpu_before=$(dashboard_cpu); t_before=$(date +%s.%N)
     train "$mode-$i"
+    cpu_after=$(dashboard_cpu); t_after=$(date +%s.%N)
     kill -INT "$wrk_pid"  # wrk prints its statistics on SIGINT
     wait "$wrk_pid" || true
+    /usr/bin/python3 -c "c = ($cpu_after - $cpu_before) / $(getconf CLK_TCK); t = $t_after - $t_before; print(f'   the dashboard used {c:.2f} CPU s in those {t:.1f} s ({c / t:.2f} of a core)')"
     sed -n '/Latency Distribution/,$p' "wrk-$mode-$i.txt" | sed 's/^/   /'
   done
 done
