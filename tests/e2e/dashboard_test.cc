@@ -59,6 +59,15 @@ TEST_F(Dashboard, PrintsItsUrl) {
   EXPECT_NE(server_->first_line().find("(store runs.db, read-only; Ctrl-C stops)"), std::string::npos);
 }
 
+TEST_F(Dashboard, PortInUseExitsTwo) {
+  DashboardServer second(*scratch_, {"--port", std::to_string(port()), "--store", "runs.db"});
+  EXPECT_EQ(second.port(), -1) << "a second dashboard bound the same port: " << second.first_line();
+  EXPECT_EQ(second.stop(5.0), 2) << second.err();
+  EXPECT_NE(second.err().find("cannot listen on 127.0.0.1 port " + std::to_string(port())), std::string::npos)
+      << second.err();
+  EXPECT_EQ(http_get(port(), "/").status, 200);
+}
+
 TEST_F(Dashboard, PagesAndApi) {
   HttpAnswer index = http_get(port(), "/");
   EXPECT_EQ(index.status, 200) << index.head;

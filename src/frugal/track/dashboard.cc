@@ -11,6 +11,7 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
@@ -264,6 +265,13 @@ Dashboard::Dashboard(DashboardOptions options) : impl_(std::make_unique<Impl>())
   // nothing is dropped after 1 s.
   s.set_keep_alive_max_count(1);
   s.set_keep_alive_timeout(1);
+  // httplib's default sets SO_REUSEPORT, with which a second server (or any process of this user)
+  // binds the same port silently and takes a share of the connections: SO_REUSEADDR alone refuses
+  // a port in use and still allows a quick restart past TIME_WAIT.
+  s.set_socket_options([](socket_t sock) {
+    int yes = 1;
+    ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+  });
   // Small answers would otherwise wait ~40 ms on Nagle + delayed ACK.
   s.set_tcp_nodelay(true);
   s.set_default_headers({{"Cache-Control", "no-store"},
