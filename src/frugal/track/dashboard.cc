@@ -219,7 +219,7 @@ DashboardReply dashboard_reply(RunStore& store, const std::string& path,
   }
   if (path == "/static/dashboard.css" || path == "/static/dashboard.js") {
     DashboardReply r;
-    const bool css = path.back() == 's' && path[path.size() - 2] == 's';
+    const bool css = path == "/static/dashboard.css";
     r.content_type = css ? "text/css; charset=utf-8" : "text/javascript; charset=utf-8";
     r.body = css ? dashboard::kCss : dashboard::kJs;
     return r;
