@@ -25,6 +25,7 @@
 #include "frugal/base/timer.h"
 #include "frugal/base/units.h"
 #include "frugal/cli/compare.h"
+#include "frugal/cli/dashboard.h"
 #include "frugal/cli/report.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
@@ -488,6 +489,8 @@ int main(int argc, char** argv) {
   CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
+  const std::vector<cli::Command> commands = {cli::add_runs_export_command(*runs_cmd, store_path),
+                                              cli::add_dashboard_command(app, store_path)};
   std::string run_a, run_b;
   CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict; when B reached A's quality and what its pretraining cost");
   compare_cmd->add_option("run_a", run_a, "The baseline: a run id (or unique prefix) or a run directory")->required();
@@ -532,6 +535,8 @@ int main(int argc, char** argv) {
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (report_cmd->parsed()) return cli::cmd_report(report_runs, report_html, store_path);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
+    for (const auto& [command, run] : commands)
+      if (command->parsed()) return run();
     if (runs_show->parsed()) return cmd_runs_show(store_path, run_id, as_json);
     return cmd_runs_list(store_path, as_json);
   } catch (const InputError& e) {

@@ -232,15 +232,16 @@ RunRecord record_from(const Statement& s) {
 
 }  // namespace
 
-RunStore::RunStore(const std::string& db_path) : path_(db_path) {
+RunStore::RunStore(const std::string& db_path, Access access) : path_(db_path) {
+  const bool read_only = access == Access::read_only;
   std::filesystem::path parent = std::filesystem::path(db_path).parent_path();
-  if (!parent.empty()) {
+  if (!parent.empty() && !read_only) {
     std::error_code ec;
     std::filesystem::create_directories(parent, ec);
     if (ec) fail(path_, "cannot create directory '" + parent.string() + "': " + ec.message());
   }
-  int rc = sqlite3_open_v2(db_path.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
-                           nullptr);
+  const int flags = read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE;
+  int rc = sqlite3_open_v2(db_path.c_str(), &db_, flags | SQLITE_OPEN_NOMUTEX, nullptr);
   try {
     if (rc != SQLITE_OK) fail_sqlite(path_, db_, "cannot open");
     sqlite3_extended_result_codes(db_, 1);
@@ -250,6 +251,13 @@ RunStore::RunStore(const std::string& db_path) : path_(db_path) {
     if (version > kSchemaVersion)
       fail(path_, "schema version " + std::to_string(version) + " is newer than this frugal understands (" +
                       std::to_string(kSchemaVersion) + "); use a newer frugal");
+    if (read_only) {
+      if (version == 0) fail(path_, "not a frugal run store (no schema)");
+      if (version < kSchemaVersion)
+        fail(path_, "schema version " + std::to_string(version) + " is older than this frugal reads without writing; " +
+                        "`frugal runs --store " + path_ + "` upgrades it");
+      return;
+    }
     {
       Statement wal(path_, db_, "PRAGMA journal_mode = WAL");
       if (!wal.step("cannot switch to WAL mode") || wal.text(0) != "wal")
@@ -384,6 +392,25 @@ std::vector<MetricRow> RunStore::metrics(const std::string& run_id) {
   while (s.step("cannot read metrics of run '" + run_id + "'"))
     rows.push_back(MetricRow{s.int64(0), s.text(1), s.text(2), s.real(3)});
   return rows;
+}
+
+std::vector<MetricRow> RunStore::metrics_after(const std::string& run_id, int64_t after_step, int64_t limit) {
+  Statement s(path_, db_,
+              "SELECT step, kind, json, time_s FROM metrics WHERE run_id = ? AND step > ? ORDER BY step, rowid LIMIT ?");
+  s.bind(1, run_id).bind(2, after_step).bind(3, limit);
+  std::vector<MetricRow> rows;
+  while (s.step("cannot read metrics of run '" + run_id + "'"))
+    rows.push_back(MetricRow{s.int64(0), s.text(1), s.text(2), s.real(3)});
+  return rows;
+}
+
+std::optional<MetricRow> RunStore::last_metric(const std::string& run_id, const std::string& kind) {
+  Statement s(path_, db_,
+              "SELECT step, kind, json, time_s FROM metrics WHERE run_id = ? AND kind = ? "
+              "ORDER BY step DESC, rowid DESC LIMIT 1");
+  s.bind(1, run_id).bind(2, kind);
+  if (!s.step("cannot read metrics of run '" + run_id + "'")) return std::nullopt;
+  return MetricRow{s.int64(0), s.text(1), s.text(2), s.real(3)};
 }
 
 }  // namespace frugal::track

@@ -39,9 +39,13 @@ struct MetricRow {
 
 class RunStore {
  public:
+  enum class Access { read_write, read_only };
   // Opens or creates the store (and its parent directories). Throws InputError naming db_path when
   // the file is not a database, is from a newer frugal, or cannot be opened or written.
-  explicit RunStore(const std::string& db_path);
+  // Access::read_only (the dashboard, exports) opens an existing store with SQLITE_OPEN_READONLY:
+  // nothing is created, upgraded or written, and a store of an older schema is refused (any
+  // read-write command upgrades it). Readers never block a writer (WAL).
+  explicit RunStore(const std::string& db_path, Access access = Access::read_write);
   ~RunStore();
   RunStore(const RunStore&) = delete;
   RunStore& operator=(const RunStore&) = delete;
@@ -63,6 +67,10 @@ class RunStore {
   // InputError listing the candidates when the prefix is ambiguous.
   std::optional<RunRecord> find_run(const std::string& id_or_prefix);
   std::vector<MetricRow> metrics(const std::string& run_id);  // in step order
+  // At most `limit` rows of steps after `after_step`, in step order (live curves poll with it).
+  std::vector<MetricRow> metrics_after(const std::string& run_id, int64_t after_step, int64_t limit);
+  // The run's row of this kind with the highest step (the latest logged), nullopt when none.
+  std::optional<MetricRow> last_metric(const std::string& run_id, const std::string& kind);
 
   const std::string& path() const { return path_; }
   static constexpr int kSchemaVersion = 2;

@@ -306,5 +306,32 @@ TEST_F(RunStoreTest, TwoProcessesWriteConcurrently) {
   EXPECT_EQ(completed, 2);
 }
 
+// The dashboard's and exports' access: read-only (creates and writes nothing, refuses a schema it
+// would have to upgrade) while a writer goes on; rows after a step and the latest row of a kind.
+TEST_F(RunStoreTest, ReadOnlyReaderBesideAWriter) {
+  const std::string db = dir_ + "/runs.db";
+  EXPECT_NE(expect_input_error([&] { RunStore(db, RunStore::Access::read_only); }).find(db), std::string::npos);
+  EXPECT_FALSE(std::ifstream(db).good()) << "a read-only open must not create the store";
+  RunStore writer(db);
+  const std::string id = writer.create_run(start("live"));
+  for (int64_t step = 1; step <= 5; ++step) writer.log_metrics(id, step, "train", "{\"step\":" + std::to_string(step) + "}");
+  writer.log_metrics(id, 4, "eval", R"({"val_loss":1})");
+  RunStore reader(db, RunStore::Access::read_only);
+  std::vector<MetricRow> after = reader.metrics_after(id, 3, 100);
+  ASSERT_EQ(after.size(), 3u);  // train 4, eval 4, train 5
+  EXPECT_EQ(after[0].step, 4);
+  EXPECT_EQ(after.back().step, 5);
+  EXPECT_EQ(reader.metrics_after(id, 0, 2).size(), 2u);
+  ASSERT_TRUE(reader.last_metric(id, "train").has_value());
+  EXPECT_EQ(reader.last_metric(id, "train")->step, 5);
+  EXPECT_EQ(reader.last_metric(id, "eval")->step, 4);
+  EXPECT_FALSE(reader.last_metric("nope", "train").has_value());
+  // The writer goes on while the reader is open; the reader sees its new rows.
+  writer.log_metrics(id, 6, "train", R"({"step":6})");
+  EXPECT_EQ(reader.last_metric(id, "train")->step, 6);
+  expect_input_error([&] { reader.log_metrics(id, 7, "train", "{}"); });
+  EXPECT_EQ(writer.metrics(id).size(), 7u);
+}
+
 }  // namespace
 }  // namespace frugal::track
