@@ -6,6 +6,10 @@
 # never fires its load event fails after --timeout seconds.
 #
 #   browser_check.py PAGE.html --width 1280 --screenshot out.png [--pdf out.pdf] [--print-media]
+#   browser_check.py --url http://127.0.0.1:PORT/... --screenshot out.png [--wait-change JS --wait-timeout S]
+#     (a served page, e.g. the dashboard: requests to the page's own origin are allowed and listed in
+#     "same_origin_requests"; --wait-change evaluates JS after load and then every 0.25 s until its
+#     value differs, reporting "wait_change": {"first", "last", "changed", "seconds"})
 #   browser_check.py --self-test DIR   (a crafted page with an http image and console.error must be caught)
 import argparse
 import base64
@@ -147,8 +151,15 @@ class Browser:
             self.events.append(event)
 
 
-def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=False):
-    url = "file://" + os.path.abspath(page)
+def origin_of(url):
+    parts = url.split("/", 3)  # "http:", "", "host:port", "path"
+    return "/".join(parts[:3]) if url.startswith("http") and len(parts) >= 3 else None
+
+
+def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=False, url=None, wait_change=None,
+               wait_timeout=20.0):
+    url = url or "file://" + os.path.abspath(page)
+    origin = origin_of(url)
     browser = Browser(chromium, timeout)
     try:
         targets = browser.send("Target.getTargets")["targetInfos"]
@@ -163,6 +174,18 @@ def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=Fals
         browser.events.clear()  # about:blank's events are not the page's
         browser.send("Page.navigate", {"url": url}, session=session)
         browser.wait_event("Page.loadEventFired")
+        changed = None
+        if wait_change:  # a live page: wait until the expression's value moves
+            def value():
+                r = browser.send("Runtime.evaluate", {"expression": wait_change, "returnByValue": True}, session=session)
+                return r.get("result", {}).get("value")
+            start, first = time.monotonic(), value()
+            last = first
+            while last == first and time.monotonic() - start < wait_timeout:
+                time.sleep(0.25)
+                last = value()
+            changed = {"first": first, "last": last, "changed": last != first,
+                       "seconds": round(time.monotonic() - start, 2)}
         dom = browser.send("Runtime.evaluate", {"expression": DOM_QUERY, "returnByValue": True}, session=session)
         dom = json.loads(dom["result"]["value"]) if dom.get("result", {}).get("type") == "string" else {"error": dom}
         metrics = browser.send("Page.getLayoutMetrics", session=session)
@@ -181,7 +204,7 @@ def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=Fals
             pdf_bytes = len(data)
         # Anything still queued (late console messages, requests) counts too.
         browser.send("Runtime.evaluate", {"expression": "1"}, session=session)
-        errors, requests = [], []
+        errors, requests, same_origin = [], [], []
         for event in browser.events:
             method, params = event.get("method"), event.get("params", {})
             if method == "Runtime.consoleAPICalled" and params.get("type") in ("error", "assert"):
@@ -193,9 +216,14 @@ def check_page(chromium, page, width, screenshot, pdf, timeout, print_media=Fals
                 errors.append("log: " + params["entry"].get("text", ""))
             elif method == "Network.requestWillBeSent":
                 request_url = params.get("request", {}).get("url", "")
-                if request_url != url:
+                if request_url == url:
+                    continue
+                if origin and origin_of(request_url) == origin:
+                    same_origin.append(request_url)
+                else:
                     requests.append(request_url)
-        return {"url": url, "width": width, "console_errors": errors, "requests": requests, "dom": dom,
+        return {"url": url, "width": width, "console_errors": errors, "requests": requests,
+                "same_origin_requests": same_origin, "wait_change": changed, "dom": dom,
                 "screenshot": os.path.abspath(screenshot), "screenshot_bytes": os.path.getsize(screenshot),
                 "pdf": os.path.abspath(pdf) if pdf else "", "pdf_bytes": pdf_bytes}
     finally:
@@ -218,6 +246,9 @@ def self_test(chromium, directory, timeout):
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("page", nargs="?")
+    parser.add_argument("--url", help="a served page instead of a file")
+    parser.add_argument("--wait-change", metavar="JS", help="after load, wait until this expression's value changes")
+    parser.add_argument("--wait-timeout", type=float, default=20.0)
     parser.add_argument("--width", type=int, default=1280)
     parser.add_argument("--screenshot")
     parser.add_argument("--pdf")
@@ -232,10 +263,10 @@ def main():
     if args.self_test:
         print(json.dumps(self_test(args.chromium, args.self_test, args.timeout)))
         return 0
-    if not args.page or not args.screenshot:
-        parser.error("PAGE and --screenshot are required")
+    if not (args.page or args.url) or not args.screenshot:
+        parser.error("PAGE (or --url) and --screenshot are required")
     print(json.dumps(check_page(args.chromium, args.page, args.width, args.screenshot, args.pdf, args.timeout,
-                                args.print_media)))
+                                args.print_media, args.url, args.wait_change, args.wait_timeout)))
     return 0
 
 

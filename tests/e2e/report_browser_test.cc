@@ -11,6 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "e2e/browser.h"
 #include "e2e/cli_helpers.h"
 
 namespace frugal::e2e {
@@ -27,24 +28,7 @@ const char* kJob =
     "[train]\nsteps = 36\nbatch_size = 16\nlog_every = 3\neval_every = 6\n"
     "[cost]\ninstance = \"c7i.2xlarge\"\n";
 
-std::string checker() { return std::string(FRUGAL_SOURCE_DIR) + "/tests/e2e/browser_check.py"; }
-
-// Runs the checker (its JSON is stdout's last line); fails the test when it cannot.
-json run_checker(const std::string& args) {
-  std::string command = "timeout 120 /usr/bin/python3 '" + checker() + "' " + args;
-  std::array<char, 4096> buffer;
-  std::string out;
-  FILE* pipe = popen(command.c_str(), "r");
-  if (!pipe) return json();
-  while (size_t n = fread(buffer.data(), 1, buffer.size(), pipe)) out.append(buffer.data(), n);
-  int status = pclose(pipe);
-  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << command << "\n" << out;
-  json j = json::parse(last_line(out), nullptr, false);
-  EXPECT_TRUE(j.is_object()) << out;
-  return j.is_object() ? j : json::object();
-}
-
-bool chromium_installed() { return std::system("command -v chromium >/dev/null 2>&1") == 0; }
+json run_checker(const std::string& args) { return run_browser_checker(args); }
 
 // Train and eval rows of a run directory's metrics.jsonl (the report must plot exactly these).
 std::pair<size_t, size_t> row_counts(const fs::path& dir) {

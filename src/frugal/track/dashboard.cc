@@ -6,7 +6,7 @@
 // line and each header line (8 KiB) but not the number of headers; requests past 64 headers or
 // 16 KiB of headers are refused here, after httplib read them. A client that trickles its request
 // holds a worker up to the read timeout per piece: a few such clients can stall the dashboard (never
-// the training, which does not wait for it).
+// the training, which does not wait for it). Answers are cached for DashboardOptions::cache_s.
 #include "frugal/track/dashboard.h"
 
 #include <arpa/inet.h>
@@ -16,7 +16,10 @@
 #include <algorithm>
 #include <cctype>
 #include <charconv>
+#include <chrono>
 #include <limits>
+#include <map>
+#include <mutex>
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
@@ -237,10 +240,49 @@ DashboardReply dashboard_reply(RunStore& store, const std::string& path,
   return not_found(store, "no such page", path.rfind("/api/", 0) == 0);
 }
 
+// Recent 200 answers by path and query, each reused until it is `ttl` old. Bounded: when full, the
+// whole cache is dropped (answers are cheap to remake; an attacker cycling paths gains nothing, as
+// only 200 answers are kept and those need a real run id).
+class ReplyCache {
+ public:
+  explicit ReplyCache(double ttl_s) : ttl_(ttl_s) {}
+  static std::string key(const std::string& path, const std::multimap<std::string, std::string>& query) {
+    std::string k = path;
+    for (const auto& [name, value] : query) k += '\n' + name + '=' + value;  // multimap: sorted by name
+    return k;
+  }
+  bool get(const std::string& key, DashboardReply& out) {
+    if (ttl_.count() <= 0) return false;
+    std::lock_guard<std::mutex> lock(mutex_);
+    auto it = entries_.find(key);
+    if (it == entries_.end() || Clock::now() - it->second.made > ttl_) return false;
+    out = it->second.reply;
+    return true;
+  }
+  void put(const std::string& key, const DashboardReply& reply) {
+    if (ttl_.count() <= 0 || reply.status != 200) return;
+    std::lock_guard<std::mutex> lock(mutex_);
+    if (entries_.size() >= kMaxEntries) entries_.clear();
+    entries_[key] = {reply, Clock::now()};
+  }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  static constexpr size_t kMaxEntries = 256;
+  struct Entry {
+    DashboardReply reply;
+    Clock::time_point made;
+  };
+  std::chrono::duration<double> ttl_;
+  std::mutex mutex_;
+  std::map<std::string, Entry> entries_;
+};
+
 struct Dashboard::Impl {
   DashboardOptions options;
   httplib::Server server;
   int port = -1;
+  std::unique_ptr<ReplyCache> cache;
 };
 
 Dashboard::Dashboard(DashboardOptions options) : impl_(std::make_unique<Impl>()) {
@@ -251,6 +293,7 @@ Dashboard::Dashboard(DashboardOptions options) : impl_(std::make_unique<Impl>())
   if (options.threads < 1 || options.threads > 64) throw InputError("dashboard threads must be 1..64");
   RunStore check(options.store_path, RunStore::Access::read_only);  // InputError naming the store
   impl_->options = std::move(options);
+  impl_->cache = std::make_unique<ReplyCache>(impl_->options.cache_s);
 
   httplib::Server& s = impl_->server;
   const int threads = impl_->options.threads;
@@ -306,11 +349,16 @@ Dashboard::Dashboard(DashboardOptions options) : impl_(std::make_unique<Impl>())
     return httplib::Server::HandlerResponse::Unhandled;
   });
   const std::string store_path = impl_->options.store_path;
-  s.Get(".*", [store_path](const httplib::Request& req, httplib::Response& res) {
+  ReplyCache* cache = impl_->cache.get();
+  s.Get(".*", [store_path, cache](const httplib::Request& req, httplib::Response& res) {
     std::multimap<std::string, std::string> query(req.params.begin(), req.params.end());
     DashboardReply reply;
+    const std::string key = ReplyCache::key(req.path, query);
     try {
-      reply = dashboard_reply(thread_store(store_path), req.path, query);
+      if (!cache->get(key, reply)) {
+        reply = dashboard_reply(thread_store(store_path), req.path, query);
+        cache->put(key, reply);
+      }
     } catch (const std::exception& e) {
       reply.status = 503;
       reply.content_type = "text/plain; charset=utf-8";

@@ -19,6 +19,10 @@ struct DashboardOptions {
   std::string listen = "127.0.0.1";  // an IPv4 or IPv6 address
   int port = 8750;                   // 0 = any free port
   int threads = 4;                   // workers; each holds one read-only store connection
+  // A 200 answer is reused for the same path and query for this long (0 = never): a flood of
+  // readers then costs one store read and render per page per period, not one per request, so it
+  // takes little from a training on the same machine. Pages are at most this much behind the store.
+  double cache_s = 1.0;
 };
 
 class Dashboard {
