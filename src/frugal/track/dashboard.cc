@@ -240,43 +240,32 @@ DashboardReply dashboard_reply(RunStore& store, const std::string& path,
   return not_found(store, "no such page", path.rfind("/api/", 0) == 0);
 }
 
-// Recent 200 answers by path and query, each reused until it is `ttl` old. Bounded: when full, the
-// whole cache is dropped (answers are cheap to remake; an attacker cycling paths gains nothing, as
-// only 200 answers are kept and those need a real run id).
-class ReplyCache {
- public:
-  explicit ReplyCache(double ttl_s) : ttl_(ttl_s) {}
-  static std::string key(const std::string& path, const std::multimap<std::string, std::string>& query) {
-    std::string k = path;
-    for (const auto& [name, value] : query) k += '\n' + name + '=' + value;  // multimap: sorted by name
-    return k;
-  }
-  bool get(const std::string& key, DashboardReply& out) {
-    if (ttl_.count() <= 0) return false;
-    std::lock_guard<std::mutex> lock(mutex_);
-    auto it = entries_.find(key);
-    if (it == entries_.end() || Clock::now() - it->second.made > ttl_) return false;
-    out = it->second.reply;
-    return true;
-  }
-  void put(const std::string& key, const DashboardReply& reply) {
-    if (ttl_.count() <= 0 || reply.status != 200) return;
-    std::lock_guard<std::mutex> lock(mutex_);
-    if (entries_.size() >= kMaxEntries) entries_.clear();
-    entries_[key] = {reply, Clock::now()};
-  }
+std::string ReplyCache::key(const std::string& path, const std::multimap<std::string, std::string>& query) {
+  std::string k = path;
+  for (const auto& [name, value] : query) k += '\n' + name + '=' + value;  // a multimap: in name order
+  return k;
+}
 
- private:
-  using Clock = std::chrono::steady_clock;
-  static constexpr size_t kMaxEntries = 256;
-  struct Entry {
-    DashboardReply reply;
-    Clock::time_point made;
-  };
-  std::chrono::duration<double> ttl_;
-  std::mutex mutex_;
-  std::map<std::string, Entry> entries_;
-};
+bool ReplyCache::get(const std::string& key, DashboardReply& out) {
+  if (ttl_.count() <= 0) return false;
+  std::lock_guard<std::mutex> lock(mutex_);
+  auto it = entries_.find(key);
+  if (it == entries_.end() || Clock::now() - it->second.made > ttl_) return false;
+  out = it->second.reply;
+  return true;
+}
+
+void ReplyCache::put(const std::string& key, const DashboardReply& reply) {
+  if (ttl_.count() <= 0 || reply.status != 200) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (entries_.size() >= kMaxEntries) entries_.clear();
+  entries_[key] = {reply, Clock::now()};
+}
+
+size_t ReplyCache::size() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  return entries_.size();
+}
 
 struct Dashboard::Impl {
   DashboardOptions options;

@@ -4,8 +4,10 @@
 // endpoint and no file served from disk: pages, CSS and JS are compiled in.
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 #include <vector>
@@ -51,6 +53,30 @@ struct DashboardReply {
   std::string content_type = "text/html; charset=utf-8";
   std::string body;
   std::vector<std::pair<std::string, std::string>> headers;
+};
+
+// Recent 200 answers by path and query, each reused until it is `ttl_s` old (0: nothing is kept).
+// Bounded: when full (kMaxEntries), the whole cache is dropped (answers are cheap to remake, and only
+// 200 answers are kept, which need a real page or run id, so cycling paths gains an attacker
+// nothing). Safe from several threads.
+class ReplyCache {
+ public:
+  static constexpr size_t kMaxEntries = 256;
+  explicit ReplyCache(double ttl_s) : ttl_(ttl_s) {}
+  static std::string key(const std::string& path, const std::multimap<std::string, std::string>& query);
+  bool get(const std::string& key, DashboardReply& out);  // true: `out` is a fresh enough answer
+  void put(const std::string& key, const DashboardReply& reply);
+  size_t size();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Entry {
+    DashboardReply reply;
+    Clock::time_point made;
+  };
+  std::chrono::duration<double> ttl_;
+  std::mutex mutex_;
+  std::map<std::string, Entry> entries_;
 };
 
 // The answer to GET `path` (already percent-decoded) with these query parameters.

@@ -15,6 +15,8 @@ header a { color: #fff; font-weight: 600; text-decoration: none; }
 header .store { color: #a9b1c0; margin-left: 12px; }
 main { padding: 14px 18px; }
 table { border-collapse: collapse; background: #fff; }
+/* The runs table scrolls sideways inside the page when it is wider than the window (a phone). */
+table.runs { display: block; max-width: 100%; overflow-x: auto; }
 th, td { padding: 4px 10px; border-bottom: 1px solid #e3e6eb; text-align: left; white-space: nowrap; }
 td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .status { padding: 1px 6px; border-radius: 3px; background: #e3e6eb; }

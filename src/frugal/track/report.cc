@@ -324,6 +324,21 @@ std::string figure_cell(const json& cost, const char* key, std::string (*text)(d
 
 std::string hours_text(double hours) { return duration_text(hours * 3600); }
 
+// The cost figures of a run: its summary's, or for a run still going (no summary yet) its latest
+// row's so far (the live-cost rows), with that row's forecast at the end under "forecast".
+json cost_of(const View& v) {
+  if (v.summary.contains("cost") && v.summary["cost"].is_object()) return v.summary["cost"];
+  for (auto rows : {&v.train, &v.eval})
+    for (auto it = rows->rbegin(); it != rows->rend(); ++it)
+      if (it->contains("cost") && (*it)["cost"].is_object()) {
+        json c = (*it)["cost"];
+        if (it->contains("forecast")) c["forecast"] = (*it)["forecast"];
+        c["so_far_step"] = it->value("step", json());
+        return c;
+      }
+  return json::object();
+}
+
 std::string cost_section(const std::vector<View>& views) {
   std::string out = "<div class=\"table-wrap\"><table class=\"cost\"><tr><th></th>";
   for (const View& v : views) out += "<th>" + e(v.run->record.run_id) + "</th>";
@@ -332,7 +347,21 @@ std::string cost_section(const std::vector<View>& views) {
   std::string (*texts[])(double) = {usd_text, energy_text, carbon_text, hours_text};
   for (size_t i = 0; i < 4; ++i) {
     out += std::string("<tr><th>") + rows[i].second + "</th>";
-    for (const View& v : views) out += figure_cell(v.summary.value("cost", json::object()), rows[i].first, texts[i]);
+    for (const View& v : views) out += figure_cell(cost_of(v), rows[i].first, texts[i]);
+    out += "</tr>";
+  }
+  bool going = false;
+  for (const View& v : views) going = going || cost_of(v).contains("so_far_step");
+  if (going) {  // runs still going: their figures are so far; the forecast is the row's
+    out += "<tr><th>so far</th>";
+    for (const View& v : views) {
+      const json c = cost_of(v);
+      std::string cell = c.contains("so_far_step") ? "at step " + e(c["so_far_step"].dump()) : "final";
+      if (c.contains("forecast") && c["forecast"].is_object())
+        cell += "; forecast at the end " + or_na(number_at(c["forecast"], "usd"), usd_text) + ", " +
+                or_na(number_at(c["forecast"], "kwh"), energy_text) + " (estimated)";
+      out += "<td>" + cell + "</td>";
+    }
     out += "</tr>";
   }
   auto text_row = [&](const char* label, auto cell) {

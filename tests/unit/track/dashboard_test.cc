@@ -138,3 +138,45 @@ TEST(DashboardAddresses, Loopback) {
 
 }  // namespace
 }  // namespace frugal::track
+
+namespace frugal::track {
+namespace {
+
+DashboardReply reply_with(int status, const std::string& body) {
+  DashboardReply r;
+  r.status = status;
+  r.body = body;
+  return r;
+}
+
+TEST(DashboardReplyCache, ReusesA200AnswerForItsPathAndQueryUntilItIsOld) {
+  ReplyCache cache(0.2);
+  const std::string key = ReplyCache::key("/api/runs/r1/metrics", {{"after", "5"}});
+  EXPECT_NE(key, ReplyCache::key("/api/runs/r1/metrics", {{"after", "6"}}));  // the query is part of it
+  EXPECT_NE(key, ReplyCache::key("/api/runs/r1/metrics", {}));
+  DashboardReply out;
+  EXPECT_FALSE(cache.get(key, out));
+  cache.put(key, reply_with(200, "rows after 5"));
+  ASSERT_TRUE(cache.get(key, out));
+  EXPECT_EQ(out.body, "rows after 5");
+  EXPECT_FALSE(cache.get(ReplyCache::key("/api/runs/r1/metrics", {{"after", "6"}}), out));
+  usleep(250 * 1000);  // past the 0.2 s: made again
+  EXPECT_FALSE(cache.get(key, out));
+}
+
+TEST(DashboardReplyCache, KeepsOnly200AnswersAndStaysBounded) {
+  ReplyCache cache(60);
+  DashboardReply out;
+  cache.put("/runs/nosuch", reply_with(404, "not found"));
+  cache.put("/metrics", reply_with(503, "busy"));
+  EXPECT_FALSE(cache.get("/runs/nosuch", out));
+  EXPECT_FALSE(cache.get("/metrics", out));
+  for (size_t i = 0; i < ReplyCache::kMaxEntries + 10; ++i) cache.put("/p" + std::to_string(i), reply_with(200, "x"));
+  EXPECT_LE(cache.size(), ReplyCache::kMaxEntries);
+  ReplyCache off(0);  // cache_s = 0: nothing kept
+  off.put("/metrics", reply_with(200, "m"));
+  EXPECT_FALSE(off.get("/metrics", out));
+}
+
+}  // namespace
+}  // namespace frugal::track

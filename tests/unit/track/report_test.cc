@@ -187,6 +187,19 @@ TEST(Report, FreeRunsPlotEnergyInsteadOfAllZeroDollars) {
   EXPECT_EQ(chart_of(priced, "loss-energy"), "");
 }
 
+TEST(Report, ARunStillGoingShowsItsCostSoFarAndTheForecast) {
+  ReportRun run = make_run("going", "mlp", 3, true);  // rows with cost.usd = 0.001 x step
+  run.record.status = "running";
+  run.record.summary_json = "";
+  json last = json::parse(run.metrics.back().json);
+  last["forecast"] = {{"usd", 0.25}, {"kwh", 0.002}, {"co2_kg", 0.001}, {"wall_s", 60}, {"method", "m"}};
+  run.metrics.back().json = last.dump();
+  const std::string page = report_html({run}, {});
+  const std::string cost = page.substr(page.find("<table class=\"cost\">"));
+  EXPECT_NE(cost.find("$0.0030"), std::string::npos) << cost;  // the last row's dollars (step 3)
+  EXPECT_NE(cost.find("at step 3; forecast at the end $0.25, 2.0 Wh (estimated)"), std::string::npos) << cost;
+}
+
 TEST(Report, CharacterModelsPlotBitsPerCharAndTokensPerSecond) {
   ReportRun run = make_run("gpt", "gpt", 0, true);
   run.metrics.push_back({1, "train", R"({"kind":"train","step":1,"loss":3.0,"samples_per_s":10,"tokens_per_s":640,"time_s":1})", 1});
