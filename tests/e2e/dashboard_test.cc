@@ -220,7 +220,7 @@ TEST(DashboardProcess, FollowsARunningRun) {
   ASSERT_EQ(s.frugal("train job.toml --quiet --out first --set train.epochs=1").exit_code, 0);
   DashboardServer server(s, {"--port", "0", "--store", "runs.db"});
   ASSERT_GT(server.port(), 0) << server.err();
-  Process train(s, {"train", "job.toml", "--quiet", "--out", "live", "--set", "train.epochs=400", "--set",
+  Process train(s, {"train", "job.toml", "--quiet", "--out", "live", "--set", "train.epochs=20000", "--set",
                     "train.log_every=1", "--set", "train.batch_size=4"},
                 "live");
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(40);
