@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "frugal/base/units.h"
+#include "frugal/track/svg.h"  // html_escape
 
 namespace frugal::track::dashboard {
 
@@ -45,22 +46,6 @@ for (const el of document.querySelectorAll("[data-poll]")) {
   setTimeout(tick, every);
 }
 )js";
-
-std::string html_escape(const std::string& text) {
-  std::string out;
-  out.reserve(text.size());
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&#39;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
 
 namespace {
 

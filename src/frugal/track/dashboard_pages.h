@@ -10,8 +10,6 @@
 
 namespace frugal::track::dashboard {
 
-std::string html_escape(const std::string& text);
-
 // A run as listed: its record and figures.
 struct ListedRun {
   RunRecord record;
