@@ -499,7 +499,7 @@ int main(int argc, char** argv) {
   compare_cmd->add_flag("--json", as_json, "JSON output");
   std::vector<std::string> report_runs;
   std::string report_html;
-  CLI::App* report_cmd = app.add_subcommand("report", "Report runs side by side: without --html a short text report on stdout, with --html FILE one self-contained HTML page (curves against step, time and dollars, throughput, phases, memory, cost table, savings ledger)");
+  CLI::App* report_cmd = app.add_subcommand("report", "Report runs side by side: without --html a short text report on stdout, with --html FILE one self-contained HTML page (curves against step, time and dollars (energy when no run has a price), throughput, phases, memory, cost table, savings ledger)");
   report_cmd->add_option("runs", report_runs, "Run ids (or unique prefixes) or run directories; later runs are compared with the first")->required();
   report_cmd->add_option("--html", report_html, "Write the HTML page to this file (atomically)");
   report_cmd->add_option("--store", store_path, "Run store (SQLite)");
