@@ -195,7 +195,7 @@ TEST(Alerts, BadKeysAreExit2NamingTheKey) {
   const std::pair<const char*, const char*> cases[] = {
       {"webhook = \"ftp://example.com/x\"", "[alerts] webhook = \"ftp://example.com/x\": expected an http:// or https:// URL"},
       {"retries = -1", "[alerts] retries = -1: expected an integer in [0, 20]"},
-      {"flush_timeout_s = 0", "[alerts] flush_timeout_s = 0: expected seconds in (0, 86400]"},
+      {"flush_timeout_s = 0", "[alerts] flush_timeout_s = 0: expected a number in (0, 86400]"},
       {"hook = \"x\"", "unknown key 'hook' in [alerts]"}};
   for (const auto& [line, expected] : cases) {
     SCOPED_TRACE(line);

@@ -11,62 +11,29 @@
 #include "frugal/base/error.h"
 #include "frugal/base/format.h"
 #include "frugal/base/suggest.h"
+#include "frugal/train/job_section.h"
 
 namespace frugal::train {
 
-namespace {
-
-const std::vector<std::string> kKeys = {"webhook",   "on_alert",          "retries",        "backoff_s",
-                                        "timeout_s", "command_timeout_s", "flush_timeout_s"};
-
-std::string where(const std::string& file, const toml::node& node) {
-  return file + ":" + std::to_string(node.source().begin.line) + ": ";
-}
-
-[[noreturn]] void fail(const std::string& file, const toml::node& node, const std::string& key,
-                       const std::string& expected) {
-  std::ostringstream value;
-  if (node.is_string()) value << '"' << *node.value<std::string>() << '"';
-  else if (node.is_number()) value << *node.value<double>();
-  else value << "(a " << node.type() << ")";
-  throw InputError(where(file, node) + "[alerts] " + key + " = " + one_line(value.str()) + ": " + expected);
-}
-
-}  // namespace
-
-AlertsSpec parse_alerts(const toml::table* table, const std::string& file) {
+AlertsSpec parse_alerts(toml::table* table, const std::string& file, const std::set<std::string>* overridden) {
+  job_file::Section s(file, "alerts", table, overridden);
   AlertsSpec a;
-  if (!table) return a;
-  for (const auto& [name, node] : *table) {
-    const std::string key(name.str());
-    if (std::find(kKeys.begin(), kKeys.end(), key) == kKeys.end())
-      throw InputError(where(file, node) + "unknown key '" + key + "' in [alerts]" + did_you_mean(key, kKeys) +
-                       " (allowed: " + join(kKeys) + ")");
-    if (key == "webhook" || key == "on_alert") {
-      if (!node.is_string()) fail(file, node, key, "expected a string");
-      const std::string text = *node.value<std::string>();
-      if (key == "webhook") {
-        if (const std::string problem = track::webhook_url_problem(text); !text.empty() && !problem.empty())
-          fail(file, node, key, problem);
-        a.webhook = text;
-      } else {
-        a.on_alert = text;
-      }
-    } else if (key == "retries") {
-      if (!node.is_integer()) fail(file, node, key, "expected an integer in [0, 20]");
-      const int64_t v = *node.value<int64_t>();
-      if (v < 0 || v > 20) fail(file, node, key, "expected an integer in [0, 20]");
-      a.retries = v;
-    } else {
-      // Seconds: finite, > 0 (a zero timeout would never deliver), at most a day.
-      const double v = node.is_number() ? *node.value<double>() : NAN;
-      if (!std::isfinite(v) || v <= 0 || v > 86400) fail(file, node, key, "expected seconds in (0, 86400]");
-      (key == "backoff_s"           ? a.backoff_s
-       : key == "timeout_s"         ? a.timeout_s
-       : key == "command_timeout_s" ? a.command_timeout_s
-                                    : a.flush_timeout_s) = v;
-    }
+  if (s.has("webhook")) {
+    a.webhook = s.get_string("webhook", "");
+    const std::string problem = track::webhook_url_problem(*a.webhook);
+    if (!a.webhook->empty() && !problem.empty()) s.fail(*table->get("webhook"), "webhook", problem);
   }
+  if (s.has("on_alert")) a.on_alert = s.get_string("on_alert", "");
+  if (s.has("retries")) a.retries = s.get_int("retries", 0, 0, 20);
+  // Seconds: finite, > 0 (a zero timeout would never deliver), at most a day.
+  auto seconds = [&](const char* key, std::optional<double>& out) {
+    if (s.has(key)) out = s.get_double(key, 0.0, 0.0, 86400, /*min_open=*/true);
+  };
+  seconds("backoff_s", a.backoff_s);
+  seconds("timeout_s", a.timeout_s);
+  seconds("command_timeout_s", a.command_timeout_s);
+  seconds("flush_timeout_s", a.flush_timeout_s);
+  s.check_unknown();
   return a;
 }
 

@@ -3,6 +3,7 @@
 // is read for its [alerts] table only; other tables there are left to whatever reads them.
 #pragma once
 
+#include <set>
 #include <string>
 
 #include <toml++/toml.h>
@@ -12,10 +13,11 @@
 
 namespace frugal::train {
 
-// Validates an [alerts] table (nullptr: none): InputError "<file>:<line>: [alerts] KEY = VALUE:
-// expected ..." for a webhook that is not an http(s) URL, a negative retries, a bad timeout, or an
-// unknown key (with the allowed ones).
-AlertsSpec parse_alerts(const toml::table* table, const std::string& file);
+// Validates an [alerts] table (nullptr: none) as job.cc reads its other sections (job_section.h):
+// InputError "<file>:<line>: [alerts] KEY = VALUE: expected ..." (or "<file>: --set alerts.KEY: "
+// for a key in `overridden`) for a webhook that is not an http(s) URL, a retries outside [0, 20], a
+// timeout outside (0, 86400] seconds, or an unknown key (with the allowed ones).
+AlertsSpec parse_alerts(toml::table* table, const std::string& file, const std::set<std::string>* overridden = nullptr);
 
 // The user config file: $FRUGAL_CONFIG when set (it must exist), else
 // ${XDG_CONFIG_HOME:-$HOME/.config}/frugal/config.toml (absent is fine: "" then).
