@@ -489,7 +489,7 @@ int main(int argc, char** argv) {
   CLI::App* runs_list = runs_cmd->add_subcommand("list", "List runs, newest first (the default)");
   CLI::App* runs_show = runs_cmd->add_subcommand("show", "Show one run: job, summary, metrics");
   runs_show->add_option("run_id", run_id, "Run id or a unique prefix")->required();
-  const std::vector<cli::Command> commands = {cli::add_runs_export_command(*runs_cmd, store_path),
+  std::vector<cli::Command> commands = {cli::add_runs_export_command(*runs_cmd, store_path),
                                               cli::add_dashboard_command(app, store_path)};
   std::string run_a, run_b;
   CLI::App* compare_cmd = app.add_subcommand("compare", "Compare two runs: cost, energy, carbon, compute (counted FLOPs), quality, job keys, verdict; when B reached A's quality and what its pretraining cost");
@@ -497,12 +497,7 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("run_b", run_b, "The run compared with it")->required();
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
   compare_cmd->add_flag("--json", as_json, "JSON output");
-  std::vector<std::string> report_runs;
-  std::string report_html;
-  CLI::App* report_cmd = app.add_subcommand("report", "Report runs side by side: without --html a short text report on stdout, with --html FILE one self-contained HTML page (curves against step, time and dollars (energy when no run has a price), throughput, phases, memory, cost table, savings ledger)");
-  report_cmd->add_option("runs", report_runs, "Run ids (or unique prefixes) or run directories; later runs are compared with the first")->required();
-  report_cmd->add_option("--html", report_html, "Write the HTML page to this file (atomically)");
-  report_cmd->add_option("--store", store_path, "Run store (SQLite)");
+  commands.push_back(cli::add_report_command(app, store_path));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");
@@ -533,7 +528,6 @@ int main(int argc, char** argv) {
     if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
-    if (report_cmd->parsed()) return cli::cmd_report(report_runs, report_html, store_path);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
     for (const auto& [command, run] : commands)
       if (command->parsed()) return run();

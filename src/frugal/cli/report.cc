@@ -9,6 +9,7 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <memory>
 #include <fstream>
 #include <optional>
 
@@ -169,6 +170,21 @@ int cmd_report(const std::vector<std::string>& refs, const std::string& html_pat
   write_atomically(html_path, track::report_html(runs, options));
   std::printf("wrote %s\n", html_path.c_str());
   return 0;
+}
+
+Command add_report_command(CLI::App& app, std::string& store_path) {
+  auto refs = std::make_shared<std::vector<std::string>>();
+  auto html = std::make_shared<std::string>();
+  CLI::App* cmd = app.add_subcommand(
+      "report",
+      "Report runs side by side: without --html a short text report on stdout, with --html FILE one self-contained "
+      "HTML page (curves against step, time and dollars (energy when no run has a price), throughput, phases, "
+      "memory, cost table, savings ledger)");
+  cmd->add_option("runs", *refs, "Run ids (or unique prefixes) or run directories; later runs are compared with the first")
+      ->required();
+  cmd->add_option("--html", *html, "Write the HTML page to this file (atomically)");
+  cmd->add_option("--store", store_path, "Run store (SQLite)");
+  return {cmd, [refs, html, &store_path] { return cmd_report(*refs, *html, store_path); }};
 }
 
 }  // namespace frugal::cli

@@ -5,7 +5,13 @@
 #include <string>
 #include <vector>
 
+#include "frugal/cli/command.h"
+
 namespace frugal::cli {
+
+// `frugal report RUN... [--html FILE] [--store DB]` (the store shared with the other commands'
+// --store value), run by cmd_report.
+Command add_report_command(CLI::App& app, std::string& store_path);
 
 // Each ref is a run id (or unique prefix) of the store at store_path, or a run directory. With
 // html_path "" prints per run its status, quality, cost and phases; else writes the page there
