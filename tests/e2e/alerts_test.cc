@@ -6,15 +6,14 @@
 #include <chrono>
 #include <cstdlib>
 #include <filesystem>
-#include <mutex>
 #include <sstream>
 #include <thread>
 #include <vector>
 
-#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include "e2e/cli_helpers.h"
+#include "webhook_server.h"
 
 namespace frugal::e2e {
 namespace {
@@ -30,37 +29,14 @@ const char* kJob =
     "[train]\nsteps = 12\nbatch_size = 16\nlog_every = 4\n"
     "[cost]\nusd_per_hour = 1.0\n";
 
-// A webhook that records each POSTed body; stops when the test ends.
-class Webhook {
+// The webhook in this process; payloads(): each POSTed body as JSON.
+class Webhook : public frugal::testing::WebhookServer {
  public:
-  Webhook() {
-    server_.Post("/hook", [this](const httplib::Request& request, httplib::Response& response) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      bodies_.push_back(request.body);
-      response.status = 204;
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~Webhook() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
   std::vector<json> payloads() {
-    std::lock_guard<std::mutex> lock(mutex_);
     std::vector<json> out;
-    for (const std::string& b : bodies_) out.push_back(json::parse(b));
+    for (const std::string& b : bodies()) out.push_back(json::parse(b));
     return out;
   }
-
- private:
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<std::string> bodies_;
 };
 
 // The scratch directory with the data, and FRUGAL_CONFIG pointing at a file of the test (an empty

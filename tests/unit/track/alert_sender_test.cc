@@ -13,9 +13,9 @@
 #include <vector>
 
 #include <gtest/gtest.h>
-#include <httplib.h>
 
 #include "frugal/base/error.h"
+#include "webhook_server.h"
 
 namespace frugal::track {
 namespace {
@@ -24,49 +24,7 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-// A webhook on 127.0.0.1 that answers 500 to the first `failures` requests, then 200; it records
-// each request's time and body, and stops when the test ends.
-class Webhook {
- public:
-  explicit Webhook(int failures) : failures_(failures) {
-    server_.Post("/hook", [this](const httplib::Request& request, httplib::Response& response) {
-      std::lock_guard<std::mutex> lock(mutex_);
-      times_.push_back(Clock::now());
-      bodies_.push_back(request.body);
-      events_.push_back(request.get_header_value("X-Frugal-Event"));
-      response.status = int(bodies_.size()) <= failures_ ? 500 : 200;
-    });
-    port_ = server_.bind_to_any_port("127.0.0.1");
-    thread_ = std::thread([this] { server_.listen_after_bind(); });
-    while (!server_.is_running()) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  ~Webhook() {
-    server_.stop();
-    thread_.join();
-  }
-  std::string url() const { return "http://127.0.0.1:" + std::to_string(port_) + "/hook"; }
-  std::vector<Clock::time_point> times() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return times_;
-  }
-  std::vector<std::string> bodies() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return bodies_;
-  }
-  std::vector<std::string> events() {
-    std::lock_guard<std::mutex> lock(mutex_);
-    return events_;
-  }
-
- private:
-  int failures_;
-  httplib::Server server_;
-  int port_ = 0;
-  std::thread thread_;
-  std::mutex mutex_;
-  std::vector<Clock::time_point> times_;
-  std::vector<std::string> bodies_, events_;
-};
+using Webhook = frugal::testing::WebhookServer;
 
 // Warning lines the sender reports, collected for the test.
 struct Warnings {
