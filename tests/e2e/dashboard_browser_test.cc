@@ -50,9 +50,7 @@ TEST(DashboardBrowser, ARunningRunsPageFollowsItInChromium) {
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (live_id.empty() && std::chrono::steady_clock::now() < deadline && !train.done()) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    json runs = json::parse(http_get(server.port(), "/api/runs").body, nullptr, false);
-    for (const json& r : runs.value("runs", json::array()))
-      if (r.value("status", "") == "running") live_id = r.value("run_id", "");
+    live_id = running_run_id(server.port());
   }
   ASSERT_FALSE(live_id.empty()) << "the run never showed as running";
   const std::string base = "http://127.0.0.1:" + std::to_string(server.port());

@@ -19,6 +19,8 @@
 #include <thread>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "e2e/cli_helpers.h"
 
 namespace frugal::e2e {
@@ -141,6 +143,15 @@ inline HttpAnswer parse_answer(const std::string& raw) {
 
 inline HttpAnswer http_get(int port, const std::string& path, const std::string& method = "GET") {
   return parse_answer(raw_http(port, method + " " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"));
+}
+
+// The id of a run the dashboard on `port` lists as running now ("" when none).
+inline std::string running_run_id(int port) {
+  const nlohmann::json runs = nlohmann::json::parse(http_get(port, "/api/runs").body, nullptr, false);
+  if (!runs.is_object()) return "";
+  for (const nlohmann::json& r : runs.value("runs", nlohmann::json::array()))
+    if (r.value("status", "") == "running") return r.value("run_id", "");
+  return "";
 }
 
 }  // namespace frugal::e2e

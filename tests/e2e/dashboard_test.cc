@@ -230,9 +230,7 @@ TEST(DashboardProcess, FollowsARunningRun) {
   while (std::chrono::steady_clock::now() < deadline && !train.done() && (fresh_answers < 3 || last_metric_step <= first_metric_step)) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     if (live_id.empty()) {
-      json runs = json::parse(http_get(server.port(), "/api/runs").body, nullptr, false);
-      for (const json& r : runs.value("runs", json::array()))
-        if (r.value("status", "") == "running") live_id = r.value("run_id", "");
+      live_id = running_run_id(server.port());
       continue;
     }
     json rows = json::parse(http_get(server.port(), "/api/runs/" + live_id + "/metrics?after=" + std::to_string(after)).body,
