@@ -23,9 +23,9 @@ MemorySummary measure_memory() {
   return m;
 }
 
-namespace {
-
 json figure_json(const cost::Figure& f) { return {{"value", f.value}, {"source", f.source}}; }
+
+namespace {
 
 template <class T>
 void put_optional(json& out, const char* key, const std::optional<T>& value) {

@@ -136,4 +136,7 @@ struct RunSummary {
   static RunSummary from_json(const nlohmann::json& json, const std::string& where);
 };
 
+// A figure as every JSON of frugal writes it: {"value": V, "source": "measured" | ...}.
+nlohmann::json figure_json(const cost::Figure& f);
+
 }  // namespace frugal::train

@@ -32,15 +32,14 @@ Alerts::Alerts(track::AlertConfig config) : sender_(std::make_unique<track::Aler
 void Alerts::send(TrainState& state, const std::string& event, const std::string& status, const std::string& message,
                   const nlohmann::json& extra) {
   const cost::CostTotals c = state.meter.totals();
-  auto figure = [](const cost::Figure& f) { return nlohmann::json{{"value", f.value}, {"source", f.source}}; };
   nlohmann::json payload = {{"event", event},
                             {"run_id", state.run_id},
                             {"job", state.job.run.name},
                             {"status", status},
                             {"step", state.step},
                             {"total_steps", state.total_steps},
-                            {"cost", {{"usd", figure(c.usd)}, {"kwh", figure(c.kwh)}, {"co2_kg", figure(c.co2_kg)},
-                                      {"hours", figure(c.hours)}}},
+                            {"cost", {{"usd", figure_json(c.usd)}, {"kwh", figure_json(c.kwh)}, {"co2_kg", figure_json(c.co2_kg)},
+                                      {"hours", figure_json(c.hours)}}},
                             {"message", message},
                             {"time", utc_now()}};
   for (const auto& [key, value] : extra.items()) payload[key] = value;

@@ -9,12 +9,6 @@
 
 namespace frugal::train {
 
-namespace {
-
-nlohmann::json figure_json(const cost::Figure& f) { return {{"value", f.value}, {"source", f.source}}; }
-
-}  // namespace
-
 // The row contract (README, "metrics.jsonl"): "cost" holds the whole run's totals so far, earlier
 // processes included; "forecast" the estimated totals at the end, when the run length is known.
 void MetricLogging::add_cost(nlohmann::json& row, TrainState& state) {
