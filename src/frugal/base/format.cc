@@ -2,6 +2,8 @@
 // echo_text / one_line: C-style escapes for control bytes; other bytes (UTF-8 included) kept.
 #include "frugal/base/format.h"
 
+#include <ctime>
+
 #include <cstdio>
 #include <sstream>
 
@@ -49,6 +51,15 @@ std::string one_line(std::string_view text) {
   out.reserve(text.size());
   for (char c : text) append_escaped(out, c);
   return out;
+}
+
+std::string utc_time(double unix_seconds, const char* format) {
+  const std::time_t t = std::time_t(unix_seconds);
+  std::tm tm{};
+  ::gmtime_r(&t, &tm);
+  char text[64];
+  std::strftime(text, sizeof text, format, &tm);
+  return text;
 }
 
 }  // namespace frugal

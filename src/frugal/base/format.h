@@ -24,4 +24,8 @@ std::string echo_text(std::string_view text, size_t max_chars = 80);
 // applies it to every error it prints, after the readers have cut their echoes.
 std::string one_line(std::string_view text);
 
+// A UTC time (seconds since the Unix epoch) through strftime's `format`, e.g. "%Y-%m-%dT%H:%M:%SZ"
+// for ISO-8601 ("2026-12-07T16:04:47Z"); at most 63 characters.
+std::string utc_time(double unix_seconds, const char* format);
+
 }  // namespace frugal

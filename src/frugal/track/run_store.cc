@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frugal/base/error.h"
+#include "frugal/base/format.h"
 
 namespace frugal::track {
 namespace {
@@ -70,15 +71,6 @@ std::string host_name() {
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
-
-std::string utc_time(double unix_seconds, const char* format) {
-  std::time_t t = std::time_t(unix_seconds);
-  std::tm tm{};
-  ::gmtime_r(&t, &tm);
-  char text[64];
-  std::strftime(text, sizeof text, format, &tm);
-  return text;
 }
 
 std::string iso_utc(double unix_seconds) { return utc_time(unix_seconds, "%Y-%m-%dT%H:%M:%SZ"); }

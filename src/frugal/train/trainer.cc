@@ -55,15 +55,6 @@ std::string shipped_catalog_path() {
 
 namespace {
 
-std::string utc_timestamp() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char buffer[64];
-  std::strftime(buffer, sizeof buffer, "%Y%m%d-%H%M%S", &tm);
-  return buffer;
-}
-
 void warn(const std::string& text) {
   std::fflush(stdout);
   std::fprintf(stderr, "frugal: warning: %s\n", text.c_str());
@@ -178,7 +169,7 @@ ResumePoint find_resume_point(const JobSpec& job, const TrainOptions& options) {
   }
   if (r.out_dir.empty()) {
     if (options.resume == "auto") throw InputError("--resume auto needs --out DIR, the run directory to continue");
-    r.out_dir = (fs::path("runs") / (job.run.name + "-" + utc_timestamp())).string();
+    r.out_dir = (fs::path("runs") / (job.run.name + "-" + utc_time(double(std::time(nullptr)), "%Y%m%d-%H%M%S"))).string();
   }
   if (is_system_directory(r.out_dir))
     throw InputError("--out " + r.out_dir + ": a system directory; give the run a directory of its own");

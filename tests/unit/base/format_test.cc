@@ -45,3 +45,14 @@ TEST(OneLine, EscapesButKeepsLength) {
 
 }  // namespace
 }  // namespace frugal
+
+namespace frugal {
+namespace {
+
+TEST(UtcTime, FormatsSecondsSinceTheEpochInUtc) {
+  EXPECT_EQ(utc_time(0, "%Y-%m-%dT%H:%M:%SZ"), "1970-01-01T00:00:00Z");
+  EXPECT_EQ(utc_time(1796659502.9, "%Y%m%d-%H%M%S"), "20261207-160502");  // fractions dropped
+}
+
+}  // namespace
+}  // namespace frugal

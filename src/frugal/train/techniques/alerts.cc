@@ -3,20 +3,12 @@
 // (track/alert_sender.h), which delivers it off the training thread.
 #include <ctime>
 
+#include "frugal/base/format.h"
 #include "frugal/train/techniques/builtin.h"
 
 namespace frugal::train {
 
 namespace {
-
-std::string utc_now() {
-  std::time_t now = std::time(nullptr);
-  std::tm tm{};
-  gmtime_r(&now, &tm);
-  char text[32];
-  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
-  return text;
-}
 
 const char* budget_event_name(const cost::BudgetEvent& e) {
   if (e.kind == cost::BudgetEvent::Kind::forecast) return "budget_forecast";
@@ -41,7 +33,7 @@ void Alerts::send(TrainState& state, const std::string& event, const std::string
                             {"cost", {{"usd", figure_json(c.usd)}, {"kwh", figure_json(c.kwh)}, {"co2_kg", figure_json(c.co2_kg)},
                                       {"hours", figure_json(c.hours)}}},
                             {"message", message},
-                            {"time", utc_now()}};
+                            {"time", utc_time(double(std::time(nullptr)), "%Y-%m-%dT%H:%M:%SZ")}};
   for (const auto& [key, value] : extra.items()) payload[key] = value;
   sender_->send({event, state.run_id, status, payload.dump()});
 }
