@@ -27,6 +27,7 @@
 #include "frugal/cli/compare.h"
 #include "frugal/cli/dashboard.h"
 #include "frugal/cli/report.h"
+#include "frugal/cli/prune.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
@@ -498,6 +499,7 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
   compare_cmd->add_flag("--json", as_json, "JSON output");
   commands.push_back(cli::add_report_command(app, store_path));
+  commands.push_back(cli::add_prune_command(app));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");
