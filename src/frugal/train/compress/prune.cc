@@ -106,6 +106,7 @@ void Pruning::on(Event event, TrainState& state) {
       else apply_masks(layers_, masks_);
       break;
     case Event::fit_end:
+      state.progress.line("prune: at the end, " + prune_line(layers_, masks_, spec_));
       if (structured() && spec_.compact) {
         compact_ = compact_model(state.model.state_dict(), job_.model, layers_, masks_);
         state.model_to_save = [this] { return compact_->tensors; };
