@@ -622,6 +622,9 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
   if (root.contains("prune")) parse_prune(prune, job.prune, root["prune"].as_table());
+  if (job.prune.enabled && job.lora.enabled)
+    throw InputError(path + ": [prune] does not combine with [lora] (the adapters would undo the masks): train with "
+                     "[lora], then prune its merged model with frugal prune");
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,

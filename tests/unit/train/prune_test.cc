@@ -172,6 +172,22 @@ TEST(PruneCompact, CnnChannelsAndHiddenWithBatchNormInEvalMode) {
                        random_tensor({3, 2, 8, 8}, 2), 54 + 3 + 6 + 108 + 4 + 8 + 80 + 5 + 15 + 3);
 }
 
+TEST(PruneChoice, UnstructuredDefaultsLeaveTheOutputLayerAndEmbeddings) {
+  ModelSpec m;
+  m.kind = ModelKind::gpt;
+  m.gpt.vocab = 11, m.gpt.context = 8, m.gpt.layers = 1, m.gpt.heads = 2, m.gpt.width = 8;
+  PruneSpec spec;
+  std::vector<std::string> names;
+  for (const PruneLayer& p : find_prune_layers(*nn::make_gpt(m.gpt, 0), m, spec, "job.toml")) names.push_back(p.name);
+  // Tied embeddings: no head Linear; every block Linear is pruned, wte / wpe are not.
+  EXPECT_EQ(names, (std::vector<std::string>{"blocks.0.attn.qkv.weight", "blocks.0.attn.proj.weight",
+                                             "blocks.0.mlp.fc.weight", "blocks.0.mlp.proj.weight"}));
+  m.gpt.tied_embeddings = false;
+  EXPECT_EQ(find_prune_layers(*nn::make_gpt(m.gpt, 0), m, spec, "job.toml").size(), 4u) << "head.weight stays dense";
+  spec.layers = {"head.*"};
+  EXPECT_EQ(find_prune_layers(*nn::make_gpt(m.gpt, 0), m, spec, "job.toml").at(0).name, "head.weight");
+}
+
 TEST(PruneCompact, GptHeadsAndMlpWidth) {
   ModelSpec m;
   m.kind = ModelKind::gpt;
@@ -304,6 +320,7 @@ TEST(PruneJob, KeysAreChecked) {
   job_error("prune-list", "[prune]\nstructure = [\"heads\", \"weights\"]\n", "does not combine");
   job_error("prune-steps", "[prune]\nstart_step = 9\nend_step = 3\n", "[prune] end_step: expected end_step >= start_step");
   job_error("prune-typo", "[prune]\nsparsty = 0.5\n", "unknown key 'sparsty' in [prune]");
+  job_error("prune-lora", "[prune]\n[lora]\ntargets = [\"layers.*\"]\n", "[prune] does not combine with [lora]");
 
   RunFixture heads("prune-heads", 190, std::string(kSections) + "[prune]\nstructure = \"heads\"\n");
   EXPECT_INPUT_ERROR(Trainer(heads.job(), heads.options("run")).run(),

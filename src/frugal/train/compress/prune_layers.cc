@@ -161,16 +161,22 @@ void add_structured(const nn::Module& model, const ModelSpec& spec_model, PruneS
   }
 }
 
-void add_unstructured(const nn::Module& model, std::vector<PruneLayer>& out) {
+// The output layer's weight: a GPT's untied head ("" when tied: wte is an Embedding), else the last Linear.
+std::string output_weight(const nn::Module& model, const ModelSpec& spec_model) {
   const Found f = find_modules(model);
+  if (f.linears.empty()) return "";
+  if (spec_model.kind == ModelKind::gpt) return spec_model.gpt.tied_embeddings ? "" : "head.weight";
+  return f.linears.back().first + ".weight";
+}
+
+void add_unstructured(const nn::Module& model, const ModelSpec& spec_model, std::vector<PruneLayer>& out) {
   std::vector<std::pair<std::string, Tensor>> weights;
   for (const auto& [name, m] : model.named_modules()) {
     if (auto* l = dynamic_cast<const nn::Linear*>(m)) weights.emplace_back(name + ".weight", l->weight());
     if (auto* c = dynamic_cast<const nn::Conv2d*>(m)) weights.emplace_back(name + ".weight", c->weight());
   }
-  // The output layer (the last Linear: the logits) stays dense by default; embeddings are not Linear.
-  if (!f.linears.empty()) {
-    const std::string output = f.linears.back().first + ".weight";
+  // The output layer (the logits) stays dense by default; embeddings are not Linear.
+  if (const std::string output = output_weight(model, spec_model); !output.empty()) {
     weights.erase(std::remove_if(weights.begin(), weights.end(), [&](const auto& w) { return w.first == output; }),
                   weights.end());
   }
@@ -190,16 +196,17 @@ std::vector<PruneLayer> find_prune_layers(const nn::Module& model, const ModelSp
   std::vector<PruneLayer> candidates;
   for (PruneStructure s : spec.structures) {
     if (s == PruneStructure::weights) {
-      add_unstructured(model, candidates);
+      add_unstructured(model, spec_model, candidates);
       // With `layers` given, the output layer may be named too.
-      if (!spec.layers.empty()) {
+      const std::string output = output_weight(model, spec_model);
+      if (!spec.layers.empty() && !output.empty()) {
         const Found f = find_modules(model);
-        if (!f.linears.empty()) {
-          const nn::Linear& out = *f.linears.back().second;
+        for (const auto& [name, linear] : f.linears) {
+          if (name + ".weight" != output) continue;
           PruneLayer p;
-          p.name = f.linears.back().first + ".weight";
-          p.units = out.weight().numel();
-          p.owned.push_back(slice(p.name, out.weight(), true));
+          p.name = output;
+          p.units = linear->weight().numel();
+          p.owned.push_back(slice(p.name, linear->weight(), true));
           bool named = false;
           for (const std::string& pattern : spec.layers) named = named || glob_match(pattern, p.name);
           if (named) candidates.push_back(std::move(p));
