@@ -55,20 +55,23 @@ train gpt-dense-ft $gpt --set init.from=\"$work/runs/gpt-dense/model.safetensors
   --set train.eval_every=150 --set train.eval_tokens=50000 --set schedule.warmup_steps=0
 
 # Timing: short runs of each pair alternated, `rounds` times; step time and evaluation time from
-# their summaries' phases (the same samples evaluated by both).
+# their summaries' phases (the same samples evaluated by both). Long enough that the first steps'
+# one-off set-up (primitives, buffers) weighs little.
+short="--set schedule.warmup_steps=5"
 for round in $(seq 1 "$rounds"); do
-  train cnn-time-dense-$round $cnn --set train.steps=40 --set data.train_limit=5120 --set train.eval_every=40
-  train cnn-time-half-$round pruned/cnn-half/model.toml --set train.steps=40 --set data.train_limit=5120 \
-    --set train.eval_every=40
-  train gpt-time-dense-$round $gpt --set train.steps=30 --set train.eval_every=30 --set train.eval_tokens=20000
+  train cnn-time-dense-$round $cnn --set train.steps=150 --set data.train_limit=19200 --set train.eval_every=150 $short
+  train cnn-time-half-$round pruned/cnn-half/model.toml --set train.steps=150 --set data.train_limit=19200 \
+    --set train.eval_every=150 $short
+  train gpt-time-dense-$round $gpt --set train.steps=30 --set train.eval_every=30 --set train.eval_tokens=20000 $short
   train gpt-time-half-$round pruned/gpt-half/model.toml --set train.steps=30 --set train.eval_every=30 \
-    --set train.eval_tokens=20000
-  # The MLP's evaluation, dense against dense-with-zeros (the same dense kernels: no speedup is
-  # expected until the sparse kernel); one step each so the run evaluates.
-  train mlp-time-dense-$round $mlp --set train.steps=1 --set schedule.warmup_steps=0 \
+    --set train.eval_tokens=20000 $short
+  # The MLP dense against dense-with-zeros (the same dense kernels: no speedup is expected until the
+  # sparse kernel), the pruned one keeping its masks ([prune] oneshot at step 0: the mask cost).
+  train mlp-time-dense-$round $mlp --set train.steps=400 $short \
     --set init.from=\"$work/runs/mlp-dense/model.safetensors\"
-  train mlp-time-prune90-$round $mlp --set train.steps=1 --set schedule.warmup_steps=0 \
-    --set init.from=\"$work/runs/mlp-prune90/model.safetensors\"
+  train mlp-time-prune90-$round $mlp --set train.steps=400 $short \
+    --set init.from=\"$work/runs/mlp-prune90/model.safetensors\" --set prune.sparsity=0.9 \
+    --set prune.scope=\"layer\" --set prune.schedule=\"oneshot\" --set prune.start_step=0
 done
 
 cmp() { echo "== compare $1 $2"; "$frugal" compare "runs/$1" "runs/$2"; echo; }
@@ -76,6 +79,9 @@ cmp() { echo "== compare $1 $2"; "$frugal" compare "runs/$1" "runs/$2"; echo; }
   cmp mlp-dense mlp-prune90
   cmp cnn-dense-ft cnn-half-ft
   cmp gpt-dense-ft gpt-half-ft
+  cmp cnn-time-dense-1 cnn-time-half-1
+  cmp gpt-time-dense-1 gpt-time-half-1
+  cmp mlp-time-dense-1 mlp-time-prune90-1
 } > compare.txt 2>&1
 python3 "$repo/bench/prune/table.py" . "$rounds" > table.md
 cat table.md

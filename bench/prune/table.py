@@ -44,7 +44,10 @@ def params(s):
     return s["params"]
 
 
-machine = open(os.path.join(work, "machine.txt")).read().split("\n")[0].split(":", 1)[-1].strip()
+machine = "?"
+for line in open(os.path.join(work, "machine.txt")):
+    if line.startswith("Model name"):
+        machine = line.split(":", 1)[1].strip()
 print(f"CPU: {machine}. Shortened runs (see bench/prune/run.sh); the machine was shared while measured.\n")
 print("| model | variant | params (nonzero) | quality | step ms | eval s | step speedup | eval speedup |")
 print("|---|---|---|---|---|---|---|---|")

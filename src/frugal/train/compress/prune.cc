@@ -66,11 +66,16 @@ nlohmann::json prune_report(const std::vector<PruneLayer>& layers, const PruneMa
 std::string prune_line(const std::vector<PruneLayer>& layers, const PruneMasks& masks, const PruneSpec& spec) {
   const nlohmann::json r = prune_report(layers, masks, spec);
   const int64_t total = r["units_total"], kept = r["units_kept"];
-  const std::string what = structures_text(spec) == "weights" ? "weights" : structures_text(spec) + " units";
+  const std::string structures = structures_text(spec);
+  const std::string what = spec.structures.size() > 1 ? structures + " units" : structures == "mlp" ? "MLP units" : structures;
+  // Structured: the rows zeroed are only part of what compaction removes (the columns reading them
+  // go too), so the parameter count is left to the compacted model's.
+  const std::string zeroed = structures == "weights"
+                                 ? "; " + std::to_string(r["params_removed"].get<int64_t>()) + " weights zeroed"
+                                 : "";
   return percent(r["sparsity"].get<double>()) + " of " + what + " removed (" + std::to_string(total - kept) + " of " +
          std::to_string(total) + ") over " + std::to_string(layers.size()) + " layers, " + score_name(spec.score) +
-         " scores, " + (spec.global ? "global" : "per-layer") + " ranking; " +
-         std::to_string(r["params_removed"].get<int64_t>()) + " parameters zeroed";
+         " scores, " + (spec.global ? "global" : "per-layer") + " ranking" + zeroed;
 }
 
 Pruning::Pruning(const JobSpec& job, nn::Module& model) : job_(job), spec_(job.prune) {
