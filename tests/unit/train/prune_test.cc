@@ -14,6 +14,8 @@
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/zoo.h"
 #include "frugal/train/compress/prune.h"
+#include "frugal/train/evaluate.h"
+#include "frugal/train/model_setup.h"
 #include "test_util.h"
 #include "unit/train/run_fixture.h"
 
@@ -224,7 +226,7 @@ class ZeroCounter : public Technique {
  public:
   explicit ZeroCounter(int64_t preempt_after = 0) : preempt_after_(preempt_after) {}
   std::string name() const override { return "zeros"; }
-  int order() const override { return kOrderDefault + 1; }  // after [prune]
+  int order() const override { return kOrderEarlyStopping + 51; }  // after [prune]
   EventSet events() const override { return event_set({Event::after_optimizer_step}); }
   void on(Event, TrainState& state) override {
     for (const auto& [name, t] : state.model.named_parameters())
@@ -284,6 +286,28 @@ TEST(PruneRun, StructuredRunWritesTheCompactModelAndItsJob) {
   const JobSpec small = load_job((f.dir() / "run" / "model.toml").string());
   EXPECT_EQ(small.model.mlp.hidden, (std::vector<int64_t>{8, 6}));
   EXPECT_EQ(outcome.summary.techniques.at("prune")["compact_params"], 16 * 8 + 8 + 8 * 6 + 6 + 6 * 4 + 4);
+}
+
+TEST(PruneRun, BestWeightsRestoredByEarlyStoppingAreMaskedBeforeCompaction) {
+  // Evaluations every 4 steps; the best may come before the last pruning step (20), whose masks
+  // then go back on the restored weights: the compact model and the final evaluation agree.
+  RunFixture f("prune-early-stopping", 190,
+               "[model]\nkind = \"mlp\"\nhidden = [16, 12]\n[train]\nepochs = 4\nbatch_size = 16\neval_every = 4\n"
+               "[train.early_stopping]\npatience = 100\n[checkpoint]\nevery_seconds = 0\n"
+               "[prune]\nstructure = \"neurons\"\nsparsity = 0.5\nscope = \"layer\"\nstart_step = 2\nend_step = 20\n"
+               "every = 6\n");
+  TrainOutcome outcome = Trainer(f.job(), f.options("run")).run();
+  ASSERT_EQ(outcome.exit_code, 0);
+  auto w = weights(f.dir() / "run" / "model.safetensors");
+  EXPECT_EQ(w["layers.1.weight"].size(), 8u * 16u);
+  EXPECT_EQ(w["layers.3.weight"].size(), 6u * 8u);
+  // The compact model, from its own job file, evaluates as the run's final evaluation did.
+  const JobSpec small = load_job((f.dir() / "run" / "model.toml").string());
+  PreparedData data = prepare_data(small, (f.dir() / "cache").string());
+  auto model = load_model(small, data, (f.dir() / "run" / "model.safetensors").string());
+  const EvalMetrics m = evaluate_classifier(*model, data.val, 1000);
+  ASSERT_TRUE(outcome.summary.metrics.val_loss);
+  EXPECT_NEAR(m.loss, *outcome.summary.metrics.val_loss, 1e-5);
 }
 
 TEST(PruneRun, ResumedInTheMiddleOfTheScheduleEndsBitIdentical) {

@@ -111,6 +111,7 @@ void Pruning::on(Event event, TrainState& state) {
       else apply_masks(layers_, masks_);
       break;
     case Event::fit_end:
+      apply_masks(layers_, masks_);  // on weights early stopping may have restored
       state.progress.line("prune: at the end, " + prune_line(layers_, masks_, spec_));
       if (structured() && spec_.compact) {
         compact_ = compact_model(state.model.state_dict(), job_.model, layers_, masks_);

@@ -33,6 +33,10 @@ class Pruning : public Technique {
   // matching no layer).
   Pruning(const JobSpec& job, nn::Module& model);
   std::string name() const override { return "prune"; }
+  // After early stopping: at fit_end it may restore the best weights, from before the last pruning
+  // step; the masks go back on them before compaction reads them. (At the optimizer step the masks
+  // only need to come before the step's checkpoint, which acts at step_end.)
+  int order() const override { return kOrderEarlyStopping + 50; }
   EventSet events() const override {
     return event_set({Event::run_start, Event::before_optimizer_step, Event::after_optimizer_step, Event::fit_end,
                       Event::run_end});
