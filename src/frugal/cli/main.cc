@@ -27,6 +27,7 @@
 #include "frugal/cli/compare.h"
 #include "frugal/cli/dashboard.h"
 #include "frugal/cli/report.h"
+#include "frugal/cli/prune.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
@@ -134,7 +135,26 @@ void print_summary(const train::RunSummary& s) {
       std::printf("    logit cache %s %s (%lld bytes), %.2f s building it in this run\n", d->cache_path.c_str(),
                   d->cache_status.c_str(), (long long)d->cache_bytes, d->cache_build_s);
   }
-  for (const auto& [name, figures] : s.techniques) std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
+  for (const auto& [name, figures] : s.techniques) {
+    if (name == "prune" && figures.contains("units_total")) {  // [prune], in words (per layer: --json)
+      const std::string structure = figures.value("structure", "");
+      const std::string what = structure.find('+') != std::string::npos ? structure + " units"
+                               : structure == "mlp"                      ? "MLP units"
+                                                                         : structure;
+      std::printf("  prune: %.1f%% of %s removed (%lld of %lld; target %.1f%%), %s scores, %s, %s",
+                  100 * figures.value("sparsity", 0.0), what.c_str(),
+                  (long long)(figures.value("units_total", int64_t(0)) - figures.value("units_kept", int64_t(0))),
+                  (long long)figures.value("units_total", int64_t(0)), 100 * figures.value("target_sparsity", 0.0),
+                  figures.value("score", "").c_str(), figures.value("scope", "").c_str(),
+                  figures.value("schedule", "").c_str());
+      if (figures.contains("compact_params"))
+        std::printf("; the compacted model (model.toml) has %lld parameters",
+                    (long long)figures.value("compact_params", int64_t(0)));
+      std::printf("\n");
+      continue;
+    }
+    std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
+  }
   if (s.status == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"
                 "  frugal train JOB --out %s --resume auto --budget-usd X\n",
@@ -498,6 +518,7 @@ int main(int argc, char** argv) {
   compare_cmd->add_option("--store", store_path, "Run store (SQLite)");
   compare_cmd->add_flag("--json", as_json, "JSON output");
   commands.push_back(cli::add_report_command(app, store_path));
+  commands.push_back(cli::add_prune_command(app));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");

@@ -167,10 +167,11 @@ Tensor Cnn::forward(const Tensor& x) {
 
 // ---- GPT ----
 
-CausalSelfAttention::CausalSelfAttention(int64_t width, int64_t heads, double dropout, bool bias)
+CausalSelfAttention::CausalSelfAttention(int64_t width, int64_t heads, double dropout, bool bias, int64_t inner_width)
     : width_(width), heads_(heads) {
-  qkv_ = register_module("qkv", std::make_shared<Linear>(width, 3 * width, bias));
-  proj_ = register_module("proj", std::make_shared<Linear>(width, width, bias));
+  const int64_t inner = inner_width > 0 ? inner_width : width;
+  qkv_ = register_module("qkv", std::make_shared<Linear>(width, 3 * inner, bias));
+  proj_ = register_module("proj", std::make_shared<Linear>(inner, width, bias));
   drop_ = register_module("drop", std::make_shared<Dropout>(dropout));
 }
 
@@ -179,21 +180,24 @@ Tensor CausalSelfAttention::forward(const Tensor& x) {
   return drop_->forward(proj_->forward(y));
 }
 
-GptMlp::GptMlp(int64_t width, double dropout, bool bias) {
-  fc_ = register_module("fc", std::make_shared<Linear>(width, 4 * width, bias));
-  proj_ = register_module("proj", std::make_shared<Linear>(4 * width, width, bias));
+GptMlp::GptMlp(int64_t width, double dropout, bool bias, int64_t hidden) {
+  const int64_t inner = hidden > 0 ? hidden : 4 * width;
+  fc_ = register_module("fc", std::make_shared<Linear>(width, inner, bias));
+  proj_ = register_module("proj", std::make_shared<Linear>(inner, width, bias));
   drop_ = register_module("drop", std::make_shared<Dropout>(dropout));
 }
 
 Tensor GptMlp::hidden(const Tensor& x) { return gelu(fc_->forward(x), GeluApproximation::tanh); }
 Tensor GptMlp::output(const Tensor& h) { return drop_->forward(proj_->forward(h)); }
 
-GptBlock::GptBlock(const GptConfig& config) {
+GptBlock::GptBlock(const GptConfig& config, int64_t index) {
+  const int64_t heads = config.heads_of(index), head_width = config.width / config.heads;
   ln1_ = register_module("ln1", std::make_shared<LayerNorm>(config.width, 1e-5, true, config.bias));
-  attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(config.width, config.heads, config.dropout,
-                                                                         config.bias));
+  attn_ = register_module("attn", std::make_shared<CausalSelfAttention>(config.width, heads, config.dropout,
+                                                                         config.bias, heads * head_width));
   ln2_ = register_module("ln2", std::make_shared<LayerNorm>(config.width, 1e-5, true, config.bias));
-  mlp_ = register_module("mlp", std::make_shared<GptMlp>(config.width, config.dropout, config.bias));
+  mlp_ = register_module("mlp", std::make_shared<GptMlp>(config.width, config.dropout, config.bias,
+                                                         config.mlp_width_of(index)));
 }
 
 Tensor GptBlock::run(const Tensor& x, bool output_unread) {
@@ -212,11 +216,17 @@ Gpt::Gpt(const GptConfig& config) : config_(config) {
   require(config.width % config.heads == 0, "model.width " + std::to_string(config.width) +
                                                 " must be a multiple of model.heads " + std::to_string(config.heads));
   require_dropout(config.dropout, "model.dropout");
+  require(config.block_heads.empty() || int64_t(config.block_heads.size()) == config.layers,
+          "model.block_heads must list one head count per block (" + std::to_string(config.layers) + ")");
+  require(config.mlp_widths.empty() || int64_t(config.mlp_widths.size()) == config.layers,
+          "model.mlp_widths must list one MLP width per block (" + std::to_string(config.layers) + ")");
+  require_all_positive(config.block_heads, "model.block_heads");
+  require_all_positive(config.mlp_widths, "model.mlp_widths");
   wte_ = register_module("wte", std::make_shared<Embedding>(config.vocab, config.width));
   wpe_ = register_module("wpe", std::make_shared<Embedding>(config.context, config.width));
   drop_ = register_module("drop", std::make_shared<Dropout>(config.dropout));
   blocks_ = register_module("blocks", std::make_shared<Sequential>());
-  for (int64_t i = 0; i < config.layers; ++i) blocks_->push_back(std::make_shared<GptBlock>(config));
+  for (int64_t i = 0; i < config.layers; ++i) blocks_->push_back(std::make_shared<GptBlock>(config, i));
   recompute_ = recompute_flags(config.recompute_blocks, config.layers, "transformer block");
   ln_f_ = register_module("ln_f", std::make_shared<LayerNorm>(config.width, 1e-5, true, config.bias));
   if (!config.tied_embeddings) head_ = register_module("head", std::make_shared<Linear>(config.width, config.vocab, false));
@@ -302,10 +312,15 @@ int64_t count_flops_per_sample(const CnnConfig& config) {
 }
 
 int64_t count_flops_per_sample(const GptConfig& config) {
-  const int64_t C = config.width, T = config.context, L = config.layers;
-  // Per token and layer: qkv 3C^2, proj C^2, mlp 8C^2 weights; attention scores and mixing 2*T*C
-  // multiply-adds over the full (unmasked) T x T matrix, as dense kernels compute it.
-  const int64_t per_token = L * (12 * C * C + 2 * T * C) + C * config.vocab;
+  const int64_t C = config.width, T = config.context, D = C / std::max<int64_t>(1, config.heads);
+  // Per token and layer: qkv 3CA, proj AC, mlp 2CM weights (A = C, M = 4C unless pruned: 12C^2);
+  // attention scores and mixing 2*T*A multiply-adds over the full (unmasked) T x T matrix, as dense
+  // kernels compute it.
+  int64_t per_token = C * config.vocab;
+  for (int64_t b = 0; b < config.layers; ++b) {
+    const int64_t A = config.heads_of(b) * D, M = config.mlp_width_of(b);
+    per_token += 4 * C * A + 2 * C * M + 2 * T * A;
+  }
   return 2 * per_token * T;
 }
 
@@ -339,11 +354,16 @@ int64_t count_parameters(const CnnConfig& config) {
 }
 
 int64_t count_parameters(const GptConfig& config) {
-  const int64_t C = config.width, b = config.bias ? 1 : 0;
-  // Per block: ln1 and ln2 (weight, bias), qkv 3C^2 (+3C), proj C^2 (+C), fc 4C^2 (+4C), proj 4C^2 (+C).
-  const int64_t block = 2 * (C + b * C) + 12 * C * C + b * 9 * C;
+  const int64_t C = config.width, b = config.bias ? 1 : 0, D = C / std::max<int64_t>(1, config.heads);
+  // Per block: ln1 and ln2 (weight, bias), qkv 3CA (+3A), proj AC (+C), fc CM (+M), proj MC (+C);
+  // A = C and M = 4C unless pruned.
+  int64_t blocks = 0;
+  for (int64_t i = 0; i < config.layers; ++i) {
+    const int64_t A = config.heads_of(i) * D, M = config.mlp_width_of(i);
+    blocks += 2 * (C + b * C) + 4 * C * A + 2 * C * M + b * (3 * A + M + 2 * C);
+  }
   const int64_t head = config.tied_embeddings ? 0 : C * config.vocab;
-  return config.vocab * C + config.context * C + config.layers * block + (C + b * C) + head;
+  return config.vocab * C + config.context * C + blocks + (C + b * C) + head;
 }
 
 // ---- Activation memory ----
@@ -373,23 +393,27 @@ int64_t ActivationEstimate::peak_bytes(const std::vector<int64_t>& recompute) co
 }
 
 ActivationEstimate estimate_activation_bytes(const GptConfig& config, int64_t batch, bool bf16_mixed) {
-  const int64_t B = batch, T = config.context, C = config.width, H = config.heads, V = config.vocab;
+  const int64_t B = batch, T = config.context, C = config.width, V = config.vocab;
   const int64_t N = B * T, f32 = 4;  // tokens, bytes per f32
   const bool drop = config.dropout > 0;
   const int64_t layer_norm = N * (C + 2) * f32;  // output, then mean and 1/std per row
-  // Attention (multi_head_attention): up to 64 MiB of scores, the per-head q, k, v (bf16 under
-  // bf16-mixed) and the (B*H, T, T) probabilities are kept; beyond, the views path keeps the sliced
-  // and transposed heads (6C per token), the tiled kernel's log-sum-exp (H per token) and the heads
-  // transposed back (C).
-  const bool materialized = B * H * T * T * f32 <= (int64_t(64) << 20);
-  const int64_t attention = materialized ? 3 * N * C * (bf16_mixed ? 2 : f32) + B * H * T * T * f32
-                                         : N * (7 * C + H) * f32;
-  const int64_t attention_out = N * C * f32;
-  int64_t block = layer_norm + 3 * N * C * f32 /*qkv*/ + attention + attention_out + N * C * f32 /*proj*/ +
-                  (drop ? N * C * f32 : 0) + N * C * f32 /*residual add*/ + layer_norm + 4 * N * C * f32 /*fc*/ +
-                  4 * N * C * f32 /*gelu*/ + N * C * f32 /*proj*/ + (drop ? N * C * f32 : 0);
   ActivationEstimate e;
-  e.block_bytes.assign(size_t(config.layers), block);
+  for (int64_t i = 0; i < config.layers; ++i) {
+    // A block's attention is A = H * D wide and its MLP M wide (C and 4C unless pruned).
+    const int64_t H = config.heads_of(i), A = H * (C / std::max<int64_t>(1, config.heads)), M = config.mlp_width_of(i);
+    // Attention (multi_head_attention): up to 64 MiB of scores, the per-head q, k, v (bf16 under
+    // bf16-mixed) and the (B*H, T, T) probabilities are kept; beyond, the views path keeps the sliced
+    // and transposed heads (6A per token), the tiled kernel's log-sum-exp (H per token) and the heads
+    // transposed back (A).
+    const bool materialized = B * H * T * T * f32 <= (int64_t(64) << 20);
+    const int64_t attention = materialized ? 3 * N * A * (bf16_mixed ? 2 : f32) + B * H * T * T * f32
+                                           : N * (7 * A + H) * f32;
+    const int64_t attention_out = N * A * f32;
+    const int64_t block = layer_norm + 3 * N * A * f32 /*qkv*/ + attention + attention_out + N * C * f32 /*proj*/ +
+                          (drop ? N * C * f32 : 0) + N * C * f32 /*residual add*/ + layer_norm + N * M * f32 /*fc*/ +
+                          N * M * f32 /*gelu*/ + N * C * f32 /*proj*/ + (drop ? N * C * f32 : 0);
+    e.block_bytes.push_back(block);
+  }
   e.input_bytes.assign(size_t(config.layers), N * C * f32);
   e.output_bytes.assign(size_t(config.layers), N * C * f32);  // the residual stream
   // Token and position embeddings (+ their sum when dropout follows), the last block's output, the

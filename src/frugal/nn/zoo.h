@@ -45,6 +45,12 @@ struct GptConfig {
   // Transformer blocks (0-based) whose activations are recomputed in backward instead of kept
   // (autograd/recompute.h); gradients are bit-identical either way.
   std::vector<int64_t> recompute_blocks = {};
+  // Per-block widths of a pruned (compacted) GPT; empty = every block uniform as above. A block's
+  // heads keep the head width D = width / heads, so its attention is heads_b * D wide; its MLP is
+  // mlp_widths[b] wide (default 4 * width).
+  std::vector<int64_t> block_heads = {}, mlp_widths = {};
+  int64_t heads_of(int64_t block) const { return block_heads.empty() ? heads : block_heads[size_t(block)]; }
+  int64_t mlp_width_of(int64_t block) const { return mlp_widths.empty() ? 4 * width : mlp_widths[size_t(block)]; }
 };
 
 // x (N, ...) -> logits (N, outputs); all layers in `layers`: Flatten, (Linear, act, [Dropout])..., Linear.
@@ -74,10 +80,11 @@ class Cnn : public Module {
   std::vector<bool> recompute_;        // per conv block
 };
 
-// Causal self-attention: `qkv` Linear(C, 3C), heads of width D = C / heads, `proj` Linear(C, C).
+// Causal self-attention: `qkv` Linear(C, 3A), `heads` heads of width D = A / heads, `proj` Linear(A, C);
+// A = C unless a pruned model gives its inner width (inner_width > 0).
 class CausalSelfAttention : public Module {
  public:
-  CausalSelfAttention(int64_t width, int64_t heads, double dropout, bool bias);
+  CausalSelfAttention(int64_t width, int64_t heads, double dropout, bool bias, int64_t inner_width = 0);
   Tensor forward(const Tensor& x) override;  // (B, T, C) -> (B, T, C)
   std::string type_name() const override { return "CausalSelfAttention"; }
   const Linear& qkv() const { return *qkv_; }
@@ -89,10 +96,10 @@ class CausalSelfAttention : public Module {
   std::shared_ptr<Dropout> drop_;
 };
 
-// fc Linear(C, 4C), GELU (tanh form, as GPT-2), proj Linear(4C, C).
+// fc Linear(C, M), GELU (tanh form, as GPT-2), proj Linear(M, C); M = 4C unless given (hidden > 0).
 class GptMlp : public Module {
  public:
-  GptMlp(int64_t width, double dropout, bool bias);
+  GptMlp(int64_t width, double dropout, bool bias, int64_t hidden = 0);
   Tensor forward(const Tensor& x) override { return output(hidden(x)); }  // (B, T, C) -> (B, T, C)
   Tensor hidden(const Tensor& x);  // gelu(fc(x)): (B, T, C) -> (B, T, 4C)
   Tensor output(const Tensor& h);  // drop(proj(h)): (B, T, 4C) -> (B, T, C)
@@ -107,7 +114,7 @@ class GptMlp : public Module {
 // Pre-norm transformer block: x + attn(ln1(x)), then x + mlp(ln2(x)).
 class GptBlock : public Module {
  public:
-  explicit GptBlock(const GptConfig& config);
+  explicit GptBlock(const GptConfig& config, int64_t index = 0);  // index: its per-block widths
   Tensor forward(const Tensor& x) override { return run(x, false); }  // (B, T, C) -> (B, T, C)
   // The MLP's projection, its dropout and the residual add only recorded (their values feed
   // nothing but the output): a quarter of the block's matmul FLOPs left out of a re-run.

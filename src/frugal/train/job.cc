@@ -193,10 +193,19 @@ void parse_model(Section& s, ModelSpec& m) {
     m.gpt.dropout = s.get_double("dropout", 0.0, 0.0, 0.95);
     m.gpt.tied_embeddings = s.get_bool("tied_embeddings", true);
     m.gpt.bias = s.get_bool("bias", true);
+    // A pruned GPT (frugal prune, [prune] structure = "heads" / "mlp"): per-block widths.
+    m.gpt.block_heads = s.get_int_list("block_heads", {}, 1, 256);
+    m.gpt.mlp_widths = s.get_int_list("mlp_widths", {}, 1, 1 << 20);
     s.check_unknown();
     if (m.gpt.width % m.gpt.heads != 0)
       s.fail_key("width", "width " + std::to_string(m.gpt.width) + " must be a multiple of heads " +
                               std::to_string(m.gpt.heads));
+    for (const char* key : {"block_heads", "mlp_widths"}) {
+      const auto& list = std::string(key) == "block_heads" ? m.gpt.block_heads : m.gpt.mlp_widths;
+      if (!list.empty() && int64_t(list.size()) != m.gpt.layers)
+        s.fail_key(key, "expected one entry per block (layers = " + std::to_string(m.gpt.layers) + "), got " +
+                            std::to_string(list.size()));
+    }
   }
 }
 
@@ -375,6 +384,51 @@ void parse_lora(Section& s, LoraSpec& l, bool present) {
   if (present && l.targets.empty()) s.fail_key("targets", "expected at least one pattern");
 }
 
+// [prune] (train/compress/prune.h). structure: one name or a list of them.
+void parse_prune(Section& s, PruneSpec& p, toml::table* table) {
+  p.enabled = true;
+  const std::vector<std::pair<std::string, PruneStructure>> structures = {
+      {"weights", PruneStructure::weights}, {"neurons", PruneStructure::neurons}, {"channels", PruneStructure::channels},
+      {"heads", PruneStructure::heads},     {"mlp", PruneStructure::mlp}};
+  if (table && table->contains("structure") && !(*table)["structure"].is_string()) {
+    p.structures.clear();
+    for (const std::string& name : s.get_string_list("structure")) {
+      auto it = std::find_if(structures.begin(), structures.end(), [&](const auto& c) { return c.first == name; });
+      if (it == structures.end())
+        s.fail_key("structure", "\"" + name + "\": expected weights, neurons, channels, heads or mlp");
+      if (std::find(p.structures.begin(), p.structures.end(), it->second) == p.structures.end())
+        p.structures.push_back(it->second);
+    }
+    if (p.structures.empty()) s.fail_key("structure", "expected at least one structure");
+    if (p.structures.size() > 1 &&
+        std::find(p.structures.begin(), p.structures.end(), PruneStructure::weights) != p.structures.end())
+      s.fail_key("structure", "\"weights\" (unstructured) does not combine with structured pruning in one run");
+  } else {
+    p.structures = {s.get_enum("structure", PruneStructure::weights, structures)};
+  }
+  p.sparsity = s.get_double("sparsity", p.sparsity, -1e300, 1e300);
+  if (!(p.sparsity >= 0 && p.sparsity < 1))
+    s.fail_key("sparsity", "expected a fraction in [0, 1) (the share of weights or units removed), got " +
+                               number_text(p.sparsity));
+  p.initial_sparsity = s.get_double("initial_sparsity", 0.0, 0.0, 1.0);
+  if (p.initial_sparsity > p.sparsity) s.fail_key("initial_sparsity", "expected at most sparsity");
+  p.global = s.get_string("scope", "global", {"global", "layer"}) == "global";
+  p.score = s.get_enum("score", PruneScore::magnitude, {{"magnitude", PruneScore::magnitude}, {"taylor", PruneScore::taylor}});
+  p.gradual = s.get_string("schedule", "gradual", {"gradual", "oneshot"}) == "gradual";
+  p.start_step = s.get_int("start_step", -1, 0, INT64_MAX / 4);
+  p.end_step = s.get_int("end_step", -1, 0, INT64_MAX / 4);
+  p.every = s.get_int("every", -1, 1, INT64_MAX / 4);
+  p.layers = s.get_string_list("layers");
+  p.exclude = s.get_string_list("exclude");
+  p.compact = s.get_bool("compact", true);
+  s.check_unknown();
+  if (p.start_step >= 0 && p.end_step >= 0 && p.end_step < p.start_step)
+    s.fail_key("end_step", "expected end_step >= start_step (" + std::to_string(p.start_step) + ")");
+  if (!p.gradual && p.end_step >= 0) s.fail_key("end_step", "is for schedule = \"gradual\" (oneshot prunes at start_step)");
+  if (p.score == PruneScore::taylor && p.start_step == 0)
+    s.fail_key("start_step", "score = \"taylor\" needs gradients of at least one step before pruning: start_step >= 1");
+}
+
 void parse_init(Section& s, InitSpec& init) {
   init.from = s.get_string("from", "");
   init.map = s.get_string_table("map");
@@ -526,7 +580,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
-                                            "alerts"};
+                                            "prune",  "alerts"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -546,7 +600,8 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
-          memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora");
+          memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora"),
+          prune = section("prune");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -566,10 +621,14 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("init")) parse_init(init, job.init);
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
+  if (root.contains("prune")) parse_prune(prune, job.prune, root["prune"].as_table());
+  if (job.prune.enabled && job.lora.enabled)
+    throw InputError(path + ": [prune] does not combine with [lora] (the adapters would undo the masks): train with "
+                     "[lora], then prune its merged model with frugal prune");
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
-                     &init, &freeze, &lora})
+                     &init, &freeze, &lora, &prune})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

@@ -222,6 +222,24 @@ struct DistillSpec {
   bool cache = false;   // the teacher's logits of every training sample computed once into a file
 };
 
+// [prune]: masks that remove weights, or whole neurons / conv channels / attention heads / GPT MLP
+// units, on a schedule (train/compress/prune.h). Present = enabled. Changes results, so it may not
+// differ on resume. Steps left at -1 are resolved against the run's length at run_start.
+enum class PruneStructure { weights, neurons, channels, heads, mlp };
+enum class PruneScore { magnitude, taylor };
+struct PruneSpec {
+  bool enabled = false;  // the job has a [prune] section
+  std::vector<PruneStructure> structures = {PruneStructure::weights};
+  double sparsity = 0.5;          // the final fraction removed, in [0, 1)
+  double initial_sparsity = 0.0;  // gradual: s_i of the cubic schedule
+  bool global = true;             // scope = "global" (one threshold) or "layer" (each layer the same fraction)
+  PruneScore score = PruneScore::magnitude;
+  bool gradual = true;            // schedule = "gradual" (cubic, Zhu & Gupta 2017) or "oneshot"
+  int64_t start_step = -1, end_step = -1, every = -1;  // -1: 10% and 60% of the run, (end - start) / 10
+  std::vector<std::string> layers, exclude;  // glob patterns of weight names; empty layers = the default choice
+  bool compact = true;            // structured: the run's model.safetensors is the compacted smaller model
+};
+
 // [alerts] (job_alerts.cc): where budget warnings and the run's end are sent (a webhook, a command
 // hook). Unset keys come from the user config's [alerts] (user_config_path()), then the defaults of
 // track::AlertConfig; a key set in the job wins.
@@ -247,6 +265,7 @@ struct JobSpec {
   InitSpec init;
   FreezeSpec freeze;
   LoraSpec lora;
+  PruneSpec prune;
   std::optional<DistillSpec> distill;  // [distill] present
   AlertsSpec alerts;
   // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
