@@ -1,15 +1,17 @@
-// GFLOP/s of matmul and convolution, f32 and bf16, measured two ways on the same shapes: raw
+// GFLOP/s of matmul and convolution, f32 and bf16 (and int8 matmul), measured two ways on the same shapes: raw
 // oneDNN (primitive made once, executed in the loop) and frugal's path (kernels::cpu, and the
 // autograd op for f32), so the engine's overhead shows. Run with OMP_NUM_THREADS=2 (or any count).
 // Raw oneDNN is used here only as the yardstick; frugal code outside kernels/cpu never includes it.
 #include <benchmark/benchmark.h>
 
 #include <cstring>
+#include <vector>
 
 #include <dnnl.hpp>
 
 #include "frugal/autograd/ops.h"
 #include "frugal/kernels/cpu/dense.h"
+#include "frugal/kernels/cpu/int8.h"
 #include "frugal/tensor/tensor.h"
 
 namespace frugal {
@@ -85,6 +87,23 @@ void BM_matmul_bf16_frugal_kernel(benchmark::State& state) {
   set_flops(state, 2.0 * double(m) * double(n) * double(k));
 }
 
+// int8: quantized operands (b stored transposed, as a Linear weight), per-row scales of a and
+// per-tensor scale of b, the f32 epilogue included: what int8 inference and int8-mixed training run.
+void BM_matmul_s8_frugal_kernel(benchmark::State& state) {
+  const int64_t m = state.range(0), k = state.range(1), n = state.range(2);
+  std::vector<int8_t> a(size_t(m * k)), b(size_t(k * n));
+  for (size_t i = 0; i < a.size(); ++i) a[i] = int8_t(int(i * 7919 % 255) - 127);
+  for (size_t i = 0; i < b.size(); ++i) b[i] = int8_t(int(i * 104729 % 255) - 127);
+  std::vector<float> rows(size_t(m), 0.01f), c(size_t(m * n));
+  const float col = 0.02f;
+  kernels::MatmulDims d = plain_dims(m, k, n);
+  d.transpose_b = true, d.ldb = k;
+  kernels::Int8Epilogue e;
+  e.row_scale = rows.data(), e.col_scale = &col;
+  for (auto _ : state) kernels::cpu::matmul_s8(a.data(), b.data(), c.data(), d, e);
+  set_flops(state, 2.0 * double(m) * double(n) * double(k));
+}
+
 void matmul_shapes(benchmark::internal::Benchmark* b) {
   // The last two: the CNN classifier's backward (grad_x, and dW with K = batch) and forward.
   b->Args({1024, 1024, 1024})->Args({2048, 2048, 2048})->Args({256, 784, 1024})->Args({128, 128, 3136})->Args({128, 3136, 128})->UseRealTime()->Unit(benchmark::kMillisecond);
@@ -95,6 +114,7 @@ BENCHMARK(BM_matmul_f32_frugal_kernel)->Apply(matmul_shapes);
 BENCHMARK(BM_matmul_f32_frugal_op)->Apply(matmul_shapes);
 BENCHMARK(BM_matmul_bf16_raw_onednn)->Apply(matmul_shapes);
 BENCHMARK(BM_matmul_bf16_frugal_kernel)->Apply(matmul_shapes);
+BENCHMARK(BM_matmul_s8_frugal_kernel)->Apply(matmul_shapes);
 
 // ---- convolution: N=32, 64 -> 64 channels, 56x56, 3x3, padding 1 ----
 

@@ -6,6 +6,7 @@
 #include "frugal/kernels/cpu/dense.h"
 #include "frugal/kernels/cpu/conv.h"
 #include "frugal/kernels/cpu/pool.h"
+#include "frugal/kernels/cpu/onednn.h"
 
 #include <algorithm>
 #include <array>
@@ -24,43 +25,29 @@ namespace frugal {
 namespace kernels {
 namespace cpu {
 
+dnnl::engine& onednn_engine() {
+  static dnnl::engine instance(dnnl::engine::kind::cpu, 0);
+  return instance;
+}
+
+dnnl::stream& onednn_stream() {
+  thread_local dnnl::stream instance(onednn_engine());
+  return instance;
+}
+
 namespace {
 using dt = dnnl::memory::data_type;
 using tag = dnnl::memory::format_tag;
 using md = dnnl::memory::desc;
 using dnnl_dims = dnnl::memory::dims;
 
-dnnl::engine& engine() {
-  static dnnl::engine instance(dnnl::engine::kind::cpu, 0);
-  return instance;
-}
-
-dnnl::stream& stream() {
-  thread_local dnnl::stream instance(engine());
-  return instance;
-}
+dnnl::engine& engine() { return onednn_engine(); }
+dnnl::stream& stream() { return onednn_stream(); }
 
 enum class Kind : int64_t { matmul = 1, conv_forward, conv_backward_data, conv_backward_weights, pool_forward, pool_backward };
 
-// Fixed-size key: building it allocates nothing.
-struct Key {
-  std::array<int64_t, 28> values{};
-  int count = 0;
-  Key& add(int64_t v) {
-    FRUGAL_CHECK(count < int(values.size()), "dense cache key too long");
-    values[size_t(count++)] = v;
-    return *this;
-  }
-  bool operator==(const Key& other) const { return values == other.values; }
-};
-
-struct KeyHash {
-  size_t operator()(const Key& key) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : key.values) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
-  }
-};
+using Key = PrimitiveKey;
+using KeyHash = PrimitiveKeyHash;
 
 Key make_key(Kind kind, dt type) {
   Key key;
