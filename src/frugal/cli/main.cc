@@ -225,6 +225,7 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
     check_label_names(weights, data.label_names);
   }
   std::shared_ptr<nn::Module> model = train::load_model(job, data, weights);
+  train::Int8ExclusionScope int8_exclusions(job, *model);  // int8-mixed evaluates as it trained
   // Sparse Linear layers where they pay: decided per layer on its first batch (nn/sparse.h).
   nn::SparsePlan sparse_plan(*model, sparse_mode);
   Timer eval_timer;
@@ -289,6 +290,7 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   data.vocab = data::CharVocab::from_string(it->second);
   std::shared_ptr<nn::Module> model = train::build_model(job, data);
   model->load_state_dict(file.tensors, true);
+  train::Int8ExclusionScope int8_exclusions(job, *model);
   // The text streams to stdout as it is made, so a stop (SIGINT, SIGTERM) keeps what was produced;
   // the progress line goes to stderr only.
   const bool show = sample_progress_wanted(tokens, progress, quiet);
