@@ -3,7 +3,7 @@
 # (rounds of fp32, bf16-mixed, int8-mixed, medians of train_compute_s / steps) on the Fashion-MNIST
 # MLP and the KJV GPT, and final quality from one run per mode (the MLP example in full; the GPT for
 # GPT_STEPS steps, default 200, or in full with GPT_STEPS=full, ~15 min a mode). ~8 min by default
-# on 2 cores. Usage: bench/int8/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
+# on 2 cores. Usage: [TORCHAO_PYTHON=venv/bin/python] bench/int8/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
 set -u
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 frugal=$(realpath "${1:-$repo/build/frugal}")
@@ -37,3 +37,5 @@ for mode in $modes; do
   fi
 done
 python3 "$repo/bench/int8/table.py" "$work/runs" "$rounds"
+# PyTorch's int8 training option (torchao), when a Python with torch and torchao is given.
+if [ -n "${TORCHAO_PYTHON:-}" ]; then "$TORCHAO_PYTHON" "$repo/bench/int8/torchao_mlp.py" "$rounds" 2>/dev/null; fi
