@@ -75,7 +75,7 @@ Tensor multi_head_attention(const Tensor& qkv, int64_t heads, bool causal) {
 
   // Matmul operands in the compute type: bf16 under bf16-mixed (captured: backward uses the
   // forward's precision), f32 otherwise (fp16-mixed included: the attention matmuls stay f32).
-  const DType type = compute_precision() == Precision::bf16_mixed ? DType::bf16 : DType::f32;
+  const DType type = bf16_operands(compute_precision()) ? DType::bf16 : DType::f32;
   const float scale = float(1.0 / std::sqrt(double(D)));
   Tensor x = qkv.contiguous().detach();                 // (B, T, 3C)
   Tensor q = split(x, 3 * C, 0, B, T, H, D, type);       // (BH, T, D)

@@ -13,6 +13,7 @@
 #include <string>
 
 #include "frugal/autograd/flops.h"
+#include "frugal/autograd/linear_int8.h"
 #include "frugal/autograd/ops.h"
 #include "frugal/autograd/precision.h"
 #include "frugal/kernels/cpu/activation.h"
@@ -49,7 +50,7 @@ void check_rank(const char* op, const Tensor& t, const char* name, int64_t rank,
 
 // ---- bf16-mixed helpers ----
 
-bool use_bf16(DType dtype) { return dtype == DType::f32 && compute_precision() == Precision::bf16_mixed; }
+bool use_bf16(DType dtype) { return dtype == DType::f32 && bf16_operands(compute_precision()); }
 
 // Elements from a view's first element to its last (its strides are non-negative), so a strided
 // operand converts in one pass and keeps its strides; 0 for an empty view.
@@ -379,6 +380,20 @@ Tensor bf16_product(const Tensor& a, bool transpose_a, int64_t lda, const Tensor
   return c;
 }
 
+}  // namespace
+
+// What linear_int8.cc shares with this file (linear_int8.h).
+namespace dense_internal {
+Tensor round_to_bf16(const float* src, int64_t count) { return frugal::round_to_bf16(src, count); }
+Tensor bf16_product(const Tensor& a, bool transpose_a, int64_t lda, const Tensor& b, bool transpose_b, int64_t ldb,
+                    int64_t m, int64_t n, int64_t k, const float* bias, bool relu) {
+  return frugal::bf16_product(a, transpose_a, lda, b, transpose_b, ldb, m, n, k, bias, relu);
+}
+Tensor relu_grad_from_output(const Tensor& y, const Tensor& g) { return frugal::relu_grad_from_output(y, g); }
+Shape with_last(Shape lead, int64_t last) { return frugal::with_last(std::move(lead), last); }
+}  // namespace dense_internal
+
+namespace {
 Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bool relu) {
   check_rank("linear", x, "input", 1, true);
   check_rank("linear", weight, "weight", 2);
@@ -396,6 +411,10 @@ Tensor linear_impl(const Tensor& x, const Tensor& weight, const Tensor& bias, bo
   const Shape lead(x.shape().begin(), x.shape().end() - 1);
   const int64_t M = shape_numel(lead);
   Tensor x_rows = x.contiguous().view({M, in});  // (M, in)
+  // int8-mixed: SwitchBack's int8 products, unless [precision] int8_exclude keeps this weight bf16.
+  if (x.dtype() == DType::f32 && compute_precision() == Precision::int8_mixed &&
+      !int8_excluded_weight(weight.data<float>()))
+    return dense_internal::linear_int8(x, x_rows, weight, bias, relu);
   // In bf16-mixed precision on the fast kernels x and W are rounded to bf16 once and kept rounded
   // (half the bytes of f32 copies) for backward, which rounds only g: three conversions per layer
   // and step instead of the six that matmul would make, the same products operand for operand.
@@ -465,7 +484,7 @@ Tensor conv_output(const Conv2dDims& d, DType dtype) { return conv_like_input({d
 // the rounded grad_y, as the oneDNN kernel reads only that.
 Tensor conv2d_mixed(const Tensor& x, const Tensor& weight, const Tensor& bias, const Conv2dDims& d, Precision precision,
                     bool bf16_output) {
-  const bool bf16 = precision == Precision::bf16_mixed;
+  const bool bf16 = bf16_operands(precision);
   auto rounded = [bf16](const Tensor& t) {
     return bf16 ? round_to_bf16(t.data<float>(), t.numel()) : round_to_f16(t.data<float>(), t.numel());
   };

@@ -512,7 +512,7 @@ Tensor as_computed(const Tensor& t, const Tensor& like) {
   const Precision precision = compute_precision();
   if (precision == Precision::fp32) return t;
   Tensor out = like;
-  if (precision == Precision::bf16_mixed) kernels::cpu::round_to_bf16_values(t.data<float>(), out.data<float>(), t.numel());
+  if (bf16_operands(precision)) kernels::cpu::round_to_bf16_values(t.data<float>(), out.data<float>(), t.numel());
   else kernels::cpu::round_to_f16(t.data<float>(), out.data<float>(), t.numel());
   return out;
 }

@@ -29,6 +29,7 @@
 #include "frugal/cli/report.h"
 #include "frugal/cli/prune.h"
 #include "frugal/io/safetensors.h"
+#include "frugal/nn/sparse.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/data_setup.h"
@@ -225,7 +226,8 @@ void check_label_names(const std::string& weights, const std::vector<std::string
 }
 
 int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
-             const std::string& split, bool as_json) {
+             const std::string& split, const std::string& sparse, bool as_json) {
+  const nn::SparseMode sparse_mode = nn::parse_sparse_mode(sparse, "--sparse");
   train::JobSpec job = train::load_job(job_path, sets);
   train::apply_threads(job);
   // Evaluate in the precision the model was trained in.
@@ -243,6 +245,10 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
     check_label_names(weights, data.label_names);
   }
   std::shared_ptr<nn::Module> model = train::load_model(job, data, weights);
+  train::Int8ExclusionScope int8_exclusions(job, *model);  // int8-mixed evaluates as it trained
+  // Sparse Linear layers where they pay: decided per layer on its first batch (nn/sparse.h).
+  nn::SparsePlan sparse_plan(*model, sparse_mode);
+  Timer eval_timer;
   train::EvalMetrics m;
   if (data.is_text) {
     const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
@@ -253,12 +259,22 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
     if (set.size() == 0) throw InputError(job_path + ": the job has no " + split + " split");
     m = train::evaluate_classifier(*model, set, 1000);
   }
-  json out = {{"split", split}, {"samples", m.samples}, {"loss", m.loss}, {"weights", weights}};
+  const double eval_seconds = eval_timer.seconds();
+  json out = {{"split", split}, {"samples", m.samples}, {"loss", m.loss}, {"weights", weights},
+              {"seconds", eval_seconds}, {"sparse_mode", std::string(nn::sparse_mode_name(sparse_mode))}};
   if (m.accuracy >= 0) out["accuracy"] = m.accuracy;
   if (m.bits_per_char >= 0) out["bits_per_char"] = m.bits_per_char;
+  const std::vector<nn::SparseLayerReport> sparse_reports = sparse_plan.reports();
+  json layers = json::array();
+  for (const nn::SparseLayerReport& r : sparse_reports)
+    layers.push_back({{"layer", r.name}, {"in", r.in_features}, {"out", r.out_features}, {"density", r.density},
+                      {"rows", r.rows}, {"dense_us", r.dense_us}, {"sparse_us", r.sparse_us},
+                      {"chosen", r.sparse ? "sparse" : "dense"}, {"reason", r.reason}});
+  if (sparse_mode != nn::SparseMode::off) out["sparse_layers"] = layers;
   if (as_json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
+    for (const nn::SparseLayerReport& r : sparse_reports) std::printf("sparse: %s\n", nn::sparse_report_line(r).c_str());
     std::printf("%s split: %lld samples, loss %.4f", split.c_str(), (long long)m.samples, m.loss);
     if (m.accuracy >= 0) std::printf(", accuracy %.2f%%", 100 * m.accuracy);
     if (m.bits_per_char >= 0) std::printf(", bits/char %.3f", m.bits_per_char);
@@ -294,6 +310,7 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   data.vocab = data::CharVocab::from_string(it->second);
   std::shared_ptr<nn::Module> model = train::build_model(job, data);
   model->load_state_dict(file.tensors, true);
+  train::Int8ExclusionScope int8_exclusions(job, *model);
   // The text streams to stdout as it is made, so a stop (SIGINT, SIGTERM) keeps what was produced;
   // the progress line goes to stderr only.
   const bool show = sample_progress_wanted(tokens, progress, quiet);
@@ -488,6 +505,12 @@ int main(int argc, char** argv) {
   eval_cmd->add_option("--split", split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}));
   eval_cmd->add_option("--set", sets, "Override a job key (repeatable)");
   eval_cmd->add_flag("--json", as_json, "Print the result as one JSON object");
+  std::string sparse = "auto";
+  eval_cmd->add_option("--sparse", sparse,
+                       "Sparse Linear layers: 'auto' (default) times dense against sparse on each Linear whose weight "
+                       "is under 50% nonzero and keeps the faster; 'on' forces sparse on every Linear; 'off' keeps "
+                       "all dense. The choice is printed per layer (density, microseconds, chosen)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
 
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
@@ -546,7 +569,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
-    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, as_json);
+    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, sparse, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);

@@ -15,6 +15,8 @@
 namespace frugal {
 namespace nn {
 
+struct SparseLinearState;  // sparse.h
+
 // A LoRA adapter's settings (Hu et al. 2021, laid out as PEFT's lora.Linear): rank r, alpha (the
 // adapter's output is scaled by alpha / r), dropout on the adapter's input, and the index that
 // keys its dropout mask as a Dropout layer's index keys its own (apply it after the model's).
@@ -59,12 +61,16 @@ class Linear : public Module {
   // computes what this one does in eval mode. The weight itself without an adapter.
   Tensor merged_weight() const;
 
+  // The inference-only sparse path (nn/sparse.h's SparsePlan arms and disarms it; null = dense).
+  void set_sparse_state(std::shared_ptr<SparseLinearState> state) { sparse_ = std::move(state); }
+
  private:
   void check_input(const Tensor& x) const;
   int64_t in_features_, out_features_;
   Tensor weight_, bias_;
   LoraOptions lora_;
   Tensor lora_a_, lora_b_;
+  std::shared_ptr<SparseLinearState> sparse_;
 };
 
 // The adapted linear map on given tensors, what Linear::forward runs with an adapter:

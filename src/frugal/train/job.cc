@@ -333,7 +333,14 @@ void parse_precision_section(Section& s, PrecisionSpec& p) {
   p.mode = s.get_enum<Precision>("mode", Precision::fp32,
                                  {{"fp32", Precision::fp32},
                                   {"bf16-mixed", Precision::bf16_mixed},
-                                  {"fp16-mixed", Precision::fp16_mixed}});
+                                  {"fp16-mixed", Precision::fp16_mixed},
+                                  {"int8-mixed", Precision::int8_mixed}});
+  if (s.has("int8_exclude")) {
+    if (p.mode != Precision::int8_mixed)
+      s.fail_key("int8_exclude", "applies to mode = \"int8-mixed\" only, but mode is \"" +
+                                     std::string(precision_name(p.mode)) + "\"; remove the key or set mode = \"int8-mixed\"");
+    p.int8_exclude = s.get_string_list("int8_exclude");
+  }
   // The loss scale multiplies an f32 loss, so it stays at most FLT_MAX (3.4e38).
   p.loss_scale_init = s.get_double("loss_scale_init", p.loss_scale_init, 0.0, 3.4e38, /*min_open=*/true);
   p.loss_scale_growth_interval = s.get_int("loss_scale_growth_interval", p.loss_scale_growth_interval, 1, 1000000000);

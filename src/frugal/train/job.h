@@ -165,6 +165,9 @@ struct PrecisionSpec {
   int64_t loss_scale_growth_interval = 2000;
   double loss_scale_growth_factor = 2.0;
   double loss_scale_backoff_factor = 0.5;
+  // int8-mixed only: glob patterns over weight names ("blocks.*.attn.qkv.weight") whose linear
+  // products stay bf16-mixed; unset = the output layer (int8_excluded_weights in model_setup.h).
+  std::optional<std::vector<std::string>> int8_exclude;
 };
 
 // [memory]: activation recomputation (autograd/recompute.h): "blocks" re-runs every block (GPT

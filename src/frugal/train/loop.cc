@@ -308,8 +308,10 @@ RunSummary TrainLoop::finish() {
   s.peak_rss_bytes = cost::read_process_sample().peak_rss_bytes;
   s.memory = measure_memory();
   // MFU against the peak of the precision the matmuls and convolutions run in: bf16 for
-  // bf16-mixed; fp32 otherwise (fp16-mixed runs the f32 kernels on f16-rounded values here).
-  const char* peak_precision = state_.job.precision.mode == Precision::bf16_mixed ? "bf16" : "fp32";
+  // bf16-mixed and int8-mixed (its weight gradients, convolutions and attention are bf16, and the
+  // bf16 peak keeps its MFU comparable with bf16-mixed's); fp32 otherwise (fp16-mixed runs the f32
+  // kernels on f16-rounded values here).
+  const char* peak_precision = bf16_operands(state_.job.precision.mode) ? "bf16" : "fp32";
   s.cost = state_.meter.summary(flops_per_sample_, peak_precision, num_threads());
   state_.summary = &s;
   emit(Event::run_end);

@@ -1,7 +1,12 @@
 // The job's model config completed from the data, built and loaded (see model_setup.h).
 #include "frugal/train/model_setup.h"
 
+#include <algorithm>
+
+#include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
+#include "frugal/base/glob.h"
+#include "frugal/nn/layers.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/limits.h"
@@ -30,7 +35,7 @@ ModelPlan plan_model(const JobSpec& job, const PreparedData& data) {
   ModelPlan plan;
   plan.kind = job.model.kind;
   plan.recompute = job.memory.recompute;
-  const bool bf16 = job.precision.mode == Precision::bf16_mixed;
+  const bool bf16 = bf16_operands(job.precision.mode);
   switch (job.model.kind) {
     case ModelKind::mlp: {
       nn::MlpConfig config = job.model.mlp;
@@ -103,5 +108,45 @@ std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& d
   }
   return model;
 }
+
+std::vector<std::string> int8_excluded_weights(const JobSpec& job, nn::Module& model) {
+  if (job.precision.mode != Precision::int8_mixed) return {};
+  // The weights linear() multiplies: each Linear's, and a GPT's tied head (the embedding's).
+  std::vector<std::string> linear_weights;
+  for (auto& [name, module] : model.named_modules())
+    if (dynamic_cast<nn::Linear*>(module)) linear_weights.push_back(name.empty() ? "weight" : name + ".weight");
+  const bool tied_head = job.model.kind == ModelKind::gpt && job.model.gpt.tied_embeddings;
+  if (tied_head) linear_weights.push_back("wte.weight");
+  if (!job.precision.int8_exclude) {
+    if (linear_weights.empty()) return {};
+    return {linear_weights.back()};  // the output layer: the last Linear, or the tied head
+  }
+  std::vector<std::string> names;
+  for (const std::string& pattern : *job.precision.int8_exclude) {
+    bool matched = false;
+    for (const std::string& name : linear_weights)
+      if (glob_match(pattern, name)) {
+        matched = true;
+        if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+      }
+    if (!matched) {
+      std::string known;
+      for (const std::string& name : linear_weights) known += (known.empty() ? "" : ", ") + name;
+      throw InputError(job.path + ": [precision] int8_exclude: '" + pattern + "' matches no linear weight (the model's: " +
+                       known + ")");
+    }
+  }
+  return names;
+}
+
+Int8ExclusionScope::Int8ExclusionScope(const JobSpec& job, nn::Module& model)
+    : names_(int8_excluded_weights(job, model)), previous_(frugal::int8_excluded_weights()) {
+  std::vector<const void*> data;
+  for (const auto& [name, parameter] : model.named_parameters())
+    if (std::find(names_.begin(), names_.end(), name) != names_.end()) data.push_back(parameter.data<float>());
+  set_int8_excluded_weights(std::move(data));
+}
+
+Int8ExclusionScope::~Int8ExclusionScope() { set_int8_excluded_weights(previous_); }
 
 }  // namespace frugal::train

@@ -42,6 +42,26 @@ std::shared_ptr<nn::Module> build_model(const JobSpec& job, const PreparedData& 
 
 // Loads weights saved by frugal (or PyTorch, with the same names) into the job's model: a [lora]
 // run's merged model as a plain one; a file holding adapters into the model with [lora]'s adapters.
+// int8-mixed: the names of the weights whose linear products stay bf16-mixed: those [precision]
+// int8_exclude names (each pattern must match some Linear weight, else InputError naming the
+// model's), or by default the output layer's (the last Linear's weight; a GPT's tied head,
+// `wte.weight`), as SwitchBack keeps the final projection in high precision. Empty in other modes.
+std::vector<std::string> int8_excluded_weights(const JobSpec& job, nn::Module& model);
+
+// Sets the int8-mixed exclusions of `model` (autograd/precision.h) for this scope, and back after.
+class Int8ExclusionScope {
+ public:
+  Int8ExclusionScope(const JobSpec& job, nn::Module& model);
+  ~Int8ExclusionScope();
+  Int8ExclusionScope(const Int8ExclusionScope&) = delete;
+  Int8ExclusionScope& operator=(const Int8ExclusionScope&) = delete;
+  const std::vector<std::string>& names() const { return names_; }
+
+ private:
+  std::vector<std::string> names_;
+  std::vector<const void*> previous_;
+};
+
 std::shared_ptr<nn::Module> load_model(const JobSpec& job, const PreparedData& data, const std::string& weights);
 
 }  // namespace frugal::train

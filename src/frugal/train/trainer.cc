@@ -333,6 +333,14 @@ TrainOutcome Trainer::run() {
     techniques_.push_back(std::make_unique<LoraTechnique>(job.lora));
   }
   check_unique_names(techniques_);
+  // int8-mixed: which linear weights stay bf16-mixed (the output layer unless int8_exclude says).
+  Int8ExclusionScope int8_exclusions(job, *model);
+  if (job.precision.mode == Precision::int8_mixed && !options_.quiet) {
+    std::string kept;
+    for (const std::string& name : int8_exclusions.names()) kept += (kept.empty() ? "" : ", ") + name;
+    std::fprintf(options_.log, "int8-mixed: linear products in int8, except %s (bf16-mixed)\n",
+                 kept.empty() ? "none" : kept.c_str());
+  }
   // Loading and normalizing data frees large one-off buffers into the allocator's cache; the
   // training step never asks for those sizes again, so hand them back to the system.
   Storage::release_cache();
