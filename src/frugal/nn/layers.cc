@@ -91,6 +91,7 @@ void Linear::check_input(const Tensor& x) const {
 
 Tensor Linear::forward(const Tensor& x) {
   check_input(x);
+  if (hook_) return hook_->forward(x, false);
   if (!has_lora()) return linear(x, weight_, bias_);
   const RandomContext context = random_context();
   return lora_linear(x, weight_, bias_, lora_a_, lora_b_, lora_.scale(),
@@ -104,6 +105,7 @@ Tensor Linear::forward_output_unread(const Tensor& x) {
 
 Tensor Linear::forward_relu(const Tensor& x) {
   check_input(x);
+  if (hook_) return hook_->forward(x, true);
   if (has_lora()) return relu(forward(x));  // the ReLU reads the adapter's sum: not in the base's epilogue
   return linear_relu(x, weight_, bias_);
 }
@@ -141,11 +143,17 @@ Tensor Conv2d::forward(const Tensor& x) {
     throw InputError("Conv2d(" + std::to_string(in_channels_) + " -> " + std::to_string(out_channels_) +
                      "): input " + shape_str(x.shape()) + " should be (N, " + std::to_string(in_channels_) +
                      ", H, W)");
+  if (hook_) return hook_->forward(x, false);
   return conv2d(x, weight_, bias_, options_);
 }
 
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  if (hook_ && x.rank() == 4 && x.size(1) == in_channels_) return hook_->forward(x, true);
+  return relu(forward(x));
+}
+
 Tensor Conv2d::forward_bf16_output(const Tensor& x) {
-  if (x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
+  if (hook_ || x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
   // The fused op that reads bf16 needs at least a 2 x 2 output to pool; otherwise stay f32.
   const Conv2dOptions& o = options_;
   const int64_t out_h = (x.size(2) + 2 * o.padding_h - o.dilation_h * (kernel_size_ - 1) - 1) / o.stride_h + 1;
