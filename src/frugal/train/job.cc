@@ -375,6 +375,14 @@ void parse_lora(Section& s, LoraSpec& l, bool present) {
   if (present && l.targets.empty()) s.fail_key("targets", "expected at least one pattern");
 }
 
+void parse_quantize(Section& s, QuantizeSpec& q) {
+  q.aware = s.get_bool("aware", false);
+  q.start_step = s.get_int("start_step", 0, 0, int64_t(1) << 40);
+  q.observer = s.get_string("observer", q.observer, {"minmax", "ema"});
+  q.ema_decay = s.get_double("ema_decay", q.ema_decay, 0.0, 1.0, /*min_open=*/true);
+  q.activations = s.get_string("activations", "", {"static", "dynamic"});
+}
+
 void parse_init(Section& s, InitSpec& init) {
   init.from = s.get_string("from", "");
   init.map = s.get_string_table("map");
@@ -526,7 +534,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
-                                            "alerts"};
+                                            "quantize", "alerts"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -546,7 +554,8 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   Section run = section("run"), data = section("data"), model = section("model"), optim = section("optim"),
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
-          memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora");
+          memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora"),
+          quantize = section("quantize");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -566,10 +575,11 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("init")) parse_init(init, job.init);
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
+  parse_quantize(quantize, job.quantize);
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
-                     &init, &freeze, &lora})
+                     &init, &freeze, &lora, &quantize})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

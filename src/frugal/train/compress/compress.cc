@@ -3,6 +3,7 @@
 
 #include "frugal/train/compress/freeze.h"
 #include "frugal/train/compress/init.h"
+#include "frugal/train/compress/qat.h"
 
 namespace frugal::train {
 
@@ -15,6 +16,8 @@ std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& 
     out.push_back(std::make_unique<InitFromWeights>(std::move(loaded)));
   }
   if (!job.freeze.params.empty()) out.push_back(std::make_unique<Freezing>(job.freeze, model, job.path));
+  if (job.quantize.aware)
+    out.push_back(std::make_unique<QuantizationAware>(job.quantize, model, vocab != nullptr, job.path));
   return out;
 }
 

@@ -1,6 +1,6 @@
 // The techniques that start from or shrink a model, as the job switches them on, in one place:
-// [init] (weights loaded into a fresh run's model) and [freeze] (no gradient for some parameters,
-// gradual unfreezing). One file each in this folder; adding one: its file, its line in
+// [init] (weights loaded into a fresh run's model), [freeze] (no gradient for some parameters,
+// gradual unfreezing) and [quantize] aware = true (quantization-aware training, qat.h). One file each in this folder; adding one: its file, its line in
 // make_compress_techniques, its job keys in job.cc and the README's job-file reference.
 #pragma once
 
