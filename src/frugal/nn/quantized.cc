@@ -179,7 +179,8 @@ void set_int8(Conv2d& layer, const QuantizedLayer& quantized, const std::string&
 std::vector<std::pair<std::string, Module*>> quantizable_layers(Module& model) {
   std::vector<std::pair<std::string, Module*>> out;
   for (auto& [name, module] : model.named_modules())
-    if (dynamic_cast<Linear*>(module) || dynamic_cast<Conv2d*>(module)) out.emplace_back(name, module);
+    if (auto* conv = dynamic_cast<Conv2d*>(module); conv && conv->weight().size(1) < kInt8MinConvChannels) continue;
+    else if (dynamic_cast<Linear*>(module) || conv) out.emplace_back(name, module);
   return out;
 }
 
@@ -244,7 +245,7 @@ std::vector<FoldedConv> fold_batch_norms(Module& model) {
     for (size_t i = 0; i + 1 < children.size(); ++i) {
       auto* conv = dynamic_cast<Conv2d*>(children[i].second.get());
       auto* bn = dynamic_cast<BatchNorm2d*>(children[i + 1].second.get());
-      if (!conv || !bn || !bn->running_mean().defined()) continue;
+      if (!conv || !bn || !bn->running_mean().defined() || conv->weight().size(1) < kInt8MinConvChannels) continue;
       const std::string base = prefix.empty() ? "" : prefix + ".";
       FoldedConv f{base + children[i].first, base + children[i + 1].first, conv->weight().detach().clone(), Tensor()};
       const int64_t out = f.weight.size(0), per = f.weight.numel() / out;

@@ -39,7 +39,11 @@ struct QuantizedLayer {
 void set_int8(Linear& layer, const QuantizedLayer& quantized, const std::string& name);
 void set_int8(Conv2d& layer, const QuantizedLayer& quantized, const std::string& name);
 
-// The Linear and Conv2d layers of a model, in model order, as (name, module).
+// The layers int8 serves, in model order, as (name, module): every Linear, and every Conv2d with at
+// least kInt8MinConvChannels input channels per group. An image model's first convolution (1 or 3
+// channels) stays f32: it is a sliver of the compute, oneDNN's int8 kernels run it at a few
+// GOP/s, and the f32 first-block op (conv, BatchNorm, ReLU, pooling in one pass) is far faster.
+inline constexpr int64_t kInt8MinConvChannels = 4;
 std::vector<std::pair<std::string, Module*>> quantizable_layers(Module& model);
 
 // What a calibration saw at one layer's input.
@@ -64,7 +68,7 @@ class RangeObserver {
 std::vector<std::shared_ptr<RangeObserver>> observe_inputs(Module& model);
 void remove_hooks(Module& model);
 
-// Folds each BatchNorm2d that directly follows a Conv2d in a Sequential into that convolution
+// Folds each BatchNorm2d that directly follows a quantizable Conv2d in a Sequential into that convolution
 // (eval-mode statistics: w' = w * g / sqrt(var + eps), b' = (b - mean) * g / sqrt(var + eps) + beta)
 // and makes the BatchNorm an identity (weight 1, bias 0, mean 0, var 1 - eps). Returns the folded
 // BatchNorms' names. The convolution gains a bias if it had none only through its returned values:
