@@ -147,6 +147,11 @@ Tensor Conv2d::forward(const Tensor& x) {
   return conv2d(x, weight_, bias_, options_);
 }
 
+Tensor Conv2d::forward_relu_pool2x2(const Tensor& x) {
+  if (hook_ && x.rank() == 4 && x.size(1) == in_channels_) return hook_->forward_relu_pool2x2(x);
+  return Module::forward_relu_pool2x2(x);
+}
+
 Tensor Conv2d::forward_relu(const Tensor& x) {
   if (hook_ && x.rank() == 4 && x.size(1) == in_channels_) return hook_->forward(x, true);
   return relu(forward(x));

@@ -34,6 +34,8 @@ class LayerHook {
  public:
   virtual ~LayerHook() = default;
   virtual Tensor forward(const Tensor& x, bool relu) = 0;
+  // 2x2 max pooling (stride 2) of forward(x, true); a hook may fuse it (int8 convolution).
+  virtual Tensor forward_relu_pool2x2(const Tensor& x) { return max_pool2d(forward(x, true), Pool2dOptions{}); }
 };
 
 // y = x W^T + b; x (..., in) -> (..., out). weight (out, in), bias (out).
@@ -109,6 +111,7 @@ class Conv2d : public Module {
   // is a bf16 tensor, for a following BatchNorm2d + ReLU + 2x2 max pooling (forward_chain).
   Tensor forward_bf16_output(const Tensor& x);
   Tensor forward_relu(const Tensor& x) override;  // relu(forward(x)), or the hook's with its ReLU
+  Tensor forward_relu_pool2x2(const Tensor& x) override;  // the hook's when hooked
   std::string type_name() const override { return "Conv2d"; }
   void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))
   const Tensor& weight() const { return weight_; }
@@ -138,6 +141,10 @@ class BatchNorm : public Module {
   const Tensor& running_var() const { return running_var_; }
   int64_t num_batches_tracked() const;
   double eps() const { return eps_; }
+  // Folded into the convolution before it (nn/quantized.h's make_identity set weight 1, bias 0,
+  // mean 0, var 1 - eps): forward_chain then skips it after a hooked convolution.
+  bool folded() const { return folded_; }
+  void set_folded(bool folded) { folded_ = folded; }
 
  protected:
   // x (N, C) or (N, C, H, W); relu: batch_norm_relu; pool: batch_norm_relu_max_pool2x2
@@ -150,6 +157,7 @@ class BatchNorm : public Module {
  private:
   double eps_, momentum_;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  bool folded_ = false;
 };
 
 class BatchNorm2d : public BatchNorm {

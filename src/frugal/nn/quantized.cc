@@ -116,7 +116,11 @@ class Int8ConvHook : public LayerHook {
  public:
   Int8ConvHook(const QuantizedLayer& q, const Conv2dOptions& options)
       : q_(q), options_(options), scale_(combined_scale(q)), bias_(q.bias.defined() ? q.bias.contiguous() : Tensor()) {}
-  Tensor forward(const Tensor& x_in, bool relu) override {
+  Tensor forward(const Tensor& x_in, bool relu) override { return run(x_in, relu, false); }
+  Tensor forward_relu_pool2x2(const Tensor& x_in) override { return run(x_in, true, true); }
+
+ private:
+  Tensor run(const Tensor& x_in, bool relu, bool pool) {
     Tensor x = to_channels_last(x_in.dtype() == DType::f32 ? x_in.detach() : x_in.detach().to(DType::f32));
     kernels::Conv2dDims d;
     d.n = x.size(0), d.c = x.size(1), d.h = x.size(2), d.w = x.size(3);
@@ -129,13 +133,18 @@ class Int8ConvHook : public LayerHook {
     Tensor xq = Tensor::empty({d.n, d.h, d.w, d.c}, q_.input_unsigned ? DType::u8 : DType::i8);  // (N, H, W, C)
     kernels::cpu::quantize_activation(x.data<float>(), x.numel(), float(q_.input_scale.item()), q_.input_unsigned,
                                       xq.raw_data());
+    const kernels::Int8ConvEpilogue e{scale_.data<float>(), bias_.defined() ? bias_.data<float>() : nullptr, relu};
+    if (pool) {
+      Tensor y = empty_channels_last({d.n, d.o, d.out_h / 2, d.out_w / 2}, DType::f32);
+      kernels::cpu::conv2d_s8_relu_pool2x2(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(),
+                                           y.data<float>(), d, e);
+      return y;
+    }
     Tensor y = empty_channels_last({d.n, d.o, d.out_h, d.out_w}, DType::f32);
-    kernels::cpu::conv2d_s8(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(), y.data<float>(), d,
-                            {scale_.data<float>(), bias_.defined() ? bias_.data<float>() : nullptr, relu});
+    kernels::cpu::conv2d_s8(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(), y.data<float>(), d, e);
     return y;
   }
 
- private:
   QuantizedLayer q_;
   Conv2dOptions options_;
   Tensor scale_, bias_;
@@ -234,6 +243,7 @@ void make_identity(BatchNorm& bn) {
   Tensor(bn.running_var()).fill(1.0 - bn.eps());
   if (bn.weight().defined()) Tensor(bn.weight()).fill(1.0);
   if (bn.bias().defined()) Tensor(bn.bias()).fill(0.0);
+  bn.set_folded(true);
 }
 
 std::vector<FoldedConv> fold_batch_norms(Module& model) {

@@ -54,6 +54,27 @@ TEST(Int8Conv, MatchesTheOracle) {
       }
 }
 
+TEST(Int8Conv, FusedReluAndPoolingMatchTheOracle) {
+  std::mt19937 rng(5);
+  struct Case { int64_t n, c, h, w, o; };
+  for (const Case& s : {Case{1, 4, 4, 4, 16}, Case{2, 8, 7, 9, 17}, Case{3, 32, 14, 14, 64}, Case{1, 5, 3, 2, 3}})
+    for (bool bias : {false, true}) {
+      const Conv2dDims d = dims_of(s.n, s.c, s.h, s.w, s.o, 3, 1, 1);
+      std::vector<uint8_t> x(size_t(d.n * d.h * d.w * d.c));
+      for (auto& v : x) v = uint8_t(rng() % 256);
+      std::vector<int8_t> weight(size_t(d.o * d.c * 9));
+      for (auto& v : weight) v = int8_t(int(rng() % 255) - 127);
+      std::vector<float> scale(size_t(d.o)), shift(size_t(d.o));
+      for (int64_t o = 0; o < d.o; ++o) scale[size_t(o)] = 1e-4f * float(1 + rng() % 100), shift[size_t(o)] = float(int(rng() % 200) - 100) / 50;
+      kernels::Int8ConvEpilogue e{scale.data(), bias ? shift.data() : nullptr, false};
+      const size_t out = size_t(d.n * (d.out_h / 2) * (d.out_w / 2) * d.o);
+      std::vector<float> expected(out), got(out, -1);
+      kernels::ref::conv2d_s8_relu_pool2x2(x.data(), true, weight.data(), expected.data(), d, e);
+      kernels::cpu::conv2d_s8_relu_pool2x2(x.data(), true, weight.data(), got.data(), d, e);
+      for (size_t i = 0; i < out; ++i) ASSERT_EQ(got[i], expected[i]) << "c " << s.c << " o " << s.o << " at " << i;
+    }
+}
+
 TEST(Int8Conv, ReusesItsPrimitive) {
   const Conv2dDims d = dims_of(2, 4, 6, 6, 8, 3, 1, 1);
   std::vector<int8_t> x(size_t(2 * 6 * 6 * 4), 3), weight(size_t(8 * 4 * 9), -2);

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <memory>
 #include <unordered_map>
+#include <vector>
 
 #include <dnnl.hpp>
 
@@ -128,11 +129,10 @@ void quantize_activation(const float* x, int64_t n, float scale, bool to_unsigne
   });
 }
 
-void conv2d_s8(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& d,
-               const Int8ConvEpilogue& epilogue) {
+namespace {
+// Runs the primitive: the exact int32 sums into acc (n, out_h, out_w, o).
+void run_conv_s32(const void* x, bool x_unsigned, const int8_t* weight, void* acc, const Conv2dDims& d) {
   FRUGAL_CHECK(d.groups == 1 && d.channels_last, "conv2d_s8: one group, channels-last only");
-  FRUGAL_CHECK(epilogue.scale != nullptr, "conv2d_s8: the epilogue needs its scales");
-  if (d.n == 0 || d.o == 0 || d.out_h == 0 || d.out_w == 0) return;
   std::array<int64_t, 20> key{d.n, d.c, d.h, d.w, d.o, d.kernel_h, d.kernel_w, d.out_h, d.out_w, d.stride_h,
                               d.stride_w, d.padding_h, d.padding_w, d.dilation_h, d.dilation_w,
                               int64_t(x_unsigned), num_threads(), 0, 0, 0};
@@ -154,12 +154,59 @@ void conv2d_s8(const void* x, bool x_unsigned, const int8_t* weight, float* y, c
     }
     weights = *w->second.second;
   }
-  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, wrap(e.x, x)},
-                                             {DNNL_ARG_WEIGHTS, weights},
-                                             {DNNL_ARG_DST, wrap(e.y, y)}};
-  e.primitive.execute(stream(), args);
+  e.primitive.execute(stream(), {{DNNL_ARG_SRC, wrap(e.x, x)}, {DNNL_ARG_WEIGHTS, weights}, {DNNL_ARG_DST, wrap(e.y, acc)}});
   stream().wait();
+}
+
+// Per-thread buffer for the int32 sums of the pooled convolution (grows to the largest seen).
+int32_t* scratch_s32(size_t count) {
+  thread_local std::vector<int32_t> buffer;
+  if (buffer.size() < count) buffer.resize(count);
+  return buffer.data();
+}
+}  // namespace
+
+void conv2d_s8(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& d,
+               const Int8ConvEpilogue& epilogue) {
+  FRUGAL_CHECK(epilogue.scale != nullptr, "conv2d_s8: the epilogue needs its scales");
+  if (d.n == 0 || d.o == 0 || d.out_h == 0 || d.out_w == 0) return;
+  run_conv_s32(x, x_unsigned, weight, y, d);
   finish_rows(y, d.n * d.out_h * d.out_w, d.o, epilogue);
+}
+
+void conv2d_s8_relu_pool2x2(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& d,
+                            const Int8ConvEpilogue& e) {
+  FRUGAL_CHECK(e.scale != nullptr, "conv2d_s8: the epilogue needs its scales");
+  const int64_t ph = d.out_h / 2, pw = d.out_w / 2, o = d.o;
+  if (d.n == 0 || o == 0 || ph == 0 || pw == 0) return;
+  int32_t* acc = scratch_s32(size_t(d.n * d.out_h * d.out_w * o));
+  run_conv_s32(x, x_unsigned, weight, acc, d);
+  // One pass: each pooled pixel reads its 2 x 2 window of sums, ReLU(max of fma(acc, scale, bias)).
+  parallel_for(d.n * ph, 1, [&](int64_t begin, int64_t end) {
+    const __m512 zero = _mm512_setzero_ps();
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / ph, i = row % ph;
+      for (int64_t j = 0; j < pw; ++j) {
+        const int32_t* window[4];
+        for (int a = 0; a < 2; ++a)
+          for (int b = 0; b < 2; ++b) window[a * 2 + b] = acc + ((n * d.out_h + 2 * i + a) * d.out_w + 2 * j + b) * o;
+        float* out = y + ((n * ph + i) * pw + j) * o;
+        int64_t c = 0;
+        for (; c + 16 <= o; c += 16) {
+          const __m512 scale = _mm512_loadu_ps(e.scale + c), bias = e.bias ? _mm512_loadu_ps(e.bias + c) : zero;
+          __m512 m = zero;  // ReLU: the max starts at 0
+          for (const int32_t* w : window)
+            m = _mm512_max_ps(m, _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_loadu_si512(w + c)), scale, bias));
+          _mm512_storeu_ps(out + c, m);
+        }
+        for (; c < o; ++c) {
+          float m = 0.0f;
+          for (const int32_t* w : window) m = std::max(m, std::fma(float(w[c]), e.scale[c], e.bias ? e.bias[c] : 0.0f));
+          out[c] = m;
+        }
+      }
+    }
+  });
 }
 
 int64_t int8_conv_primitives_created() { return t_created; }

@@ -20,6 +20,12 @@ void quantize_activation(const float* x, int64_t n, float scale, bool to_unsigne
 void conv2d_s8(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& dims,
                const Int8ConvEpilogue& epilogue);
 
+// conv2d_s8 with ReLU, then 2x2 max pooling (stride 2, floor) in the same pass over the int32
+// sums: y (n, out_h / 2, out_w / 2, o) f32, equal to ref::conv2d_s8_relu_pool2x2 bit for bit. The
+// full-size output is never written as f32 (a conv block's BatchNorm folded, its ReLU and pool fused).
+void conv2d_s8_relu_pool2x2(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& dims,
+                            const Int8ConvEpilogue& epilogue);
+
 // Primitives created on this thread so far (tests check that a second call reuses the first's).
 int64_t int8_conv_primitives_created();
 

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <vector>
 
 #include "frugal/kernels/ref/dense.h"
 
@@ -58,6 +59,27 @@ inline void conv2d_s8(const void* x, bool x_unsigned, const int8_t* weight, floa
           float v = std::fma(float(acc), e.scale[o], e.bias ? e.bias[o] : 0.0f);
           if (e.relu) v = std::max(v, 0.0f);
           y[((n * d.out_h + oh) * d.out_w + ow) * d.o + o] = v;
+        }
+}
+
+// conv2d_s8 with ReLU, then 2x2 max pooling (stride 2, floor): y (n, out_h / 2, out_w / 2, o) f32.
+// Equal to max_pool2d(conv2d_s8(..., relu)) bit for bit (max and ReLU commute and round nothing).
+inline void conv2d_s8_relu_pool2x2(const void* x, bool x_unsigned, const int8_t* weight, float* y, const Conv2dDims& d,
+                                   const Int8ConvEpilogue& e) {
+  std::vector<float> full(size_t(d.n * d.out_h * d.out_w * d.o));
+  Int8ConvEpilogue relu = e;
+  relu.relu = true;
+  conv2d_s8(x, x_unsigned, weight, full.data(), d, relu);
+  const int64_t ph = d.out_h / 2, pw = d.out_w / 2;
+  for (int64_t n = 0; n < d.n; ++n)
+    for (int64_t i = 0; i < ph; ++i)
+      for (int64_t j = 0; j < pw; ++j)
+        for (int64_t o = 0; o < d.o; ++o) {
+          float m = full[size_t(((n * d.out_h + 2 * i) * d.out_w + 2 * j) * d.o + o)];
+          for (int64_t a = 0; a < 2; ++a)
+            for (int64_t b = 0; b < 2; ++b)
+              m = std::max(m, full[size_t(((n * d.out_h + 2 * i + a) * d.out_w + 2 * j + b) * d.o + o)]);
+          y[size_t(((n * ph + i) * pw + j) * d.o + o)] = m;
         }
 }
 

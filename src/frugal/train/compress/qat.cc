@@ -133,6 +133,8 @@ void QuantizationAware::on(Event event, TrainState& state) {
   QuantizedModel q = quantize_with_ranges(state.model, ranges, unsigned_inputs,
                                           "qat:" + spec_.observer, state.samples_seen);
   state.model.load_state_dict(saved, /*strict=*/true);
+  for (auto& [name, module] : state.model.named_modules())  // the BatchNorms compute again
+    if (auto* bn = dynamic_cast<nn::BatchNorm*>(module)) bn->set_folded(false);
   // quantize_with_ranges took the hooks off: put them back for the final evaluation
   for (size_t i = 0; i < layers.size(); ++i) {
     auto hook = std::make_shared<FakeQuantHook>(layers[i].second, shared_, i);
