@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "e2e/cli_helpers.h"
+#include "frugal/io/safetensors.h"
 
 namespace frugal::e2e {
 namespace {
@@ -87,6 +88,17 @@ TEST(Quantize, BadInputsExit2AndWriteNothing) {
   EXPECT_EQ(other.exit_code, 2);
   EXPECT_NE(other.err.find("q.safetensors"), std::string::npos) << other.err;
   EXPECT_NE(other.err.find("layers.1"), std::string::npos) << other.err;
+  // A file whose scale count does not match its weight (one scale per output channel).
+  {
+    io::SafetensorsFile file = io::read_safetensors((s / "q.safetensors").string());
+    std::vector<std::pair<std::string, Tensor>> tensors(file.tensors.begin(), file.tensors.end());
+    for (auto& [name, t] : tensors)
+      if (name == "layers.3.weight_scale") t = Tensor::ones({3});
+    io::write_safetensors((s / "bad.safetensors").string(), tensors, file.metadata);
+  }
+  CommandResult scales = s.frugal("eval job.toml --weights bad.safetensors");
+  EXPECT_EQ(scales.exit_code, 2);
+  EXPECT_NE(scales.err.find("layers.3: weight_scale holds 3 values, expected 2"), std::string::npos) << scales.err;
   // ... or its layers.
   CommandResult deeper = s.frugal("eval job.toml --weights q.safetensors --set model.hidden=[8,8]");
   EXPECT_EQ(deeper.exit_code, 2);
