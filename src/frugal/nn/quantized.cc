@@ -174,6 +174,7 @@ class ObserverHook : public LayerHook {
 }  // namespace
 
 void set_int8(Linear& layer, const QuantizedLayer& quantized, const std::string& name) {
+  if (layer.has_lora()) throw InputError(name + ": a LoRA adapter on an int8 layer; merge the adapters first");
   check_layer(quantized, layer.weight(), name);
   layer.set_hook(std::make_shared<Int8LinearHook>(quantized));
 }
@@ -220,6 +221,8 @@ double RangeObserver::abs_percentile(double p) const {
 std::vector<std::shared_ptr<RangeObserver>> observe_inputs(Module& model) {
   std::vector<std::shared_ptr<RangeObserver>> observers;
   for (auto& [name, module] : quantizable_layers(model)) {
+    if (auto* linear = dynamic_cast<Linear*>(module); linear && linear->has_lora())
+      throw InputError(name + ": a LoRA adapter on a layer to quantize; merge the adapters first (frugal export --merge)");
     auto observer = std::make_shared<RangeObserver>();
     auto hook = std::make_shared<ObserverHook>(module, observer);
     if (auto* linear = dynamic_cast<Linear*>(module)) linear->set_hook(hook);

@@ -576,6 +576,9 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("freeze")) parse_freeze(freeze, job.freeze, path);
   parse_lora(lora, job.lora, root.contains("lora"));
   parse_quantize(quantize, job.quantize);
+  if (job.quantize.aware && job.lora.enabled)
+    throw InputError(path + ": [quantize] aware = true with [lora]: fake quantization replaces the Linear layers' "
+                     "forward and would leave the adapters out; train the adapters, merge them, then quantize");
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,

@@ -171,6 +171,8 @@ TEST(Quantize, QatKeysAreChecked) {
   sections.replace(sections.find("\"ema\""), 5, "\"histogram\"");
   RunFixture fixture("qat-keys", 50, sections);
   EXPECT_INPUT_ERROR(fixture.job(), "observer");
+  RunFixture with_lora("qat-lora", 50, std::string(kQatSections) + "[lora]\ntargets = [\"layers.*\"]\n");
+  EXPECT_INPUT_ERROR(with_lora.job(), "[quantize] aware = true with [lora]");
 }
 
 }  // namespace
