@@ -2,7 +2,7 @@
 // Fashion-MNIST MLP and CNN (a few hundred steps) lose at most a point of test accuracy in int8
 // (minmax and percentile calibration) and eval prints its throughput; a tiny GPT quantized with
 // dynamic activations evaluates close to f32 and samples; a QAT run writes model.int8.safetensors
-// that eval runs; bad inputs (calibration, percentile, an already quantized file, a job whose model
+// that eval runs (a GPT's too, with recomputed blocks); bad inputs (calibration, percentile, an already quantized file, a job whose model
 // differs from the file's) exit 2 naming the problem and write nothing.
 #include <filesystem>
 
@@ -143,6 +143,25 @@ TEST(Quantize, AQatRunWritesTheInt8FileThatEvalRuns) {
   CommandResult bad = s.frugal("train job.toml --quiet --out out2 --set quantize.observer=histogram");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("quantize.observer"), std::string::npos) << bad.err;
+}
+
+// Fake quantization inside recomputed GPT blocks (whose re-run leaves the last ops' outputs
+// unwritten): the run completes and its int8 file evaluates.
+TEST(Quantize, GptQatWithRecomputedBlocks) {
+  Scratch s("quantize-gpt-qat");
+  std::string text;
+  for (int i = 0; i < 300; ++i) text += "the quick brown fox jumps over the lazy dog. ";
+  write_file(s / "text.txt", text);
+  write_file(s / "job.toml",
+             "[run]\nname = \"g\"\nseed = 2\nthreads = 2\n[data]\nkind = \"text\"\ntrain = \"text.txt\"\n"
+             "val_fraction = 0.1\n[model]\nkind = \"gpt\"\nlayers = 2\nheads = 2\nwidth = 32\ncontext = 32\n"
+             "[memory]\nrecompute = \"blocks\"\n[optim]\nlr = 0.01\n[train]\nsteps = 30\nbatch_size = 8\n"
+             "eval_every = 30\n[quantize]\naware = true\nactivations = \"static\"\n");
+  CommandResult train = s.frugal("train job.toml --quiet --out out");
+  ASSERT_EQ(train.exit_code, 0) << train.err;
+  json e = run_json(s, "eval job.toml --weights out/model.int8.safetensors --split val --json");
+  EXPECT_TRUE(e["quantized"].get<bool>());
+  EXPECT_LT(e["bits_per_char"].get<double>(), 3.0);
 }
 
 }  // namespace

@@ -48,6 +48,9 @@ class FakeQuantHook : public nn::LayerHook {
       : layer_(layer), shared_(std::move(shared)), index_(index) {}
 
   Tensor forward(const Tensor& x_in, bool relu) override {
+    // The fake-quantized operands are read by the product's backward: computed in full even in a
+    // recomputed block's re-run, where the layer's own output may go unwritten (UnreadOutputs).
+    autograd::ReadOutputs read_outputs;
     auto* linear = dynamic_cast<nn::Linear*>(layer_);
     auto* conv = linear ? nullptr : static_cast<nn::Conv2d*>(layer_);
     const Tensor& weight = linear ? linear->weight() : conv->weight();
