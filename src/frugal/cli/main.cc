@@ -16,6 +16,7 @@
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "frugal/autograd/autograd.h"
 #include "frugal/autograd/precision.h"
 #include "frugal/base/error.h"
 #include "frugal/base/format.h"
@@ -26,12 +27,14 @@
 #include "frugal/base/units.h"
 #include "frugal/cli/compare.h"
 #include "frugal/cli/dashboard.h"
+#include "frugal/cli/quantize.h"
 #include "frugal/cli/report.h"
 #include "frugal/cli/prune.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/sparse.h"
 #include "frugal/track/run_store.h"
 #include "frugal/train/compress/lora.h"
+#include "frugal/train/compress/quantize.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/evaluate.h"
 #include "frugal/train/job.h"
@@ -225,16 +228,34 @@ void check_label_names(const std::string& weights, const std::vector<std::string
                      list(job_names));
 }
 
+// One batch through the model before eval's clock starts: oneDNN builds (JIT-compiles) its kernels
+// and the int8 layers pack their weights on first use, a one-off cost the throughput leaves out.
+void warm_up(nn::Module& model, const train::JobSpec& job, const train::PreparedData& data, const std::string& split) {
+  autograd::NoGradGuard no_grad;
+  const bool was_training = model.is_training();
+  model.eval();
+  if (data.is_text) {
+    const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
+    const int64_t context = job.model.gpt.context, count = std::min<int64_t>(job.train.batch_size, (tokens.numel() - 1) / context);
+    if (count > 0) model(tokens.slice_view(0, 0, count * context).contiguous().view({count, context}));
+  } else {
+    const data::Dataset& set = split == "test" ? data.test : data.val;
+    if (set.size() > 0) model(set.inputs.slice_view(0, 0, std::min<int64_t>(1000, set.size())));
+  }
+  model.train(was_training);
+}
+
 int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
              const std::string& split, const std::string& sparse, bool as_json) {
   const nn::SparseMode sparse_mode = nn::parse_sparse_mode(sparse, "--sparse");
   train::JobSpec job = train::load_job(job_path, sets);
   train::apply_threads(job);
-  // Evaluate in the precision the model was trained in.
-  PrecisionGuard precision(job.precision.mode);
+  io::SafetensorsFile file = io::read_safetensors(weights);
+  const bool quantized = train::is_quantized(file);
+  // Evaluate in the precision the model was trained in; a quantized model's float parts in f32.
+  PrecisionGuard precision(quantized ? Precision::fp32 : job.precision.mode);
   train::PreparedData data = train::prepare_data(job, "runs/cache");
   if (data.is_text) {
-    io::SafetensorsFile file = io::read_safetensors(weights);
     auto it = file.metadata.find("frugal.vocab");
     if (it != file.metadata.end()) {
       data::CharVocab saved = data::CharVocab::from_string(it->second);
@@ -244,12 +265,15 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
   } else {
     check_label_names(weights, data.label_names);
   }
-  std::shared_ptr<nn::Module> model = train::load_model(job, data, weights);
+  std::shared_ptr<nn::Module> model =
+      quantized ? train::load_quantized_model(job, data, file, weights) : train::load_model(job, data, weights);
   train::Int8ExclusionScope int8_exclusions(job, *model);  // int8-mixed evaluates as it trained
-  // Sparse Linear layers where they pay: decided per layer on its first batch (nn/sparse.h).
+  // Sparse Linear layers where they pay: decided per layer on its first batch (nn/sparse.h), which
+  // warm_up runs, so the timed evaluation below runs the chosen paths only.
   nn::SparsePlan sparse_plan(*model, sparse_mode);
-  Timer eval_timer;
   train::EvalMetrics m;
+  warm_up(*model, job, data, split);
+  Timer timer;
   if (data.is_text) {
     const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
     if (split == "test" && !data.test_tokens.defined()) throw InputError(job_path + ": the job has no test split");
@@ -259,9 +283,17 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
     if (set.size() == 0) throw InputError(job_path + ": the job has no " + split + " split");
     m = train::evaluate_classifier(*model, set, 1000);
   }
-  const double eval_seconds = eval_timer.seconds();
-  json out = {{"split", split}, {"samples", m.samples}, {"loss", m.loss}, {"weights", weights},
-              {"seconds", eval_seconds}, {"sparse_mode", std::string(nn::sparse_mode_name(sparse_mode))}};
+  const double seconds = timer.seconds();
+  // Throughput of the evaluation itself (samples, or tokens for a language model, per second).
+  const double per_second = seconds > 0 ? double(m.samples) / seconds : 0;
+  json out = {{"split", split},
+              {"samples", m.samples},
+              {"loss", m.loss},
+              {"weights", weights},
+              {"seconds", seconds},
+              {"samples_per_second", per_second},
+              {"quantized", quantized},
+              {"sparse_mode", std::string(nn::sparse_mode_name(sparse_mode))}};
   if (m.accuracy >= 0) out["accuracy"] = m.accuracy;
   if (m.bits_per_char >= 0) out["bits_per_char"] = m.bits_per_char;
   const std::vector<nn::SparseLayerReport> sparse_reports = sparse_plan.reports();
@@ -278,7 +310,7 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
     std::printf("%s split: %lld samples, loss %.4f", split.c_str(), (long long)m.samples, m.loss);
     if (m.accuracy >= 0) std::printf(", accuracy %.2f%%", 100 * m.accuracy);
     if (m.bits_per_char >= 0) std::printf(", bits/char %.3f", m.bits_per_char);
-    std::printf("\n");
+    std::printf("; %.0f %s/s%s\n", per_second, data.is_text ? "tokens" : "samples", quantized ? " (int8)" : "");
   }
   return 0;
 }
@@ -300,16 +332,22 @@ int cmd_sample(const std::string& job_path, const std::vector<std::string>& sets
   if (job.model.kind != train::ModelKind::gpt)
     throw InputError(job_path + ": `frugal sample` needs a language model ([model] kind = \"gpt\")");
   train::apply_threads(job);
-  PrecisionGuard precision(job.precision.mode);
   io::SafetensorsFile file = io::read_safetensors(weights);
+  const bool quantized = train::is_quantized(file);
+  PrecisionGuard precision(quantized ? Precision::fp32 : job.precision.mode);
   io::check_finite_weights(file, weights);
   auto it = file.metadata.find("frugal.vocab");
   if (it == file.metadata.end()) throw InputError(weights + ": no frugal.vocab in the metadata; was it saved by frugal train?");
   train::PreparedData data;
   data.is_text = true;
   data.vocab = data::CharVocab::from_string(it->second);
-  std::shared_ptr<nn::Module> model = train::build_model(job, data);
-  model->load_state_dict(file.tensors, true);
+  std::shared_ptr<nn::Module> model;
+  if (quantized) {
+    model = train::load_quantized_model(job, data, file, weights);
+  } else {
+    model = train::build_model(job, data);
+    model->load_state_dict(file.tensors, true);
+  }
   train::Int8ExclusionScope int8_exclusions(job, *model);
   // The text streams to stdout as it is made, so a stop (SIGINT, SIGTERM) keeps what was produced;
   // the progress line goes to stderr only.
@@ -501,7 +539,7 @@ int main(int argc, char** argv) {
 
   CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
   eval_cmd->add_option("job", job_path, "Job file (TOML)")->required();
-  eval_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train or PyTorch")->required();
+  eval_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train or PyTorch, or a quantized file (frugal quantize)")->required();
   eval_cmd->add_option("--split", split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}));
   eval_cmd->add_option("--set", sets, "Override a job key (repeatable)");
   eval_cmd->add_flag("--json", as_json, "Print the result as one JSON object");
@@ -514,7 +552,7 @@ int main(int argc, char** argv) {
 
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
-  sample_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train")->required();
+  sample_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train, or a quantized file (frugal quantize)")->required();
   sample_cmd->add_option("--prompt", prompt, "Text to continue (default: start a new line; a text without newlines starts after a space, else its first character)");
   sample_cmd->add_option("--tokens", tokens, "Characters to generate")->check(CLI::Range(int64_t(1), int64_t(1000000)));
   sample_cmd->add_option("--temperature", temperature, "Sampling temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
@@ -542,6 +580,7 @@ int main(int argc, char** argv) {
   compare_cmd->add_flag("--json", as_json, "JSON output");
   commands.push_back(cli::add_report_command(app, store_path));
   commands.push_back(cli::add_prune_command(app));
+  commands.push_back(cli::add_quantize_command(app));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");

@@ -92,6 +92,7 @@ void Linear::check_input(const Tensor& x) const {
 
 Tensor Linear::forward(const Tensor& x) {
   check_input(x);
+  if (hook_) return hook_->forward(x, false);
   if (sparse_) return sparse_linear_forward(*this, *sparse_, x, false);
   if (!has_lora()) return linear(x, weight_, bias_);
   const RandomContext context = random_context();
@@ -106,6 +107,7 @@ Tensor Linear::forward_output_unread(const Tensor& x) {
 
 Tensor Linear::forward_relu(const Tensor& x) {
   check_input(x);
+  if (hook_) return hook_->forward(x, true);
   if (sparse_) return sparse_linear_forward(*this, *sparse_, x, true);
   if (has_lora()) return relu(forward(x));  // the ReLU reads the adapter's sum: not in the base's epilogue
   return linear_relu(x, weight_, bias_);
@@ -144,11 +146,22 @@ Tensor Conv2d::forward(const Tensor& x) {
     throw InputError("Conv2d(" + std::to_string(in_channels_) + " -> " + std::to_string(out_channels_) +
                      "): input " + shape_str(x.shape()) + " should be (N, " + std::to_string(in_channels_) +
                      ", H, W)");
+  if (hook_) return hook_->forward(x, false);
   return conv2d(x, weight_, bias_, options_);
 }
 
+Tensor Conv2d::forward_relu_pool2x2(const Tensor& x) {
+  if (hook_ && x.rank() == 4 && x.size(1) == in_channels_) return hook_->forward_relu_pool2x2(x);
+  return Module::forward_relu_pool2x2(x);
+}
+
+Tensor Conv2d::forward_relu(const Tensor& x) {
+  if (hook_ && x.rank() == 4 && x.size(1) == in_channels_) return hook_->forward(x, true);
+  return relu(forward(x));
+}
+
 Tensor Conv2d::forward_bf16_output(const Tensor& x) {
-  if (x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
+  if (hook_ || x.rank() != 4 || x.size(1) != in_channels_) return forward(x);  // forward's message
   // The fused op that reads bf16 needs at least a 2 x 2 output to pool; otherwise stay f32.
   const Conv2dOptions& o = options_;
   const int64_t out_h = (x.size(2) + 2 * o.padding_h - o.dilation_h * (kernel_size_ - 1) - 1) / o.stride_h + 1;

@@ -28,6 +28,18 @@ struct LoraOptions {
   double scale() const { return alpha / double(rank); }
 };
 
+// A replacement for a Linear's or Conv2d's forward, set by a technique that changes how the layer
+// computes (nn/quantized.h: int8 inference, calibration observers, fake quantization in
+// quantization-aware training). The hook knows its layer; relu: the ReLU that follows the layer
+// is the hook's to apply (forward_relu). One hook per layer; null restores the layer's own forward.
+class LayerHook {
+ public:
+  virtual ~LayerHook() = default;
+  virtual Tensor forward(const Tensor& x, bool relu) = 0;
+  // 2x2 max pooling (stride 2) of forward(x, true); a hook may fuse it (int8 convolution).
+  virtual Tensor forward_relu_pool2x2(const Tensor& x) { return max_pool2d(forward(x, true), Pool2dOptions{}); }
+};
+
 // y = x W^T + b; x (..., in) -> (..., out). weight (out, in), bias (out).
 // With a LoRA adapter (add_lora): y = x W^T + b + (dropout(x) A^T) B^T * alpha / r, lora_a A (r, in),
 // lora_b B (out, r). The adapter's parameters sit on this module beside weight and bias, so the
@@ -63,11 +75,15 @@ class Linear : public Module {
 
   // The inference-only sparse path (nn/sparse.h's SparsePlan arms and disarms it; null = dense).
   void set_sparse_state(std::shared_ptr<SparseLinearState> state) { sparse_ = std::move(state); }
+  // A hook (LayerHook) runs instead of forward, forward_relu and forward_output_unread.
+  void set_hook(std::shared_ptr<LayerHook> hook) { hook_ = std::move(hook); }
+  LayerHook* hook() const { return hook_.get(); }
 
  private:
   void check_input(const Tensor& x) const;
   int64_t in_features_, out_features_;
   Tensor weight_, bias_;
+  std::shared_ptr<LayerHook> hook_;
   LoraOptions lora_;
   Tensor lora_a_, lora_b_;
   std::shared_ptr<SparseLinearState> sparse_;
@@ -99,16 +115,23 @@ class Conv2d : public Module {
   // forward with conv2d's bf16_output: in bf16-mixed precision on channels-last input the output
   // is a bf16 tensor, for a following BatchNorm2d + ReLU + 2x2 max pooling (forward_chain).
   Tensor forward_bf16_output(const Tensor& x);
+  Tensor forward_relu(const Tensor& x) override;  // relu(forward(x)), or the hook's with its ReLU
+  Tensor forward_relu_pool2x2(const Tensor& x) override;  // the hook's when hooked
   std::string type_name() const override { return "Conv2d"; }
   void reset_parameters(const InitStreams& streams) override;  // U(-1/sqrt(fan_in), 1/sqrt(fan_in))
   const Tensor& weight() const { return weight_; }
   const Tensor& bias() const { return bias_; }
   const Conv2dOptions& options() const { return options_; }
+  // A hook (LayerHook) runs instead of forward (and forward_bf16_output, forward_relu); a hooked
+  // convolution is not fused with the batch norm after it (forward_chain).
+  void set_hook(std::shared_ptr<LayerHook> hook) { hook_ = std::move(hook); }
+  LayerHook* hook() const { return hook_.get(); }
 
  private:
   int64_t in_channels_, out_channels_, kernel_size_;
   Conv2dOptions options_;
   Tensor weight_, bias_;
+  std::shared_ptr<LayerHook> hook_;
 };
 
 // Shared by BatchNorm1d and BatchNorm2d: weight/bias (C), buffers running_mean, running_var (C)
@@ -122,6 +145,11 @@ class BatchNorm : public Module {
   const Tensor& running_mean() const { return running_mean_; }
   const Tensor& running_var() const { return running_var_; }
   int64_t num_batches_tracked() const;
+  double eps() const { return eps_; }
+  // Folded into the convolution before it (nn/quantized.h's make_identity set weight 1, bias 0,
+  // mean 0, var 1 - eps): forward_chain then skips it after a hooked convolution.
+  bool folded() const { return folded_; }
+  void set_folded(bool folded) { folded_ = folded; }
 
  protected:
   // x (N, C) or (N, C, H, W); relu: batch_norm_relu; pool: batch_norm_relu_max_pool2x2
@@ -134,6 +162,7 @@ class BatchNorm : public Module {
  private:
   double eps_, momentum_;
   Tensor weight_, bias_, running_mean_, running_var_, num_batches_tracked_;
+  bool folded_ = false;
 };
 
 class BatchNorm2d : public BatchNorm {

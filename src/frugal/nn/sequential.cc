@@ -41,7 +41,13 @@ Tensor forward_chain(const std::vector<Module*>& layers, const Tensor& x, bool o
   Tensor y = x;
   for (size_t i = 0; i < layers.size(); ++i) {
     auto* conv = dynamic_cast<Conv2d*>(layers[i]);
-    if (conv && is_bn_relu_pool(layers, i + 1)) {
+    if (conv && conv->hook() && is_bn_relu_pool(layers, i + 1) && static_cast<BatchNorm2d*>(layers[i + 1])->folded()) {
+      // A hooked (int8) convolution with its BatchNorm folded in: the hook runs ReLU and pooling.
+      y = conv->forward_relu_pool2x2(y);
+      i += 3;
+      continue;
+    }
+    if (conv && !conv->hook() && is_bn_relu_pool(layers, i + 1)) {
       // A first block (no gradient into x) runs as one op; otherwise the convolution's output is
       // stored for batch norm only, in bf16 under bf16-mixed precision.
       if (Tensor fused = static_cast<BatchNorm2d*>(layers[i + 1])->forward_conv_relu_pool2x2(*conv, y);

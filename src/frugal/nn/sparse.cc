@@ -66,7 +66,7 @@ SparsePlan::SparsePlan(Module& model, SparseMode mode, int repetitions) {
   if (mode == SparseMode::off) return;
   for (auto& [name, module] : model.named_modules()) {
     auto* layer = dynamic_cast<Linear*>(module);
-    if (!layer || layer->has_lora() || layer->weight().dtype() != DType::f32) continue;
+    if (!layer || layer->has_lora() || layer->hook() || layer->weight().dtype() != DType::f32) continue;
     const Tensor w = layer->weight().contiguous();  // (out, in)
     SparseLayerReport report;
     report.name = name;

@@ -434,6 +434,12 @@ void parse_prune(Section& s, PruneSpec& p, toml::table* table) {
   if (!p.gradual && p.end_step >= 0) s.fail_key("end_step", "is for schedule = \"gradual\" (oneshot prunes at start_step)");
   if (p.score == PruneScore::taylor && p.start_step == 0)
     s.fail_key("start_step", "score = \"taylor\" needs gradients of at least one step before pruning: start_step >= 1");
+void parse_quantize(Section& s, QuantizeSpec& q) {
+  q.aware = s.get_bool("aware", false);
+  q.start_step = s.get_int("start_step", 0, 0, int64_t(1) << 40);
+  q.observer = s.get_string("observer", q.observer, {"minmax", "ema"});
+  q.ema_decay = s.get_double("ema_decay", q.ema_decay, 0.0, 1.0, /*min_open=*/true);
+  q.activations = s.get_string("activations", "", {"static", "dynamic"});
 }
 
 void parse_init(Section& s, InitSpec& init) {
@@ -587,7 +593,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
-                                            "prune",  "alerts"};
+                                            "prune",  "quantize", "alerts"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -609,6 +615,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
           memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora"),
           prune = section("prune");
+          quantize = section("quantize");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -632,10 +639,14 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (job.prune.enabled && job.lora.enabled)
     throw InputError(path + ": [prune] does not combine with [lora] (the adapters would undo the masks): train with "
                      "[lora], then prune its merged model with frugal prune");
+  parse_quantize(quantize, job.quantize);
+  if (job.quantize.aware && job.lora.enabled)
+    throw InputError(path + ": [quantize] aware = true with [lora]: fake quantization replaces the Linear layers' "
+                     "forward and would leave the adapters out; train the adapters, merge them, then quantize");
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
-                     &init, &freeze, &lora, &prune})
+                     &init, &freeze, &lora, &prune, &quantize})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

@@ -214,6 +214,21 @@ struct LoraSpec {
   std::string adapters;              // a file to start the adapters from ("": A drawn, B zero)
 };
 
+// [quantize]: quantization-aware training (train/compress/qat.h): from optimizer step start_step on,
+// each Linear's and Conv2d's weight is fake-quantized per output channel and its input per tensor
+// with the range an observer keeps (minmax: the largest |x| seen; ema: an exponential moving average
+// of each batch's largest |x|, decay 0.99); the run then writes model.int8.safetensors from the
+// learned ranges beside model.safetensors. Changes results, so it may not differ on resume.
+struct QuantizeSpec {
+  bool aware = false;
+  int64_t start_step = 0;
+  std::string observer = "ema";  // "minmax" | "ema"
+  double ema_decay = 0.99;
+  // "static" (per-tensor input ranges, the default for mlp and cnn) or "dynamic" (per row at run
+  // time: Linear inputs not fake-quantized; the default for gpt). "" = the default.
+  std::string activations;
+};
+
 // [distill]: knowledge distillation (train/compress/distill.h). The loss becomes
 // alpha x T^2 x KL(softmax(teacher / T) || softmax(student / T)) + (1 - alpha) x the hard-label loss.
 // Changes results, so it may not differ on resume.
@@ -269,6 +284,7 @@ struct JobSpec {
   FreezeSpec freeze;
   LoraSpec lora;
   PruneSpec prune;
+  QuantizeSpec quantize;
   std::optional<DistillSpec> distill;  // [distill] present
   AlertsSpec alerts;
   // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such

@@ -4,6 +4,7 @@
 #include "frugal/train/compress/freeze.h"
 #include "frugal/train/compress/init.h"
 #include "frugal/train/compress/prune.h"
+#include "frugal/train/compress/qat.h"
 
 namespace frugal::train {
 
@@ -18,6 +19,8 @@ std::vector<std::unique_ptr<Technique>> make_compress_techniques(const JobSpec& 
   if (!job.freeze.params.empty()) out.push_back(std::make_unique<Freezing>(job.freeze, model, job.path));
   // After [init]: the masks are chosen on the weights the run starts from.
   if (job.prune.enabled) out.push_back(std::make_unique<Pruning>(job, model));
+  if (job.quantize.aware)
+    out.push_back(std::make_unique<QuantizationAware>(job.quantize, model, vocab != nullptr, job.path));
   return out;
 }
 

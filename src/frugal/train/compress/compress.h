@@ -1,7 +1,9 @@
 // The techniques that start from or shrink a model, as the job switches them on, in one place:
 // [init] (weights loaded into a fresh run's model), [freeze] (no gradient for some parameters,
-// gradual unfreezing) and [prune] (masks on a schedule; a structured-pruned model compacted). One
-// file each in this folder; adding one: its file, its line in make_compress_techniques, its job keys in job.cc and the README's job-file reference.
+// gradual unfreezing), [prune] (masks on a schedule; a structured-pruned model compacted) and
+// [quantize] aware = true (quantization-aware training, qat.h). One file each in this folder;
+// adding one: its file, its line in make_compress_techniques, its job keys in job.cc and the
+// README's job-file reference.
 #pragma once
 
 #include <memory>
