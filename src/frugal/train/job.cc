@@ -434,6 +434,8 @@ void parse_prune(Section& s, PruneSpec& p, toml::table* table) {
   if (!p.gradual && p.end_step >= 0) s.fail_key("end_step", "is for schedule = \"gradual\" (oneshot prunes at start_step)");
   if (p.score == PruneScore::taylor && p.start_step == 0)
     s.fail_key("start_step", "score = \"taylor\" needs gradients of at least one step before pruning: start_step >= 1");
+}
+
 void parse_quantize(Section& s, QuantizeSpec& q) {
   q.aware = s.get_bool("aware", false);
   q.start_step = s.get_int("start_step", 0, 0, int64_t(1) << 40);
@@ -614,8 +616,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
           memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora"),
-          prune = section("prune");
-          quantize = section("quantize");
+          prune = section("prune"), quantize = section("quantize");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
