@@ -3,6 +3,7 @@
 // Limits: the calibration reads the job's training split as prepared for training.
 #include "frugal/cli/quantize.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <memory>
 #include <string>
@@ -65,10 +66,14 @@ int cmd_quantize(const QuantizeArgs& args) {
     for (const std::string& bn : q.folded_batch_norms) std::printf(" %s", bn.c_str());
     std::printf("\n");
   }
-  std::printf("quantized %zu layers (%s calibration on %s) -> %s: %.1f KiB of tensors (float: %.1f KiB)\n",
-              q.layers.size(), options.calibration.name().c_str(),
-              data.is_text ? (std::to_string(options.samples) + " sequences").c_str()
-                           : (std::to_string(std::min(options.samples, data.train.size())) + " samples").c_str(),
+  const bool calibrated = std::any_of(q.layers.begin(), q.layers.end(),
+                                      [](const train::QuantizedLayerInfo& l) { return l.input != "dynamic"; });
+  const std::string how =
+      !calibrated ? "dynamic inputs, no calibration"
+                  : options.calibration.name() + " calibration on " +
+                        (data.is_text ? std::to_string(options.samples) + " sequences"
+                                      : std::to_string(std::min(options.samples, data.train.size())) + " samples");
+  std::printf("quantized %zu layers (%s) -> %s: %.1f KiB of tensors (float: %.1f KiB)\n", q.layers.size(), how.c_str(),
               out.c_str(), double(file_bytes(q.tensors)) / 1024, double(float_bytes) / 1024);
   return 0;
 }

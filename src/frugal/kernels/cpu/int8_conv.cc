@@ -12,7 +12,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <memory>
 #include <unordered_map>
@@ -45,15 +44,7 @@ struct Entry {
   std::unordered_map<const int8_t*, std::pair<uint64_t, std::shared_ptr<dnnl::memory>>> weights;
 };
 
-struct KeyHash {
-  size_t operator()(const std::array<int64_t, 20>& key) const {
-    uint64_t h = 1469598103934665603ull;
-    for (int64_t v : key) h = (h ^ uint64_t(v)) * 1099511628211ull;
-    return size_t(h);
-  }
-};
-
-using Cache = std::unordered_map<std::array<int64_t, 20>, Entry, KeyHash>;
+using Cache = std::unordered_map<PrimitiveKey, Entry, PrimitiveKeyHash>;
 Cache& cache() {
   thread_local Cache instance;
   return instance;
@@ -133,9 +124,10 @@ namespace {
 // Runs the primitive: the exact int32 sums into acc (n, out_h, out_w, o).
 void run_conv_s32(const void* x, bool x_unsigned, const int8_t* weight, void* acc, const Conv2dDims& d) {
   FRUGAL_CHECK(d.groups == 1 && d.channels_last, "conv2d_s8: one group, channels-last only");
-  std::array<int64_t, 20> key{d.n, d.c, d.h, d.w, d.o, d.kernel_h, d.kernel_w, d.out_h, d.out_w, d.stride_h,
-                              d.stride_w, d.padding_h, d.padding_w, d.dilation_h, d.dilation_w,
-                              int64_t(x_unsigned), num_threads(), 0, 0, 0};
+  PrimitiveKey key;
+  for (int64_t v : {d.n, d.c, d.h, d.w, d.o, d.kernel_h, d.kernel_w, d.out_h, d.out_w, d.stride_h, d.stride_w,
+                    d.padding_h, d.padding_w, d.dilation_h, d.dilation_w, int64_t(x_unsigned), int64_t(num_threads())})
+    key.add(v);
   auto it = cache().find(key);
   if (it == cache().end()) it = cache().emplace(key, make_entry(x_unsigned, d)).first;
   Entry& e = it->second;
