@@ -62,6 +62,10 @@ TEST(SparseEval, ForcedAutoAndOffAgreeAndReportEveryLinear) {
   EXPECT_EQ(text.exit_code, 0) << text.err;
   EXPECT_NE(text.out.find("sparse: layers.1 (784 -> 64): density"), std::string::npos) << text.out;
   EXPECT_NE(text.out.find("sparse (forced)"), std::string::npos) << text.out;
+  // auto on dense weights times nothing, so prints no layer line (the JSON still lists them).
+  CommandResult quiet = s.frugal("eval job.toml --weights run/model.safetensors");
+  EXPECT_EQ(quiet.exit_code, 0) << quiet.err;
+  EXPECT_EQ(quiet.out.find("sparse:"), std::string::npos) << quiet.out;
   CommandResult bad = s.frugal("eval job.toml --weights run/model.safetensors --sparse maybe");
   EXPECT_EQ(bad.exit_code, 2);
   EXPECT_NE(bad.err.find("--sparse"), std::string::npos) << bad.err;

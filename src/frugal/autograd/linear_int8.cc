@@ -29,8 +29,9 @@ using kernels::MatmulDims;
 // NaN), which the non-finite guard then reports as it would in fp32.
 float absmax(const Tensor& w) {
   const float* p = w.data<float>();
+  const int64_t n = w.numel();  // hoisted: numel() is a call the loop could not vectorize across
   uint32_t m = 0;
-  for (int64_t i = 0; i < w.numel(); ++i) {
+  for (int64_t i = 0; i < n; ++i) {
     uint32_t bits;
     std::memcpy(&bits, p + i, sizeof bits);
     m = std::max(m, bits & 0x7fffffffu);

@@ -306,7 +306,9 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
   if (as_json) {
     std::printf("%s\n", out.dump().c_str());
   } else {
-    for (const nn::SparseLayerReport& r : sparse_reports) std::printf("sparse: %s\n", nn::sparse_report_line(r).c_str());
+    // The timed layers only: a dense model's Linear layers (all above the cap) print nothing.
+    for (const nn::SparseLayerReport& r : sparse_reports)
+      if (r.dense_us >= 0) std::printf("sparse: %s\n", nn::sparse_report_line(r).c_str());
     std::printf("%s split: %lld samples, loss %.4f", split.c_str(), (long long)m.samples, m.loss);
     if (m.accuracy >= 0) std::printf(", accuracy %.2f%%", 100 * m.accuracy);
     if (m.bits_per_char >= 0) std::printf(", bits/char %.3f", m.bits_per_char);
