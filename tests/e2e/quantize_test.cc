@@ -52,6 +52,13 @@ void expect_int8_within_a_point(const std::string& name, const std::string& mode
     CommandResult text = s.frugal("eval job.toml --weights int8.safetensors");
     EXPECT_NE(text.out.find("samples/s (int8)"), std::string::npos) << text.out;
   }
+  // --repeat times the same evaluation several times: the same metrics, the median time
+  json once = run_json(s, "eval job.toml --weights int8.safetensors --json");
+  json thrice = run_json(s, "eval job.toml --weights int8.safetensors --json --repeat 3");
+  EXPECT_EQ(thrice["repeat"], 3);
+  EXPECT_EQ(once["loss"], thrice["loss"]);
+  EXPECT_EQ(once["accuracy"], thrice["accuracy"]);
+  EXPECT_GT(thrice["samples_per_second"].get<double>(), 0);
 }
 
 TEST(Quantize, FashionMlpLosesAtMostAPointInInt8) {

@@ -3,6 +3,7 @@
 // 71, anything else unexpected into exit code 1.
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <optional>
@@ -246,7 +247,7 @@ void warm_up(nn::Module& model, const train::JobSpec& job, const train::Prepared
 }
 
 int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, const std::string& weights,
-             const std::string& split, const std::string& sparse, bool as_json) {
+             const std::string& split, const std::string& sparse, int repeat, bool as_json) {
   const nn::SparseMode sparse_mode = nn::parse_sparse_mode(sparse, "--sparse");
   train::JobSpec job = train::load_job(job_path, sets);
   train::apply_threads(job);
@@ -273,17 +274,23 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
   nn::SparsePlan sparse_plan(*model, sparse_mode);
   train::EvalMetrics m;
   warm_up(*model, job, data, split);
-  Timer timer;
-  if (data.is_text) {
-    const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
-    if (split == "test" && !data.test_tokens.defined()) throw InputError(job_path + ": the job has no test split");
-    m = train::evaluate_language_model(*model, tokens, job.train.batch_size, job.model.gpt.context, 0);
-  } else {
-    const data::Dataset& set = split == "test" ? data.test : data.val;
-    if (set.size() == 0) throw InputError(job_path + ": the job has no " + split + " split");
-    m = train::evaluate_classifier(*model, set, 1000);
+  // --repeat: the same evaluation again (the metrics do not change), timed each time; the median.
+  std::vector<double> times;
+  for (int r = 0; r < repeat; ++r) {
+    Timer timer;
+    if (data.is_text) {
+      const Tensor& tokens = split == "test" && data.test_tokens.defined() ? data.test_tokens : data.val_tokens;
+      if (split == "test" && !data.test_tokens.defined()) throw InputError(job_path + ": the job has no test split");
+      m = train::evaluate_language_model(*model, tokens, job.train.batch_size, job.model.gpt.context, 0);
+    } else {
+      const data::Dataset& set = split == "test" ? data.test : data.val;
+      if (set.size() == 0) throw InputError(job_path + ": the job has no " + split + " split");
+      m = train::evaluate_classifier(*model, set, 1000);
+    }
+    times.push_back(timer.seconds());
   }
-  const double seconds = timer.seconds();
+  std::sort(times.begin(), times.end());
+  const double seconds = times[times.size() / 2];
   // Throughput of the evaluation itself (samples, or tokens for a language model, per second).
   const double per_second = seconds > 0 ? double(m.samples) / seconds : 0;
   json out = {{"split", split},
@@ -291,6 +298,7 @@ int cmd_eval(const std::string& job_path, const std::vector<std::string>& sets, 
               {"loss", m.loss},
               {"weights", weights},
               {"seconds", seconds},
+              {"repeat", repeat},
               {"samples_per_second", per_second},
               {"quantized", quantized},
               {"sparse_mode", std::string(nn::sparse_mode_name(sparse_mode))}};
@@ -551,6 +559,10 @@ int main(int argc, char** argv) {
                        "is under 50% nonzero and keeps the faster; 'on' forces sparse on every Linear; 'off' keeps "
                        "all dense. The choice is printed per layer (density, microseconds, chosen)")
       ->check(CLI::IsMember({"auto", "on", "off"}));
+  int eval_repeat = 1;
+  eval_cmd->add_option("--repeat", eval_repeat,
+                       "Evaluate N times after the warm-up and report the median time and throughput (benchmarks)")
+      ->check(CLI::Range(1, 1000));
 
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
@@ -610,7 +622,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
-    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, sparse, as_json);
+    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, sparse, eval_repeat, as_json);
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
