@@ -5,7 +5,11 @@
 # (b) the CNN dense, `frugal prune` to half its conv channels, fine-tuned, and short timing runs of
 # both alternated; (c) the KJV GPT dense, `frugal prune` to half its heads and MLP width, fine-tuned,
 # and timing runs alternated. Then `frugal compare` for each pair and bench/prune/table.py for the
-# table. Usage: bench/prune/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
+# table, and eval throughput (`frugal eval --repeat`, alternated) of the dense and pruned models, the
+# MLP's with the sparse kernel (--sparse auto) and without (off). Longer runs through the
+# environment: MLP_EPOCHS (4; the example: 12), CNN_EPOCHS (2) and CNN_FT_EPOCHS (1), GPT_DENSE (a
+# trained dense GPT's model.safetensors to prune instead of 300 steps here) and GPT_FT_STEPS (150).
+# Usage: bench/prune/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
 set -u
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 frugal=${1:-$repo/build/frugal}
@@ -33,26 +37,29 @@ gpt=examples/kjv-gpt.toml
 
 # (a) MLP, 4 epochs (the example runs 12): dense, and 90% of the weights pruned gradually from 10%
 # to 60% of the run (the rest fine-tunes).
-train mlp-dense $mlp --set train.epochs=4
-train mlp-prune90 $mlp --set train.epochs=4 --set prune.sparsity=0.9 --set prune.scope=\"layer\"
+mlp_epochs=${MLP_EPOCHS:-4}; cnn_epochs=${CNN_EPOCHS:-2}; cnn_ft=${CNN_FT_EPOCHS:-1}; gpt_ft=${GPT_FT_STEPS:-150}
+train mlp-dense $mlp --set train.epochs=$mlp_epochs
+train mlp-prune90 $mlp --set train.epochs=$mlp_epochs --set prune.sparsity=0.9 --set prune.scope=\"layer\"
 
 # (b) CNN: 2 epochs dense; half of each conv layer's channels removed by `frugal prune`; 1 epoch of
 # fine-tuning from the pruned weights; the dense model fine-tuned 1 epoch more as its fair twin.
-train cnn-dense $cnn --set train.epochs=2
+train cnn-dense $cnn --set train.epochs=$cnn_epochs
 prune cnn-half $cnn runs/cnn-dense/model.safetensors --sparsity 0.5 --structure channels --scope layer
 train cnn-half-ft pruned/cnn-half/model.toml --set init.from=\"$work/pruned/cnn-half/model.safetensors\" \
-  --set train.epochs=1 --set schedule.warmup_steps=0
-train cnn-dense-ft $cnn --set init.from=\"$work/runs/cnn-dense/model.safetensors\" --set train.epochs=1 \
+  --set train.epochs=$cnn_ft --set schedule.warmup_steps=0
+train cnn-dense-ft $cnn --set init.from=\"$work/runs/cnn-dense/model.safetensors\" --set train.epochs=$cnn_ft \
   --set schedule.warmup_steps=0
 
 # (c) GPT: 300 steps dense; half the heads and half the MLP width of every block; 150 steps of
 # fine-tuning; the dense model 150 steps more alike.
-train gpt-dense $gpt --set train.steps=300 --set train.eval_every=300 --set train.eval_tokens=50000
-prune gpt-half $gpt runs/gpt-dense/model.safetensors --sparsity 0.5 --structure heads --structure mlp --scope layer
+gpt_dense=${GPT_DENSE:-runs/gpt-dense/model.safetensors}
+[ -n "${GPT_DENSE:-}" ] || train gpt-dense $gpt --set train.steps=300 --set train.eval_every=300 --set train.eval_tokens=50000
+gpt_dense=$(realpath "$gpt_dense")
+prune gpt-half $gpt "$gpt_dense" --sparsity 0.5 --structure heads --structure mlp --scope layer
 train gpt-half-ft pruned/gpt-half/model.toml --set init.from=\"$work/pruned/gpt-half/model.safetensors\" \
-  --set train.steps=150 --set train.eval_every=150 --set train.eval_tokens=50000 --set schedule.warmup_steps=0
-train gpt-dense-ft $gpt --set init.from=\"$work/runs/gpt-dense/model.safetensors\" --set train.steps=150 \
-  --set train.eval_every=150 --set train.eval_tokens=50000 --set schedule.warmup_steps=0
+  --set train.steps=$gpt_ft --set train.eval_every=$gpt_ft --set train.eval_tokens=50000 --set schedule.warmup_steps=0
+train gpt-dense-ft $gpt --set init.from=\"$gpt_dense\" --set train.steps=$gpt_ft \
+  --set train.eval_every=$gpt_ft --set train.eval_tokens=50000 --set schedule.warmup_steps=0
 
 # Timing: short runs of each pair alternated, `rounds` times; step time and evaluation time from
 # their summaries' phases (the same samples evaluated by both). Long enough that the first steps'
@@ -85,3 +92,20 @@ cmp() { echo "== compare $1 $2"; "$frugal" compare "runs/$1" "runs/$2"; echo; }
 } > compare.txt 2>&1
 python3 "$repo/bench/prune/table.py" . "$rounds" > table.md
 cat table.md
+
+# Eval throughput (test split, median of 20 evaluations each; alternated rounds).
+ev() {  # ev LABEL JOB WEIGHTS [flags]
+  local label=$1 job=$2 weights=$3; shift 3
+  printf '%s\t%s\n' "$label" "$("$frugal" eval "$job" --weights "$weights" --repeat 20 "$@" | tail -1)"
+}
+{
+  for round in $(seq 1 "$rounds"); do
+    ev mlp-dense $mlp runs/mlp-dense/model.safetensors --sparse off
+    ev mlp-prune90-dense-kernels $mlp runs/mlp-prune90/model.safetensors --sparse off
+    ev mlp-prune90-sparse-auto $mlp runs/mlp-prune90/model.safetensors --sparse auto
+    ev cnn-dense $cnn runs/cnn-dense-ft/model.safetensors
+    ev cnn-half pruned/cnn-half/model.toml runs/cnn-half-ft/model.safetensors
+  done
+  "$frugal" eval $mlp --weights runs/mlp-prune90/model.safetensors --sparse auto | grep '^sparse:'
+} > evals.txt 2>&1
+cat evals.txt

@@ -3,7 +3,7 @@
 # GPT briefly (or reuses runs: MLP_RUN, CNN_RUN, GPT_RUN = run directories holding model.safetensors),
 # quantizes each (minmax and percentile calibration; the GPT with dynamic and static activations),
 # then evaluates the MLP and CNN in fp32 / bf16-mixed / int8 alternated over ROUNDS rounds at 1 and
-# 2 threads (median throughput, after eval's warm-up batch), and the GPT's val bits/char (one pass
+# 2 threads (median throughput over rounds, each the median of EVAL_REPEAT (10) evaluations after eval's warm-up batch), and the GPT's val bits/char (one pass
 # each: the whole KJV val split is slow) with one greedy sample of each. Prints a markdown table.
 # About 8 minutes on 2 quiet cores with the short trainings (SKIP_GPT=1 leaves the GPT out).
 # Usage: bench/quant/run.sh [FRUGAL_BINARY] [WORK_DIR]
@@ -50,7 +50,7 @@ for round in $(seq "$rounds"); do
   for threads in 1 2; do
     for model in mlp cnn; do
       job=examples/fashion-mnist-$model.toml; run=$mlp; [ $model = cnn ] && run=$cnn
-      t="--set run.threads=$threads"
+      t="--set run.threads=$threads --repeat ${EVAL_REPEAT:-10}"  # the median of repeated evaluations
       ev "$model fp32 t$threads" $job "$run/model.safetensors" test --set precision.mode=fp32 $t
       ev "$model bf16-mixed t$threads" $job "$run/model.safetensors" test --set precision.mode=bf16-mixed $t
       ev "$model int8-minmax t$threads" $job $model-minmax.safetensors test $t
