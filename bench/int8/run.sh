@@ -3,7 +3,7 @@
 # (rounds of fp32, bf16-mixed, int8-mixed, medians of train_compute_s / steps) on the Fashion-MNIST
 # MLP and the KJV GPT, and final quality from one run per mode (the MLP example in full; the GPT for
 # GPT_STEPS steps, default 200, or in full with GPT_STEPS=full, ~15 min a mode). ~8 min by default
-# on 2 cores. Usage: [TORCHAO_PYTHON=venv/bin/python] bench/int8/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
+# on 2 cores; MLP_STEP_STEPS (300) lengthens the MLP's timing runs. Usage: [TORCHAO_PYTHON=venv/bin/python] bench/int8/run.sh [FRUGAL_BINARY] [WORK_DIR] [ROUNDS]
 set -u
 repo=$(cd "$(dirname "$0")/../.." && pwd)
 frugal=$(realpath "${1:-$repo/build/frugal}")
@@ -21,7 +21,7 @@ train() {  # train OUT JOB [--set ...]: skipped when done already (a rerun resum
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores; $rounds alternated rounds"
 for round in $(seq 1 "$rounds"); do
   for mode in $modes; do
-    train "mlp-step-$mode-$round" "$repo/examples/fashion-mnist-mlp.toml" --set train.steps=300 --set train.eval_every=300 \
+    train "mlp-step-$mode-$round" "$repo/examples/fashion-mnist-mlp.toml" --set train.steps="${MLP_STEP_STEPS:-300}" --set train.eval_every="${MLP_STEP_STEPS:-300}" \
       --set precision.mode="\"$mode\""
     train "gpt-step-$mode-$round" "$repo/examples/kjv-gpt.toml" --set train.steps=30 --set train.eval_every=30 --set schedule.warmup_steps=10 \
       --set train.eval_tokens=20000 --set precision.mode="\"$mode\""

@@ -15,6 +15,20 @@
 
 namespace frugal::e2e {
 
+// Debian's dataset-fashion-mnist, and the small Fashion-MNIST MLP job (64 hidden units, 150 AdamW
+// steps of 64, seed 5) that the precision tests train, named `name`, with `precision` as the body
+// of its [precision] section (more sections may follow it).
+inline const char* kFashionDir = "/usr/share/datasets/fashion-mnist";
+inline std::string fashion_mlp_precision_job(const std::string& name, const std::string& precision) {
+  const std::string d = kFashionDir;
+  return "[run]\nname = \"" + name + "\"\nseed = 5\nthreads = 2\nstore = \"runs.db\"\n\n[data]\nkind = \"idx\"\n"
+         "train_images = \"" + d + "/train-images-idx3-ubyte.gz\"\ntrain_labels = \"" + d +
+         "/train-labels-idx1-ubyte.gz\"\ntest_images = \"" + d + "/t10k-images-idx3-ubyte.gz\"\ntest_labels = \"" + d +
+         "/t10k-labels-idx1-ubyte.gz\"\nval_fraction = 0.05\n\n[model]\nkind = \"mlp\"\nhidden = [64]\n"
+         "\n[optim]\nkind = \"adamw\"\nlr = 0.002\n\n[train]\nsteps = 150\nbatch_size = 64\nlog_every = 10\n"
+         "eval_every = 150\n\n[precision]\n" + precision;
+}
+
 struct CommandResult {
   int exit_code = -1;
   std::string out;  // stdout

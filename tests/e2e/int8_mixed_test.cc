@@ -14,17 +14,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
-const char* kFashion = "/usr/share/datasets/fashion-mnist";
+const char* kFashion = kFashionDir;
 
-std::string fashion_job(const std::string& precision) {
-  std::string d = kFashion;
-  return "[run]\nname = \"int8\"\nseed = 5\nthreads = 2\nstore = \"runs.db\"\n\n[data]\nkind = \"idx\"\n"
-         "train_images = \"" + d + "/train-images-idx3-ubyte.gz\"\ntrain_labels = \"" + d +
-         "/train-labels-idx1-ubyte.gz\"\ntest_images = \"" + d + "/t10k-images-idx3-ubyte.gz\"\ntest_labels = \"" + d +
-         "/t10k-labels-idx1-ubyte.gz\"\nval_fraction = 0.05\n\n[model]\nkind = \"mlp\"\nhidden = [64]\n"
-         "\n[optim]\nkind = \"adamw\"\nlr = 0.002\n\n[train]\nsteps = 150\nbatch_size = 64\nlog_every = 10\n"
-         "eval_every = 150\n\n[precision]\n" + precision;
-}
+std::string fashion_job(const std::string& precision) { return fashion_mlp_precision_job("int8", precision); }
 
 TEST(Int8Mixed, FashionMlpCloseToFp32AndEvalAgrees) {
   if (!fs::exists(kFashion)) GTEST_SKIP() << "dataset-fashion-mnist not installed";

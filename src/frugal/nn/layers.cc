@@ -6,7 +6,6 @@
 
 #include "frugal/autograd/autograd.h"
 #include "frugal/nn/init.h"
-#include "frugal/nn/sparse.h"
 
 namespace frugal {
 namespace nn {
@@ -93,7 +92,6 @@ void Linear::check_input(const Tensor& x) const {
 Tensor Linear::forward(const Tensor& x) {
   check_input(x);
   if (hook_) return hook_->forward(x, false);
-  if (sparse_) return sparse_linear_forward(*this, *sparse_, x, false);
   if (!has_lora()) return linear(x, weight_, bias_);
   const RandomContext context = random_context();
   return lora_linear(x, weight_, bias_, lora_a_, lora_b_, lora_.scale(),
@@ -108,7 +106,6 @@ Tensor Linear::forward_output_unread(const Tensor& x) {
 Tensor Linear::forward_relu(const Tensor& x) {
   check_input(x);
   if (hook_) return hook_->forward(x, true);
-  if (sparse_) return sparse_linear_forward(*this, *sparse_, x, true);
   if (has_lora()) return relu(forward(x));  // the ReLU reads the adapter's sum: not in the base's epilogue
   return linear_relu(x, weight_, bias_);
 }

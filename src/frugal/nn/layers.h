@@ -15,8 +15,6 @@
 namespace frugal {
 namespace nn {
 
-struct SparseLinearState;  // sparse.h
-
 // A LoRA adapter's settings (Hu et al. 2021, laid out as PEFT's lora.Linear): rank r, alpha (the
 // adapter's output is scaled by alpha / r), dropout on the adapter's input, and the index that
 // keys its dropout mask as a Dropout layer's index keys its own (apply it after the model's).
@@ -30,7 +28,7 @@ struct LoraOptions {
 
 // A replacement for a Linear's or Conv2d's forward, set by a technique that changes how the layer
 // computes (nn/quantized.h: int8 inference, calibration observers, fake quantization in
-// quantization-aware training). The hook knows its layer; relu: the ReLU that follows the layer
+// quantization-aware training; nn/sparse.h: the sparse inference path). The hook knows its layer; relu: the ReLU that follows the layer
 // is the hook's to apply (forward_relu). One hook per layer; null restores the layer's own forward.
 class LayerHook {
  public:
@@ -73,8 +71,6 @@ class Linear : public Module {
   // computes what this one does in eval mode. The weight itself without an adapter.
   Tensor merged_weight() const;
 
-  // The inference-only sparse path (nn/sparse.h's SparsePlan arms and disarms it; null = dense).
-  void set_sparse_state(std::shared_ptr<SparseLinearState> state) { sparse_ = std::move(state); }
   // A hook (LayerHook) runs instead of forward, forward_relu and forward_output_unread.
   void set_hook(std::shared_ptr<LayerHook> hook) { hook_ = std::move(hook); }
   LayerHook* hook() const { return hook_.get(); }
@@ -86,7 +82,6 @@ class Linear : public Module {
   std::shared_ptr<LayerHook> hook_;
   LoraOptions lora_;
   Tensor lora_a_, lora_b_;
-  std::shared_ptr<SparseLinearState> sparse_;
 };
 
 // The adapted linear map on given tensors, what Linear::forward runs with an adapter:

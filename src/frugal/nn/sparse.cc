@@ -44,6 +44,17 @@ Tensor dense_product(const Linear& layer, const Tensor& x, bool relu) {
   return relu ? linear_relu(x, layer.weight(), layer.bias()) : linear(x, layer.weight(), layer.bias());
 }
 
+class SparseHook : public LayerHook {
+ public:
+  SparseHook(const Linear& layer, SparseLinearState state) : layer_(layer), state_(std::move(state)) {}
+  Tensor forward(const Tensor& x, bool relu) override { return sparse_linear_forward(layer_, state_, x, relu); }
+  SparseLinearState& state() { return state_; }
+
+ private:
+  const Linear& layer_;
+  SparseLinearState state_;
+};
+
 }  // namespace
 
 std::string_view sparse_mode_name(SparseMode mode) {
@@ -78,19 +89,20 @@ SparsePlan::SparsePlan(Module& model, SparseMode mode, int repetitions) {
       dense_.push_back(report);
       continue;
     }
-    auto state = std::make_shared<SparseLinearState>();
-    state->matrix = kernels::to_sparse(w.data<float>(), layer->out_features(), layer->in_features());
-    state->mode = mode;
-    state->repetitions = std::max(1, repetitions);
-    state->report = report;
-    state->report.reason = "not run";
-    layer->set_sparse_state(state);
-    armed_.emplace_back(layer, state);
+    SparseLinearState state;
+    state.matrix = kernels::to_sparse(w.data<float>(), layer->out_features(), layer->in_features());
+    state.mode = mode;
+    state.repetitions = std::max(1, repetitions);
+    state.report = report;
+    state.report.reason = "not run";
+    auto hook = std::make_shared<SparseHook>(*layer, std::move(state));
+    armed_.emplace_back(layer, &hook->state());
+    layer->set_hook(std::move(hook));
   }
 }
 
 SparsePlan::~SparsePlan() {
-  for (auto& [layer, state] : armed_) layer->set_sparse_state(nullptr);
+  for (auto& [layer, state] : armed_) layer->set_hook(nullptr);
 }
 
 std::vector<SparseLayerReport> SparsePlan::reports() const {

@@ -38,7 +38,7 @@ struct SparseLayerReport {
   std::string reason;                    // "faster", "slower", "forced", "dense above cap", "not run"
 };
 
-// A Linear's armed state (Linear holds it while a plan is alive).
+// A Linear's armed state (its LayerHook holds it while a plan is alive).
 struct SparseLinearState {
   kernels::SparseMatrix matrix;
   SparseMode mode = SparseMode::automatic;
@@ -47,7 +47,8 @@ struct SparseLinearState {
   SparseLayerReport report;
 };
 
-// Arms the Linear layers of a model for the life of the plan; its destructor disarms them.
+// Arms the Linear layers of a model for the life of the plan (a LayerHook on each, running
+// sparse_linear_forward); its destructor disarms them. Layers hooked already (int8) are left alone.
 class SparsePlan {
  public:
   SparsePlan() = default;
@@ -61,7 +62,7 @@ class SparsePlan {
   std::vector<SparseLayerReport> reports() const;
 
  private:
-  std::vector<std::pair<Linear*, std::shared_ptr<SparseLinearState>>> armed_;
+  std::vector<std::pair<Linear*, SparseLinearState*>> armed_;  // the state lives in the layer's hook
   std::vector<SparseLayerReport> dense_;  // layers left dense without timing
 };
 
