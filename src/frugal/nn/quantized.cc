@@ -130,21 +130,30 @@ class Int8ConvHook : public LayerHook {
     d.out_h = (d.h + 2 * d.padding_h - d.dilation_h * (d.kernel_h - 1) - 1) / d.stride_h + 1;
     d.out_w = (d.w + 2 * d.padding_w - d.dilation_w * (d.kernel_w - 1) - 1) / d.stride_w + 1;
     d.channels_last = true;
-    Tensor xq = Tensor::empty({d.n, d.h, d.w, d.c}, q_.input_unsigned ? DType::u8 : DType::i8);  // (N, H, W, C)
-    kernels::cpu::quantize_activation(x.data<float>(), x.numel(), float(q_.input_scale.item()), q_.input_unsigned,
-                                      xq.raw_data());
     const kernels::Int8ConvEpilogue e{scale_.data<float>(), bias_.defined() ? bias_.data<float>() : nullptr, relu};
-    if (pool) {
-      Tensor y = empty_channels_last({d.n, d.o, d.out_h / 2, d.out_w / 2}, DType::f32);
-      kernels::cpu::conv2d_s8_relu_pool2x2(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(),
-                                           y.data<float>(), d, e);
-      return y;
+    const int64_t oh = pool ? d.out_h / 2 : d.out_h, ow = pool ? d.out_w / 2 : d.out_w;
+    Tensor y = empty_channels_last({d.n, d.o, oh, ow}, DType::f32);
+    // A few images at a time: their codes, int32 sums and output stay in cache between the
+    // quantization, the convolution and its output pass (a whole batch's sums are tens of MB).
+    const int64_t chunk = std::max<int64_t>(1, kChunkBytes / std::max<int64_t>(1, d.out_h * d.out_w * d.o * 4));
+    Tensor xq = Tensor::empty({std::min(chunk, d.n), d.h, d.w, d.c}, q_.input_unsigned ? DType::u8 : DType::i8);
+    for (int64_t n0 = 0; n0 < d.n; n0 += chunk) {
+      kernels::Conv2dDims part = d;
+      part.n = std::min(chunk, d.n - n0);
+      const int64_t in_pixels = d.h * d.w * d.c;
+      kernels::cpu::quantize_activation(x.data<float>() + n0 * in_pixels, part.n * in_pixels,
+                                        float(q_.input_scale.item()), q_.input_unsigned, xq.raw_data());
+      float* out = y.data<float>() + n0 * oh * ow * d.o;
+      if (pool) kernels::cpu::conv2d_s8_relu_pool2x2(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(), out, part, e);
+      else kernels::cpu::conv2d_s8(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(), out, part, e);
     }
-    Tensor y = empty_channels_last({d.n, d.o, d.out_h, d.out_w}, DType::f32);
-    kernels::cpu::conv2d_s8(xq.raw_data(), q_.input_unsigned, q_.weight.values.data<int8_t>(), y.data<float>(), d, e);
     return y;
   }
 
+  // The int32 sums of one chunk of images: measured on the example CNN (Zen 4, 2 threads, eval
+  // --repeat 10, vs fp32): 0.5 MB 1.9x, 4 MB 2.1-2.3x, 12 MB 2.0x, the whole batch (1000 images,
+  // 50 MB) 1.9x.
+  static constexpr int64_t kChunkBytes = int64_t(4) << 20;
   QuantizedLayer q_;
   Conv2dOptions options_;
   Tensor scale_, bias_;
