@@ -42,12 +42,13 @@ std::vector<std::vector<double>> taylor_scores(nn::Module& model, const train::J
   for (const train::PruneLayer& p : layers) scores.emplace_back(size_t(p.units), 0.0);
   model.train(false);  // no dropout; batch norm in eval mode: the model as it will run
   const int64_t B = job.train.batch_size;
+  const std::vector<int64_t> tokens =
+      data.is_text ? data.train_tokens.contiguous().to_vector<int64_t>() : std::vector<int64_t>();  // once, not per batch
   for (int64_t b = 0; b < batches; ++b) {
     for (Tensor& p : model.parameters()) p.set_grad(Tensor());
     Tensor loss;
     if (data.is_text) {
       const int64_t T = job.model.gpt.context, n = data.train_tokens.numel();
-      const std::vector<int64_t> tokens = data.train_tokens.contiguous().to_vector<int64_t>();
       std::vector<int64_t> x, y;
       for (int64_t i = 0; i < B; ++i) {
         const int64_t start = ((b * B + i) * T) % std::max<int64_t>(1, n - T - 1);

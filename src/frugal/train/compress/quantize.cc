@@ -122,7 +122,9 @@ QuantizedModel quantize_with_ranges(nn::Module& model, const std::vector<double>
   }
   if (layers.empty())
     throw InputError("the model has no Linear or Conv2d layer to quantize (a Conv2d needs at least 4 input channels)");
-  for (const auto& [key, tensor] : model.state_dict()) {
+  for (const auto& named : model.state_dict()) {
+    const std::string& key = named.first;  // a plain reference: clang 14 cannot capture a structured binding
+    const Tensor& tensor = named.second;
     if (auto it = groups.find(key); it != groups.end()) {
       for (auto& entry : it->second) out.tensors.push_back(entry);
       continue;
