@@ -499,6 +499,32 @@ int cmd_export(const std::string& source, bool merge, bool adapters, const std::
 
 }  // namespace
 
+// `frugal eval` registers itself as `report` and `prune` do (cli/command.h): its options live with it.
+cli::Command add_eval_command(CLI::App& app) {
+  struct Options {
+    std::string job, weights, split = "test", sparse = "auto";
+    std::vector<std::string> sets;
+    bool json = false;
+    int repeat = 1;
+  };
+  auto o = std::make_shared<Options>();
+  CLI::App* cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
+  cmd->add_option("job", o->job, "Job file (TOML)")->required();
+  cmd->add_option("--weights", o->weights, "Weights (safetensors) saved by frugal train or PyTorch, or a quantized file (frugal quantize)")->required();
+  cmd->add_option("--split", o->split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}));
+  cmd->add_option("--set", o->sets, "Override a job key (repeatable)");
+  cmd->add_flag("--json", o->json, "Print the result as one JSON object");
+  cmd->add_option("--sparse", o->sparse,
+                  "Sparse Linear layers: 'auto' (default) times dense against sparse on each Linear whose weight "
+                  "is under 50% nonzero and keeps the faster; 'on' forces sparse on every Linear; 'off' keeps "
+                  "all dense. The choice is printed per layer (density, microseconds, chosen)")
+      ->check(CLI::IsMember({"auto", "on", "off"}));
+  cmd->add_option("--repeat", o->repeat,
+                  "Evaluate N times after the warm-up and report the median time and throughput (benchmarks)")
+      ->check(CLI::Range(1, 1000));
+  return {cmd, [o] { return cmd_eval(o->job, o->sets, o->weights, o->split, o->sparse, o->repeat, o->json); }};
+}
+
 int main(int argc, char** argv) {
   // OpenMP threads wait for the next parallel region by spinning, by default for 300000 rounds;
   // when anything else needs the cores (a second job, a build, CI running tests in parallel) that
@@ -525,7 +551,7 @@ int main(int argc, char** argv) {
 
   std::string resume;
   std::optional<double> budget_usd;
-  std::string job_path, out_dir, weights, split = "test", prompt, store_path = "runs/frugal.db", run_id;
+  std::string job_path, out_dir, weights, prompt, store_path = "runs/frugal.db", run_id;
   std::vector<std::string> sets;
   bool as_json = false, quiet = false, progress = false;
   int64_t tokens = 200;
@@ -547,22 +573,7 @@ int main(int argc, char** argv) {
   train_cmd->add_option("--budget-usd", budget_usd,
                         "Stop (checkpoint, exit 3) once the run has cost this many dollars; replaces [budget] max_usd");
 
-  CLI::App* eval_cmd = app.add_subcommand("eval", "Evaluate saved weights on the job's test or validation split");
-  eval_cmd->add_option("job", job_path, "Job file (TOML)")->required();
-  eval_cmd->add_option("--weights", weights, "Weights (safetensors) saved by frugal train or PyTorch, or a quantized file (frugal quantize)")->required();
-  eval_cmd->add_option("--split", split, "Split to evaluate")->check(CLI::IsMember({"test", "val"}));
-  eval_cmd->add_option("--set", sets, "Override a job key (repeatable)");
-  eval_cmd->add_flag("--json", as_json, "Print the result as one JSON object");
-  std::string sparse = "auto";
-  eval_cmd->add_option("--sparse", sparse,
-                       "Sparse Linear layers: 'auto' (default) times dense against sparse on each Linear whose weight "
-                       "is under 50% nonzero and keeps the faster; 'on' forces sparse on every Linear; 'off' keeps "
-                       "all dense. The choice is printed per layer (density, microseconds, chosen)")
-      ->check(CLI::IsMember({"auto", "on", "off"}));
-  int eval_repeat = 1;
-  eval_cmd->add_option("--repeat", eval_repeat,
-                       "Evaluate N times after the warm-up and report the median time and throughput (benchmarks)")
-      ->check(CLI::Range(1, 1000));
+  cli::Command eval_command = add_eval_command(app);
 
   CLI::App* sample_cmd = app.add_subcommand("sample", "Generate text with a trained character-level language model");
   sample_cmd->add_option("job", job_path, "Job file (TOML) of the model")->required();
@@ -622,7 +633,7 @@ int main(int argc, char** argv) {
 
   try {
     if (train_cmd->parsed()) return cmd_train(job_path, sets, out_dir, as_json, quiet, resume, budget_usd);
-    if (eval_cmd->parsed()) return cmd_eval(job_path, sets, weights, split, sparse, eval_repeat, as_json);
+    if (eval_command.first->parsed()) return eval_command.second();
     if (sample_cmd->parsed()) return cmd_sample(job_path, sets, weights, prompt, tokens, temperature, seed, progress, quiet);
     if (compare_cmd->parsed()) return cli::cmd_compare(run_a, run_b, store_path, as_json);
     if (export_cmd->parsed()) return cmd_export(export_source, export_merge, export_adapters, export_out, store_path);
