@@ -52,13 +52,24 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
   return order;
 }
 
+void Loader::set_epoch_order(EpochOrderFn order) { order_fn_ = std::move(order); }
+
 void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   const int64_t batches = batches_per_epoch();
   if (first_batch < 0 || first_batch > batches)
     throw InputError("cannot start epoch " + std::to_string(epoch) + " at batch " + std::to_string(first_batch) +
                      ": an epoch has " + std::to_string(batches) + " batches (batch_size " +
                      std::to_string(options_.batch_size) + ", " + std::to_string(dataset_.size()) + " samples)");
-  auto order = std::make_shared<const std::vector<int64_t>>(epoch_order(epoch));
+  std::vector<int64_t> chosen = epoch_order(epoch);
+  if (order_fn_) {
+    chosen = order_fn_(epoch, std::move(chosen));
+    FRUGAL_CHECK(int64_t(chosen.size()) == dataset_.size(),
+                 "an epoch order must list " + std::to_string(dataset_.size()) + " samples, got " +
+                     std::to_string(chosen.size()));
+    for (int64_t row : chosen)
+      FRUGAL_CHECK(row >= 0 && row < dataset_.size(), "an epoch order lists row " + std::to_string(row));
+  }
+  auto order = std::make_shared<const std::vector<int64_t>>(std::move(chosen));
   {
     std::lock_guard<std::mutex> lock(mutex_);
     ++generation_;

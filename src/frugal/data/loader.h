@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -41,6 +42,14 @@ struct Batch {
   Tensor sample_indices;
 };
 
+// Chooses the samples of an epoch instead of the loader's shuffle (curriculum, importance sampling):
+// called by start_epoch on the caller's thread with the epoch and the loader's own order for it
+// (epoch_order); returns dataset rows (repeats allowed), exactly as many as the dataset has samples, so
+// an epoch keeps its length in batches. It must be a pure function of the epoch and its owner's state
+// at that call, and a technique that changes that state mid-epoch keeps what it needs to rebuild the
+// same order after a resume (the loader calls it again for a process that resumes mid-epoch).
+using EpochOrderFn = std::function<std::vector<int64_t>(int64_t epoch, std::vector<int64_t> shuffled)>;
+
 class Loader {
  public:
   Loader(const Dataset& dataset, LoaderOptions options);
@@ -57,6 +66,9 @@ class Loader {
   double last_wait_seconds() const;       // the wait of the latest next() call
   // The sample order of an epoch (identity when shuffle is off); a pure function of (seed, epoch).
   std::vector<int64_t> epoch_order(int64_t epoch) const;
+  // From the next start_epoch on, the epoch's samples come from `order` (nullptr: the shuffle again).
+  void set_epoch_order(EpochOrderFn order);
+  int64_t dataset_size() const { return dataset_.size(); }
 
  private:
   void worker_loop();
@@ -65,6 +77,7 @@ class Loader {
   Dataset dataset_;
   LoaderOptions options_;
   std::vector<std::thread> workers_;
+  EpochOrderFn order_fn_;
 
   mutable std::mutex mutex_;
   std::condition_variable changed_;

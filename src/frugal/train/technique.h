@@ -185,6 +185,9 @@ struct TrainState {
   int64_t batches_per_epoch = 0;  // micro-batches (classification); 0 for text
   std::string run_id, out_dir, checkpoint_dir;
   std::string resumed_from;  // the checkpoint this process went on from ("" = a fresh run)
+  // Classification: the training loader, for a technique that chooses the samples of each epoch
+  // (set_epoch_order at run_start; the loop starts an epoch after run_start). nullptr for text.
+  data::Loader* loader = nullptr;
 
   // Position: the next step to run is `step` (after after_optimizer_step: the step just done);
   // `micro` counts micro-batches and keys dropout; classification goes through `epoch` batch by

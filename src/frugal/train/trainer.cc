@@ -376,6 +376,7 @@ TrainOutcome Trainer::run() {
   state.total_steps = batches.total_steps;
   state.steps_per_epoch = batches.steps_per_epoch;
   state.batches_per_epoch = batches.batches_per_epoch;
+  state.loader = batches.loader ? &*batches.loader : nullptr;
   state.eval_every = job.train.eval_every ? job.train.eval_every
                      : data.is_text       ? std::max<int64_t>(1, batches.total_steps / 10)
                                           : batches.steps_per_epoch;

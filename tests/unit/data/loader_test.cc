@@ -237,6 +237,31 @@ TEST(Loader, SlowConsumerBoundedQueue) {
   EXPECT_LE(loader.last_wait_seconds(), loader.data_wait_seconds());
 }
 
+TEST(Loader, EpochOrderFunctionChoosesTheSamplesFromTheNextEpochOn) {
+  Loader loader(numbered(10), opts(4, /*seed=*/3));
+  std::vector<int64_t> asked;
+  loader.set_epoch_order([&](int64_t epoch, std::vector<int64_t> shuffled) {
+    asked.push_back(epoch);
+    EXPECT_EQ(shuffled, loader.epoch_order(epoch));  // the loader's own order, to build on
+    return std::vector<int64_t>(10, epoch);          // every sample is row `epoch`
+  });
+  loader.start_epoch(2, /*first_batch=*/1);  // a resumed process asks again
+  std::vector<int64_t> seen;
+  while (auto batch = loader.next()) {
+    std::vector<int64_t> rows = batch->sample_indices.to_vector<int64_t>();
+    EXPECT_EQ(rows, batch->targets.to_vector<int64_t>());
+    seen.insert(seen.end(), rows.begin(), rows.end());
+  }
+  EXPECT_EQ(seen, std::vector<int64_t>(6, 2));
+  EXPECT_EQ(asked, std::vector<int64_t>{2});
+  loader.set_epoch_order(nullptr);
+  loader.start_epoch(1);
+  seen.clear();
+  while (auto batch = loader.next())
+    for (int64_t t : batch->targets.to_vector<int64_t>()) seen.push_back(t);
+  EXPECT_EQ(seen, loader.epoch_order(1));
+}
+
 TEST(Loader, DestructionMidEpochDoesNotHang) {
   Dataset d = numbered(1000, {256});
   for (int workers : {1, 2, 4}) {
