@@ -560,6 +560,10 @@ int main(int argc, char** argv) {
 
   CLI::App* train_cmd = app.add_subcommand("train", "Train the model a job file describes; writes a run directory and records the run");
   train_cmd->add_option("job", job_path, "Job file (TOML)")->required();
+  // Issue 21 part 1: the data-efficiency sections a job may add (README "Data efficiency").
+  train_cmd->footer("Data efficiency: [seq_warmup] (GPT: short contexts first), [curriculum] (easy samples first, "
+                    "by a score file or the model's own loss), [selective_backprop] (backward on the highest-loss "
+                    "samples), [importance_sampling] (epochs drawn by loss); see the README's job-file reference");
   train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable); a relative path "
                                       "given here is relative to the current directory, one in the job file to the job "
                                       "file's directory");

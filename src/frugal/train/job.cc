@@ -436,6 +436,99 @@ void parse_prune(Section& s, PruneSpec& p, toml::table* table) {
     s.fail_key("start_step", "score = \"taylor\" needs gradients of at least one step before pruning: start_step >= 1");
 }
 
+// ---- Data efficiency, issue 21 part 1 (train/sampling/): [seq_warmup], [curriculum],
+// [selective_backprop], [importance_sampling]; each present section switches its technique on.
+void parse_seq_warmup(Section& s, SeqWarmupSpec& w, const ModelSpec& model, const std::string& path) {
+  w.enabled = true;
+  w.multiple = s.get_int("multiple", 8, 1, 1 << 20);
+  w.start = s.get_int("start", std::max<int64_t>(w.multiple, 16), 1, 1 << 20);
+  w.steps = s.get_int("steps", -1, 1, INT64_MAX / 4);
+  w.fraction = s.get_double("fraction", 0.25, 0.0, 1.0, /*min_open=*/true);
+  w.reshape = s.get_string("mode", "truncate", {"truncate", "reshape"}) == "reshape";
+  s.check_unknown();
+  if (model.kind != ModelKind::gpt)
+    throw InputError(path + ": [seq_warmup] is for [model] kind = \"gpt\" (it shortens the text windows)");
+  if (w.start % w.multiple != 0)
+    s.fail_key("start", "expected a multiple of multiple = " + std::to_string(w.multiple) + ", got " +
+                            std::to_string(w.start));
+  if (w.start > model.gpt.context)
+    s.fail_key("start", "expected at most [model] context = " + std::to_string(model.gpt.context) + ", got " +
+                            std::to_string(w.start));
+}
+
+void parse_curriculum(Section& s, CurriculumSpec& c, const std::string& path) {
+  c.enabled = true;
+  c.scores = s.get_string("scores", "");
+  c.score = s.get_string("score", c.scores.empty() ? "self" : "el2n");
+  if (c.score.empty()) s.fail_key("score", "expected a score kind of the file (el2n, grand, loss, ...) or \"self\"");
+  c.self_epochs = s.get_int("self_epochs", 1, 1, 1 << 20);
+  c.pacing = s.get_enum("pacing", CurriculumPacing::linear,
+                        {{"linear", CurriculumPacing::linear}, {"root", CurriculumPacing::root}, {"step", CurriculumPacing::step}});
+  c.start = s.get_double("start", 0.2, -1e300, 1e300);
+  if (!(c.start > 0 && c.start <= 1))
+    s.fail_key("start", "expected a fraction in (0, 1] (the pool's first share of the data), got " + number_text(c.start));
+  c.full_at = s.get_double("full_at", 0.5, -1e300, 1e300);
+  if (!(c.full_at > 0 && c.full_at <= 1))
+    s.fail_key("full_at", "expected a fraction in (0, 1] of the run's steps, got " + number_text(c.full_at));
+  c.stages = s.get_int("stages", 4, 1, 1 << 20);
+  c.order = s.get_enum("order", CurriculumOrder::easy,
+                       {{"easy", CurriculumOrder::easy}, {"anti", CurriculumOrder::anti}, {"random", CurriculumOrder::random}});
+  s.check_unknown();
+  if (c.score == "self" && !c.scores.empty())
+    s.fail_key("score", "\"self\" uses the model's own loss: leave scores out, or name a kind of " + c.scores);
+  if (c.score != "self" && c.scores.empty())
+    s.fail_key("scores", "expected a score file (frugal data score) for score = \"" + c.score + "\", or score = \"self\"");
+  (void)path;
+}
+
+void parse_selective_backprop(Section& s, SelectiveBackpropSpec& b) {
+  b.enabled = true;
+  b.keep = s.get_double("keep", 0.5, -1e300, 1e300);
+  if (!(b.keep > 0 && b.keep <= 1))
+    s.fail_key("keep", "expected a fraction in (0, 1] (the share of each batch trained on), got " + number_text(b.keep));
+  b.start_step = s.get_int("start_step", 0, 0, INT64_MAX / 4);
+  s.check_unknown();
+}
+
+void parse_importance_sampling(Section& s, ImportanceSamplingSpec& i) {
+  i.enabled = true;
+  i.smoothing = s.get_double("smoothing", 0.5, 0.0, 1e9);
+  i.start_epoch = s.get_int("start_epoch", 1, 1, 1 << 20);
+  i.reweight = s.get_bool("reweight", false);
+  s.check_unknown();
+}
+
+// The sections above, and what they need of the rest of the job.
+void parse_data_efficiency(toml::table& root, JobSpec& job, const std::string& path,
+                           const std::set<std::string>& overridden) {
+  auto present = [&](const char* name) -> toml::table* { return root[name].as_table(); };
+  if (toml::table* t = present("seq_warmup")) {
+    Section s(path, "seq_warmup", t, &overridden);
+    parse_seq_warmup(s, job.seq_warmup, job.model, path);
+  }
+  if (toml::table* t = present("curriculum")) {
+    Section s(path, "curriculum", t, &overridden);
+    parse_curriculum(s, job.curriculum, path);
+  }
+  if (toml::table* t = present("selective_backprop")) {
+    Section s(path, "selective_backprop", t, &overridden);
+    parse_selective_backprop(s, job.selective_backprop);
+  }
+  if (toml::table* t = present("importance_sampling")) {
+    Section s(path, "importance_sampling", t, &overridden);
+    parse_importance_sampling(s, job.importance_sampling);
+  }
+  const bool text = job.data.kind == DataKind::text;
+  for (auto [name, on] : {std::pair{"curriculum", job.curriculum.enabled},
+                          std::pair{"selective_backprop", job.selective_backprop.enabled},
+                          std::pair{"importance_sampling", job.importance_sampling.enabled}})
+    if (on && text)
+      throw InputError(path + ": [" + name + "] is for classification data (idx, csv, npy), not [data] kind = \"text\"");
+  if (job.curriculum.enabled && job.importance_sampling.enabled)
+    throw InputError(path + ": [curriculum] and [importance_sampling] both choose each epoch's samples: use one");
+}
+// ---- end of issue 21 part 1
+
 void parse_quantize(Section& s, QuantizeSpec& q) {
   q.aware = s.get_bool("aware", false);
   q.start_step = s.get_int("start_step", 0, 0, int64_t(1) << 40);
@@ -595,7 +688,9 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
-                                            "prune",  "quantize", "alerts"};
+                                            "prune",  "quantize", "alerts",
+                                            // issue 21 part 1 (train/sampling/)
+                                            "seq_warmup", "curriculum", "selective_backprop", "importance_sampling"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -646,6 +741,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
                      "forward and would leave the adapters out; train the adapters, merge them, then quantize");
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
+  parse_data_efficiency(root, job, path, overridden);  // issue 21 part 1
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
                      &init, &freeze, &lora, &prune, &quantize})
     s->check_unknown();

@@ -267,6 +267,57 @@ struct AlertsSpec {
   std::optional<double> backoff_s, timeout_s, command_timeout_s, flush_timeout_s;
 };
 
+// ---- Data efficiency, issue 21 part 1 (train/sampling/: seq_warmup, curriculum, selective_backprop,
+// importance_sampling). Each present section = enabled; all change results, so a resume refuses a change.
+
+// [seq_warmup]: the GPT trains on shorter contexts first (Composer's SeqLengthWarmup): the length
+// grows linearly from `start` to the job's context over the first `steps` steps, in multiples of
+// `multiple`. truncate: each window cut to its first L tokens (fewer tokens per step); reshape:
+// each window cut into T / L windows of L (the same tokens per step, more sequences).
+struct SeqWarmupSpec {
+  bool enabled = false;
+  int64_t start = 16;       // first length, a multiple of `multiple`, <= context
+  int64_t steps = -1;       // steps to reach the full context; -1: fraction x the run's steps
+  double fraction = 0.25;   // used when steps = -1
+  int64_t multiple = 8;     // lengths are rounded down to a multiple of this (at least `multiple`)
+  bool reshape = false;     // mode = "truncate" (false) or "reshape"
+};
+
+// [curriculum]: batches of step t are drawn from the g(t) easiest training samples (Wu et al. 2021):
+// g(t) = N x min(1, start + (1 - start) x f(t' / (full_at x T'))), f by pacing; t' and T' count from
+// the curriculum's first step (after the self-scoring epochs for score = "self").
+enum class CurriculumPacing { linear, root, step };
+enum class CurriculumOrder { easy, anti, random };  // easiest first; hardest first; a random pool (control)
+struct CurriculumSpec {
+  bool enabled = false;
+  std::string scores;            // a score file (frugal data score, sample_scores.h); "" with score = "self"
+  std::string score = "el2n";    // the kind read from it, or "self" (the model's own loss in its first epochs)
+  int64_t self_epochs = 1;       // score = "self": epochs on all data recording each sample's loss
+  CurriculumPacing pacing = CurriculumPacing::linear;
+  double start = 0.2;            // the pool's first fraction of the data, (0, 1]
+  double full_at = 0.5;          // fraction of the (curriculum's) steps at which the pool holds all data, (0, 1]
+  int64_t stages = 4;            // pacing = "step": the pool grows in this many equal jumps
+  CurriculumOrder order = CurriculumOrder::easy;
+};
+
+// [selective_backprop] (Jiang et al. 2019, top-k form): a no-grad forward on each micro-batch, then
+// forward and backward only on the `keep` fraction with the highest loss, from step start_step on.
+struct SelectiveBackpropSpec {
+  bool enabled = false;
+  double keep = 0.5;        // (0, 1]
+  int64_t start_step = 0;   // steps before it on the whole batch
+};
+
+// [importance_sampling]: each epoch from start_epoch on draws its samples with probability
+// proportional to (the sample's last seen loss + smoothing x the mean loss).
+struct ImportanceSamplingSpec {
+  bool enabled = false;
+  double smoothing = 0.5;   // >= 0; larger is closer to uniform
+  int64_t start_epoch = 1;  // >= 1: the epochs before it go through the data once (every loss seen)
+  bool reweight = false;    // weigh each sample's loss by 1 / (N p) (unbiased gradient)
+};
+// ---- end of issue 21 part 1
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -287,6 +338,11 @@ struct JobSpec {
   QuantizeSpec quantize;
   std::optional<DistillSpec> distill;  // [distill] present
   AlertsSpec alerts;
+  // Data efficiency, issue 21 part 1 (train/sampling/).
+  SeqWarmupSpec seq_warmup;
+  CurriculumSpec curriculum;
+  SelectiveBackpropSpec selective_backprop;
+  ImportanceSamplingSpec importance_sampling;
   // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
   // path -> where it came from, for a not-found message ("[data] train = "x.csv" in job.toml,
   // resolved against the job file's directory /home/me/jobs").

@@ -21,6 +21,7 @@
 #include "frugal/train/compress/compress.h"
 #include "frugal/train/compress/lora.h"
 #include "frugal/train/compress/distill.h"
+#include "frugal/train/sampling/sampling.h"
 #include "frugal/train/limits.h"
 #include "frugal/train/job_paths.h"
 #include "frugal/train/loop.h"
@@ -324,6 +325,8 @@ TrainOutcome Trainer::run() {
   // Techniques that need the prepared data: their input (a teacher's job and weights) is checked
   // and loaded here, still before anything is written.
   if (job.distill) techniques_.push_back(std::make_unique<Distillation>(job, data));
+  // Which data to train on (issue 21): a score file is read and checked against the data here.
+  for (auto& technique : make_sampling_techniques(job, data)) techniques_.push_back(std::move(technique));
   // Then [lora] adapts the model as loaded: adapters added (or loaded), every other parameter frozen,
   // before the optimizer is built, so frozen parameters get neither gradients nor optimizer state. A
   // resumed run's adapters and their optimizer state come from the checkpoint, as every parameter's do.
