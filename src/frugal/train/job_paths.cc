@@ -66,6 +66,7 @@ void resolve_job_paths(JobSpec& job, const std::map<std::string, std::string>& w
            {"cost.catalog", &job.cost.user_catalog}, {"lora.adapters", &job.lora.adapters}})
     resolve(key, *value, false);
   resolve("init.from", job.init.from, true);
+  resolve("data_pruning.scores", job.data_pruning.scores, false);
   if (job.distill) {
     resolve("distill.teacher", job.distill->teacher, false);
     resolve("distill.weights", job.distill->weights, true);
