@@ -14,6 +14,7 @@ frugal=$(realpath "${1:-$repo/build/frugal}")
 work=${2:-/tmp/frugal-data-select}
 fractions=${FRACTIONS:-"0.5 0.7 0.9"}
 parts=${PARTS:-"prune active"}
+strategies=${STRATEGIES:-"random entropy margin least_confidence coreset"}
 job=$repo/examples/fashion-mnist-mlp.toml
 mkdir -p "$work/runs" "$work/logs" && cd "$work" || exit 1
 echo "CPU: $(lscpu | sed -n 's/^Model name: *//p' | head -1), $(nproc) cores (times depend on the machine's load)"
@@ -38,12 +39,12 @@ if [[ " $parts " == *" prune "* ]]; then
   python3 "$repo/bench/data_select/table.py" prune "$work/runs" $fractions
 fi
 if [[ " $parts " == *" active "* ]]; then
-  for s in ${STRATEGIES:-"random entropy margin least_confidence coreset"}; do
+  for s in $strategies; do
     [ -f "al-$s.json" ] && continue
     "$frugal" active "$job" --budget "${AL_BUDGET:-6000}" --initial "${AL_INITIAL:-1000}" --batch "${AL_BATCH:-1000}" \
       --strategy "$s" --seeds "${AL_SEEDS:-3}" --target-accuracy "${AL_TARGET:-0.85}" --out "runs/al-$s" --json "al-$s.json" \
       --set run.store='"runs.db"' --set train.epochs="${AL_EPOCHS:-10}" --set schedule.warmup_steps=20 > "logs/al-$s.log" 2>&1 ||
       echo "   active $s failed: $(tail -1 "logs/al-$s.log")"
   done
-  python3 "$repo/bench/data_select/table.py" active "$work" ${STRATEGIES:-"random entropy margin least_confidence coreset"}
+  python3 "$repo/bench/data_select/table.py" active "$work" $strategies
 fi

@@ -42,6 +42,16 @@ TEST(DataSelect, ScoreThenPruneCountsTheScoringRun) {
   CommandResult printed = s.frugal("train pruned.toml --quiet --out pruned-printed");
   ASSERT_EQ(printed.exit_code, 0) << printed.err;
   EXPECT_NE(printed.out.find("data pruning: kept 108 of 216"), std::string::npos) << printed.out;
+  // frugal compare counts the scoring run in B's total.
+  write_file(s / "full.toml", csv_job("data.csv"));
+  ASSERT_EQ(s.frugal("train full.toml --quiet --out full").exit_code, 0);
+  CommandResult compared = s.frugal("compare full pruned --store runs.db --json");
+  ASSERT_EQ(compared.exit_code, 0) << compared.err;
+  json c = json::parse(last_line(compared.out));
+  EXPECT_NEAR(c["upstream"]["b_total"].get<double>(), p["total_with_scoring"]["kwh"].get<double>(), 1e-15) << c.dump();
+  EXPECT_EQ(c["upstream"]["b_scoring"]["run_id"], p["scoring_cost"]["run_id"]);
+  CommandResult text = s.frugal("compare full pruned --store runs.db");
+  EXPECT_NE(text.out.find("with the data scoring runs they used counted in"), std::string::npos) << text.out;
 }
 
 TEST(DataSelect, BadInputsExit2NamingTheProblem) {
