@@ -19,10 +19,12 @@ def prune(runs, fractions):
         print("no full run")
         return
     base = full["metrics"]["test_accuracy"]
-    score_s = scoring["cost"]["wall_s"] if scoring else float("nan")
-    print(f"full run: test accuracy {100 * base:.2f}%, {full['steps']} steps, {full['cost']['wall_s']:.1f} s; "
-          f"scoring run {score_s:.1f} s ({scoring['epochs'] if scoring else '?'} epochs)\n")
-    print("| kept | score, keep | test acc | vs full (points) | steps | run time | total with scoring | total / full |")
+    score_s = scoring["wall_s"] if scoring else float("nan")
+    print(f"full run: test accuracy {100 * base:.2f}%, {full['steps']} steps, {full['flops']:.3g} training FLOPs, "
+          f"{full['wall_s']:.1f} s; scoring run {score_s:.1f} s ({scoring['epochs'] if scoring else '?'} epochs, "
+          f"{scoring['flops'] / full['flops'] if scoring else float('nan'):.2f} of the full run's FLOPs)\n")
+    print("| kept | score, keep | test acc | vs full (points) | steps | training FLOPs with scoring / full | "
+          "run time | total time with scoring / full |")
     print("|---|---|---|---|---|---|---|---|")
     smallest = {}
     for f in fractions:
@@ -32,10 +34,12 @@ def prune(runs, fractions):
                 continue
             acc = s["metrics"]["test_accuracy"]
             p = s["techniques"]["data_pruning"]
-            total = p["total_with_scoring"]["wall_s"] if how.endswith("hardest") else s["cost"]["wall_s"]
-            label = how.replace("-", ", ") + (" (no scoring needed)" if how.endswith("random") else "")
+            scored = how.endswith("hardest")  # random needs no scores (the file is only read for its split)
+            total = p["total_with_scoring"]["wall_s"] if scored else s["wall_s"]
+            flops = s["flops"] + (p["scoring_cost"]["flops"] if scored else 0)
+            label = how.replace("-", ", ") + ("" if scored else " (no scoring needed)")
             print(f"| {float(f):.0%} ({p['kept']}) | {label} | {100 * acc:.2f}% | {100 * (acc - base):+.2f} | {s['steps']} | "
-                  f"{s['cost']['wall_s']:.1f} s | {total:.1f} s | {total / full['cost']['wall_s']:.2f} |")
+                  f"{flops / full['flops']:.2f} | {s['wall_s']:.1f} s | {total / full['wall_s']:.2f} |")
             if acc >= base - 0.003 and (how not in smallest or float(f) < smallest[how]):
                 smallest[how] = float(f)
     print()
