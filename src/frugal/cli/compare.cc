@@ -205,6 +205,31 @@ std::string pretraining_line(json& out, json p, const CostBasis& cost) {
   return buffer;
 }
 
+// A run's cost with the upstream work it used counted in (issue 21: the scoring run of [data_pruning],
+// techniques.data_pruning.total_with_scoring); null when it used none.
+json upstream_total(const json& summary) {
+  const json techniques = summary.value("techniques", json::object());
+  if (techniques.contains("data_pruning") && techniques["data_pruning"].contains("total_with_scoring"))
+    return techniques["data_pruning"];
+  return nullptr;
+}
+
+// "B's data scores (run X) cost $0.01: with them B costs $0.05, 20% less than A" (and the JSON "upstream").
+std::string upstream_line(json& out, const ComparedRun& a, const ComparedRun& b, const CostBasis& cost) {
+  const json ua = upstream_total(a.summary), ub = upstream_total(b.summary);
+  if (ua.is_null() && ub.is_null()) return "";
+  auto total = [&](const json& u, double own) { return u.is_null() ? own : u["total_with_scoring"].value(cost.key, own); };
+  const double ta = total(ua, cost.a), tb = total(ub, cost.b);
+  out["upstream"] = {{"basis", cost.key}, {"a_total", ta}, {"b_total", tb}};
+  if (!ua.is_null()) out["upstream"]["a_scoring"] = ua["scoring_cost"];
+  if (!ub.is_null()) out["upstream"]["b_scoring"] = ub["scoring_cost"];
+  char buffer[320];
+  const double change = ta > 0 ? (tb - ta) / ta : 0;
+  std::snprintf(buffer, sizeof buffer, "with the data scoring runs they used counted in: A %.3g %s, B %.3g %s (%.0f%% %s)",
+                ta, cost.unit(), tb, cost.unit(), 100 * std::fabs(change), change < 0 ? "less" : "more");
+  return buffer;
+}
+
 struct Row { const char* key; const char* what; };
 const Row kRows[] = {{"usd", "dollars"}, {"hours", "time"}, {"kwh", "energy"}, {"co2_kg", "carbon"}};
 
@@ -300,6 +325,9 @@ Comparison compare_runs(const std::string& ref_a, const std::string& ref_b, cons
   if (used && std::string(used->key).rfind("val_", 0) == 0)
     reached_text = equal_quality_line(out, b, used->key, used->higher_better, ma[used->key], metric_text, cost);
   if (std::optional<json> p = pretraining_summary(b, store_path)) pretraining_text = pretraining_line(out, *p, cost);
+  // Upstream work a run depends on (issue 21: [data_pruning]'s scoring run): its totals with it.
+  std::string upstream_text = upstream_line(out, a, b, cost);
+  if (!upstream_text.empty()) pretraining_text += (pretraining_text.empty() ? "" : "\n") + upstream_text;
   out["verdict"] = verdict;
   return {out, reached_text, pretraining_text, used && used->percent};
 }

@@ -31,6 +31,8 @@
 #include "frugal/cli/quantize.h"
 #include "frugal/cli/report.h"
 #include "frugal/cli/prune.h"
+#include "frugal/cli/active.h"
+#include "frugal/cli/data_score.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/sparse.h"
 #include "frugal/track/run_store.h"
@@ -156,6 +158,24 @@ void print_summary(const train::RunSummary& s) {
         std::printf("; the compacted model (model.toml) has %lld parameters",
                     (long long)figures.value("compact_params", int64_t(0)));
       std::printf("\n");
+      continue;
+    }
+    if (name == "data_pruning" && figures.contains("total_with_scoring")) {  // issue 21, in words
+      const json& total = figures["total_with_scoring"];
+      const json& up = figures["scoring_cost"];
+      std::printf("  data pruning: kept %lld of %lld training rows (%s by %s, fraction %g); with the scoring run %s: "
+                  "%s, %s, %s in all\n", (long long)figures.value("kept", int64_t(0)), (long long)figures.value("of", int64_t(0)),
+                  figures.value("keep", "").c_str(), figures.value("score", "").c_str(), figures.value("fraction", 0.0),
+                  up.is_object() ? up.value("run_id", "?").c_str() : "(cost unknown)",
+                  usd_text(total.value("usd", 0.0)).c_str(), energy_text(total.value("kwh", 0.0)).c_str(),
+                  duration_text(total.value("wall_s", 0.0)).c_str());
+      continue;
+    }
+    if (name == "dedup") {
+      std::printf("  dedup %s: removed %lld of %lld %ss (%s of %s) from the training text\n", figures.value("mode", "").c_str(),
+                  (long long)figures.value("removed", int64_t(0)), (long long)figures.value("units", int64_t(0)),
+                  figures.value("unit", "").c_str(), bytes_text(figures.value("bytes_removed", int64_t(0))).c_str(),
+                  bytes_text(figures.value("bytes", int64_t(0))).c_str());
       continue;
     }
     std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
@@ -609,6 +629,8 @@ int main(int argc, char** argv) {
   compare_cmd->add_flag("--json", as_json, "JSON output");
   commands.push_back(cli::add_report_command(app, store_path));
   commands.push_back(cli::add_prune_command(app));
+  commands.push_back(cli::add_data_command(app));    // issue 21: frugal data score
+  commands.push_back(cli::add_active_command(app));  // issue 21: frugal active
   commands.push_back(cli::add_quantize_command(app));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;

@@ -145,7 +145,9 @@ Cnn::Cnn(const CnnConfig& config) : config_(config) {
   classifier_->push_back(std::make_shared<Linear>(width, config.outputs));
 }
 
-Tensor Cnn::forward(const Tensor& x) {
+Tensor Cnn::forward(const Tensor& x) { return classifier_->forward(forward_features(x)); }
+
+Tensor Cnn::forward_features(const Tensor& x) {
   if (x.rank() != 4 || x.size(1) != config_.in_channels || x.size(2) != config_.height ||
       x.size(3) != config_.width)
     throw InputError("Cnn: input " + shape_str(x.shape()) + " should be (N, " + std::to_string(config_.in_channels) +
@@ -162,7 +164,7 @@ Tensor Cnn::forward(const Tensor& x) {
       y = forward_chain(layers, y);
     }
   }
-  return classifier_->forward(y);
+  return y;
 }
 
 // ---- GPT ----

@@ -71,6 +71,8 @@ class Cnn : public Module {
  public:
   explicit Cnn(const CnnConfig& config);
   Tensor forward(const Tensor& x) override;
+  // The conv blocks alone (channels-last inside), what forward hands the classifier.
+  Tensor forward_features(const Tensor& x);
   std::string type_name() const override { return "Cnn"; }
 
  private:

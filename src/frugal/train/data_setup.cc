@@ -1,5 +1,7 @@
 #include "frugal/train/data_setup.h"
 
+#include "frugal/data/dedup.h"
+
 #include <algorithm>
 #include <set>
 
@@ -166,6 +168,21 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     train_text = text.substr(0, n - val_len - test_len);
     if (d.val.empty()) val_text = text.substr(n - val_len - test_len, val_len);
     if (d.test.empty() && test_len) test_text = text.substr(n - test_len);
+    std::string dedup_line;
+    if (!d.dedup.empty()) {  // the training split only: val and test stay as they are, so runs compare
+      data::DedupOptions options;
+      options.near = d.dedup == "near";
+      options.paragraphs = d.dedup_unit == "paragraph";
+      options.threshold = d.dedup_threshold;
+      options.shingle = d.dedup_shingle;
+      data::DedupReport r;
+      train_text = data::deduplicate_text(train_text, options, r);
+      out.dedup = nlohmann::json{{"mode", r.mode}, {"unit", r.unit}, {"units", r.units}, {"removed", r.removed},
+                                 {"bytes", r.bytes}, {"bytes_removed", r.bytes_removed}};
+      if (options.near) (*out.dedup)["threshold"] = r.threshold, (*out.dedup)["bands"] = r.bands, (*out.dedup)["rows"] = r.rows;
+      dedup_line = "; dedup " + r.mode + " removed " + std::to_string(r.removed) + " of " + std::to_string(r.units) + " " +
+                   r.unit + "s (" + std::to_string(r.bytes_removed) + " of " + std::to_string(r.bytes) + " bytes)";
+    }
     out.vocab = data::CharVocab(train_text);
     out.train_tokens = out.vocab.encode(train_text);
     out.val_tokens = out.vocab.encode(val_text);
@@ -176,7 +193,7 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
                        " training characters; need more than context + 1 = " + std::to_string(context + 1));
     if (out.val_tokens.numel() <= 1) throw InputError(path + ": the validation split is empty");
     out.describe = std::to_string(out.train_tokens.numel()) + " train / " + std::to_string(out.val_tokens.numel()) +
-                   " val characters, vocabulary " + std::to_string(out.vocab.size());
+                   " val characters, vocabulary " + std::to_string(out.vocab.size()) + dedup_line;
     return out;
   }
 

@@ -2,7 +2,10 @@
 // and for text models the character vocabulary and token streams.
 #pragma once
 
+#include <optional>
 #include <string>
+
+#include <nlohmann/json.hpp>
 
 #include "frugal/data/dataset.h"
 #include "frugal/data/readers.h"
@@ -22,6 +25,8 @@ struct PreparedData {
   Tensor train_tokens, val_tokens, test_tokens;
   data::CharVocab vocab;
   std::string describe;  // one line for the log: sizes of the splits
+  // [data] dedup (text): what was removed from the training split, for the summary (data/dedup.h).
+  std::optional<nlohmann::json> dedup;
   std::vector<std::string> warnings;  // one line each, for the caller to print (a csv/npy job without val or test split)
 };
 

@@ -107,6 +107,33 @@ void parse_data_subsets(Section& s, DataSpec& d) {
         s.fail_key("classes", "class " + std::to_string(d.classes[i]) + " is listed twice");
 }
 
+// ---- data selection (issue 21): [data] dedup keys and [data_pruning] ----
+void parse_data_dedup(Section& s, DataSpec& d) {
+  d.dedup = s.get_string("dedup", "", {"exact", "near"});
+  d.dedup_unit = s.get_string("dedup_unit", "line", {"line", "paragraph"});
+  d.dedup_threshold = s.get_double("dedup_threshold", 0.8, 0.0, 1.0, /*min_open=*/true);
+  d.dedup_shingle = s.get_int("dedup_shingle", 5, 1, 64);
+  if (d.kind != DataKind::text)
+    for (const char* key : {"dedup", "dedup_unit", "dedup_threshold", "dedup_shingle"})
+      if (s.has(key)) s.fail_key(key, "applies to text data (kind = \"text\"); classification rows are not deduplicated");
+  if (d.dedup != "near")
+    for (const char* key : {"dedup_threshold", "dedup_shingle"})
+      if (s.has(key)) s.fail_key(key, "is for dedup = \"near\"");
+}
+
+void parse_data_pruning(Section& s, DataPruningSpec& p, const DataSpec& data) {
+  p.enabled = true;
+  if (!s.has("scores")) s.fail_key("scores", "missing; the per-sample score file written by frugal data score");
+  p.scores = s.get_string("scores", "");
+  p.score = s.get_string("score", "el2n", {"el2n", "grand", "loss", "forgetting"});
+  p.fraction = s.get_double("fraction", 0.6, 0.0, 1.0, /*min_open=*/true);
+  p.keep = s.get_enum<DataPruningKeep>("keep", DataPruningKeep::hardest,
+                                       {{"hardest", DataPruningKeep::hardest}, {"easiest", DataPruningKeep::easiest},
+                                        {"balanced", DataPruningKeep::balanced}, {"random", DataPruningKeep::random}});
+  if (data.kind == DataKind::text) s.fail_key("scores", "[data_pruning] is for classification data, not text");
+}
+// ---- end of data selection ----
+
 void parse_data(Section& s, DataSpec& d) {
   if (!s.has("kind")) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
   d.kind = s.get_enum<DataKind>("kind", DataKind::idx,
@@ -137,6 +164,7 @@ void parse_data(Section& s, DataSpec& d) {
   d.prefetch = int(s.get_int("prefetch", 2, 1, 64));
   d.max_bytes = s.get_int("max_bytes", 0, 1, INT64_MAX);
   parse_data_subsets(s, d);
+  parse_data_dedup(s, d);
   s.check_unknown();
   auto require = [&](const std::string& key, const std::string& value) {
     if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + std::string(name_of(d.kind)) + "\"");
@@ -647,6 +675,15 @@ const char* name_of(EarlyStopMetric metric) {
 }
 
 const char* name_of(MetricMode mode) { return mode == MetricMode::min ? "min" : "max"; }
+const char* name_of(DataPruningKeep keep) {
+  switch (keep) {
+    case DataPruningKeep::hardest: return "hardest";
+    case DataPruningKeep::easiest: return "easiest";
+    case DataPruningKeep::balanced: return "balanced";
+    case DataPruningKeep::random: return "random";
+  }
+  return "?";
+}
 
 std::map<std::string, std::string> job_keys(const std::string& resolved_toml, const std::string& what) {
   toml::table root;
@@ -688,7 +725,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.path = path;
   const std::vector<std::string> sections = {"run",    "data",   "model",     "optim",  "schedule", "train", "checkpoint",
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
-                                            "prune",  "quantize", "alerts",
+                                            "prune",  "quantize", "alerts", "data_pruning",
                                             // issue 21 part 1 (train/sampling/)
                                             "seq_warmup", "curriculum", "selective_backprop", "importance_sampling"};
   for (auto& [key, node] : root) {
@@ -711,7 +748,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
           schedule = section("schedule"), train = section("train"), checkpoint = section("checkpoint"),
           cost = section("cost"), budget = section("budget"), precision = section("precision"),
           memory = section("memory"), init = section("init"), freeze = section("freeze"), lora = section("lora"),
-          prune = section("prune"), quantize = section("quantize");
+          prune = section("prune"), quantize = section("quantize"), data_pruning = section("data_pruning");
   parse_run(run, job.run);
   parse_data(data, job.data);
   parse_model(model, job.model);
@@ -736,6 +773,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
     throw InputError(path + ": [prune] does not combine with [lora] (the adapters would undo the masks): train with "
                      "[lora], then prune its merged model with frugal prune");
   parse_quantize(quantize, job.quantize);
+  if (root.contains("data_pruning")) parse_data_pruning(data_pruning, job.data_pruning, job.data);
   if (job.quantize.aware && job.lora.enabled)
     throw InputError(path + ": [quantize] aware = true with [lora]: fake quantization replaces the Linear layers' "
                      "forward and would leave the adapters out; train the adapters, merge them, then quantize");
@@ -743,7 +781,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   parse_data_efficiency(root, job, path, overridden);  // issue 21 part 1
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
-                     &init, &freeze, &lora, &prune, &quantize})
+                     &init, &freeze, &lora, &prune, &quantize, &data_pruning})
     s->check_unknown();
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");

@@ -74,6 +74,13 @@ struct DataSpec {
   std::vector<int64_t> classes;
   int64_t train_limit = 0;
   int64_t per_class = 0;
+  // ---- data selection (issue 21: dedup) ----
+  // Text: duplicate units of the training split removed (data/dedup.h): "" none, "exact" (hash),
+  // "near" (MinHash over character shingles with LSH bands, Jaccard >= dedup_threshold).
+  std::string dedup;
+  std::string dedup_unit = "line";  // line | paragraph (blank-line separated)
+  double dedup_threshold = 0.8;
+  int64_t dedup_shingle = 5;        // characters per shingle
 };
 
 // The [model] section as written; train/model_setup.h completes it from the data (inputs, classes,
@@ -318,6 +325,19 @@ struct ImportanceSamplingSpec {
 };
 // ---- end of issue 21 part 1
 
+// ---- data selection (issue 21: data pruning) ----
+// [data_pruning] (train/sampling/data_pruning.h): train on a fraction of the training rows chosen by a
+// per-sample score file of `frugal data score`. Present = enabled.
+enum class DataPruningKeep { hardest, easiest, balanced, random };
+const char* name_of(DataPruningKeep keep);
+struct DataPruningSpec {
+  bool enabled = false;
+  std::string scores;          // the score file (resolved path)
+  std::string score = "el2n";  // the kind in it
+  double fraction = 0.6;       // kept, in (0, 1]
+  DataPruningKeep keep = DataPruningKeep::hardest;
+};
+
 struct JobSpec {
   std::string path;  // the job file as given
   RunSpec run;
@@ -337,6 +357,7 @@ struct JobSpec {
   PruneSpec prune;
   QuantizeSpec quantize;
   std::optional<DistillSpec> distill;  // [distill] present
+  DataPruningSpec data_pruning;        // [data_pruning] (issue 21)
   AlertsSpec alerts;
   // Data efficiency, issue 21 part 1 (train/sampling/).
   SeqWarmupSpec seq_warmup;

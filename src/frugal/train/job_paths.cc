@@ -67,6 +67,7 @@ void resolve_job_paths(JobSpec& job, const std::map<std::string, std::string>& w
     resolve(key, *value, false);
   resolve("init.from", job.init.from, true);
   if (job.curriculum.enabled) resolve("curriculum.scores", job.curriculum.scores, false);  // issue 21
+  resolve("data_pruning.scores", job.data_pruning.scores, false);
   if (job.distill) {
     resolve("distill.teacher", job.distill->teacher, false);
     resolve("distill.weights", job.distill->weights, true);

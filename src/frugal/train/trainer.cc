@@ -27,6 +27,7 @@
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
+#include "frugal/train/sampling/data_pruning.h"
 #include "frugal/train/techniques/builtin.h"
 
 namespace frugal::train {
@@ -214,6 +215,29 @@ LoopPosition restore_checkpoint(ResumePoint& resume, nn::Module& model, optim::O
   return position;
 }
 
+// ---- data selection (issue 21) ----
+// [data_pruning] and TrainOptions::train_rows subset the training split before the loader is built,
+// so epochs, steps and the schedule are those of the rows trained on.
+void select_training_rows(const JobSpec& job, const TrainOptions& options, PreparedData& data,
+                          std::vector<std::unique_ptr<Technique>>& techniques, RunSummary& summary) {
+  if (options.on_prepared) options.on_prepared(data);
+  if (data.dedup) summary.techniques["dedup"] = *data.dedup;
+  if (job.data_pruning.enabled && options.train_rows)
+    throw InputError(job.path + ": [data_pruning] does not combine with a given list of training rows (active learning)");
+  if (job.data_pruning.enabled) techniques.push_back(std::make_unique<DataPruningReport>(apply_data_pruning(job, data)));
+  if (!options.train_rows) return;
+  if (data.is_text) throw InputError(job.path + ": a list of training rows is for classification data");
+  const int64_t of = data.train.size();
+  for (int64_t row : *options.train_rows)
+    if (row < 0 || row >= of)
+      throw InputError("training row " + std::to_string(row) + " is outside the training split's " + std::to_string(of));
+  if (options.train_rows->empty()) throw InputError("the list of training rows is empty");
+  data.train = data::take(data.train, *options.train_rows);
+  data.describe += "; training on " + std::to_string(options.train_rows->size()) + " given rows of " + std::to_string(of);
+  summary.techniques["train_rows"] = {{"rows", int64_t(options.train_rows->size())}, {"of", of}};
+}
+// ---- end of data selection ----
+
 void check_unique_names(const std::vector<std::unique_ptr<Technique>>& techniques) {
   std::set<std::string> names;
   for (const auto& technique : techniques)
@@ -303,6 +327,8 @@ TrainOutcome Trainer::run() {
   PrecisionGuard precision(job.precision.mode);  // every dense op of the run, on this thread
   PreparedData data = prepare_data(job, "runs/cache");
   for (const std::string& w : data.warnings) warn(w);
+  RunSummary summary;
+  select_training_rows(job, options_, data, techniques_, summary);
   ModelPlan plan = plan_model(job, data);
   check_model_memory(job, plan, /*training=*/true);  // a refusal with the figures, not a bad_alloc
   std::shared_ptr<nn::Module> model = make_model(plan, data);
@@ -393,7 +419,6 @@ TrainOutcome Trainer::run() {
   state.batch_in_epoch = position.batch_in_epoch;
   state.samples_seen = position.samples_seen;
 
-  RunSummary summary;
   summary.run_id = run_id;
   summary.params = model->num_parameters();
   summary.trainable_params = model->num_trainable_parameters();

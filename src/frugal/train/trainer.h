@@ -33,6 +33,11 @@ struct TrainOptions {
   std::string resume;
   // --budget-usd: a dollar limit that replaces [budget] max_usd (the other limits stay).
   std::optional<double> budget_usd;
+  // Rows of the prepared training split to train on, in this order (active learning's labelled set):
+  // applied after prepare_data, like [data_pruning], so epochs and steps are those of the subset.
+  std::optional<std::vector<int64_t>> train_rows;
+  // A technique of the caller's sees the full prepared data before the subset (the unlabelled pool).
+  std::function<void(const PreparedData& full)> on_prepared;
 };
 
 struct TrainOutcome {
