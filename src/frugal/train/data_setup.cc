@@ -5,6 +5,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/data/file_bytes.h"
+#include "frugal/data/packed.h"
 #include "frugal/train/job_paths.h"
 
 namespace frugal::train {
@@ -145,42 +146,11 @@ std::string limit_training(PreparedData& out, const DataSpec& d, const JobSpec& 
 
 }  // namespace
 
-PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
-  const DataSpec& d = job.data;
-  data::set_max_file_bytes(d.max_bytes);  // every reader below refuses a file past it
-  PreparedData out;
-  if (d.kind == DataKind::text) {
-    out.is_text = true;
-    for (const std::string* file : {&d.train, &d.val, &d.test})
-      if (d.source == "file" || file != &d.train) require_job_file(job, *file);
-    std::string path = d.source == "file" ? d.train : bible_text_path(d.source, cache_dir);
-    std::string text = data::read_text(path);
-    // Explicit val/test files, or contiguous tail fractions of the training text.
-    std::string train_text = text, val_text, test_text;
-    if (!d.val.empty()) val_text = data::read_text(d.val);
-    if (!d.test.empty()) test_text = data::read_text(d.test);
-    size_t n = text.size();
-    size_t test_len = d.test.empty() ? size_t(double(n) * d.test_fraction) : 0;
-    size_t val_len = d.val.empty() ? size_t(double(n) * (d.val_fraction > 0 ? d.val_fraction : 0.1)) : 0;
-    if (val_len + test_len >= n) throw InputError(path + ": too short to split");
-    train_text = text.substr(0, n - val_len - test_len);
-    if (d.val.empty()) val_text = text.substr(n - val_len - test_len, val_len);
-    if (d.test.empty() && test_len) test_text = text.substr(n - test_len);
-    out.vocab = data::CharVocab(train_text);
-    out.train_tokens = out.vocab.encode(train_text);
-    out.val_tokens = out.vocab.encode(val_text);
-    if (!test_text.empty()) out.test_tokens = out.vocab.encode(test_text);
-    int64_t context = job.model.gpt.context;
-    if (out.train_tokens.numel() <= context + 1)
-      throw InputError(path + ": " + std::to_string(out.train_tokens.numel()) +
-                       " training characters; need more than context + 1 = " + std::to_string(context + 1));
-    if (out.val_tokens.numel() <= 1) throw InputError(path + ": the validation split is empty");
-    out.describe = std::to_string(out.train_tokens.numel()) + " train / " + std::to_string(out.val_tokens.numel()) +
-                   " val characters, vocabulary " + std::to_string(out.vocab.size());
-    return out;
-  }
-
+PreparedData prepare_splits(const JobSpec& job) {
   // Every split read whole and its labels checked against the scheme before any split or shuffle.
+  const DataSpec& d = job.data;
+  data::set_max_file_bytes(d.max_bytes);
+  PreparedData out;
   FileSplit train, val, test;
   if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
     for (const std::string* file : {&d.train_images, &d.train_labels, &d.test_images, &d.test_labels})
@@ -225,12 +195,86 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   std::string train_count = std::to_string(out.train.size()) + " train";
   if (d.train_limit > 0 || d.per_class > 0) train_count = limit_training(out, d, job);
 
+  out.classes = classes;
+  out.sample_shape = Shape(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
+  out.describe = train_count;
+  return out;
+}
+
+// ---- packed data (kind = "packed"): the training split streams from the shards; val and test, small,
+// are read into memory. Normalization uses the statistics stored at pack time. ----
+PreparedData prepare_packed(const JobSpec& job) {
+  const DataSpec& d = job.data;
+  require_job_file(job, d.path);
+  const data::PackIndex index = data::read_pack_index(d.path);
+  data::PackedSourceOptions options;
+  options.normalize = d.normalize == "none" ? data::PackNormalize::none
+                      : d.normalize == "per-feature" ? data::PackNormalize::per_feature
+                                                     : data::PackNormalize::scalar;
+  options.shuffle_buffer = d.shuffle_buffer;
+  PreparedData out;
+  out.train_packed = std::make_shared<data::PackedSource>(d.path, index, "train", options);
+  if (index.split("val")) out.val = data::read_packed_split(d.path, index, "val", options.normalize);
+  if (index.split("test")) out.test = data::read_packed_split(d.path, index, "test", options.normalize);
+  out.classes = index.classes;
+  out.sample_shape = index.sample_shape;
+  out.label_names = index.label_names;
+  int64_t shards = 0, blocks = 0;
+  for (const data::PackShard& shard : index.split("train")->shards) ++shards, blocks += int64_t(shard.blocks.size());
+  out.describe = std::to_string(out.train_packed->size()) + " train (packed: " + std::to_string(shards) + " shards, " +
+                 std::to_string(blocks) + " blocks of " + std::to_string(index.block_samples) + ", shuffle buffer " +
+                 std::to_string(d.shuffle_buffer) + ", " + std::to_string(d.workers) + " loader threads) / " +
+                 std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) + " test samples of " +
+                 shape_str(out.sample_shape) + ", " + std::to_string(out.classes) + " classes";
+  if (!out.val.inputs.defined() && !out.test.inputs.defined())
+    out.warnings.push_back(d.path + ": the pack has no val or test split, so the run has no validation metric; pack "
+                                    "from a job with val_fraction / test_fraction or test files");
+  return out;
+}
+
+PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
+  const DataSpec& d = job.data;
+  data::set_max_file_bytes(d.max_bytes);  // every reader below refuses a file past it
+  PreparedData out;
+  if (d.kind == DataKind::text) {
+    out.is_text = true;
+    for (const std::string* file : {&d.train, &d.val, &d.test})
+      if (d.source == "file" || file != &d.train) require_job_file(job, *file);
+    std::string path = d.source == "file" ? d.train : bible_text_path(d.source, cache_dir);
+    std::string text = data::read_text(path);
+    // Explicit val/test files, or contiguous tail fractions of the training text.
+    std::string train_text = text, val_text, test_text;
+    if (!d.val.empty()) val_text = data::read_text(d.val);
+    if (!d.test.empty()) test_text = data::read_text(d.test);
+    size_t n = text.size();
+    size_t test_len = d.test.empty() ? size_t(double(n) * d.test_fraction) : 0;
+    size_t val_len = d.val.empty() ? size_t(double(n) * (d.val_fraction > 0 ? d.val_fraction : 0.1)) : 0;
+    if (val_len + test_len >= n) throw InputError(path + ": too short to split");
+    train_text = text.substr(0, n - val_len - test_len);
+    if (d.val.empty()) val_text = text.substr(n - val_len - test_len, val_len);
+    if (d.test.empty() && test_len) test_text = text.substr(n - test_len);
+    out.vocab = data::CharVocab(train_text);
+    out.train_tokens = out.vocab.encode(train_text);
+    out.val_tokens = out.vocab.encode(val_text);
+    if (!test_text.empty()) out.test_tokens = out.vocab.encode(test_text);
+    int64_t context = job.model.gpt.context;
+    if (out.train_tokens.numel() <= context + 1)
+      throw InputError(path + ": " + std::to_string(out.train_tokens.numel()) +
+                       " training characters; need more than context + 1 = " + std::to_string(context + 1));
+    if (out.val_tokens.numel() <= 1) throw InputError(path + ": the validation split is empty");
+    out.describe = std::to_string(out.train_tokens.numel()) + " train / " + std::to_string(out.val_tokens.numel()) +
+                   " val characters, vocabulary " + std::to_string(out.vocab.size());
+    return out;
+  }
+
+  if (d.kind == DataKind::packed) return prepare_packed(job);
+  out = prepare_splits(job);
+  const std::string train_count = out.describe;
+  const int64_t classes = out.classes;
   for (data::Dataset* set : {&out.train, &out.val, &out.test})
     if (set->inputs.defined() && set->inputs.dtype() == DType::u8) set->inputs = data::unit_float(set->inputs);
-  out.classes = classes;
-  if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
-  Shape sample(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
-  out.sample_shape = sample;
+  if (classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
+  const Shape sample = out.sample_shape;
   for (data::Dataset* set : {&out.val, &out.test}) {
     if (!set->inputs.defined()) continue;
     Shape other(set->inputs.shape().begin() + 1, set->inputs.shape().end());

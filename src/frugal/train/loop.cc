@@ -300,11 +300,18 @@ RunSummary TrainLoop::finish() {
   s.status = state_.stop ? state_.stop->status : "completed";
   s.stop_reason = state_.stop ? state_.stop->reason : "finished";
   s.epochs = is_text_ ? double(state_.step) / double(state_.steps_per_epoch)
-                      : double(state_.samples_seen) / double(state_.data.train.size());
+                      : double(state_.samples_seen) / double(state_.data.train_size());
   s.steps = state_.step;
   s.samples_seen = state_.samples_seen;
   s.train_compute_s = state_.meter.train_compute_s();
   s.data_wait_s = state_.meter.carried_data_wait_s() + batches_.wait_seconds();
+  if (const auto& packed = state_.data.train_packed) {  // [data] kind = "packed": what the stream did (this process)
+    s.techniques["packed_data"] = {{"samples", packed->size()},
+                                   {"blocks_decompressed", packed->blocks_decompressed()},
+                                   {"cache_blocks", packed->cache_blocks()},
+                                   {"shuffle_buffer", state_.job.data.shuffle_buffer},
+                                   {"workers", state_.job.data.workers}};
+  }
   s.peak_rss_bytes = cost::read_process_sample().peak_rss_bytes;
   s.memory = measure_memory();
   // MFU against the peak of the precision the matmuls and convolutions run in: bf16 for

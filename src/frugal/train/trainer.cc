@@ -142,7 +142,9 @@ void make_batches(const JobSpec& job, const PreparedData& data, Batches& out) {
     lo.augment.crop_padding = job.data.crop_padding;
     lo.augment.horizontal_flip = job.data.flip;
     lo.prefetch = job.data.prefetch;
-    out.loader.emplace(data.train, lo);
+    lo.workers = job.data.workers;
+    if (data.train_packed) out.loader.emplace(data.train_packed, lo);  // streamed from the shards
+    else out.loader.emplace(data.train, lo);
     out.batches_per_epoch = out.loader->batches_per_epoch();
     out.steps_per_epoch = (out.batches_per_epoch + t.grad_accum - 1) / t.grad_accum;
   }
