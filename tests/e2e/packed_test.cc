@@ -14,6 +14,7 @@
 
 #include "e2e/cli_helpers.h"
 #include "e2e/process.h"
+#include "frugal/data/packed.h"
 
 namespace frugal::e2e {
 namespace {
@@ -111,13 +112,49 @@ TEST(Packed, BadPacksExitTwoNamingTheShard) {
   write_file(s / "job.toml", packed_job("bad"));
   const fs::path shard = s / "pack/train-00001.shard";
   const std::string saved = read_file(shard);
+  std::string bad_file, bad_where;
+  uint64_t bad_offset = 0;
 
-  damage(shard, saved.size() - 100);  // inside the shard's last block: found when that block is read
+  {  // A block of the last shuffle window of epoch 0 (the order is a function of the index and seed 3),
+     // so checkpoints are written before the run meets it.
+    const data::PackIndex index = data::read_pack_index((s / "pack").string());
+    data::PackedSourceOptions options;
+    options.shuffle_buffer = 300;
+    const int64_t last_row = data::PackedSource((s / "pack").string(), index, "train", options).shuffled_order(3, 0).back();
+    int64_t first = 0;
+    for (size_t h = 0; h < index.splits[0].shards.size() && bad_file.empty(); ++h)
+      for (size_t b = 0; b < index.splits[0].shards[h].blocks.size(); ++b) {
+        const data::PackBlock& block = index.splits[0].shards[h].blocks[b];
+        if (last_row < first + block.samples) {
+          bad_file = index.splits[0].shards[h].file;
+          bad_where = bad_file + ": shard " + std::to_string(h) + " of the train split, block " + std::to_string(b) +
+                      " at byte offset " + std::to_string(block.offset);
+          bad_offset = block.offset + block.bytes / 2;
+          break;
+        }
+        first += block.samples;
+      }
+  }
+  ASSERT_FALSE(bad_file.empty());
+  const std::string bad_saved = read_file(s / "pack" / bad_file);
+  damage(s / "pack" / bad_file, bad_offset);
   CommandResult r = s.frugal("train job.toml --quiet --out corrupt");
   EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("train-00001.shard: shard 1 of the train split, block"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(bad_where), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("checksum mismatch"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(s / "corrupt/model.safetensors")) << "nothing trained on a corrupt block is written";
+  // The checkpoints written before the bad block stay good: with the shard repaired, the run resumes
+  // from them and ends as a run that never met the damage.
+  int checkpoints = 0;
+  for (const auto& entry : fs::directory_iterator(s / "corrupt/checkpoints")) checkpoints += entry.path().extension() == ".fck";
+  EXPECT_GT(checkpoints, 0) << "the bad block is met after the first checkpoint (every 7 steps)";
+  write_file(s / "pack" / bad_file, bad_saved);
+  CommandResult repaired = s.frugal("train job.toml --quiet --json --out corrupt --resume auto");
+  ASSERT_EQ(repaired.exit_code, 0) << repaired.err;
+  EXPECT_FALSE(json::parse(last_line(repaired.out), nullptr, false)["resumed_from"].is_null()) << repaired.out;
+  CommandResult clean = s.frugal("train job.toml --quiet --out clean");
+  ASSERT_EQ(clean.exit_code, 0) << clean.err;
+  EXPECT_TRUE(read_file(s / "corrupt/model.safetensors") == read_file(s / "clean/model.safetensors"));
 
   fs::resize_file(shard, saved.size() - 10);
   r = s.frugal("train job.toml --quiet --out truncated");
