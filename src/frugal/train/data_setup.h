@@ -20,6 +20,10 @@ struct PreparedData {
   // kind = "packed": the training split streams from shards (train stays empty); val/test as above.
   std::shared_ptr<const data::PackedSource> train_packed;
   int64_t train_size() const { return train_packed ? train_packed->size() : train.size(); }
+  // Training rows `rows` (in memory or decoded from the pack): inputs f32 (B, ...), targets i64 (B).
+  data::Dataset train_rows(const std::vector<int64_t>& rows) const {
+    return train_packed ? train_packed->gather(rows) : data::take(train, rows);
+  }
   Shape sample_shape;  // one input, e.g. (1, 28, 28)
   int64_t classes = 0;
   std::vector<std::string> label_names;  // [data] labels = "names": class index -> name; else empty
