@@ -87,6 +87,16 @@ TEST(Packed, KilledMidEpochResumesByteIdentical) {
   p.kill_with(SIGKILL);
   p.wait();
   ASSERT_FALSE(fs::exists(s / "cut/model.safetensors"));
+  // Another pack at the same path (repacked with another split seed) is refused by its fingerprint.
+  CommandResult other = s.frugal("data pack raw.toml --out other --shard-mb 0.1 --block 64 --set run.seed=4");
+  ASSERT_EQ(other.exit_code, 0) << other.err;
+  fs::rename(s / "pack", s / "pack.orig");
+  fs::rename(s / "other", s / "pack");
+  CommandResult refused = s.frugal("train job.toml --quiet --out cut --resume auto");
+  EXPECT_EQ(refused.exit_code, 2) << refused.err;
+  EXPECT_NE(refused.err.find("trained on the pack with fingerprint"), std::string::npos) << refused.err;
+  fs::remove_all(s / "pack");
+  fs::rename(s / "pack.orig", s / "pack");
   CommandResult resumed = s.frugal("train job.toml --json --quiet --out cut --resume auto");
   ASSERT_EQ(resumed.exit_code, 0) << resumed.err;
   json summary = json::parse(last_line(resumed.out), nullptr, false);

@@ -216,6 +216,7 @@ PreparedData prepare_packed(const JobSpec& job) {
   out.train_packed = std::make_shared<data::PackedSource>(d.path, index, "train", options);
   if (index.split("val")) out.val = data::read_packed_split(d.path, index, "val", options.normalize);
   if (index.split("test")) out.test = data::read_packed_split(d.path, index, "test", options.normalize);
+  out.pack_fingerprint = index.fingerprint;
   out.classes = index.classes;
   out.sample_shape = index.sample_shape;
   out.label_names = index.label_names;

@@ -19,6 +19,7 @@ struct PreparedData {
   data::Dataset train, val, test;
   // kind = "packed": the training split streams from shards (train stays empty); val/test as above.
   std::shared_ptr<const data::PackedSource> train_packed;
+  uint64_t pack_fingerprint = 0;  // of the pack (index.fpk), checked when a run resumes
   int64_t train_size() const { return train_packed ? train_packed->size() : train.size(); }
   // Training rows `rows` (in memory or decoded from the pack): inputs f32 (B, ...), targets i64 (B).
   data::Dataset train_rows(const std::vector<int64_t>& rows) const {

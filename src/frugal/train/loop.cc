@@ -305,13 +305,6 @@ RunSummary TrainLoop::finish() {
   s.samples_seen = state_.samples_seen;
   s.train_compute_s = state_.meter.train_compute_s();
   s.data_wait_s = state_.meter.carried_data_wait_s() + batches_.wait_seconds();
-  if (const auto& packed = state_.data.train_packed) {  // [data] kind = "packed": what the stream did (this process)
-    s.techniques["packed_data"] = {{"samples", packed->size()},
-                                   {"blocks_decompressed", packed->blocks_decompressed()},
-                                   {"cache_blocks", packed->cache_blocks()},
-                                   {"shuffle_buffer", state_.job.data.shuffle_buffer},
-                                   {"workers", state_.job.data.workers}};
-  }
   s.peak_rss_bytes = cost::read_process_sample().peak_rss_bytes;
   s.memory = measure_memory();
   // MFU against the peak of the precision the matmuls and convolutions run in: bf16 for

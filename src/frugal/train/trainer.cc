@@ -27,6 +27,7 @@
 #include "frugal/train/model_setup.h"
 #include "frugal/train/resume.h"
 #include "frugal/train/techniques/builtin.h"
+#include "frugal/train/techniques/packed_data.h"
 
 namespace frugal::train {
 
@@ -326,6 +327,9 @@ TrainOutcome Trainer::run() {
   // Techniques that need the prepared data: their input (a teacher's job and weights) is checked
   // and loaded here, still before anything is written.
   if (job.distill) techniques_.push_back(std::make_unique<Distillation>(job, data));
+  if (data.train_packed)  // its fingerprint guards a resume; its figures go to the summary
+    techniques_.push_back(std::make_unique<PackedDataRecord>(data.train_packed, job.data.path, data.pack_fingerprint,
+                                                             job.data.shuffle_buffer, job.data.workers));
   // Then [lora] adapts the model as loaded: adapters added (or loaded), every other parameter frozen,
   // before the optimizer is built, so frozen parameters get neither gradients nor optimizer state. A
   // resumed run's adapters and their optimizer state come from the checkpoint, as every parameter's do.
