@@ -3,7 +3,7 @@
 # target at a time; configures and builds the sanitizer build (build-asan, clang, ASan + UBSan) when
 # needed. Prints the executions of each target; exits 1 on any finding (crash, sanitizer report,
 # leak, timeout, more than 2 GB) and keeps the inputs that caused it under the scratch directory.
-# Usage: tests/fuzz/run.sh [SECONDS] [TARGET...]   targets: idx csv npy text job safetensors checkpoint catalog
+# Usage: tests/fuzz/run.sh [SECONDS] [TARGET...]   targets: idx csv npy text job safetensors checkpoint catalog pack_index
 # Environment: FUZZ_BUILD (default build-asan), FUZZ_OUT (scratch, default a new mktemp -d),
 # FUZZ_GROW=1 to merge the new inputs back into tests/fuzz/corpus (the committed seeds), FUZZ_RUNS=N
 # to stop a target after N executions (whichever comes first), FUZZ_NO_BUILD=1 to use the build as is.
@@ -12,7 +12,7 @@ cd "$(dirname "$0")/../.."
 seconds="${1:-30}"
 [ $# -gt 0 ] && shift
 targets=("$@")
-((${#targets[@]})) || targets=(idx csv npy text job safetensors checkpoint catalog)
+((${#targets[@]})) || targets=(idx csv npy text job safetensors checkpoint catalog pack_index)
 build="${FUZZ_BUILD:-build-asan}"
 out="${FUZZ_OUT:-$(mktemp -d /tmp/frugal-fuzz.XXXXXX)}"
 

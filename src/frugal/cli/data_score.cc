@@ -80,9 +80,8 @@ int run_score(ScoreArgs args) {
 
 }  // namespace
 
-Command add_data_command(CLI::App& app) {
-  CLI::App* data_cmd = app.add_subcommand("data", "Data-efficiency tools: per-sample scores for data pruning");
-  CLI::App* score_cmd = data_cmd->add_subcommand(
+Command add_score_command(CLI::App& data_group) {
+  CLI::App* score_cmd = data_group.add_subcommand(
       "score", "Train the job briefly (a real, recorded run) and write per-sample scores of its training split: EL2N, "
                "GraNd (gradient norm w.r.t. the last Linear layer), loss (each a mean over the epochs), forgetting events");
   auto args = std::make_shared<ScoreArgs>();
@@ -96,7 +95,6 @@ Command add_data_command(CLI::App& app) {
   score_cmd->add_option("--resume", args->resume, "'auto': continue an interrupted scoring run in --run-out");
   score_cmd->add_option("--set", args->sets, "Override a job key (repeatable)");
   score_cmd->add_flag("--quiet", args->quiet, "No progress output");
-  data_cmd->require_subcommand(1);
   return {score_cmd, [args] { return run_score(*args); }};
 }
 

@@ -7,6 +7,7 @@ namespace frugal::cli {
 
 // `frugal data score JOB --out scores.safetensors [--epochs E | --steps S] [--kinds el2n,grand,loss,forgetting]
 // [--run-out DIR] [--resume auto] [--set K=V]`.
-Command add_data_command(CLI::App& app);
+// Adds `score` to the `data` group (cli/data.h).
+Command add_score_command(CLI::App& data_group);
 
 }  // namespace frugal::cli

@@ -30,9 +30,9 @@
 #include "frugal/cli/dashboard.h"
 #include "frugal/cli/quantize.h"
 #include "frugal/cli/report.h"
+#include "frugal/cli/data.h"
 #include "frugal/cli/prune.h"
 #include "frugal/cli/active.h"
-#include "frugal/cli/data_score.h"
 #include "frugal/io/safetensors.h"
 #include "frugal/nn/sparse.h"
 #include "frugal/track/run_store.h"
@@ -629,9 +629,9 @@ int main(int argc, char** argv) {
   compare_cmd->add_flag("--json", as_json, "JSON output");
   commands.push_back(cli::add_report_command(app, store_path));
   commands.push_back(cli::add_prune_command(app));
-  commands.push_back(cli::add_data_command(app));    // issue 21: frugal data score
   commands.push_back(cli::add_active_command(app));  // issue 21: frugal active
   commands.push_back(cli::add_quantize_command(app));
+  for (cli::Command& command : cli::add_data_commands(app)) commands.push_back(std::move(command));
   std::string export_source, export_out;
   bool export_merge = false, export_adapters = false;
   CLI::App* export_cmd = app.add_subcommand("export", "Write a [lora] run's model with its adapters merged, or its adapters alone");

@@ -57,10 +57,10 @@ std::vector<std::vector<double>> taylor_scores(nn::Module& model, const train::J
       Tensor logits = model.forward(Tensor::from_vector(x, {B, T}));
       loss = cross_entropy(reshape(logits, {-1, logits.size(-1)}), Tensor::from_vector(y, {B * T}));
     } else {
-      const int64_t n = data.train.size();
+      const int64_t n = data.train_size();
       std::vector<int64_t> rows;
       for (int64_t i = 0; i < B; ++i) rows.push_back((b * B + i) % n);
-      const data::Dataset batch = data::take(data.train, rows);
+      const data::Dataset batch = data.train_rows(rows);  // in memory, or decoded from a pack
       loss = cross_entropy(model.forward(batch.inputs), batch.targets);
     }
     autograd::backward(loss);

@@ -72,7 +72,7 @@ int cmd_quantize(const QuantizeArgs& args) {
       !calibrated ? "dynamic inputs, no calibration"
                   : options.calibration.name() + " calibration on " +
                         (data.is_text ? std::to_string(options.samples) + " sequences"
-                                      : std::to_string(std::min(options.samples, data.train.size())) + " samples");
+                                      : std::to_string(std::min(options.samples, data.train_size())) + " samples");
   std::printf("quantized %zu layers (%s) -> %s: %.1f KiB of tensors (float: %.1f KiB)\n", q.layers.size(), how.c_str(),
               out.c_str(), double(file_bytes(q.tensors)) / 1024, double(float_bytes) / 1024);
   return 0;

@@ -4,24 +4,41 @@
 
 #include <algorithm>
 
+#include "frugal/base/error.h"
 #include "frugal/base/rng.h"
 #include "frugal/base/timer.h"
 
 namespace frugal::data {
 
-Loader::Loader(const Dataset& dataset, LoaderOptions options) : options_(options) {
-  if (options_.batch_size <= 0)
-    throw InputError("batch_size must be a positive integer, got " + std::to_string(options_.batch_size));
+namespace {
+
+std::shared_ptr<const SampleSource> checked_memory_source(const Dataset& dataset, const LoaderOptions& options) {
   FRUGAL_CHECK(dataset.inputs.defined() && dataset.targets.defined(), "Loader needs inputs and targets");
   FRUGAL_CHECK(dataset.inputs.rank() >= 1 && dataset.targets.size(0) == dataset.inputs.size(0),
                "Loader: inputs " + shape_str(dataset.inputs.shape()) + " and targets " +
                    shape_str(dataset.targets.shape()) + " differ in length");
-  if (options_.augment.enabled() && (dataset.inputs.rank() != 4 || dataset.inputs.dtype() != DType::f32))
+  if (options.augment.enabled() && (dataset.inputs.rank() != 4 || dataset.inputs.dtype() != DType::f32))
     throw InputError("augmentation (crop_padding, horizontal_flip) needs f32 images (N, C, H, W); inputs are " +
                      std::string(dtype_name(dataset.inputs.dtype())) + " " + shape_str(dataset.inputs.shape()));
+  return std::make_shared<InMemorySource>(dataset);
+}
+
+}  // namespace
+
+Loader::Loader(const Dataset& dataset, LoaderOptions options)
+    : Loader((options.batch_size > 0 ? checked_memory_source(dataset, options) : nullptr), options) {}
+
+Loader::Loader(std::shared_ptr<const SampleSource> source, LoaderOptions options)
+    : source_(std::move(source)), options_(options) {
+  if (options_.batch_size <= 0)
+    throw InputError("batch_size must be a positive integer, got " + std::to_string(options_.batch_size));
+  FRUGAL_CHECK(source_ != nullptr, "Loader needs a sample source");
+  if (options_.augment.enabled() && source_->sample_shape().size() != 3)
+    throw InputError("augmentation (crop_padding, horizontal_flip) needs images (N, C, H, W); samples are " +
+                     shape_str(source_->sample_shape()));
   if (options_.augment.crop_padding < 0)
     throw InputError("crop_padding must be >= 0, got " + std::to_string(options_.augment.crop_padding));
-  dataset_ = {dataset.inputs.contiguous(), dataset.targets.contiguous()};
+  size_ = source_->size();
   options_.prefetch = std::max(options_.prefetch, 1);
   options_.workers = std::max(options_.workers, 1);
   for (int w = 0; w < options_.workers; ++w) workers_.emplace_back([this] { worker_loop(); });
@@ -37,18 +54,14 @@ Loader::~Loader() {
 }
 
 int64_t Loader::batches_per_epoch() const {
-  const int64_t n = dataset_.size(), b = options_.batch_size;
+  const int64_t n = size_, b = options_.batch_size;
   return options_.drop_last ? n / b : (n + b - 1) / b;
 }
 
 std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
-  const int64_t n = dataset_.size();
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  for (int64_t i = 0; i < n; ++i) order[size_t(i)] = i;
-  if (options_.shuffle) {  // Fisher-Yates
-    Rng rng(options_.seed, uint64_t(epoch), RandomPurpose::shuffle);
-    for (int64_t i = n - 1; i > 0; --i) std::swap(order[size_t(i)], order[rng.below(uint64_t(i + 1))]);
-  }
+  if (options_.shuffle) return source_->shuffled_order(options_.seed, epoch);
+  std::vector<int64_t> order(static_cast<size_t>(size_));
+  for (int64_t i = 0; i < size_; ++i) order[size_t(i)] = i;
   return order;
 }
 
@@ -59,15 +72,15 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   if (first_batch < 0 || first_batch > batches)
     throw InputError("cannot start epoch " + std::to_string(epoch) + " at batch " + std::to_string(first_batch) +
                      ": an epoch has " + std::to_string(batches) + " batches (batch_size " +
-                     std::to_string(options_.batch_size) + ", " + std::to_string(dataset_.size()) + " samples)");
+                     std::to_string(options_.batch_size) + ", " + std::to_string(size_) + " samples)");
   std::vector<int64_t> chosen = epoch_order(epoch);
   if (order_fn_) {
     chosen = order_fn_(epoch, std::move(chosen));
-    FRUGAL_CHECK(int64_t(chosen.size()) == dataset_.size(),
-                 "an epoch order must list " + std::to_string(dataset_.size()) + " samples, got " +
+    FRUGAL_CHECK(int64_t(chosen.size()) == size_,
+                 "an epoch order must list " + std::to_string(size_) + " samples, got " +
                      std::to_string(chosen.size()));
     for (int64_t row : chosen)
-      FRUGAL_CHECK(row >= 0 && row < dataset_.size(), "an epoch order lists row " + std::to_string(row));
+      FRUGAL_CHECK(row >= 0 && row < size_, "an epoch order lists row " + std::to_string(row));
   }
   auto order = std::make_shared<const std::vector<int64_t>>(std::move(chosen));
   {
@@ -113,9 +126,9 @@ double Loader::last_wait_seconds() const {
 
 Batch Loader::assemble(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const {
   const int64_t begin = index * options_.batch_size;
-  const int64_t end = std::min(begin + options_.batch_size, dataset_.size());
+  const int64_t end = std::min(begin + options_.batch_size, size_);
   std::vector<int64_t> samples(order.begin() + begin, order.begin() + end);
-  Dataset rows = take(dataset_, samples);
+  Dataset rows = source_->gather(samples);
   augment_batch(rows.inputs, samples, epoch, options_.seed, options_.augment);
   Tensor sample_indices = Tensor::empty({end - begin}, DType::i64);  // (B)
   std::copy(samples.begin(), samples.end(), sample_indices.data<int64_t>());

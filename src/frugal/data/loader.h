@@ -1,7 +1,8 @@
 // Batches for the trainer, assembled on background threads into a bounded, in-order prefetch queue.
 // A batch's content depends only on (seed, epoch, batch index), never on thread timing, so a run
 // resumed mid-epoch sees exactly the batches an uninterrupted run would have seen.
-// Limits: datasets are in memory; the producer threads do plain copies (no OpenMP inside).
+// Samples come from a SampleSource (in memory, or packed shards decoded on the producer threads).
+// Limits: the producer threads run no OpenMP inside.
 #pragma once
 
 #include <condition_variable>
@@ -17,6 +18,7 @@
 #include <vector>
 
 #include "frugal/data/dataset.h"
+#include "frugal/data/sample_source.h"
 #include "frugal/tensor/tensor.h"
 
 namespace frugal::data {
@@ -53,6 +55,8 @@ using EpochOrderFn = std::function<std::vector<int64_t>(int64_t epoch, std::vect
 class Loader {
  public:
   Loader(const Dataset& dataset, LoaderOptions options);
+  // Batches from any source; its shuffled_order replaces the loader's Fisher-Yates when shuffling.
+  Loader(std::shared_ptr<const SampleSource> source, LoaderOptions options);
   ~Loader();  // stops and joins the threads, also mid-epoch
   Loader(const Loader&) = delete;
   Loader& operator=(const Loader&) = delete;
@@ -68,13 +72,15 @@ class Loader {
   std::vector<int64_t> epoch_order(int64_t epoch) const;
   // From the next start_epoch on, the epoch's samples come from `order` (nullptr: the shuffle again).
   void set_epoch_order(EpochOrderFn order);
-  int64_t dataset_size() const { return dataset_.size(); }
+  int64_t dataset_size() const { return size_; }
+  const SampleSource& source() const { return *source_; }
 
  private:
   void worker_loop();
   Batch assemble(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const;
 
-  Dataset dataset_;
+  std::shared_ptr<const SampleSource> source_;
+  int64_t size_ = 0;
   LoaderOptions options_;
   std::vector<std::thread> workers_;
   EpochOrderFn order_fn_;

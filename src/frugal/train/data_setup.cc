@@ -7,6 +7,7 @@
 
 #include "frugal/base/error.h"
 #include "frugal/data/file_bytes.h"
+#include "frugal/data/packed.h"
 #include "frugal/train/job_paths.h"
 
 namespace frugal::train {
@@ -147,6 +148,93 @@ std::string limit_training(PreparedData& out, const DataSpec& d, const JobSpec& 
 
 }  // namespace
 
+PreparedData prepare_splits(const JobSpec& job) {
+  // Every split read whole and its labels checked against the scheme before any split or shuffle.
+  const DataSpec& d = job.data;
+  data::set_max_file_bytes(d.max_bytes);
+  PreparedData out;
+  FileSplit train, val, test;
+  if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
+    for (const std::string* file : {&d.train_images, &d.train_labels, &d.test_images, &d.test_labels})
+      require_job_file(job, *file);
+    train = {data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false), d.train_labels, {}, {}};
+    if (!d.test_images.empty())
+      test = {data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false), d.test_labels, {}, {}};
+  } else {
+    train = read_split(job, d.train, d.train_targets);
+    if (!d.val.empty()) val = read_split(job, d.val, d.val_targets);
+    if (!d.test.empty()) test = read_split(job, d.test, d.test_targets);
+  }
+  if (train.set.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
+  int64_t classes = 0;
+  std::string scheme;
+  if (d.labels == "names") {
+    out.label_names = merge_names({&train, &val, &test});
+    classes = int64_t(out.label_names.size());
+    scheme = "labels = \"names\"";
+  } else {
+    classes = integer_classes(train, d, job.path);
+    scheme = d.class_count > 0 ? "[data] class_count = " + std::to_string(d.class_count)
+                               : "the training labels' largest + 1";
+  }
+  for (const FileSplit* split : {&train, &val, &test}) check_labels(*split, classes, scheme);
+  out.train = std::move(train.set);
+  out.val = std::move(val.set);
+  out.test = std::move(test.set);
+  if (!d.classes.empty()) {
+    select_classes(out, d, job.path);
+    classes = int64_t(d.classes.size());
+  }
+  if (d.kind != DataKind::idx && d.val.empty() && d.test.empty() && d.val_fraction == 0 && d.test_fraction == 0)
+    out.warnings.push_back(job.path + ": [data] gives no validation or test split (no val or test file, val_fraction "
+                           "and test_fraction 0): the run has no validation metric, so early stopping and keeping "
+                           "the best checkpoint are impossible and the model is never tested; set [data] "
+                           "val_fraction = 0.1 and test_fraction = 0.1, or give val and test files");
+  if (!out.test.inputs.defined() && d.test_fraction > 0)
+    std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
+  if (!out.val.inputs.defined() && d.val_fraction > 0)
+    std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
+  std::string train_count = std::to_string(out.train.size()) + " train";
+  if (d.train_limit > 0 || d.per_class > 0) train_count = limit_training(out, d, job);
+
+  out.classes = classes;
+  out.sample_shape = Shape(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
+  out.describe = train_count;
+  return out;
+}
+
+// ---- packed data (kind = "packed"): the training split streams from the shards; val and test, small,
+// are read into memory. Normalization uses the statistics stored at pack time. ----
+PreparedData prepare_packed(const JobSpec& job) {
+  const DataSpec& d = job.data;
+  require_job_file(job, d.path);
+  const data::PackIndex index = data::read_pack_index(d.path);
+  data::PackedSourceOptions options;
+  options.normalize = d.normalize == "none" ? data::PackNormalize::none
+                      : d.normalize == "per-feature" ? data::PackNormalize::per_feature
+                                                     : data::PackNormalize::scalar;
+  options.shuffle_buffer = d.shuffle_buffer;
+  PreparedData out;
+  out.train_packed = std::make_shared<data::PackedSource>(d.path, index, "train", options);
+  if (index.split("val")) out.val = data::read_packed_split(d.path, index, "val", options.normalize);
+  if (index.split("test")) out.test = data::read_packed_split(d.path, index, "test", options.normalize);
+  out.pack_fingerprint = index.fingerprint;
+  out.classes = index.classes;
+  out.sample_shape = index.sample_shape;
+  out.label_names = index.label_names;
+  int64_t shards = 0, blocks = 0;
+  for (const data::PackShard& shard : index.split("train")->shards) ++shards, blocks += int64_t(shard.blocks.size());
+  out.describe = std::to_string(out.train_packed->size()) + " train (packed: " + std::to_string(shards) + " shards, " +
+                 std::to_string(blocks) + " blocks of " + std::to_string(index.block_samples) + ", shuffle buffer " +
+                 std::to_string(d.shuffle_buffer) + ", " + std::to_string(d.workers) + " loader threads) / " +
+                 std::to_string(out.val.size()) + " val / " + std::to_string(out.test.size()) + " test samples of " +
+                 shape_str(out.sample_shape) + ", " + std::to_string(out.classes) + " classes";
+  if (!out.val.inputs.defined() && !out.test.inputs.defined())
+    out.warnings.push_back(d.path + ": the pack has no val or test split, so the run has no validation metric; pack "
+                                    "from a job with val_fraction / test_fraction or test files");
+  return out;
+}
+
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
   const DataSpec& d = job.data;
   data::set_max_file_bytes(d.max_bytes);  // every reader below refuses a file past it
@@ -197,57 +285,14 @@ PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir) {
     return out;
   }
 
-  // Every split read whole and its labels checked against the scheme before any split or shuffle.
-  FileSplit train, val, test;
-  if (d.kind == DataKind::idx) {  // pixels stay u8 through the splits below: a quarter of the peak memory
-    for (const std::string* file : {&d.train_images, &d.train_labels, &d.test_images, &d.test_labels})
-      require_job_file(job, *file);
-    train = {data::read_idx_dataset(d.train_images, d.train_labels, /*scale=*/false), d.train_labels, {}, {}};
-    if (!d.test_images.empty())
-      test = {data::read_idx_dataset(d.test_images, d.test_labels, /*scale=*/false), d.test_labels, {}, {}};
-  } else {
-    train = read_split(job, d.train, d.train_targets);
-    if (!d.val.empty()) val = read_split(job, d.val, d.val_targets);
-    if (!d.test.empty()) test = read_split(job, d.test, d.test_targets);
-  }
-  if (train.set.size() == 0) throw InputError(job.path + ": [data] the training split is empty");
-  int64_t classes = 0;
-  std::string scheme;
-  if (d.labels == "names") {
-    out.label_names = merge_names({&train, &val, &test});
-    classes = int64_t(out.label_names.size());
-    scheme = "labels = \"names\"";
-  } else {
-    classes = integer_classes(train, d, job.path);
-    scheme = d.class_count > 0 ? "[data] class_count = " + std::to_string(d.class_count)
-                               : "the training labels' largest + 1";
-  }
-  for (const FileSplit* split : {&train, &val, &test}) check_labels(*split, classes, scheme);
-  out.train = std::move(train.set);
-  out.val = std::move(val.set);
-  out.test = std::move(test.set);
-  if (!d.classes.empty()) {
-    select_classes(out, d, job.path);
-    classes = int64_t(d.classes.size());
-  }
-  if (d.kind != DataKind::idx && d.val.empty() && d.test.empty() && d.val_fraction == 0 && d.test_fraction == 0)
-    out.warnings.push_back(job.path + ": [data] gives no validation or test split (no val or test file, val_fraction "
-                           "and test_fraction 0): the run has no validation metric, so early stopping and keeping "
-                           "the best checkpoint are impossible and the model is never tested; set [data] "
-                           "val_fraction = 0.1 and test_fraction = 0.1, or give val and test files");
-  if (!out.test.inputs.defined() && d.test_fraction > 0)
-    std::tie(out.train, out.test) = data::split_fraction(out.train, d.test_fraction, job.run.seed);
-  if (!out.val.inputs.defined() && d.val_fraction > 0)
-    std::tie(out.train, out.val) = data::split_fraction(out.train, d.val_fraction, job.run.seed + 1);
-  std::string train_count = std::to_string(out.train.size()) + " train";
-  if (d.train_limit > 0 || d.per_class > 0) train_count = limit_training(out, d, job);
-
+  if (d.kind == DataKind::packed) return prepare_packed(job);
+  out = prepare_splits(job);
+  const std::string train_count = out.describe;
+  const int64_t classes = out.classes;
   for (data::Dataset* set : {&out.train, &out.val, &out.test})
     if (set->inputs.defined() && set->inputs.dtype() == DType::u8) set->inputs = data::unit_float(set->inputs);
-  out.classes = classes;
-  if (out.classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
-  Shape sample(out.train.inputs.shape().begin() + 1, out.train.inputs.shape().end());
-  out.sample_shape = sample;
+  if (classes < 2) throw InputError(job.path + ": the training labels hold fewer than 2 classes");
+  const Shape sample = out.sample_shape;
   for (data::Dataset* set : {&out.val, &out.test}) {
     if (!set->inputs.defined()) continue;
     Shape other(set->inputs.shape().begin() + 1, set->inputs.shape().end());

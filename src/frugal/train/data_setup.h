@@ -3,11 +3,13 @@
 #pragma once
 
 #include <optional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "frugal/data/dataset.h"
+#include "frugal/data/packed.h"
 #include "frugal/data/readers.h"
 #include "frugal/train/bible_text.h"
 #include "frugal/train/job.h"
@@ -18,6 +20,14 @@ struct PreparedData {
   bool is_text = false;
   // Classification: inputs f32 (N, ...), targets i64 (N).
   data::Dataset train, val, test;
+  // kind = "packed": the training split streams from shards (train stays empty); val/test as above.
+  std::shared_ptr<const data::PackedSource> train_packed;
+  uint64_t pack_fingerprint = 0;  // of the pack (index.fpk), checked when a run resumes
+  int64_t train_size() const { return train_packed ? train_packed->size() : train.size(); }
+  // Training rows `rows` (in memory or decoded from the pack): inputs f32 (B, ...), targets i64 (B).
+  data::Dataset train_rows(const std::vector<int64_t>& rows) const {
+    return train_packed ? train_packed->gather(rows) : data::take(train, rows);
+  }
   Shape sample_shape;  // one input, e.g. (1, 28, 28)
   int64_t classes = 0;
   std::vector<std::string> label_names;  // [data] labels = "names": class index -> name; else empty
@@ -39,5 +49,10 @@ struct PreparedData {
 // by run.seed; more than the split holds is an InputError), so the val and test splits do not depend
 // on the limits.
 PreparedData prepare_data(const JobSpec& job, const std::string& cache_dir);
+
+// The classification splits as prepare_data makes them, before u8 -> f32 and normalization (what
+// `frugal data pack` writes): inputs u8 (idx) or f32, with sample_shape, classes, label_names and
+// describe ("N train", or "N of M train (...)" with limits) filled in.
+PreparedData prepare_splits(const JobSpec& job);
 
 }  // namespace frugal::train

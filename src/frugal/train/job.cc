@@ -134,10 +134,32 @@ void parse_data_pruning(Section& s, DataPruningSpec& p, const DataSpec& data) {
 }
 // ---- end of data selection ----
 
+// ---- packed data: [data] path, shuffle_buffer, workers (kind = "packed"; data/packed.h) ----
+// The splits, class selection and limits of a pack were applied when it was written (`frugal data
+// pack` reads the job that describes the raw files), so those keys are refused here, by name.
+void parse_data_packed(Section& s, DataSpec& d) {
+  d.path = s.get_string("path", "");
+  d.shuffle_buffer = s.get_int("shuffle_buffer", 8192, 1, int64_t(1) << 30);
+  d.workers = int(s.get_int("workers", 1, 1, 64));
+  if (d.kind != DataKind::packed) {
+    for (const char* key : {"path", "shuffle_buffer"})
+      if (s.has(key)) s.fail_key(key, "applies to packed data (kind = \"packed\")");
+    return;
+  }
+  for (const char* key : {"train_images", "train_labels", "test_images", "test_labels", "train", "val", "test",
+                          "train_targets", "val_targets", "test_targets", "label_column", "label_index", "header",
+                          "skip_lines", "comment", "labels", "class_count", "source", "val_fraction", "test_fraction",
+                          "classes", "train_limit", "per_class", "max_bytes"})
+    if (s.has(key))
+      s.fail_key(key, "is applied when the pack is written: set it in the job `frugal data pack` reads, not with "
+                      "kind = \"packed\" (which takes path, normalize, crop_padding, flip, prefetch, shuffle_buffer, workers)");
+}
+
 void parse_data(Section& s, DataSpec& d) {
-  if (!s.has("kind")) s.fail_key("kind", "missing; expected one of idx, csv, npy, text");
+  if (!s.has("kind")) s.fail_key("kind", "missing; expected one of idx, csv, npy, text, packed");
   d.kind = s.get_enum<DataKind>("kind", DataKind::idx,
-                                {{"idx", DataKind::idx}, {"csv", DataKind::csv}, {"npy", DataKind::npy}, {"text", DataKind::text}});
+                                {{"idx", DataKind::idx}, {"csv", DataKind::csv}, {"npy", DataKind::npy}, {"text", DataKind::text},
+                                 {"packed", DataKind::packed}});
   d.train_images = s.get_string("train_images", "");
   d.train_labels = s.get_string("train_labels", "");
   d.test_images = s.get_string("test_images", "");
@@ -165,6 +187,7 @@ void parse_data(Section& s, DataSpec& d) {
   d.max_bytes = s.get_int("max_bytes", 0, 1, INT64_MAX);
   parse_data_subsets(s, d);
   parse_data_dedup(s, d);
+  parse_data_packed(s, d);
   s.check_unknown();
   auto require = [&](const std::string& key, const std::string& value) {
     if (value.empty()) s.fail_key(key, "missing; required when kind = \"" + std::string(name_of(d.kind)) + "\"");
@@ -181,6 +204,8 @@ void parse_data(Section& s, DataSpec& d) {
     require("train_targets", d.train_targets);
   } else if (d.kind == DataKind::text) {
     if (d.source == "file") require("train", d.train);
+  } else if (d.kind == DataKind::packed) {
+    require("path", d.path);
   }
   for (const char* key : {"skip_lines", "comment"})
     if (d.kind != DataKind::csv && s.has(key)) s.fail_key(key, "applies to csv files (kind = \"csv\")");
@@ -640,6 +665,7 @@ const char* name_of(DataKind kind) {
     case DataKind::csv: return "csv";
     case DataKind::npy: return "npy";
     case DataKind::text: return "text";
+    case DataKind::packed: return "packed";
   }
   return "?";
 }
@@ -783,6 +809,9 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
                      &init, &freeze, &lora, &prune, &quantize, &data_pruning})
     s->check_unknown();
+  if (job.data.kind == DataKind::packed && job.distill)  // distillation reads the training inputs as one tensor
+    throw InputError(path + ": [distill] needs the training split in memory; packed data streams it (use the job that "
+                     "reads the raw files)");
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
   if (job.model.kind == ModelKind::custom && job.data.kind == DataKind::text)

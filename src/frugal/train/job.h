@@ -26,7 +26,7 @@ struct RunSpec {
   std::string store = "runs/frugal.db";
 };
 
-enum class DataKind { idx, csv, npy, text };
+enum class DataKind { idx, csv, npy, text, packed };
 // custom: the model is given by code (C++: Trainer::set_model), not by the job.
 enum class ModelKind { mlp, cnn, gpt, custom };
 enum class OptimKind { sgd, adamw };
@@ -81,6 +81,12 @@ struct DataSpec {
   std::string dedup_unit = "line";  // line | paragraph (blank-line separated)
   double dedup_threshold = 0.8;
   int64_t dedup_shingle = 5;        // characters per shingle
+  // ---- packed data (kind = "packed": a directory written by `frugal data pack`, data/packed.h) ----
+  std::string path;               // the pack directory
+  int64_t shuffle_buffer = 8192;  // samples shuffled together within an epoch (rounded up to whole blocks)
+  // Loader threads decoding, converting, normalizing and augmenting batches (any kind; packed data
+  // benefits most: decompression runs there). Batches do not depend on it.
+  int workers = 1;
 };
 
 // The [model] section as written; train/model_setup.h completes it from the data (inputs, classes,

@@ -62,6 +62,7 @@ void resolve_job_paths(JobSpec& job, const std::map<std::string, std::string>& w
            {"data.train", &d.train},               {"data.val", &d.val},
            {"data.test", &d.test},                 {"data.train_targets", &d.train_targets},
            {"data.val_targets", &d.val_targets},   {"data.test_targets", &d.test_targets},
+           {"data.path", &d.path},
            {"run.store", &job.run.store},          {"checkpoint.dir", &job.checkpoint.dir},
            {"cost.catalog", &job.cost.user_catalog}, {"lora.adapters", &job.lora.adapters}})
     resolve(key, *value, false);

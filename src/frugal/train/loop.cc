@@ -300,7 +300,7 @@ RunSummary TrainLoop::finish() {
   s.status = state_.stop ? state_.stop->status : "completed";
   s.stop_reason = state_.stop ? state_.stop->reason : "finished";
   s.epochs = is_text_ ? double(state_.step) / double(state_.steps_per_epoch)
-                      : double(state_.samples_seen) / double(state_.data.train.size());
+                      : double(state_.samples_seen) / double(state_.data.train_size());
   s.steps = state_.step;
   s.samples_seen = state_.samples_seen;
   s.train_compute_s = state_.meter.train_compute_s();

@@ -173,7 +173,8 @@ std::vector<JobDifference> result_differences(const std::string& saved_toml, con
   std::map<std::string, std::string> saved = job_keys(saved_toml, "checkpoint");
   std::map<std::string, std::string> current = job_keys(current_toml, "job");
   const std::set<std::string> free_keys = {"train.log_every", "train.max_minutes", "run.store", "data.prefetch",
-                                         "data.max_bytes", "run.threads_force"};
+                                         "data.max_bytes", "run.threads_force",
+                                         "data.workers"};  // loader threads: batches never depend on them
   const bool evaluation_free = !evaluation_changes_weights(saved) && !evaluation_changes_weights(current);
   std::set<std::string> keys;
   for (const auto& [k, v] : saved) keys.insert(k);
@@ -208,7 +209,7 @@ void check_resumable(const io::CheckpointState& state, const std::string& path, 
                (d.current.empty() ? "not set" : d.current) + " now)";
   }
   message += ". Only checkpoint.*, cost.*, budget.*, memory.*, train.log_every, train.max_minutes, run.store, data.prefetch, "
-             "data.max_bytes, run.threads_force (and "
+             "data.workers, data.max_bytes, run.threads_force (and "
              "train.eval_every / eval_tokens without early stopping or a plateau schedule) may change; "
              "restore the job or start a new run in another --out directory";
   throw InputError(message);

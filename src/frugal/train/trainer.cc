@@ -29,6 +29,7 @@
 #include "frugal/train/resume.h"
 #include "frugal/train/sampling/data_pruning.h"
 #include "frugal/train/techniques/builtin.h"
+#include "frugal/train/techniques/packed_data.h"
 
 namespace frugal::train {
 
@@ -144,7 +145,9 @@ void make_batches(const JobSpec& job, const PreparedData& data, Batches& out) {
     lo.augment.crop_padding = job.data.crop_padding;
     lo.augment.horizontal_flip = job.data.flip;
     lo.prefetch = job.data.prefetch;
-    out.loader.emplace(data.train, lo);
+    lo.workers = job.data.workers;
+    if (data.train_packed) out.loader.emplace(data.train_packed, lo);  // streamed from the shards
+    else out.loader.emplace(data.train, lo);
     out.batches_per_epoch = out.loader->batches_per_epoch();
     out.steps_per_epoch = (out.batches_per_epoch + t.grad_accum - 1) / t.grad_accum;
   }
@@ -353,6 +356,9 @@ TrainOutcome Trainer::run() {
   if (job.distill) techniques_.push_back(std::make_unique<Distillation>(job, data));
   // Which data to train on (issue 21): a score file is read and checked against the data here.
   for (auto& technique : make_sampling_techniques(job, data)) techniques_.push_back(std::move(technique));
+  if (data.train_packed)  // its fingerprint guards a resume; its figures go to the summary
+    techniques_.push_back(std::make_unique<PackedDataRecord>(data.train_packed, job.data.path, data.pack_fingerprint,
+                                                             job.data.shuffle_buffer, job.data.workers));
   // Then [lora] adapts the model as loaded: adapters added (or loaded), every other parameter frozen,
   // before the optimizer is built, so frozen parameters get neither gradients nor optimizer state. A
   // resumed run's adapters and their optimizer state come from the checkpoint, as every parameter's do.

@@ -63,9 +63,16 @@ void run_calibration(nn::Module& model, const JobSpec& job, const PreparedData& 
     if (tokens.numel() > samples * context + 1) tokens = tokens.slice_view(0, 0, samples * context + 1);
     for (auto& [x, y] : data::sequential_windows(tokens, std::min<int64_t>(samples, 32), context)) model(x);
   } else {
-    const int64_t n = std::min(samples, data.train.size());
-    for (int64_t begin = 0; begin < n; begin += 256)
-      model(data.train.inputs.slice_view(0, begin, std::min(n, begin + 256)));
+    const int64_t n = std::min(samples, data.train_size());
+    for (int64_t begin = 0; begin < n; begin += 256) {
+      if (!data.train_packed) {
+        model(data.train.inputs.slice_view(0, begin, std::min(n, begin + 256)));
+        continue;
+      }
+      std::vector<int64_t> rows;  // packed data: the same first rows, decoded
+      for (int64_t i = begin; i < std::min(n, begin + 256); ++i) rows.push_back(i);
+      model(data.train_rows(rows).inputs);
+    }
   }
   model.train(was_training);
 }
@@ -166,7 +173,7 @@ QuantizedModel quantize_model(nn::Module& model, const JobSpec& job, const Prepa
     auto observers = nn::observe_inputs(model);
     run_calibration(model, job, data, options.samples);
     nn::remove_hooks(model);
-    samples = data.is_text ? options.samples : std::min(options.samples, data.train.size());
+    samples = data.is_text ? options.samples : std::min(options.samples, data.train_size());
     for (size_t i = 0; i < layers.size(); ++i) {
       if (activations == "dynamic" && !dynamic_cast<nn::Conv2d*>(layers[i].second)) continue;
       const nn::RangeObserver& o = *observers[i];
