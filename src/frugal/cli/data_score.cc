@@ -46,6 +46,9 @@ int run_score(ScoreArgs args) {
   if (args.steps > 0) args.sets.push_back("train.steps=" + std::to_string(args.steps));
   if (args.epochs == 0 && args.steps == 0) args.sets.push_back("train.epochs=2");  // an early run (Paul et al.)
   train::JobSpec job = train::load_job(args.job, args.sets);
+  if (job.data.kind == train::DataKind::packed)
+    throw InputError(job.path + ": frugal data score needs the training split in memory (its fingerprint ties the "
+                     "scores to it); packed data streams it: score with the job that reads the raw files");
   job.data_pruning = {};  // the scores are for the whole split
   job.train.early_stopping.enabled = false;  // every row presented every epoch
   train::TrainOptions options;

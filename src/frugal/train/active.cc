@@ -156,6 +156,9 @@ ActiveResult run_active_learning(const std::string& job_path, std::vector<std::s
                                  const ActiveOptions& o, FILE* log) {
   sets.push_back("run.seed=" + std::to_string(seed));
   const JobSpec job = load_job(job_path, sets);
+  if (job.data.kind == DataKind::packed)
+    throw InputError(job.path + ": frugal active needs the training split in memory (it trains on chosen rows); packed "
+                     "data streams it: use the job that reads the raw files");
   if (job.data.kind == DataKind::text) throw InputError(job_path + ": active learning is for classification data");
   if (job.data_pruning.enabled) throw InputError(job_path + ": active learning does not combine with [data_pruning]");
   if (!(o.initial > 0 && o.batch > 0 && o.budget >= o.initial))

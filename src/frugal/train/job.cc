@@ -809,9 +809,15 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
                      &init, &freeze, &lora, &prune, &quantize, &data_pruning})
     s->check_unknown();
-  if (job.data.kind == DataKind::packed && job.distill)  // distillation reads the training inputs as one tensor
-    throw InputError(path + ": [distill] needs the training split in memory; packed data streams it (use the job that "
-                     "reads the raw files)");
+  if (job.data.kind == DataKind::packed) {  // these read the training inputs as one tensor (or fingerprint it)
+    const char* in_memory = job.distill                         ? "[distill]"
+                            : job.data_pruning.enabled          ? "[data_pruning]"
+                            : !job.curriculum.scores.empty()    ? "[curriculum] scores"
+                                                                : nullptr;
+    if (in_memory)
+      throw InputError(path + ": " + in_memory + " needs the training split in memory; packed data streams it (use the "
+                       "job that reads the raw files)");
+  }
   if (job.model.kind == ModelKind::gpt && job.data.kind != DataKind::text)
     throw InputError(path + ": [model] kind = \"gpt\" needs [data] kind = \"text\"");
   if (job.model.kind == ModelKind::custom && job.data.kind == DataKind::text)

@@ -230,6 +230,9 @@ void select_training_rows(const JobSpec& job, const TrainOptions& options, Prepa
   if (job.data_pruning.enabled) techniques.push_back(std::make_unique<DataPruningReport>(apply_data_pruning(job, data)));
   if (!options.train_rows) return;
   if (data.is_text) throw InputError(job.path + ": a list of training rows is for classification data");
+  if (data.train_packed)
+    throw InputError(job.path + ": a list of training rows (active learning) needs the training split in memory; packed "
+                     "data streams it (use the job that reads the raw files)");
   const int64_t of = data.train.size();
   for (int64_t row : *options.train_rows)
     if (row < 0 || row >= of)

@@ -90,7 +90,7 @@ std::vector<int64_t> curriculum_epoch_order(const CurriculumSpec& spec, const Cu
   return order;
 }
 
-Curriculum::Curriculum(CurriculumSpec spec, const PreparedData& data) : spec_(std::move(spec)), samples_(data.train.size()) {
+Curriculum::Curriculum(CurriculumSpec spec, const PreparedData& data) : spec_(std::move(spec)), samples_(data.train_size()) {
   if (spec_.score == "self") {
     scores_.assign(size_t(samples_), std::numeric_limits<float>::quiet_NaN());
   } else {

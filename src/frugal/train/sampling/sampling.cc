@@ -19,7 +19,7 @@ std::vector<std::unique_ptr<Technique>> make_sampling_techniques(const JobSpec& 
   if (job.seq_warmup.enabled) out.push_back(std::make_unique<SeqWarmup>(job.seq_warmup, job.model.gpt.context));
   if (job.curriculum.enabled) out.push_back(std::make_unique<Curriculum>(job.curriculum, data));
   if (job.importance_sampling.enabled)
-    out.push_back(std::make_unique<ImportanceSampling>(job.importance_sampling, data.train.size()));
+    out.push_back(std::make_unique<ImportanceSampling>(job.importance_sampling, data.train_size()));
   if (job.selective_backprop.enabled) out.push_back(std::make_unique<SelectiveBackprop>(job.selective_backprop));
   return out;
 }
