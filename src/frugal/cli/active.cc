@@ -44,10 +44,10 @@ int run_active(const ActiveArgs& a) {
     results.push_back(train::run_active_learning(a.job, a.sets, uint64_t(s + 1), o, stdout));
     std::fflush(stdout);
   }
-  double usd = 0, kwh = 0, wall = 0;
+  double usd = 0, kwh = 0, wall = 0, select = 0;
   std::vector<double> reached;
   for (const auto& r : results) {
-    usd += r.usd, kwh += r.kwh, wall += r.wall_s;
+    usd += r.usd, kwh += r.kwh, wall += r.wall_s, select += r.select_s;
     if (r.labels_to_target) reached.push_back(double(*r.labels_to_target));
   }
   std::printf("labels vs test accuracy (mean over %lld seeds):\n", (long long)a.seeds);
@@ -57,7 +57,7 @@ int run_active(const ActiveArgs& a) {
     std::printf("  %6lld labels  %.2f%%\n", (long long)results.front().rounds[i].labels, 100 * sum / double(results.size()));
   }
   nlohmann::json out = {{"strategy", train::name_of(o.strategy)}, {"budget", a.budget}, {"initial", a.initial},
-                        {"batch", a.batch}, {"usd", usd}, {"kwh", kwh}, {"wall_s", wall}};
+                        {"batch", a.batch}, {"usd", usd}, {"kwh", kwh}, {"wall_s", wall}, {"select_s", select}};
   if (a.target) {
     out["target_accuracy"] = *a.target;
     if (reached.size() == results.size()) {
@@ -72,11 +72,11 @@ int run_active(const ActiveArgs& a) {
                   100 * *a.target, results.size() - reached.size(), results.size());
     }
   }
-  std::printf("total cost of the %zu runs: %s, %s, %s\n", [&] {
+  std::printf("total cost of the %zu runs: %s, %s, %s; choosing the rows between rounds took %s more (outside the runs)\n", [&] {
     size_t n = 0;
     for (const auto& r : results) n += r.rounds.size();
     return n;
-  }(), usd_text(usd).c_str(), energy_text(kwh).c_str(), duration_text(wall).c_str());
+  }(), usd_text(usd).c_str(), energy_text(kwh).c_str(), duration_text(wall).c_str(), duration_text(select).c_str());
   nlohmann::json seeds = nlohmann::json::array();
   for (const auto& r : results) seeds.push_back(r.to_json());
   out["seeds"] = seeds;

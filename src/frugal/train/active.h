@@ -44,6 +44,7 @@ struct ActiveOptions {
 struct ActiveRound {
   int64_t labels = 0;
   double test_accuracy = 0, wall_s = 0, usd = 0, kwh = 0;
+  double select_s = 0;  // choosing the next rows after the run (k-center greedy, sorting): outside its bill
   std::string run_id;
 };
 
@@ -51,7 +52,8 @@ struct ActiveResult {
   uint64_t seed = 0;
   std::vector<ActiveRound> rounds;
   std::optional<int64_t> labels_to_target;  // the first round's labels at or past the target
-  double wall_s = 0, usd = 0, kwh = 0;      // the rounds summed
+  double wall_s = 0, usd = 0, kwh = 0;      // the rounds' runs summed
+  double select_s = 0;                      // the selections after them, summed (not in any run's bill)
   nlohmann::json to_json() const;
 };
 
