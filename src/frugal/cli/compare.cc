@@ -205,12 +205,12 @@ std::string pretraining_line(json& out, json p, const CostBasis& cost) {
   return buffer;
 }
 
-// A run's cost with the upstream work it used counted in (issue 21: the scoring run of [data_pruning],
-// techniques.data_pruning.total_with_scoring); null when it used none.
+// A run's cost with the upstream work it used counted in (issue 21: the scoring run behind
+// [data_pruning] or a [curriculum] score file: the technique's total_with_scoring); null when none.
 json upstream_total(const json& summary) {
   const json techniques = summary.value("techniques", json::object());
-  if (techniques.contains("data_pruning") && techniques["data_pruning"].contains("total_with_scoring"))
-    return techniques["data_pruning"];
+  for (const auto& [name, figures] : techniques.items())
+    if (figures.is_object() && figures.contains("total_with_scoring")) return figures;
   return nullptr;
 }
 

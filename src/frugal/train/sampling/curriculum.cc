@@ -164,7 +164,10 @@ void Curriculum::on(Event event, TrainState& state) {
       f["first_step"] = plan_.first_step;
       f["full_pool_step"] = full_step_;
       f["mean_pool_fraction"] = state.step > 0 ? pool_sum_ / double(state.step) : 0.0;
-      if (!file_cost_.is_null()) f["scoring_cost"] = file_cost_;  // the scoring run's bill, not in this run's meters
+      if (!file_cost_.is_null()) {  // the scoring run's bill, not in this run's meters: counted in the total
+        f["scoring_cost"] = file_cost_;
+        f["total_with_scoring"] = total_with_scoring(state.summary->cost, file_cost_);
+      }
       state.summary->techniques[name()] = f;
       break;
     }

@@ -85,15 +85,8 @@ nlohmann::json apply_data_pruning(const JobSpec& job, PreparedData& data) {
 
 void DataPruningReport::on(Event, TrainState& state) {
   nlohmann::json figures = figures_;
-  const cost::CostSummary& c = state.summary->cost;
-  const nlohmann::json& up = figures_["scoring_cost"];
-  auto upstream = [&](const char* key) { return up.is_object() ? up.value(key, 0.0) : 0.0; };
   // The run's own bill plus what computing the scores cost: what data pruning really cost.
-  figures["total_with_scoring"] = {{"usd", c.usd.value + upstream("usd")},
-                                   {"kwh", c.kwh.value + upstream("kwh")},
-                                   {"co2_kg", c.co2_kg.value + upstream("co2_kg")},
-                                   {"hours", c.hours.value + upstream("wall_s") / 3600.0},
-                                   {"wall_s", c.wall_s + upstream("wall_s")}};
+  figures["total_with_scoring"] = total_with_scoring(state.summary->cost, figures_["scoring_cost"]);
   state.summary->techniques[name()] = figures;
 }
 

@@ -47,6 +47,15 @@ std::string dataset_fingerprint(const data::Dataset& dataset) {
   return text;
 }
 
+nlohmann::json total_with_scoring(const cost::CostSummary& run, const nlohmann::json& scoring_cost) {
+  auto upstream = [&](const char* key) { return scoring_cost.is_object() ? scoring_cost.value(key, 0.0) : 0.0; };
+  return {{"usd", run.usd.value + upstream("usd")},
+          {"kwh", run.kwh.value + upstream("kwh")},
+          {"co2_kg", run.co2_kg.value + upstream("co2_kg")},
+          {"hours", run.hours.value + upstream("wall_s") / 3600.0},
+          {"wall_s", run.wall_s + upstream("wall_s")}};
+}
+
 void write_sample_scores(const std::string& path, const SampleScores& scores) {
   std::vector<std::pair<std::string, Tensor>> tensors;
   for (const auto& [kind, values] : scores.scores) {

@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "frugal/cost/run_meter.h"
 #include "frugal/data/dataset.h"
 
 namespace frugal::train {
@@ -31,6 +32,11 @@ struct SampleScores {
 
 // A hex digest of a split's targets and inputs (shape, dtype and bytes): equal splits, equal digests.
 std::string dataset_fingerprint(const data::Dataset& dataset);
+
+// The run's own bill plus the scoring run's (`scoring_cost` as a score file holds it; null adds
+// nothing): {"usd", "kwh", "co2_kg", "hours", "wall_s"}, what a technique that used the scores
+// reports as its "total_with_scoring" (frugal compare counts that total).
+nlohmann::json total_with_scoring(const cost::CostSummary& run, const nlohmann::json& scoring_cost);
 
 // Atomic write (safetensors); every score vector must have `samples` entries.
 void write_sample_scores(const std::string& path, const SampleScores& scores);
