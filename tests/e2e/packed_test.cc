@@ -71,6 +71,34 @@ TEST(Packed, PackThenTrainOnTheShards) {
   EXPECT_TRUE(summary.contains("data_wait_s"));
 }
 
+// Techniques that choose rows through the loader work on packed data; those that need the split in
+// memory (a score file's fingerprint, a subset of rows) refuse it by name, before any run.
+TEST(Packed, SamplingTechniquesOnPackedData) {
+  Scratch s("packed-sampling");
+  pack(s);
+  write_file(s / "is.toml", packed_job("is") + "[importance_sampling]\nsmoothing = 0.5\n");
+  CommandResult r = s.frugal("train is.toml --json --quiet --out is");
+  ASSERT_EQ(r.exit_code, 0) << r.err << r.out;
+  json summary = json::parse(last_line(r.out), nullptr, false);
+  ASSERT_TRUE(summary.is_object()) << r.out;
+  EXPECT_EQ(summary["steps"], 90);
+  EXPECT_TRUE(summary["techniques"].contains("importance_sampling")) << summary["techniques"].dump();
+
+  write_file(s / "scores.safetensors", "not used: refused first");
+  write_file(s / "pruned.toml", packed_job("pruned", "") + "[data_pruning]\nscores = \"scores.safetensors\"\n");
+  r = s.frugal("train pruned.toml --quiet --out pruned");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("[data_pruning] needs the training split in memory"), std::string::npos) << r.err;
+  write_file(s / "plain.toml", packed_job("plain"));
+  r = s.frugal("data score plain.toml --out scores2.safetensors --quiet");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("packed data streams it"), std::string::npos) << r.err;
+  r = s.frugal("active plain.toml --budget 200 --initial 100 --batch 50 --strategy margin");
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("packed data streams it"), std::string::npos) << r.err;
+  EXPECT_FALSE(fs::exists(s / "pruned"));
+}
+
 TEST(Packed, KilledMidEpochResumesByteIdentical) {
   Scratch s("packed-resume");
   pack(s);
