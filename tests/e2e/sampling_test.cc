@@ -37,7 +37,8 @@ TEST(Sampling, ClassificationTechniquesTrainAndReport) {
   // The printed summary says what selective backprop did.
   CommandResult printed = s.frugal("train selective_backprop.toml --out run-printed");
   ASSERT_EQ(printed.exit_code, 0) << printed.err;
-  EXPECT_NE(printed.out.find("selective_backprop: "), std::string::npos) << printed.out;
+  EXPECT_NE(printed.out.find("selective backprop: backward on "), std::string::npos) << printed.out;
+  EXPECT_NE(printed.out.find("(keep 0.5, from step 0)"), std::string::npos) << printed.out;
 }
 
 TEST(Sampling, GptWithSequenceLengthWarmup) {

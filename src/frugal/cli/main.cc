@@ -31,6 +31,7 @@
 #include "frugal/cli/quantize.h"
 #include "frugal/cli/report.h"
 #include "frugal/cli/data.h"
+#include "frugal/cli/technique_lines.h"
 #include "frugal/cli/prune.h"
 #include "frugal/cli/active.h"
 #include "frugal/io/safetensors.h"
@@ -142,44 +143,7 @@ void print_summary(const train::RunSummary& s) {
       std::printf("    logit cache %s %s (%lld bytes), %.2f s building it in this run\n", d->cache_path.c_str(),
                   d->cache_status.c_str(), (long long)d->cache_bytes, d->cache_build_s);
   }
-  for (const auto& [name, figures] : s.techniques) {
-    if (name == "prune" && figures.contains("units_total")) {  // [prune], in words (per layer: --json)
-      const std::string structure = figures.value("structure", "");
-      const std::string what = structure.find('+') != std::string::npos ? structure + " units"
-                               : structure == "mlp"                      ? "MLP units"
-                                                                         : structure;
-      std::printf("  prune: %.1f%% of %s removed (%lld of %lld; target %.1f%%), %s scores, %s, %s",
-                  100 * figures.value("sparsity", 0.0), what.c_str(),
-                  (long long)(figures.value("units_total", int64_t(0)) - figures.value("units_kept", int64_t(0))),
-                  (long long)figures.value("units_total", int64_t(0)), 100 * figures.value("target_sparsity", 0.0),
-                  figures.value("score", "").c_str(), figures.value("scope", "").c_str(),
-                  figures.value("schedule", "").c_str());
-      if (figures.contains("compact_params"))
-        std::printf("; the compacted model (model.toml) has %lld parameters",
-                    (long long)figures.value("compact_params", int64_t(0)));
-      std::printf("\n");
-      continue;
-    }
-    if (name == "data_pruning" && figures.contains("total_with_scoring")) {  // issue 21, in words
-      const json& total = figures["total_with_scoring"];
-      const json& up = figures["scoring_cost"];
-      std::printf("  data pruning: kept %lld of %lld training rows (%s by %s, fraction %g); with the scoring run %s: "
-                  "%s, %s, %s in all\n", (long long)figures.value("kept", int64_t(0)), (long long)figures.value("of", int64_t(0)),
-                  figures.value("keep", "").c_str(), figures.value("score", "").c_str(), figures.value("fraction", 0.0),
-                  up.is_object() ? up.value("run_id", "?").c_str() : "(cost unknown)",
-                  usd_text(total.value("usd", 0.0)).c_str(), energy_text(total.value("kwh", 0.0)).c_str(),
-                  duration_text(total.value("wall_s", 0.0)).c_str());
-      continue;
-    }
-    if (name == "dedup") {
-      std::printf("  dedup %s: removed %lld of %lld %ss (%s of %s) from the training text\n", figures.value("mode", "").c_str(),
-                  (long long)figures.value("removed", int64_t(0)), (long long)figures.value("units", int64_t(0)),
-                  figures.value("unit", "").c_str(), bytes_text(figures.value("bytes_removed", int64_t(0))).c_str(),
-                  bytes_text(figures.value("bytes", int64_t(0))).c_str());
-      continue;
-    }
-    std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
-  }
+  cli::print_technique_lines(s.techniques);
   if (s.status == "stopped_budget") {
     std::printf("  stopped at a budget limit after a checkpoint (%s); continue with a larger budget:\n"
                 "  frugal train JOB --out %s --resume auto --budget-usd X\n",
