@@ -20,6 +20,7 @@ namespace frugal::train {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::PreemptAt;
 using testing::RunFixture;
 
 TEST(SampleQuantities, MatchDirectFormulas) {
@@ -104,19 +105,6 @@ const char* kSections =
     "[train]\nepochs = 2\nbatch_size = 16\nlog_every = 5\n"
     "[checkpoint]\nevery_steps = 5\nevery_seconds = 0\n";
 
-// Raises SIGUSR1 after optimizer step `after` (a preemption: checkpoint, exit 75).
-class Preempt : public Technique {
- public:
-  explicit Preempt(int64_t after) : after_(after) {}
-  std::string name() const override { return "preempt"; }
-  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
-  void on(Event, TrainState& state) override {
-    if (state.step == after_) std::raise(SIGUSR1);
-  }
-
- private:
-  int64_t after_;
-};
 
 // The model's tensors (the file's metadata names the job's hash, which differs between fixtures).
 std::vector<std::vector<float>> weights_of(const fs::path& model_file) {
@@ -136,7 +124,7 @@ ScoredRun score_run(const RunFixture& f, int64_t preempt_after, const std::strin
   auto recorder = std::make_unique<ScoreRecorder>(kScoreKinds);
   ScoreRecorder* r = recorder.get();
   trainer.add_technique(std::move(recorder));
-  if (preempt_after > 0) trainer.add_technique(std::make_unique<Preempt>(preempt_after));
+  if (preempt_after > 0) trainer.add_technique(std::make_unique<PreemptAt>(preempt_after));
   ScoredRun out{trainer.run(), {}};
   if (out.outcome.exit_code == 0) out.scores = r->scores();
   return out;
@@ -190,7 +178,7 @@ TEST(DataPruning, APrunedRunTrainsOnTheKeptRowsAndResumesBitIdentical) {
 
   RunFixture resumed("prune-resumed", 190, sections);
   Trainer first(resumed.job(), resumed.options("run"));
-  first.add_technique(std::make_unique<Preempt>(4));  // mid-epoch (6 steps per epoch)
+  first.add_technique(std::make_unique<PreemptAt>(4));  // mid-epoch (6 steps per epoch)
   EXPECT_EQ(first.run().exit_code, kExitPreempted);
   TrainOutcome second = Trainer(resumed.job(), resumed.options("run", "auto")).run();
   ASSERT_EQ(second.exit_code, 0);

@@ -23,6 +23,7 @@ namespace frugal::train {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::PreemptAt;
 using testing::RunFixture;
 
 // ---- the loss ----
@@ -144,24 +145,11 @@ std::vector<std::vector<float>> weights_of(const fs::path& model_file) {
   return out;
 }
 
-// Raises SIGUSR1 after optimizer step `after` (a preemption: checkpoint, exit 75).
-class Preempt : public Technique {
- public:
-  explicit Preempt(int64_t after) : after_(after) {}
-  std::string name() const override { return "preempt"; }
-  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
-  void on(Event, TrainState& state) override {
-    if (state.step == after_) std::raise(SIGUSR1);
-  }
-
- private:
-  int64_t after_;
-};
 
 TrainOutcome run(const RunFixture& f, const std::string& out, int64_t preempt_after = 0,
                  const std::string& resume = "") {
   Trainer trainer(f.job(), f.options(out, resume));
-  if (preempt_after > 0) trainer.add_technique(std::make_unique<Preempt>(preempt_after));
+  if (preempt_after > 0) trainer.add_technique(std::make_unique<PreemptAt>(preempt_after));
   return trainer.run();
 }
 
@@ -367,7 +355,7 @@ TEST(Distillation, AGptStudentLearnsFromAGptTeacherAndResumesBitIdentical) {
   const JobSpec resumed_job = job("student", student, rest);
   {
     Trainer first(resumed_job, options("resumed"));
-    first.add_technique(std::make_unique<Preempt>(4));
+    first.add_technique(std::make_unique<PreemptAt>(4));
     ASSERT_EQ(first.run().exit_code, kExitPreempted);
   }
   TrainOutcome second = Trainer(resumed_job, options("resumed", "auto")).run();

@@ -33,6 +33,7 @@ namespace {
 using frugal::testing::all_close;
 using frugal::testing::random_tensor;
 using frugal::testing::same_bits;
+using testing::PreemptAt;
 using testing::RunFixture;
 
 std::shared_ptr<nn::Mlp> small_mlp(uint64_t seed = 1) {
@@ -228,19 +229,6 @@ const char* kLoraSections =
     "[checkpoint]\nevery_steps = 5\nevery_seconds = 0\n"
     "[lora]\nrank = 2\nalpha = 4\ndropout = 0.25\ntargets = [\"layers.*\"]\ntrain = [\"layers.3.bias\"]\n";
 
-// Raises SIGUSR1 after optimizer step `step`: the run checkpoints there and exits 75.
-class PreemptAt : public Technique {
- public:
-  explicit PreemptAt(int64_t step) : step_(step) {}
-  std::string name() const override { return "preempt_at"; }
-  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
-  void on(Event, TrainState& state) override {
-    if (state.step == step_) std::raise(SIGUSR1);
-  }
-
- private:
-  int64_t step_;
-};
 
 std::vector<std::vector<float>> tensors_of(const std::filesystem::path& path) {
   std::vector<std::vector<float>> out;

@@ -24,6 +24,7 @@
 namespace frugal::train {
 namespace {
 
+using testing::PreemptAt;
 using testing::RunFixture;
 
 TEST(Quantize, CalibrationNames) {
@@ -113,19 +114,6 @@ const char* kQatSections =
     "[checkpoint]\nevery_steps = 5\nevery_seconds = 0\n"
     "[quantize]\naware = true\nstart_step = 2\nobserver = \"ema\"\n";
 
-// Raises SIGUSR1 after optimizer step `step`: the run checkpoints there and exits 75.
-class PreemptAt : public Technique {
- public:
-  explicit PreemptAt(int64_t step) : step_(step) {}
-  std::string name() const override { return "preempt_at"; }
-  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
-  void on(Event, TrainState& state) override {
-    if (state.step == step_) std::raise(SIGUSR1);
-  }
-
- private:
-  int64_t step_;
-};
 
 std::vector<std::vector<float>> tensors_of(const std::filesystem::path& path) {
   std::vector<std::vector<float>> out;

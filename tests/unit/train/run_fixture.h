@@ -3,6 +3,7 @@
 // techniques a test adds. Limits: MLP on 16 features; a run takes well under a second.
 #pragma once
 
+#include <csignal>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -13,6 +14,7 @@
 
 #include "csv_data.h"
 #include "frugal/train/job.h"
+#include "frugal/train/technique.h"
 #include "frugal/train/trainer.h"
 
 namespace frugal::train::testing {
@@ -23,6 +25,21 @@ inline std::string read_text(const std::filesystem::path& path) {
 }
 
 // A scratch directory with data.csv and job.toml; `sections` is appended to the job (TOML).
+// Raises SIGUSR1 after optimizer step `step` (a preemption: the run checkpoints there and exits 75),
+// for the tests that resume a run and expect it to end bit-identical.
+class PreemptAt : public Technique {
+ public:
+  explicit PreemptAt(int64_t step) : step_(step) {}
+  std::string name() const override { return "preempt_at"; }
+  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
+  void on(Event, TrainState& state) override {
+    if (state.step == step_) std::raise(SIGUSR1);
+  }
+
+ private:
+  int64_t step_;
+};
+
 class RunFixture {
  public:
   RunFixture(const std::string& name, int rows, const std::string& sections)

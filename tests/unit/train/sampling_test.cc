@@ -27,6 +27,7 @@ namespace frugal::train {
 namespace {
 
 namespace fs = std::filesystem;
+using testing::PreemptAt;
 using testing::RunFixture;
 
 TEST(SeqWarmup, LengthGrowsLinearlyInMultiplesAndReachesTheContext) {
@@ -194,19 +195,6 @@ std::map<std::string, std::vector<float>> weights(const fs::path& file) {
   return out;
 }
 
-// Raises SIGUSR1 (a preemption: checkpoint, exit 75) after step `after`.
-class PreemptAfter : public Technique {
- public:
-  explicit PreemptAfter(int64_t after) : after_(after) {}
-  std::string name() const override { return "preempt_after"; }
-  EventSet events() const override { return event_set({Event::after_optimizer_step}); }
-  void on(Event, TrainState& state) override {
-    if (state.step == after_) std::raise(SIGUSR1);
-  }
-
- private:
-  int64_t after_;
-};
 
 // The job run whole, then preempted after each of `stops` and resumed: the same weights, bit for bit.
 void expect_resume_bit_identical(const std::string& name, int rows, const std::string& sections,
@@ -218,7 +206,7 @@ void expect_resume_bit_identical(const std::string& name, int rows, const std::s
   RunFixture f(name + "-resumed", rows, sections);
   for (size_t i = 0; i < stops.size(); ++i) {
     Trainer trainer(f.job(), f.options("run", i == 0 ? "" : "auto"));
-    trainer.add_technique(std::make_unique<PreemptAfter>(stops[i]));
+    trainer.add_technique(std::make_unique<PreemptAt>(stops[i]));
     ASSERT_EQ(trainer.run().exit_code, kExitPreempted) << "preempted after step " << stops[i];
   }
   TrainOutcome outcome = Trainer(f.job(), f.options("run", "auto")).run();
@@ -342,7 +330,7 @@ TEST(SamplingRun, SeqWarmupCountsFewerTokensAndFlopsAndResumesBitIdentical) {
   const auto reference = weights(dir / "warm" / "model.safetensors");
   for (int64_t stop : {3, 6}) {
     Trainer trainer(load_job(gpt_job(dir, "warm", warm)), quiet(dir / "resumed", stop == 3 ? "" : "auto"));
-    trainer.add_technique(std::make_unique<PreemptAfter>(stop));
+    trainer.add_technique(std::make_unique<PreemptAt>(stop));
     ASSERT_EQ(trainer.run().exit_code, kExitPreempted);
   }
   TrainOutcome resumed = Trainer(load_job(gpt_job(dir, "warm", warm)), quiet(dir / "resumed", "auto")).run();
