@@ -52,7 +52,8 @@ std::vector<int64_t> ImportanceSampling::epoch_order(int64_t epoch, std::vector<
     snapshot_epoch_ = epoch;
     ++epochs_sampled_;
   }
-  const std::vector<double> p = importance_probabilities(snapshot_, spec_.smoothing);
+  probabilities_ = importance_probabilities(snapshot_, spec_.smoothing);
+  const std::vector<double>& p = probabilities_;
   max_probability_ratio_ = p.empty() ? 0 : *std::max_element(p.begin(), p.end()) * double(samples_);
   return importance_draw(p, int64_t(shuffled.size()), seed_, epoch);
 }
@@ -74,7 +75,8 @@ void ImportanceSampling::on(Event event, TrainState& state) {
       for (size_t i = 0; i < rows.size(); ++i) losses_[size_t(rows[i])] = float(row_losses[i]);
       if (spec_.reweight && state.batch.epoch >= spec_.start_epoch && state.batch.epoch == snapshot_epoch_) {
         // Unbiased: row i weighs 1 / (N p_i); the loop's mean loss is replaced by the weighted mean.
-        const std::vector<double> p = importance_probabilities(snapshot_, spec_.smoothing);
+        // p is the epoch's (start_epoch drew this epoch's order from it, also in a resumed process).
+        const std::vector<double>& p = probabilities_;
         std::vector<float> w(rows.size());
         for (size_t i = 0; i < rows.size(); ++i) w[i] = float(1.0 / (double(samples_) * p[size_t(rows[i])]));
         CrossEntropyOptions options;

@@ -44,6 +44,7 @@ class ImportanceSampling : public Technique {
   std::vector<float> losses_;    // live: each row's latest loss (0 until seen)
   std::vector<float> snapshot_;  // the table the current epoch's order was drawn from
   int64_t snapshot_epoch_ = -1;
+  std::vector<double> probabilities_;  // of snapshot_, set with every drawn order (reweighting reads it)
   int64_t epochs_sampled_ = 0;   // epochs whose order was drawn by loss
   double max_probability_ratio_ = 0;  // largest p_i x N of the latest drawn epoch (how skewed)
 };
