@@ -10,10 +10,12 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <condition_variable>
 #include <cstring>
 #include <filesystem>
 #include <list>
 #include <mutex>
+#include <set>
 #include <unordered_map>
 
 #include "frugal/base/error.h"
@@ -57,6 +59,8 @@ std::vector<int64_t> packed_epoch_order(const std::vector<int64_t>& shard_blocks
 
 struct PackedSource::Cache {
   std::mutex mutex;
+  std::condition_variable done;  // a block in flight was cached (or failed)
+  std::set<int64_t> in_flight;   // blocks a thread is decompressing: others wait rather than decompress twice
   std::list<int64_t> recent;  // most recent first
   std::unordered_map<int64_t, std::pair<std::shared_ptr<const std::vector<uint8_t>>, std::list<int64_t>::iterator>> blocks;
   int64_t misses = 0;
@@ -138,12 +142,28 @@ int64_t PackedSource::blocks_decompressed() const {
 
 std::shared_ptr<const std::vector<uint8_t>> PackedSource::block(int64_t b) const {
   {
-    std::lock_guard<std::mutex> lock(cache_->mutex);
-    if (auto it = cache_->blocks.find(b); it != cache_->blocks.end()) {
-      cache_->recent.splice(cache_->recent.begin(), cache_->recent, it->second.second);
-      return it->second.first;
+    std::unique_lock<std::mutex> lock(cache_->mutex);
+    while (true) {
+      if (auto it = cache_->blocks.find(b); it != cache_->blocks.end()) {
+        cache_->recent.splice(cache_->recent.begin(), cache_->recent, it->second.second);
+        return it->second.first;
+      }
+      if (cache_->in_flight.insert(b).second) break;  // this thread decompresses it
+      cache_->done.wait(lock);
     }
   }
+  // Whatever happens below (a corrupted block throws), b is no longer in flight and waiters wake.
+  struct Landing {
+    Cache& cache;
+    int64_t b;
+    ~Landing() {
+      {
+        std::lock_guard<std::mutex> lock(cache.mutex);
+        cache.in_flight.erase(b);
+      }
+      cache.done.notify_all();
+    }
+  } landing{*cache_, b};
   // Decompressed outside the lock, so the loader threads decode different blocks at once.
   const PackBlock& info = *blocks_[size_t(b)];
   const int64_t shard = block_shard_[size_t(b)];
@@ -180,7 +200,6 @@ std::shared_ptr<const std::vector<uint8_t>> PackedSource::block(int64_t b) const
   }
   std::lock_guard<std::mutex> lock(cache_->mutex);
   ++cache_->misses;
-  if (auto it = cache_->blocks.find(b); it != cache_->blocks.end()) return it->second.first;  // another thread won
   cache_->recent.push_front(b);
   cache_->blocks.emplace(b, std::make_pair(raw, cache_->recent.begin()));
   while (int64_t(cache_->blocks.size()) > cache_capacity_) {
