@@ -11,12 +11,14 @@ build_dir="${1:-build}"
 packages=(build-essential cmake ninja-build ccache pkg-config
   libdnnl-dev libgtest-dev libgmock-dev libbenchmark-dev zlib1g-dev libzstd-dev libsqlite3-dev
   libtomlplusplus-dev libcli11-dev nlohmann-json3-dev libcpp-httplib-dev
+  openmpi-bin libopenmpi-dev  # mpirun and the mpi backend plugin (libfrugal_mpi.so, dist/mpi)
   ocl-icd-opencl-dev  # Debian's oneDNN is built with its OpenCL runtime: its CMake config requires OpenCL
   dataset-fashion-mnist bible-kjv
   diatheke sword-text-web sword-text-sparv)  # the WEB and Reina-Valera texts ([data] source = "bible-web", "bible-rv1909")
 # For the tests only: headless Chromium opens the HTML reports and the dashboard, wrk loads the
 # dashboard, Debian's python3 parses /metrics with prometheus_client.
-test_packages=(chromium fonts-dejavu-core wrk python3 python3-prometheus-client)
+# iproute2 makes the network namespaces of the multi-host MPI test.
+test_packages=(chromium fonts-dejavu-core wrk python3 python3-prometheus-client iproute2)
 ((with_tests)) && packages+=("${test_packages[@]}")
 
 missing=()

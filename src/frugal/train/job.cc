@@ -18,6 +18,7 @@
 #include "frugal/train/job_alerts.h"
 #include "frugal/train/job_paths.h"
 #include "frugal/train/job_section.h"
+#include "frugal/train/job_dist.h"
 #include "frugal/train/job_sampling.h"
 
 namespace frugal::train {
@@ -613,7 +614,9 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
                                             "cost",   "budget", "precision", "memory", "init",     "freeze", "lora", "distill",
                                             "prune",  "quantize", "alerts", "data_pruning",
                                             // issue 21 part 1 (train/sampling/)
-                                            "seq_warmup", "curriculum", "selective_backprop", "importance_sampling"};
+                                            "seq_warmup", "curriculum", "selective_backprop", "importance_sampling",
+                                            // issue 19 (train/parallel/)
+                                            "dist", "federated"};
   for (auto& [key, node] : root) {
     std::string k(key.str());
     if (std::find(sections.begin(), sections.end(), k) == sections.end()) {
@@ -665,6 +668,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   if (root.contains("alerts") && !root["alerts"].is_table()) throw InputError(path + ": [alerts] must be a table");
   job.alerts = parse_alerts(root["alerts"].as_table(), path, &overridden);
   parse_data_efficiency(root, job, path, overridden);  // [data_pruning], [curriculum], ... (job_sampling.h)
+  parse_dist_sections(root, job, path, overridden);    // [dist], [federated] (job_dist.h)
   for (Section* s : {&run, &data, &model, &optim, &schedule, &train, &checkpoint, &cost, &budget, &precision, &memory,
                      &init, &freeze, &lora, &prune, &quantize})
     s->check_unknown();

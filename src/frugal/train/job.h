@@ -331,6 +331,44 @@ struct ImportanceSamplingSpec {
 };
 // ---- end of issue 21 part 1
 
+// ---- beyond one machine (issue 19: train/parallel/) ----
+// [dist]: how the ranks of `mpirun -np N frugal train` (or srun) share a step. The job's global batch
+// is train.batch_size x train.grad_accum micro-batches whatever the world size; the world splits
+// them (micro-batch i of a step goes to rank i % size), so train.grad_accum must be a multiple of
+// the world size. Without compression the sum runs in one fixed order and N ranks end bit-identical
+// to one process.
+enum class Compression { none, bf16, topk, powersgd, local_sgd };
+const char* name_of(Compression c);
+struct DistSpec {
+  std::string backend = "auto";        // auto | local | mpi (dist::open_world)
+  Compression compression = Compression::none;
+  double bucket_mib = 4;               // exact reduction: gradients sent in buckets of this size
+  double topk_ratio = 0.01;            // topk: the share of each gradient's entries sent, (0, 1]
+  bool error_feedback = true;          // topk, powersgd, bf16: what was not sent is added next step
+  int64_t powersgd_rank = 4;           // powersgd: rank r of the low-rank factors
+  int64_t warmup_steps = 0;            // compressed methods: exact sums for the first steps
+  int64_t local_sgd_every = 8;         // local_sgd: parameters averaged every H steps
+};
+
+// [federated] (present = on): federated averaging over `clients` simulated clients, or over the
+// ranks of an MPI world (clients spread over ranks), each round a sample of clients trains
+// local_epochs on its own shard and the server averages their weights (weighted by shard size).
+enum class FederatedAlgorithm { fedavg, fedprox };
+enum class FederatedSplit { iid, dirichlet };
+struct FederatedSpec {
+  bool enabled = false;
+  FederatedAlgorithm algorithm = FederatedAlgorithm::fedavg;
+  int64_t clients = 10;
+  int64_t clients_per_round = 10;  // <= clients
+  int64_t rounds = 50;
+  int64_t local_epochs = 1;
+  FederatedSplit split = FederatedSplit::iid;
+  double alpha = 0.3;              // dirichlet: concentration of each class over clients
+  double mu = 0.01;                // fedprox: weight of the proximal term mu/2 ||w - w_global||^2
+  double target_accuracy = 0;      // > 0: report the round (and bytes) it is first reached
+};
+// ---- end of issue 19
+
 // ---- data selection (issue 21: data pruning) ----
 // [data_pruning] (train/sampling/data_pruning.h): train on a fraction of the training rows chosen by a
 // per-sample score file of `frugal data score`. Present = enabled.
@@ -370,6 +408,9 @@ struct JobSpec {
   CurriculumSpec curriculum;
   SelectiveBackpropSpec selective_backprop;
   ImportanceSamplingSpec importance_sampling;
+  // Beyond one machine, issue 19 (train/parallel/, job_dist.h).
+  DistSpec dist;
+  FederatedSpec federated;
   // Path keys as resolved by load_job (job_paths.h): "data.train" -> the path used; and each such
   // path -> where it came from, for a not-found message ("[data] train = "x.csv" in job.toml,
   // resolved against the job file's directory /home/me/jobs").
