@@ -19,7 +19,7 @@ namespace {
 
 const std::vector<std::string> entry_keys = {
     "provider", "region",  "accelerator", "accelerator_count", "cpu",   "vcpus", "memory_gib",
-    "usd_per_hour", "spot_usd_per_hour", "peak_tflops", "tdp_w", "idle_w", "carbon_g_per_kwh",
+    "usd_per_hour", "spot_usd_per_hour", "peak_tflops", "tdp_w", "idle_w", "carbon_g_per_kwh", "network_usd_per_gb",
     "source", "date", "notes"};
 // Required in a new entry, with what each means (for the "missing key" message).
 const std::vector<std::pair<std::string, std::string>> required_keys = {
@@ -137,6 +137,7 @@ class EntryReader {
     else if (k == "tdp_w") inst.tdp_w = get_number(k, node, true);
     else if (k == "idle_w") inst.idle_w = get_number(k, node, false), idle_stated_ = true;
     else if (k == "carbon_g_per_kwh") inst.carbon_g_per_kwh = get_number(k, node, false);
+    else if (k == "network_usd_per_gb") inst.network_usd_per_gb = get_number(k, node, false);
     else if (k == "source") inst.source = get_string(k, node);
     else if (k == "notes") inst.notes = get_string(k, node);
     else if (k == "date") {

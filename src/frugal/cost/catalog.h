@@ -28,6 +28,7 @@ struct Instance {
   double tdp_w = 0.0;              // power of the modelled share at full load
   double idle_w = 0.0;             // power at zero load (default idle_fraction_default x tdp_w)
   double carbon_g_per_kwh = 0.0;   // grid intensity, gCO2e per kWh
+  double network_usd_per_gb = 0.0; // traffic between instances of one job, USD per GB sent
   std::string source, date, notes;
   std::string file;                // last file that defined or changed this entry
   std::set<std::string> user_keys; // keys set by a user file through Catalog::merge

@@ -128,6 +128,16 @@ void RunMeter::add_flops(double forward, double backward) {
 
 void RunMeter::add_eval_flops(double flops) { flops_eval_ += flops; }
 
+void RunMeter::add_other_processes(double energy_j, double flops_forward, double flops_backward, double flops_eval) {
+  carried_.energy_j += energy_j;
+  flops_forward_ += flops_forward;
+  flops_backward_ += flops_backward;
+  flops_eval_ += flops_eval;
+}
+
+double RunMeter::own_energy_j() const { return energy_.joules().value; }
+std::string RunMeter::own_energy_source() const { return energy_.source(); }
+
 void RunMeter::sample() { energy_.sample(); }
 
 CostTotals RunMeter::totals() const {

@@ -171,6 +171,13 @@ class RunMeter {
   double flops_backward() const { return flops_backward_; }
   double flops_eval() const { return flops_eval_; }
 
+  // Data parallel: the energy and FLOPs of the job's other processes (ranks) since the last call,
+  // added to the run's as an earlier process's are (so checkpoints carry them too).
+  void add_other_processes(double energy_j, double flops_forward, double flops_backward, double flops_eval);
+  // This process's own energy so far in joules (at the last sample; nothing carried), and its source.
+  double own_energy_j() const;
+  std::string own_energy_source() const;
+
   // Reads the energy counters (or the process CPU time for the estimate). Call every step or so,
   // so that no RAPL counter wraps twice between samples.
   void sample();

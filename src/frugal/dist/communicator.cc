@@ -155,7 +155,8 @@ std::vector<double> allgather_values(Communicator& comm, double value) {
 std::unique_ptr<Communicator> make_local() { return std::make_unique<LocalCommunicator>(); }
 
 bool launched_as_ranks() {
-  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE", "SLURM_NTASKS"}) {
+  // Not SLURM_NTASKS: every shell of an allocation has it, also a batch script's plain `frugal train`.
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"}) {
     const char* v = std::getenv(name);
     if (v && std::atoi(v) > 1) return true;
   }

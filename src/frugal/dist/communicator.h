@@ -82,13 +82,13 @@ std::unique_ptr<Communicator> make_local();
 std::vector<std::unique_ptr<Communicator>> make_thread_group(int size);
 
 // True when this process was started by mpirun / mpiexec or srun as one of several ranks
-// (OMPI_COMM_WORLD_SIZE, PMIX_RANK, PMI_SIZE or SLURM_NTASKS > 1 in the environment).
+// (OMPI_COMM_WORLD_SIZE, PMI_SIZE or PMIX_SIZE > 1, or OMPI_COMM_WORLD_RANK / PMIX_RANK set).
 bool launched_as_ranks();
 
 // The job's world. backend "local": world size 1; "mpi": the MPI plugin (IoError naming the paths
 // tried when it or Open MPI cannot be loaded); "auto": mpi when launched_as_ranks(), else local.
-// The plugin is looked up next to the running binary, then in FRUGAL_MPI_PLUGIN (a file path),
-// then in the install's library folder. MPI is initialised once per process.
+// The plugin is looked up in FRUGAL_MPI_PLUGIN (a file path), next to the running binary, in
+// <binary>/../lib/frugal/, then in the install's library folder. MPI is initialised once per process.
 std::unique_ptr<Communicator> open_world(const std::string& backend = "auto");
 
 }  // namespace frugal::dist

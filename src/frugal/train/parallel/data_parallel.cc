@@ -2,6 +2,7 @@
 // samples seen made the world's at each step, and the ranks' stops agreed.
 #include "frugal/train/parallel/data_parallel.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include <nlohmann/json.hpp>
@@ -17,7 +18,7 @@ DataParallel::~DataParallel() = default;
 
 EventSet DataParallel::events() const {
   return event_set({Event::run_start, Event::batch_loaded, Event::after_backward, Event::before_optimizer_step,
-                    Event::after_optimizer_step, Event::run_end});
+                    Event::after_optimizer_step, Event::fit_end, Event::run_end});
 }
 
 void DataParallel::on(Event event, TrainState& state) {
@@ -35,6 +36,7 @@ void DataParallel::on(Event event, TrainState& state) {
           batch_counters_.push_back(buffer);
       samples_at_step_start_ = state.samples_seen;
       step_first_micro_ = state.micro;
+      start_cost(state);
       break;
     case Event::batch_loaded: {
       // The loop set state.micro to this micro-batch's index in the run: rank + round * N in the step.
@@ -57,32 +59,12 @@ void DataParallel::on(Event event, TrainState& state) {
       samples_at_step_start_ = state.samples_seen;
       step_first_micro_ = state.micro;
       break;
-    case Event::run_end: {
-      const dist::Traffic& t = world_.traffic();
-      nlohmann::json hosts = nlohmann::json::array();
-      const std::string host = world_.host();
-      // Every rank's host name, in rank order (fixed-size records: a collective of equal sizes).
-      char host_name[64] = {};
-      std::strncpy(host_name, host.c_str(), sizeof(host_name) - 1);
-      std::vector<char> all(sizeof(host_name) * size_t(world_.size()));
-      world_.allgather(host_name, sizeof(host_name), all.data());
-      for (int r = 0; r < world_.size(); ++r) hosts.push_back(std::string(&all[size_t(r) * sizeof(host_name)]));
-      const std::vector<double> sent = dist::allgather_values(world_, double(t.bytes_sent));
-      double total = 0;
-      for (double v : sent) total += v;
-      state.summary->techniques[name()] = {
-          {"world_size", world_.size()},
-          {"backend", world_.backend()},
-          {"hosts", hosts},
-          {"compression", name_of(spec_.compression)},
-          {"bytes_sent_rank0", t.bytes_sent},
-          {"bytes_sent_total", total},
-          {"bytes_sent_per_step", state.step > 0 ? double(t.bytes_sent) / double(state.step) : 0.0},
-          {"comm_wait_s_rank0", t.wait_seconds},
-          {"buckets", exact_ ? exact_->buckets() : 0},
-      };
+    case Event::fit_end:  // the training's cost, before the summary is made
+      gather_cost();
       break;
-    }
+    case Event::run_end:
+      bill_world(state);
+      break;
     default:
       break;
   }
@@ -143,7 +125,80 @@ void DataParallel::exchange_step_records(TrainState& state) {
   for (Tensor& counter : batch_counters_) counter.data<int64_t>()[0] += others;
 }
 
+void DataParallel::start_cost(TrainState& state) {
+  meter_ = &state.meter;
+  // Every rank's host name, in rank order (fixed-size records: a collective of equal sizes).
+  char host_name[64] = {};
+  std::strncpy(host_name, world_.host().c_str(), sizeof(host_name) - 1);
+  std::vector<char> all(sizeof(host_name) * size_t(world_.size()));
+  world_.allgather(host_name, sizeof(host_name), all.data());
+  for (int r = 0; r < world_.size(); ++r) hosts_.push_back(std::string(&all[size_t(r) * sizeof(host_name)]));
+  std::vector<std::string> distinct;
+  for (int r = 0; r < world_.size(); ++r) {
+    if (std::find(distinct.begin(), distinct.end(), hosts_[size_t(r)]) == distinct.end())
+      distinct.push_back(hosts_[size_t(r)]);
+    if (r < world_.rank() && hosts_[size_t(r)] == hosts_[size_t(world_.rank())]) first_on_host_ = false;
+  }
+  distinct_hosts_ = int(distinct.size());
+  meter_->sample();
+  last_energy_j_ = meter_->own_energy_j();
+  last_wall_s_ = meter_->wall_s();
+  last_flops_[0] = meter_->flops_forward(), last_flops_[1] = meter_->flops_backward(), last_flops_[2] = meter_->flops_eval();
+}
+
+// Each rank's energy since the last gather: a RAPL reading covers its whole host, so only the first
+// rank on a host counts it; an estimate (idle + load x utilization) counts the host's idle power
+// once, so the others count only their load.
+void DataParallel::gather_cost() const {
+  meter_->sample();
+  const double energy = meter_->own_energy_j(), wall = meter_->wall_s();
+  const double flops[3] = {meter_->flops_forward(), meter_->flops_backward(), meter_->flops_eval()};
+  double mine[4] = {0, 0, 0, 0};
+  if (world_.rank() != 0) {
+    double joules = energy - last_energy_j_;
+    if (meter_->own_energy_source() == "measured") joules = first_on_host_ ? joules : 0.0;
+    else if (!first_on_host_) joules = std::max(0.0, joules - meter_->priced().instance.idle_w * (wall - last_wall_s_));
+    mine[0] = joules;
+    for (int i = 0; i < 3; ++i) mine[1 + i] = flops[i] - last_flops_[i];
+  }
+  dist::allreduce_sum(world_, mine, 4);
+  if (world_.rank() == 0) meter_->add_other_processes(mine[0], mine[1], mine[2], mine[3]);
+  last_energy_j_ = energy, last_wall_s_ = wall;
+  for (int i = 0; i < 3; ++i) last_flops_[i] = flops[i];
+}
+
+// The summary's bill for the world: one instance per host, and the traffic between hosts.
+void DataParallel::bill_world(TrainState& state) const {
+  const dist::Traffic& t = world_.traffic();
+  const std::vector<double> sent = dist::allgather_values(world_, double(t.bytes_sent));
+  double total = 0;
+  for (double v : sent) total += v;
+  cost::CostSummary& c = state.summary->cost;
+  const double per_gb = meter_->priced().instance.network_usd_per_gb;
+  const double network_usd = distinct_hosts_ > 1 ? total / 1e9 * per_gb : 0.0;
+  if (distinct_hosts_ > 1) c.usd.value *= distinct_hosts_;
+  c.usd.value += network_usd;
+  // The FLOPs are the world's (gather_cost); the peak was one process's on its threads.
+  if (c.mfu) c.mfu = *c.mfu / double(world_.size());
+  state.summary->techniques[name()] = {
+      {"world_size", world_.size()},
+      {"backend", world_.backend()},
+      {"hosts", hosts_},
+      {"instances_billed", distinct_hosts_},
+      {"compression", name_of(spec_.compression)},
+      {"bytes_sent_rank0", t.bytes_sent},
+      {"bytes_sent_total", total},
+      {"bytes_sent_per_step", state.step > 0 ? double(t.bytes_sent) / double(state.step) : 0.0},
+      {"network_usd", network_usd},
+      {"network_usd_per_gb", per_gb},
+      {"comm_wait_s_rank0", t.wait_seconds},
+      {"comm_share_rank0", c.wall_s > 0 ? t.wait_seconds / c.wall_s : 0.0},
+      {"buckets", exact_ ? exact_->buckets() : 0},
+  };
+}
+
 void DataParallel::save_state(TechniqueState& out) const {
+  gather_cost();  // before the loop saves the meters into the checkpoint
   if (compressor_) compressor_->save_state(out, world_);
 }
 

@@ -6,7 +6,10 @@
 //     a [dist] compression method (compression.h) on each rank's own accumulated gradients;
 //   - BatchNorm running statistics: every micro-batch's update is applied on every rank in the order
 //     one process applies them (RunningStatsCapture), so buffers stay identical too;
-//   - samples seen count the whole world.
+//   - samples seen count the whole world;
+//   - cost: the other ranks' energy and FLOPs join rank 0's meter at each checkpoint and at the end
+//     (a host's idle power and RAPL reading counted once per host), the bill is per host, and
+//     traffic between hosts is priced at the catalog's network_usd_per_gb.
 // With compression = "none" N ranks end bit-identical to one process with the same micro-batches
 // (the same thread count per process), and checkpoints do not depend on N: a run checkpointed at 4
 // ranks goes on at 2 or 1. WorldStop (order kOrderWorldStop) makes the ranks agree on stops.
@@ -37,6 +40,10 @@ class DataParallel : public Technique {
  private:
   void finish_step(TrainState& state);
   void exchange_step_records(TrainState& state);
+  // Adds the other ranks' energy and FLOPs since the last call to rank 0's meter (a collective).
+  void start_cost(TrainState& state);
+  void gather_cost() const;
+  void bill_world(TrainState& state) const;
 
   DistSpec spec_;
   dist::Communicator& world_;
@@ -53,6 +60,12 @@ class DataParallel : public Technique {
   std::vector<RunningStatsUpdate> stats_targets_;  // the buffers each micro-batch updates, in order
   std::vector<Tensor> batch_counters_;             // BatchNorm's num_batches_tracked
   int64_t samples_at_step_start_ = 0, step_first_micro_ = 0;
+  // Cost over the world: hosts, and this rank's meters at the last gather_cost.
+  cost::RunMeter* meter_ = nullptr;
+  std::vector<std::string> hosts_;  // by rank
+  int distinct_hosts_ = 1;
+  bool first_on_host_ = true;  // the lowest rank on its host: a measured (RAPL) energy counts once per host
+  mutable double last_energy_j_ = 0, last_wall_s_ = 0, last_flops_[3] = {0, 0, 0};
 };
 
 // At step_end, after every rank's own decisions (time limit, preemption, budget): when any rank asks
