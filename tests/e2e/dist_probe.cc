@@ -197,7 +197,7 @@ int run(int argc, char** argv) {
   if (mib > 0) {
     char text[256];
     std::snprintf(text, sizeof(text),
-                  ",\"alltoall_mib\":%g,\"alltoall_bytes_sent\":%lld,\"alltoall_best_s\":%.6f,\"alltoall_median_s\":%.6f,"
+                  ",\"alltoall_mib\":%g,\"alltoall_bytes_sent\":%lld,\"alltoall_best_s\":%.9f,\"alltoall_median_s\":%.9f,"
                   "\"send_gbit_s\":%.3f",
                   bw.mib, (long long)bw.bytes_sent, bw.best_seconds, bw.median_seconds,
                   bw.best_seconds > 0 ? double(bw.bytes_sent) * 8 / bw.best_seconds / 1e9 : 0.0);

@@ -8,7 +8,7 @@
 # With --train JOB: also trains JOB across the namespaces and compares model.safetensors with one
 # process (`cmp`) run with train.grad_accum = N.
 #
-# Usage: mpi_netns.sh BUILD_DIR [--ranks N] [--train JOB.toml] [--alltoall-mib M]
+# Usage: mpi_netns.sh BUILD_DIR [--ranks N] [--train JOB.toml] [--alltoall-mib M] [--repeat K]
 # Exit 0 pass, 1 fail, 77 skipped (not root, no `ip netns`, no mpirun, no MPI plugin).
 # Limits: needs root (network namespaces); everything it creates lives in namespaces named
 # frugal-mpi-<pid>-*, removed on exit, whatever the outcome.
@@ -17,12 +17,13 @@ set -u -o pipefail
 build=${1:?usage: mpi_netns.sh BUILD_DIR [--ranks N] [--train JOB.toml] [--alltoall-mib M]}
 shift
 build=$(cd "$build" && pwd)
-ranks=2 job="" mib=16
+ranks=2 job="" mib=16 repeat=3
 while [ $# -gt 0 ]; do
   case "$1" in
     --ranks) ranks=$2; shift 2 ;;
     --train) job=$(realpath "$2"); shift 2 ;;
     --alltoall-mib) mib=$2; shift 2 ;;
+    --repeat) repeat=$2; shift 2 ;;
     *) echo "mpi_netns.sh: unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -85,7 +86,7 @@ counter() { in_head cat "/sys/class/net/v$1/statistics/$2"; }  # rx of v$k = wha
 declare -A before
 for k in $(seq 1 "$ranks"); do before[$k]=$(counter "$k" rx_bytes); done
 start=$(date +%s.%N)
-in_head timeout 120 "${mpi[@]}" "$build/dist_probe" --alltoall-mib "$mib" --repeat 3 >"$work/probe.out" 2>"$work/probe.err"
+in_head timeout 120 "${mpi[@]}" "$build/dist_probe" --alltoall-mib "$mib" --repeat "$repeat" >"$work/probe.out" 2>"$work/probe.err"
 code=$?
 seconds=$(echo "$(date +%s.%N) - $start" | bc)
 cat "$work/probe.out"
