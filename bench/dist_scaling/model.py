@@ -44,7 +44,9 @@ def lines(path):
 
 def find_dist(summary):
     """The data-parallel technique's block, whatever its exact key names (bytes sent, wait seconds)."""
-    block = summary.get("dist") if summary else None
+    if not summary:
+        return None
+    block = summary.get("dist") or summary.get("techniques", {}).get("data_parallel")
     if not isinstance(block, dict):
         return None
     def pick(*names):
@@ -53,8 +55,8 @@ def find_dist(summary):
                 return float(block[n])
         return None
     return {"world": pick("world_size", "size", "ranks"),
-            "bytes": pick("bytes_sent", "bytes_sent_rank0", "bytes"),
-            "wait": pick("wait_s", "wait_seconds", "comm_wait_s"),
+            "bytes": pick("bytes_sent_rank0", "bytes_sent", "bytes"),
+            "wait": pick("comm_wait_s_rank0", "wait_s", "wait_seconds", "comm_wait_s"),
             "raw": block}
 
 

@@ -34,8 +34,12 @@ for name in mlp cnn gpt; do
   "$frugal" train "$name.toml" "${sets[@]}" --quiet --out "runs/$name-1" > "$name-1.log" 2>&1 || echo "$name at 1 process failed: $(tail -1 "$name-1.log")"
   mpirun --oversubscribe -np 2 --bind-to none "$frugal" train "$name.toml" "${sets[@]}" --quiet --out "runs/$name-2" > "$name-2.log" 2>&1 ||
     echo "$name at 2 ranks failed: $(tail -1 "$name-2.log")"
-  if cmp -s "runs/$name-1/model.safetensors" "runs/$name-2/model.safetensors"; then echo "$name: 2 ranks bit-identical to 1 process"
-  else echo "$name: 2 ranks NOT bit-identical to 1 process (or a run failed)"; fi
+  # Two ranks that did not form one world would each train alone (and match trivially): ask the summary.
+  world=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1])).get("techniques",{}).get("data_parallel",{}).get("world_size",1))' \
+    "runs/$name-2/summary.json" 2>/dev/null)
+  if [ "${world:-0}" != 2 ]; then echo "$name: the mpirun -np 2 run did not train as a world of 2 (world size ${world:-?})"
+  elif cmp -s "runs/$name-1/model.safetensors" "runs/$name-2/model.safetensors"; then echo "$name: 2 ranks bit-identical to 1 process"
+  else echo "$name: 2 ranks NOT bit-identical to 1 process"; fi
 done
 
 probe() {  # probe LABEL MPIRUN-ARGS...: best alltoall of $mib MiB per rank, and of 1 KiB (latency)

@@ -116,9 +116,25 @@ cp "$job" "$work/one/job.toml"
 cp "$job" "$work/many/job.toml"
 (cd "$work/one" && "$build/frugal" train job.toml --quiet --out out) >"$work/one.log" 2>&1 ||
   { cat "$work/one.log" >&2; fail "one-process training failed"; }
+for k in $(seq 1 "$ranks"); do before[$k]=$(counter "$k" rx_bytes); done
 # Every rank runs in its own namespace but the same file system, so all find the job file; rank 0 writes.
 (cd "$work/many" && in_head timeout 600 "${mpi[@]}" "$build/frugal" train job.toml --quiet --out out) >"$work/many.log" 2>&1 ||
   { cat "$work/many.log" >&2; fail "training over $ranks namespaces failed"; }
+# Ranks that did not form one world would each train alone and match trivially: the summary must
+# say world size N, with rank r on host h(r+1).
+python3 - "$work/many/out/summary.json" "$ranks" <<'PY' || fail "the run over $ranks namespaces was not one world of $ranks ranks on h1..h$ranks"
+import json, sys
+block = json.load(open(sys.argv[1])).get("techniques", {}).get("data_parallel", {})
+n = int(sys.argv[2])
+print("summary:", json.dumps(block))
+sys.exit(0 if block.get("world_size") == n and block.get("hosts") == [f"h{k}" for k in range(1, n + 1)] else 1)
+PY
+crossed=0
+for k in $(seq 1 "$ranks"); do crossed=$((crossed + $(counter "$k" rx_bytes) - before[$k])); done
+sent=$(python3 -c 'import json,sys; print(int(json.load(open(sys.argv[1]))["techniques"]["data_parallel"]["bytes_sent_total"]))' \
+  "$work/many/out/summary.json")
+echo "training: the ranks counted $sent payload bytes sent, the veth pairs carried $crossed bytes from the hosts"
+[ "$crossed" -ge "$sent" ] || fail "the veth pairs carried less than the ranks sent"
 cmp "$work/one/out/model.safetensors" "$work/many/out/model.safetensors" ||
   fail "model.safetensors of $ranks ranks over TCP differs from one process with grad_accum = $ranks"
 echo "training over $ranks namespaces: model.safetensors bit-identical to one process ($(stat -c %s "$work/one/out/model.safetensors") bytes)"
