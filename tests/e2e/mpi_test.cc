@@ -1,7 +1,7 @@
 // The MPI backend where a user runs it: `mpirun --oversubscribe -np 1/2/4 dist_probe` passes every
 // collective check on every rank; the binary trains without MPI when its plugin is gone (copied to a
 // folder without libfrugal_mpi.so) and does not link libmpi; a world that needs the missing plugin
-// fails with the IoError naming the paths tried (exit code 74 through mpirun too).
+// fails with the IoError naming the paths tried (exit code 74 through mpirun: dist_probe and frugal).
 // Limits: skipped (GTEST_SKIP) when mpirun is not installed; all ranks on this one host.
 #include <unistd.h>
 
@@ -152,6 +152,19 @@ TEST(Mpi, MissingPluginUnderMpirunIsAnIoError) {
   EXPECT_NE(r.err.find("libfrugal_mpi.so"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find((s / "bin" / "libfrugal_mpi.so").string() + ": not there"), std::string::npos) << r.err;
   EXPECT_TRUE(probe_lines(r.out).empty()) << r.out;
+
+  // `frugal train` the same way: every rank stops before writing anything.
+  const fs::path frugal = lonely_copy(s, "frugal");
+  write_file(s / "data.csv", frugal::testing::four_class_csv(120));
+  write_file(s / "job.toml", kTinyJob);
+  std::string command = mpirun(2);
+  command += "'";
+  command += frugal.string();
+  command += "' train job.toml --quiet --out out";
+  CommandResult train = shell(s.dir(), command);
+  EXPECT_EQ(train.exit_code, 74) << train.err;
+  EXPECT_NE(train.err.find("could not be loaded"), std::string::npos) << train.err;
+  EXPECT_FALSE(fs::exists(s / "out" / "model.safetensors"));
 }
 
 }  // namespace
