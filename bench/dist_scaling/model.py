@@ -88,20 +88,24 @@ def main():
             continue
         steps = one["steps"]
         t1 = one["train_compute_s"] / steps
-        grad = one["memory"]["gradients_bytes"] or 4 * one["trainable_params"]
+        grad = 4 * one["trainable_params"]  # fp32 gradients, what the exact sum reduces each step
         k = max(1, math.ceil(grad / BUCKET_BYTES))
         print(f"\n{name}: {one['params']} parameters, G = {grad / 1e6:.2f} MB of gradients per step, "
-              f"one process (1 thread, 2 micro-batches): {t1 * 1e3:.2f} ms compute per step over {steps} steps")
+              f"one process (1 thread, 2 micro-batches): {t1 * 1e3:.2f} ms compute per step over {steps} steps "
+              f"(wall {one['wall_s'] / steps * 1e3:.2f} ms per step)")
         if two:
             t2 = two["train_compute_s"] / max(1, two["steps"])
-            line = f"  mpirun -np 2 (1 thread each, this machine): {t2 * 1e3:.2f} ms per step (rank 0)"
+            wall2 = two["wall_s"] / max(1, two["steps"])
+            line = (f"  mpirun -np 2 (1 thread each, this machine), rank 0: compute {t2 * 1e3:.2f} ms per step, "
+                    f"wall {wall2 * 1e3:.2f} ms per step (with set-up and the final evaluation)")
             d = find_dist(two)
             if d and d["bytes"] is not None:
                 line += f", {d['bytes'] / two['steps'] / 1e6:.3f} MB sent per step by rank 0"
                 line += f" (ring model: {ring_bytes(grad, 2) / 1e6:.3f} MB)"
             if d and d["wait"] is not None:
-                share = d["wait"] / two["train_compute_s"] if two["train_compute_s"] else float("nan")
-                line += f", wait {d['wait'] / two['steps'] * 1e3:.2f} ms per step ({share * 100:.1f}% of compute time)"
+                # Time blocked in collectives: the transfer and waiting for the slower rank.
+                share = d["wait"] / two["wall_s"] if two["wall_s"] else float("nan")
+                line += f", blocked in collectives {d['wait'] / two['steps'] * 1e3:.2f} ms per step ({share * 100:.1f}% of wall)"
             if d is None:
                 line += " (no `dist` block in the summary: bytes / wait not reported)"
             print(line)
