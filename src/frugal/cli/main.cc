@@ -547,7 +547,10 @@ int main(int argc, char** argv) {
   // Issue 21 part 1: the data-efficiency sections a job may add (README "Data efficiency").
   train_cmd->footer("Data efficiency: [seq_warmup] (GPT: short contexts first), [curriculum] (easy samples first, "
                     "by a score file or the model's own loss), [selective_backprop] (backward on the highest-loss "
-                    "samples), [importance_sampling] (epochs drawn by loss); see the README's job-file reference");
+                    "samples), [importance_sampling] (epochs drawn by loss); see the README's job-file reference.\n"
+                    "Several processes or hosts: mpirun -np N frugal train JOB (or srun --mpi=pmix); the ranks share "
+                    "each step's train.grad_accum micro-batches (a multiple of N) and end bit-identical to one "
+                    "process; [dist] sets the backend and gradient compression (README \"Beyond one machine\")");
   train_cmd->add_option("--set", sets, "Override a job key, e.g. --set train.epochs=3 (repeatable); a relative path "
                                       "given here is relative to the current directory, one in the job file to the job "
                                       "file's directory");

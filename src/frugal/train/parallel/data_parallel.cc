@@ -140,6 +140,13 @@ void DataParallel::start_cost(TrainState& state) {
     if (r < world_.rank() && hosts_[size_t(r)] == hosts_[size_t(world_.rank())]) first_on_host_ = false;
   }
   distinct_hosts_ = int(distinct.size());
+  const int64_t grad_accum = state.job.train.grad_accum;
+  state.progress.line("data parallel: " + std::to_string(world_.size()) + " ranks (" + world_.backend() + ") on " +
+                      std::to_string(distinct_hosts_) + (distinct_hosts_ == 1 ? " host" : " hosts") + ", " +
+                      std::to_string(grad_accum / world_.size()) + " of the step's " + std::to_string(grad_accum) +
+                      " micro-batches per rank; gradients " +
+                      (compressor_ ? std::string("compressed: ") + name_of(spec_.compression) : "summed exactly") +
+                      "; rank 0 writes " + state.out_dir);
   meter_->sample();
   last_energy_j_ = meter_->own_energy_j();
   last_wall_s_ = meter_->wall_s();
