@@ -152,6 +152,14 @@ std::vector<double> allgather_values(Communicator& comm, double value) {
   return all;
 }
 
+std::string broadcast_text(Communicator& comm, std::string text, int root) {
+  int64_t length = int64_t(text.size());
+  comm.broadcast(&length, sizeof(length), root);
+  text.resize(size_t(length));
+  comm.broadcast(text.data(), size_t(length), root);
+  return text;
+}
+
 std::unique_ptr<Communicator> make_local() { return std::make_unique<LocalCommunicator>(); }
 
 bool launched_as_ranks() {

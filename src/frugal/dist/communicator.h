@@ -75,6 +75,8 @@ void allreduce_sum(Communicator& comm, double* data, int64_t n);
 bool any_rank(Communicator& comm, bool flag);
 // Every rank's value, in rank order.
 std::vector<double> allgather_values(Communicator& comm, double value);
+// `root`'s text on every rank (what the others pass is ignored).
+std::string broadcast_text(Communicator& comm, std::string text, int root);
 
 // World size 1.
 std::unique_ptr<Communicator> make_local();

@@ -314,14 +314,6 @@ void check_world(const JobSpec& job, const dist::Communicator& world) {
                      std::to_string(N) + " ranks give it a score file (frugal data score) instead");
 }
 
-// Rank 0's text on every rank (the run directory's timestamped name, the run id).
-std::string from_rank0(dist::Communicator& world, std::string text) {
-  int64_t length = int64_t(text.size());
-  world.broadcast(&length, sizeof(length), 0);
-  text.resize(size_t(length));
-  world.broadcast(text.data(), size_t(length), 0);
-  return text;
-}
 // ---- end of data parallel ----
 
 }  // namespace
@@ -386,7 +378,7 @@ TrainOutcome Trainer::run_in(dist::Communicator& world_ref) {
   std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
   if (world->size() > 1 && options_.out_dir.empty()) {  // rank 0's timestamp names the run directory
-    resume.out_dir = from_rank0(*world, resume.out_dir);
+    resume.out_dir = dist::broadcast_text(*world, resume.out_dir, 0);
     if (job.checkpoint.dir.empty()) resume.checkpoint_dir = (fs::path(resume.out_dir) / "checkpoints").string();
   }
   if (options_.resume == "auto") {
@@ -465,7 +457,7 @@ TrainOutcome Trainer::run_in(dist::Communicator& world_ref) {
     else warn(metrics_path.string() + " is shorter than at the checkpoint; rows of earlier steps are missing");
   }
   if (run_id.empty() && writer) run_id = store->create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
-  if (world->size() > 1) run_id = from_rank0(*world, run_id);
+  if (world->size() > 1) run_id = dist::broadcast_text(*world, run_id, 0);  // rank 0 created it
   MetricsLog metrics(metrics_path.string(), resume.path.empty() || !writer ? 0 : position.metrics_bytes,
                      store ? &*store : nullptr, run_id);
   Progress progress(options_.log, options_.progress_bar, options_.quiet || !writer);

@@ -228,11 +228,7 @@ void WorldStop::on(Event, TrainState& state) {
     text = nlohmann::json{{"status", s.status},       {"reason", s.reason},     {"exit_code", s.exit_code},
                           {"checkpoint", s.checkpoint}, {"message", s.message}}.dump();
   }
-  int64_t length = int64_t(text.size());
-  world_.broadcast(&length, sizeof(length), from);
-  text.resize(size_t(length));
-  world_.broadcast(text.data(), size_t(length), from);
-  const nlohmann::json j = nlohmann::json::parse(text);
+  const nlohmann::json j = nlohmann::json::parse(dist::broadcast_text(world_, text, from));
   StopRequest agreed;
   agreed.status = j.at("status");
   agreed.reason = j.at("reason");
