@@ -229,6 +229,56 @@ ClientStats train_client(Federation& f, int64_t client, int64_t round, double lr
   return stats;
 }
 
+// One round's training on this rank and the server's average: client i of the round trains on rank
+// i % size, into slot i / size of that rank's block; the blocks are gathered to every rank, which
+// averages them in ascending client order, so every rank (and a simulated run) gets the same bits.
+struct RoundResult {
+  int64_t clients = 0;
+  ClientStats stats;                      // every rank's clients, summed in rank order
+  std::optional<double> bytes_measured;   // the ranks' counted traffic so far (world size > 1)
+};
+
+RoundResult train_round(Federation& f, dist::Communicator& world, int64_t round, double lr, std::vector<float>& global) {
+  const FederatedSpec& spec = f.job.federated;
+  const int rank = world.rank(), size = world.size();
+  const int64_t n = f.flat.size();
+  const std::vector<int64_t> sampled = sample_clients(spec.clients, spec.clients_per_round, f.job.run.seed, round);
+  const int64_t K = int64_t(sampled.size()), per_rank = (K + size - 1) / size;
+  std::vector<float> mine(static_cast<size_t>(per_rank * n), 0.0f);
+  RoundResult result;
+  result.clients = K;
+  ClientStats& local = result.stats;
+  for (int64_t i = rank; i < K; i += size) {
+    const ClientStats s = train_client(f, sampled[size_t(i)], round, lr, global, mine.data() + (i / size) * n);
+    local.loss_sum += s.loss_sum, local.batches += s.batches, local.samples += s.samples, local.steps += s.steps;
+  }
+  std::vector<float> gathered;
+  const float* all = mine.data();
+  if (size > 1) {
+    gathered.resize(size_t(size) * mine.size());
+    world.allgather(mine.data(), mine.size() * sizeof(float), gathered.data());
+    all = gathered.data();
+  }
+  std::vector<const float*> models;
+  std::vector<int64_t> weights;
+  for (int64_t i = 0; i < K; ++i) {
+    models.push_back(all + ((i % size) * per_rank + i / size) * n);
+    weights.push_back(int64_t(f.shards[size_t(sampled[size_t(i)])].size()));
+  }
+  global = weighted_average(models, weights, n);
+  f.flat.write(global.data());
+  if (size > 1) {
+    auto total = [&](double v) {
+      double sum = 0;
+      for (double x : dist::allgather_values(world, v)) sum += x;
+      return sum;
+    };
+    local = {total(local.loss_sum), total(local.batches), total(local.samples), total(local.steps)};
+    result.bytes_measured = total(double(world.traffic().bytes_sent));
+  }
+  return result;
+}
+
 // Where the run lives and what it goes on from (rank 0): as the Trainer decides it (trainer.cc),
 // found before anything is written.
 struct FederatedResume {
@@ -393,6 +443,110 @@ void write_model_file(const JobSpec& job, const PreparedData& data, const nn::Mo
   io::write_safetensors((fs::path(out_dir) / "model.safetensors").string(), model.state_dict(), metadata);
 }
 
+
+// The run's record on rank 0: run directory, run store and metrics.jsonl; a resumed run goes on as
+// the same run, its rows of rounds after the checkpoint dropped.
+struct RunRecord {
+  std::optional<track::RunStore> store;
+  std::optional<MetricsLog> metrics;  // refers to *store
+  std::string run_id;
+};
+
+void open_record(RunRecord& r, const JobSpec& job, const FederatedResume& resume, RoundPosition& position) {
+  fs::create_directories(resume.out_dir);
+  fs::create_directories(resume.checkpoint_dir);
+  std::ofstream(fs::path(resume.out_dir) / "job.toml") << job.resolved_toml;
+  r.store.emplace(job.run.store);
+  const fs::path metrics_path = fs::path(resume.out_dir) / "metrics.jsonl";
+  if (resume.checkpoint) {
+    if (!position.run_id.empty() && r.store->resume_run(position.run_id, position.round)) r.run_id = position.run_id;
+    std::error_code error;
+    if (fs::file_size(metrics_path, error) >= uintmax_t(position.metrics_bytes) && !error)
+      fs::resize_file(metrics_path, uintmax_t(position.metrics_bytes));
+  }
+  if (r.run_id.empty()) r.run_id = r.store->create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
+  r.metrics.emplace(metrics_path.string(), resume.checkpoint ? position.metrics_bytes : 0, *r.store, r.run_id);
+  position.run_id = r.run_id;
+}
+
+// Rank 0 after a round: the global model evaluated, the round's row, its line and its checkpoint.
+// Returns the round's mean training loss over its clients' batches.
+double record_round(Federation& f, RunRecord& record, Progress& progress, RoundPosition& position,
+                    const FederatedResume& resume, const RoundResult& result, double lr) {
+  const FederatedSpec& spec = f.job.federated;
+  EvalMetrics val, test;
+  {
+    auto in_phase = f.meter.phase(cost::Phase::evaluation);
+    autograd::FlopCounter flops;
+    if (f.data.val.size() > 0) val = evaluate_classifier(f.model, f.data.val, 1000);
+    // The test split too, for the round its accuracy reached a target (reported, never acted on).
+    if (f.data.test.size() > 0) test = evaluate_classifier(f.model, f.data.test, 1000);
+    f.meter.add_eval_flops(flops.total());
+  }
+  if (spec.target_accuracy > 0 && position.target_round < 0 && val.samples > 0 && val.accuracy >= spec.target_accuracy)
+    position.target_round = double(position.round), position.target_bytes = position.bytes;
+  const double train_loss = result.stats.loss_sum / std::max(1.0, result.stats.batches);
+  nlohmann::json row = {{"kind", "round"}, {"round", position.round}, {"step", position.round},
+                        {"clients", result.clients}, {"lr", lr}, {"train_loss", train_loss},
+                        {"bytes", position.bytes}, {"wall_s", f.meter.wall_s()}};
+  if (val.samples > 0) row["val_loss"] = val.loss, row["val_accuracy"] = val.accuracy;
+  if (test.samples > 0) row["test_accuracy"] = test.accuracy;
+  if (result.bytes_measured) row["bytes_measured"] = *result.bytes_measured;
+  record.metrics->write(row);
+  // The store's metric kinds are train and eval: a round is an evaluation of the global model.
+  record.store->log_metrics(record.run_id, position.round, "eval", row.dump());
+  progress.line("round " + std::to_string(position.round) + "/" + std::to_string(spec.rounds) + ": train loss " +
+                Progress::fixed(train_loss, 4) +
+                (val.samples > 0 ? ", val accuracy " + Progress::fixed(100 * val.accuracy, 2) + "%" : "") + ", " +
+                Progress::fixed(position.bytes / 1e6, 1) + " MB exchanged, " + Progress::duration(f.meter.wall_s()));
+  position.metrics_bytes = record.metrics->bytes();
+  write_round_checkpoint(f.job, f.flat, position, resume.out_dir, resume.checkpoint_dir, f.meter);
+  f.meter.sample();
+  return train_loss;
+}
+
+// The summary of the run on any rank; rank 0 (lead) evaluates the final model and writes it first
+// when the run completed.
+RunSummary summarize(Federation& f, const ModelPlan& plan, const FederatedResume& resume, const RoundPosition& position,
+                     bool preempted, bool lead, nlohmann::json figures) {
+  RunSummary s;
+  s.run_id = position.run_id;
+  s.status = preempted ? "preempted" : "completed";
+  s.stop_reason = preempted ? "preempted" : "finished";
+  if (preempted) s.signal = preemption_signal_name(preemption_signal());
+  if (!preempted && lead) {
+    auto in_phase = f.meter.phase(cost::Phase::evaluation);
+    autograd::FlopCounter flops;
+    if (f.data.val.size() > 0) {
+      const EvalMetrics val = evaluate_classifier(f.model, f.data.val, 1000);
+      s.metrics.val_loss = val.loss, s.metrics.val_accuracy = val.accuracy;
+    }
+    if (f.data.test.size() > 0) {
+      const EvalMetrics test = evaluate_classifier(f.model, f.data.test, 1000);
+      s.metrics.test_loss = test.loss, s.metrics.test_accuracy = test.accuracy;
+    }
+    f.meter.add_eval_flops(flops.total());
+    write_model_file(f.job, f.data, f.model, resume.out_dir);
+  }
+  s.epochs = position.samples / double(f.data.train.size());
+  s.steps = int64_t(position.steps);
+  s.samples_seen = int64_t(position.samples);
+  s.train_compute_s = f.meter.train_compute_s();
+  s.peak_rss_bytes = cost::read_process_sample().peak_rss_bytes;
+  s.memory = measure_memory();
+  s.params = f.model.num_parameters();
+  s.trainable_params = f.model.num_trainable_parameters();
+  s.threads = num_threads();
+  s.out_dir = resume.out_dir;
+  s.job_hash = f.job.hash;
+  s.checkpoint.checkpoint_dir = resume.checkpoint_dir;
+  if (!resume.path.empty()) s.checkpoint.resumed_from = resume.path;
+  s.checkpoint.interruptions = f.meter.interruptions();
+  s.checkpoint.checkpoint_s = f.meter.checkpoint_s();
+  s.cost = f.meter.summary(plan.flops_per_sample, bf16_operands(f.job.precision.mode) ? "bf16" : "fp32", num_threads());
+  s.techniques["federated"] = std::move(figures);
+  return s;
+}
 }  // namespace
 
 TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
@@ -457,26 +611,9 @@ TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
     flat.write(global.data());
   }
 
-  // The run directory and the run store (rank 0): a resumed run goes on as the same run.
-  std::optional<track::RunStore> store;
-  std::optional<MetricsLog> metrics;
-  std::string run_id;
-  if (lead) {
-    fs::create_directories(resume.out_dir);
-    fs::create_directories(resume.checkpoint_dir);
-    std::ofstream(fs::path(resume.out_dir) / "job.toml") << job.resolved_toml;
-    store.emplace(job.run.store);
-    const fs::path metrics_path = fs::path(resume.out_dir) / "metrics.jsonl";
-    if (resume.checkpoint) {
-      if (!position.run_id.empty() && store->resume_run(position.run_id, position.round)) run_id = position.run_id;
-      std::error_code error;
-      if (fs::file_size(metrics_path, error) >= uintmax_t(position.metrics_bytes) && !error)
-        fs::resize_file(metrics_path, uintmax_t(position.metrics_bytes));
-    }
-    if (run_id.empty()) run_id = store->create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
-    metrics.emplace(metrics_path.string(), resume.checkpoint ? position.metrics_bytes : 0, *store, run_id);
-    position.run_id = run_id;
-  }
+  RunRecord record;
+  if (lead) open_record(record, job, resume, position);
+  const std::string& run_id = record.run_id;
   Progress progress(options.log, false, options.quiet || !lead);
   progress.line("run " + run_id + ": " + data.describe + "; model " + name_of(plan.kind) + " with " +
                 std::to_string(model->num_parameters()) + " parameters; " + std::to_string(num_threads()) + " threads");
@@ -496,128 +633,36 @@ TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
   double last_train_loss = NAN;  // the last round's mean over its clients' batches
   try {
     for (int64_t round = position.round; round < spec.rounds; ++round) {
-      // Client i of the round trains on rank i % size, into slot i / size of that rank's block.
-      const std::vector<int64_t> sampled = sample_clients(spec.clients, spec.clients_per_round, job.run.seed, round);
-      const int64_t K = int64_t(sampled.size()), per_rank = (K + size - 1) / size;
       const double lr = schedule->lr_at(round);
-      std::vector<float> mine(static_cast<size_t>(per_rank * n), 0.0f);
-      ClientStats local;
-      for (int64_t i = rank; i < K; i += size) {
-        const ClientStats s = train_client(federation, sampled[size_t(i)], round, lr, global, mine.data() + (i / size) * n);
-        local.loss_sum += s.loss_sum, local.batches += s.batches, local.samples += s.samples, local.steps += s.steps;
-      }
-      std::vector<float> gathered;
-      const float* all = mine.data();
-      if (size > 1) {
-        gathered.resize(size_t(size) * mine.size());
-        world->allgather(mine.data(), mine.size() * sizeof(float), gathered.data());
-        all = gathered.data();
-      }
-      std::vector<const float*> models;
-      std::vector<int64_t> weights;
-      for (int64_t i = 0; i < K; ++i) {
-        models.push_back(all + ((i % size) * per_rank + i / size) * n);
-        weights.push_back(int64_t(shards[size_t(sampled[size_t(i)])].size()));
-      }
-      global = weighted_average(models, weights, n);  // ascending client order on every rank: the same bits
-      flat.write(global.data());
-      if (size > 1) {  // the clients' figures of every rank, summed in rank order
-        auto total = [&](double v) {
-          double sum = 0;
-          for (double x : dist::allgather_values(*world, v)) sum += x;
-          return sum;
-        };
-        local = {total(local.loss_sum), total(local.batches), total(local.samples), total(local.steps)};
-        bytes_measured = total(double(world->traffic().bytes_sent));
-      }
+      const RoundResult result = train_round(federation, *world, round, lr, global);
+      const int64_t K = result.clients;
+      const ClientStats& local = result.stats;
+      if (result.bytes_measured) bytes_measured = result.bytes_measured;
       position.round = round + 1;
       position.bytes += 2.0 * double(n) * 4.0 * double(K);  // each sampled client downloads and uploads the model
       position.samples += local.samples, position.steps += local.steps;
       const bool stop = size > 1 ? dist::any_rank(*world, preemption_requested()) : preemption_requested();
-      if (lead) {
-        EvalMetrics val, test;
-        {
-          auto in_phase = meter.phase(cost::Phase::evaluation);
-          autograd::FlopCounter flops;
-          if (data.val.size() > 0) val = evaluate_classifier(*model, data.val, 1000);
-          // The test split too, for the round its accuracy reached a target (reported, never acted on).
-          if (data.test.size() > 0) test = evaluate_classifier(*model, data.test, 1000);
-          meter.add_eval_flops(flops.total());
-        }
-        if (spec.target_accuracy > 0 && position.target_round < 0 && val.samples > 0 && val.accuracy >= spec.target_accuracy)
-          position.target_round = double(position.round), position.target_bytes = position.bytes;
-        nlohmann::json row = {{"kind", "round"}, {"round", position.round}, {"step", position.round},
-                              {"clients", K}, {"lr", lr}, {"train_loss", local.loss_sum / std::max(1.0, local.batches)},
-                              {"bytes", position.bytes}, {"wall_s", meter.wall_s()}};
-        if (val.samples > 0) row["val_loss"] = val.loss, row["val_accuracy"] = val.accuracy;
-        if (test.samples > 0) row["test_accuracy"] = test.accuracy;
-        last_train_loss = row["train_loss"].get<double>();
-        if (bytes_measured) row["bytes_measured"] = *bytes_measured;
-        metrics->write(row);
-        // The store's metric kinds are train and eval: a round is an evaluation of the global model.
-        store->log_metrics(run_id, position.round, "eval", row.dump());
-        progress.line("round " + std::to_string(position.round) + "/" + std::to_string(spec.rounds) + ": train loss " +
-                      Progress::fixed(row["train_loss"].get<double>(), 4) +
-                      (val.samples > 0 ? ", val accuracy " + Progress::fixed(100 * val.accuracy, 2) + "%" : "") + ", " +
-                      Progress::fixed(position.bytes / 1e6, 1) + " MB exchanged, " + Progress::duration(meter.wall_s()));
-        position.metrics_bytes = metrics->bytes();
-        write_round_checkpoint(job, flat, position, resume.out_dir, resume.checkpoint_dir, meter);
-        meter.sample();
-      }
+      if (lead) last_train_loss = record_round(federation, record, progress, position, resume, result, lr);
       if (stop) {
         preempted = true;
         break;
       }
     }
 
-    RunSummary s;
-    s.run_id = run_id;
-    s.status = preempted ? "preempted" : "completed";
-    s.stop_reason = preempted ? "preempted" : "finished";
-    if (preempted) s.signal = preemption_signal_name(preemption_signal());
-    if (!preempted && lead) {
-      auto in_phase = meter.phase(cost::Phase::evaluation);
-      autograd::FlopCounter flops;
-      if (data.val.size() > 0) {
-        const EvalMetrics val = evaluate_classifier(*model, data.val, 1000);
-        s.metrics.val_loss = val.loss, s.metrics.val_accuracy = val.accuracy;
-      }
-      if (data.test.size() > 0) {
-        const EvalMetrics test = evaluate_classifier(*model, data.test, 1000);
-        s.metrics.test_loss = test.loss, s.metrics.test_accuracy = test.accuracy;
-      }
-      meter.add_eval_flops(flops.total());
-      write_model_file(job, data, *model, resume.out_dir);
-    }
+    RunSummary s = summarize(federation, plan, resume, position, preempted, lead,
+                             federated_figures(job, shards, skew, position, n, size, bytes_measured));
     s.metrics.train_loss = last_train_loss;
-    s.epochs = position.samples / double(rows);
-    s.steps = int64_t(position.steps);
-    s.samples_seen = int64_t(position.samples);
-    s.train_compute_s = meter.train_compute_s();
-    s.peak_rss_bytes = cost::read_process_sample().peak_rss_bytes;
-    s.memory = measure_memory();
-    s.params = model->num_parameters();
-    s.trainable_params = model->num_trainable_parameters();
-    s.threads = num_threads();
-    s.out_dir = resume.out_dir;
-    s.job_hash = job.hash;
-    s.checkpoint.checkpoint_dir = resume.checkpoint_dir;
-    if (!resume.path.empty()) s.checkpoint.resumed_from = resume.path;
-    s.checkpoint.interruptions = meter.interruptions();
-    s.checkpoint.checkpoint_s = meter.checkpoint_s();
-    s.cost = meter.summary(plan.flops_per_sample, bf16_operands(job.precision.mode) ? "bf16" : "fp32", num_threads());
-    s.techniques["federated"] = federated_figures(job, shards, skew, position, n, size, bytes_measured);
     if (lead) {
       const nlohmann::json summary_json = s.to_json();
       std::ofstream(fs::path(resume.out_dir) / "summary.json") << summary_json.dump(2) << "\n";
-      store->finish_run(run_id, s.status, summary_json.dump());
+      record.store->finish_run(run_id, s.status, summary_json.dump());
     }
     return {preempted ? kExitPreempted : 0, s};
   } catch (const std::exception& e) {
     if (lead) {
       const nlohmann::json failure = {{"run_id", run_id}, {"status", "failed"}, {"error", e.what()},
                                       {"out_dir", resume.out_dir}, {"wall_s", meter.wall_s()}};
-      store->finish_run(run_id, "failed", failure.dump());
+      record.store->finish_run(run_id, "failed", failure.dump());
     }
     throw;
   }
