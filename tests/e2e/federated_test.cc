@@ -2,7 +2,8 @@
 // Fashion-MNIST (2000 samples, Dirichlet split over 4 clients) runs, writes a model, round rows and
 // the run; the same job twice gives the same model bytes; SIGKILL after a round's checkpoint and
 // SIGTERM (exit 75) both resume with --resume auto to the same bytes; `mpirun -np 2` (clients as
-// ranks) gives the same bytes as the simulated run; bad inputs exit 2 naming the key.
+// ranks) gives the same bytes as the simulated run, also going on from a simulated run's checkpoint;
+// bad inputs exit 2 naming the key.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -138,7 +139,7 @@ TEST(Federated, MpiRanksGiveTheSimulatedRunsBytes) {
   if (!have_dataset()) GTEST_SKIP() << "no Fashion-MNIST in " << kFashionDir;
   if (std::system("command -v mpirun >/dev/null 2>&1") != 0) GTEST_SKIP() << "no mpirun";
   Scratch s("federated-mpi");
-  write_file(s / "job.toml", fed_job(2));
+  write_file(s / "job.toml", fed_job(3));
   ASSERT_EQ(s.frugal("train job.toml --quiet --out simulated").exit_code, 0);
   const std::string command = "cd '" + s.dir().string() + "' && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
                               "mpirun --oversubscribe -np 2 --mca btl self,tcp '" + std::string(FRUGAL_BINARY_DIR) +
@@ -151,6 +152,19 @@ TEST(Federated, MpiRanksGiveTheSimulatedRunsBytes) {
   const json& f = summary["techniques"]["federated"];
   EXPECT_EQ(f["world_size"], 2) << f.dump();
   EXPECT_GT(f["bytes_measured"].get<double>(), 0);
+
+  // Checkpoints do not depend on the world size: a simulated run stopped after round 1 goes on as 2 ranks.
+  Process p(s, {"train", "job.toml", "--quiet", "--out", "moved"}, "moved");
+  ASSERT_TRUE(wait_for(s / "moved" / "checkpoints" / "checkpoint-000000000001.fck", p, 120)) << p.err();
+  p.kill_with(SIGKILL);
+  p.wait();
+  ASSERT_FALSE(fs::exists(s / "moved" / "model.safetensors")) << "the run ended before the kill";
+  const std::string resumed = "cd '" + s.dir().string() + "' && OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 "
+                              "mpirun --oversubscribe -np 2 --mca btl self,tcp '" + std::string(FRUGAL_BINARY_DIR) +
+                              "/frugal' train job.toml --quiet --out moved --resume auto >.moved-out 2>.moved-err";
+  const int moved = std::system(resumed.c_str());
+  ASSERT_TRUE(WIFEXITED(moved) && WEXITSTATUS(moved) == 0) << read_file(s / ".moved-err");
+  EXPECT_EQ(read_file(s / "moved" / "model.safetensors"), read_file(s / "simulated" / "model.safetensors"));
 }
 
 TEST(Federated, BadInputsExit2NamingTheKey) {

@@ -235,7 +235,7 @@ ClientStats train_client(Federation& f, int64_t client, int64_t round, double lr
 struct RoundResult {
   int64_t clients = 0;
   ClientStats stats;                      // every rank's clients, summed in rank order
-  std::optional<double> bytes_measured;   // the ranks' counted traffic so far (world size > 1)
+  std::optional<double> bytes_measured;   // the ranks' counted traffic in this process (world size > 1)
 };
 
 RoundResult train_round(Federation& f, dist::Communicator& world, int64_t round, double lr, std::vector<float>& global) {
@@ -337,15 +337,16 @@ struct RoundPosition {
   double bytes = 0;   // logical volume so far: 2 x the model's floats x 4 bytes per sampled client
   double samples = 0, steps = 0;
   double target_round = -1, target_bytes = -1;  // where target_accuracy was first reached (-1: not yet)
+  double bytes_measured = 0;  // the ranks' counted traffic over every process of the run (world size > 1)
   int64_t metrics_bytes = 0;
   std::string run_id;
 };
 
 const char* kPositionKeys[] = {"federated.round", "federated.bytes", "federated.samples", "federated.steps",
-                               "federated.target_round", "federated.target_bytes"};
+                               "federated.target_round", "federated.target_bytes", "federated.bytes_measured"};
 
 std::vector<double> position_values(const RoundPosition& p) {
-  return {double(p.round), p.bytes, p.samples, p.steps, p.target_round, p.target_bytes};
+  return {double(p.round), p.bytes, p.samples, p.steps, p.target_round, p.target_bytes, p.bytes_measured};
 }
 
 void write_round_checkpoint(const JobSpec& job, const FlatState& flat, const RoundPosition& p,
@@ -378,6 +379,7 @@ RoundPosition restore_round_checkpoint(const io::CheckpointState& state, const s
   p.steps = values.real("federated.steps");
   p.target_round = values.real("federated.target_round");
   p.target_bytes = values.real("federated.target_bytes");
+  p.bytes_measured = values.real("federated.bytes_measured");
   p.metrics_bytes = values.integer("metrics_bytes");
   p.run_id = state.values.count("run_id") ? state.values.at("run_id") : "";
   std::map<std::string, Tensor> saved;
@@ -491,7 +493,7 @@ double record_round(Federation& f, RunRecord& record, Progress& progress, RoundP
                         {"bytes", position.bytes}, {"wall_s", f.meter.wall_s()}};
   if (val.samples > 0) row["val_loss"] = val.loss, row["val_accuracy"] = val.accuracy;
   if (test.samples > 0) row["test_accuracy"] = test.accuracy;
-  if (result.bytes_measured) row["bytes_measured"] = *result.bytes_measured;
+  if (result.bytes_measured) row["bytes_measured"] = position.bytes_measured;
   record.metrics->write(row);
   // The store's metric kinds are train and eval: a round is an evaluation of the global model.
   record.store->log_metrics(record.run_id, position.round, "eval", row.dump());
@@ -604,6 +606,8 @@ TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
   }
   position.round = int64_t(header[0]), position.bytes = header[1], position.samples = header[2];
   position.steps = header[3], position.target_round = header[4], position.target_bytes = header[5];
+  position.bytes_measured = header[6];
+  const double carried_traffic = position.bytes_measured;  // of the processes before this one
   std::vector<float> global(static_cast<size_t>(n));
   flat.read(global.data());
   if (size > 1 && position.round > 0) {
@@ -637,7 +641,7 @@ TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
       const RoundResult result = train_round(federation, *world, round, lr, global);
       const int64_t K = result.clients;
       const ClientStats& local = result.stats;
-      if (result.bytes_measured) bytes_measured = result.bytes_measured;
+      if (result.bytes_measured) bytes_measured = position.bytes_measured = carried_traffic + *result.bytes_measured;
       position.round = round + 1;
       position.bytes += 2.0 * double(n) * 4.0 * double(K);  // each sampled client downloads and uploads the model
       position.samples += local.samples, position.steps += local.steps;
