@@ -549,6 +549,7 @@ RunSummary summarize(Federation& f, const ModelPlan& plan, const FederatedResume
   s.techniques["federated"] = std::move(figures);
   return s;
 }
+
 }  // namespace
 
 TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
