@@ -173,6 +173,9 @@ TEST(Federated, BadInputsExit2NamingTheKey) {
   struct Case {
     std::string job, expected;
   };
+  std::string packed_job = fed_job(2);  // [data] replaced by a pack's (refused before it is read)
+  const size_t data = packed_job.find("[data]"), model = packed_job.find("[model]");
+  packed_job.replace(data, model - data, "[data]\nkind = \"packed\"\npath = \"pack\"\n\n");
   const std::vector<Case> cases = {
       {fed_job(2, "", "").replace(fed_job(2).find("clients = 4"), 11, "clients = 5000"), "clients: expected at most the 2000 training samples"},
       {fed_job(2, "", "[dist]\ncompression = \"topk\"\n"), "[dist] compression: does not combine with [federated]"},
@@ -180,6 +183,9 @@ TEST(Federated, BadInputsExit2NamingTheKey) {
       {fed_job(2, "", "[importance_sampling]\n"), "[federated] and [importance_sampling] do not combine"},
       {fed_job(2, "", "[data_pruning]\nscores = \"none.safetensors\"\n"), "[data_pruning]"},
       {fed_job(2, "beta = 1\n"), "beta"},
+      {fed_job(2).replace(fed_job(2).find("batch_size = 32"), 15, "batch_size = 32\nepochs = 3"),
+       "[train] epochs: is not used with [federated]"},
+      {packed_job, "[federated] needs the training split in memory"},
       {fed_job(2).replace(fed_job(2).find("alpha = 0.5\n"), 12, "alpha = 0\n"), "alpha"},
   };
   int i = 0;
