@@ -467,7 +467,7 @@ void open_record(RunRecord& r, const JobSpec& job, const FederatedResume& resume
       fs::resize_file(metrics_path, uintmax_t(position.metrics_bytes));
   }
   if (r.run_id.empty()) r.run_id = r.store->create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
-  r.metrics.emplace(metrics_path.string(), resume.checkpoint ? position.metrics_bytes : 0, *r.store, r.run_id);
+  r.metrics.emplace(metrics_path.string(), resume.checkpoint ? position.metrics_bytes : 0, &*r.store, r.run_id);
   position.run_id = r.run_id;
 }
 
@@ -550,17 +550,11 @@ RunSummary summarize(Federation& f, const ModelPlan& plan, const FederatedResume
   return s;
 }
 
-}  // namespace
-
-TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
+// The run on this rank of `world` (see run_federated).
+TrainOutcome federate(const JobSpec& job, const TrainOptions& options, dist::Communicator* world) {
   const FederatedSpec& spec = job.federated;
-  check_job(job);
-  if (job.schedule.kind == "plateau")
-    throw InputError(job.path + ": [schedule] kind = \"plateau\": does not combine with [federated] ([schedule] counts "
-                     "rounds and every rank must know the lr without the server's evaluation); choose another kind");
   require_job_file(job, job.cost.user_catalog);
   cost::RunMeter meter(cost::price_instance(shipped_catalog_path(), job.cost));
-  std::unique_ptr<dist::Communicator> world = dist::open_world(job.dist.backend);
   const int rank = world->rank(), size = world->size();
   const bool lead = rank == 0;  // writes the run directory, the store and the model
   PreemptionScope preemption;
@@ -670,6 +664,26 @@ TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
       record.store->finish_run(run_id, "failed", failure.dump());
     }
     throw;
+  }
+}
+
+}  // namespace
+
+TrainOutcome run_federated(const JobSpec& job, const TrainOptions& options) {
+  check_job(job);  // the same refusal on every rank, before the world is opened
+  if (job.schedule.kind == "plateau")
+    throw InputError(job.path + ": [schedule] kind = \"plateau\": does not combine with [federated] ([schedule] counts "
+                     "rounds and every rank must know the lr without the server's evaluation); choose another kind");
+  std::shared_ptr<dist::Communicator> world = options.world ? options.world : dist::open_world(job.dist.backend);
+  if (world->size() == 1) return federate(job, options, world.get());
+  try {
+    return federate(job, options, world.get());
+  } catch (const std::exception& e) {
+    // The other ranks wait in a collective for this one (rank 0's resume, a round): end them all now.
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: rank %d of %d: error: %s\n", world->rank(), world->size(), e.what());
+    std::fflush(stderr);
+    world->abort(dynamic_cast<const InputError*>(&e) ? 2 : 1);
   }
 }
 
