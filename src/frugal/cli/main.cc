@@ -183,6 +183,8 @@ int cmd_train(const std::string& job_path, const std::vector<std::string>& sets,
     throw InputError("--budget-usd " + std::to_string(*budget_usd) + ": expected a number of dollars > 0");
   options.budget_usd = budget_usd;
   train::TrainOutcome outcome = train::run_training(job, options);
+  // Under mpirun, ranks other than 0 record nothing (no run id): rank 0 reports the run.
+  if (outcome.summary.run_id.empty()) return outcome.exit_code;
   if (as_json) std::printf("%s\n", outcome.summary.to_json().dump().c_str());
   else print_summary(outcome.summary);
   return outcome.exit_code;

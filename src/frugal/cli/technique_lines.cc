@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <string>
 
+#include "frugal/base/format.h"
 #include "frugal/base/machine.h"
 #include "frugal/base/units.h"
 
@@ -89,6 +90,28 @@ void print_technique_lines(const std::map<std::string, json>& techniques) {
       continue;
     }
     if (sampling_line(name, figures)) continue;
+    if (name == "federated" && figures.contains("bytes")) {  // issue 19, in words
+      const std::string split = figures.value("split", "") == "dirichlet"
+                                    ? "dirichlet alpha " + number_text(figures.value("alpha", 0.0)) : "iid";
+      std::printf("  federated %s: %lld rounds of %lld of %lld clients (%s, label skew %.3f), %lld local epochs; "
+                  "%s exchanged", figures.value("algorithm", "").c_str(), (long long)figures.value("rounds", int64_t(0)),
+                  (long long)figures.value("clients_per_round", int64_t(0)), (long long)figures.value("clients", int64_t(0)),
+                  split.c_str(), figures.value("label_skew", 0.0), (long long)figures.value("local_epochs", int64_t(0)),
+                  bytes_text(int64_t(figures.value("bytes", 0.0))).c_str());
+      if (figures.contains("bytes_measured"))
+        std::printf(" (%s sent between %lld ranks)", bytes_text(int64_t(figures.value("bytes_measured", 0.0))).c_str(),
+                    (long long)figures.value("world_size", int64_t(0)));
+      if (figures.contains("target_accuracy")) {
+        const json& round = figures["target_round"];
+        if (round.is_number())
+          std::printf("; val accuracy %.2f%% first reached in round %lld, after %s", 100 * figures.value("target_accuracy", 0.0),
+                      (long long)round.get<int64_t>(), bytes_text(int64_t(figures["target_bytes"].get<double>())).c_str());
+        else
+          std::printf("; val accuracy %.2f%% not reached", 100 * figures.value("target_accuracy", 0.0));
+      }
+      std::printf("\n");
+      continue;
+    }
     std::printf("  %s: %s\n", name.c_str(), figures.dump().c_str());
   }
 }

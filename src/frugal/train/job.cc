@@ -253,7 +253,8 @@ void parse_schedule(Section& s, ScheduleSpec& c) {
   c.mode = s.get_string("mode", "min", {"min", "max"});
 }
 
-void parse_train(Section& s, TrainSpec& t, const std::string& file) {
+// federated: the job has [federated], whose rounds and local_epochs set the length instead.
+void parse_train(Section& s, TrainSpec& t, const std::string& file, bool federated) {
   bool has_epochs = s.has("epochs"), has_steps = s.has("steps");
   t.epochs = s.get_int("epochs", 0, 1, 1 << 20);
   t.steps = s.get_int("steps", 0, 1, INT64_MAX / 4);
@@ -282,6 +283,11 @@ void parse_train(Section& s, TrainSpec& t, const std::string& file) {
   }
   s.check_unknown();
   if (has_epochs && has_steps) s.fail_key("steps", "set either epochs or steps, not both");
+  if (federated) {
+    for (const char* key : {"epochs", "steps"})
+      if (s.has(key)) s.fail_key(key, "is not used with [federated]: its rounds and local_epochs set the length");
+    return;
+  }
   if (!has_epochs && !has_steps) s.fail_key("epochs", "missing; set epochs or steps");
 }
 
@@ -643,7 +649,7 @@ JobSpec job_from(const std::string& path, const std::vector<std::string>& overri
   parse_model(model, job.model);
   parse_optim(optim, job.optim);
   parse_schedule(schedule, job.schedule);
-  parse_train(train, job.train, path);
+  parse_train(train, job.train, path, root.contains("federated"));
   parse_checkpoint(checkpoint, job.checkpoint);
   parse_cost(cost, job.cost, path);
   parse_budget(budget, job.budget);

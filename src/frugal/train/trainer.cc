@@ -26,6 +26,7 @@
 #include "frugal/train/job_paths.h"
 #include "frugal/train/loop.h"
 #include "frugal/train/model_setup.h"
+#include "frugal/train/parallel/federated.h"
 #include "frugal/train/resume.h"
 #include "frugal/train/sampling/data_pruning.h"
 #include "frugal/train/techniques/builtin.h"
@@ -72,6 +73,8 @@ struct PreemptionScope {
   }
   ~PreemptionScope() { uninstall_preemption_handlers(); }
 };
+
+}  // namespace
 
 // The parameter groups: decay / no_decay, split by [optim] lr_multipliers when given.
 std::unique_ptr<optim::Optimizer> make_optimizer(const JobSpec& job, nn::Module& model) {
@@ -122,6 +125,8 @@ std::unique_ptr<optim::LrSchedule> make_schedule(const ScheduleSpec& spec, doubl
   c.plateau.min_lr = spec.lr_min;
   return optim::make_schedule(c);
 }
+
+namespace {
 
 // The micro-batches of the run and its length in optimizer steps. Classification counts epochs of
 // micro-batches (the last step of an epoch may have fewer than grad_accum); text, random windows.
@@ -506,6 +511,9 @@ TrainOutcome Trainer::run_in(dist::Communicator& world_ref) {
   }
 }
 
-TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) { return Trainer(job, options).run(); }
+TrainOutcome run_training(const JobSpec& job, const TrainOptions& options) {
+  if (job.federated.enabled) return run_federated(job, options);  // its own loop of rounds (parallel/federated.h)
+  return Trainer(job, options).run();
+}
 
 }  // namespace frugal::train

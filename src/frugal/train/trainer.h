@@ -15,6 +15,8 @@
 
 #include "frugal/dist/communicator.h"
 #include "frugal/nn/module.h"
+#include "frugal/optim/optimizer.h"
+#include "frugal/optim/schedule.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/job.h"
 #include "frugal/train/model_setup.h"
@@ -85,7 +87,12 @@ class Trainer {
   std::vector<std::unique_ptr<Technique>> techniques_;
 };
 
-// Trainer(job, options).run(): `frugal train`.
+// The job's optimizer over `model`'s parameter groups (decay / no_decay, [optim] lr_multipliers) and
+// its [schedule] over total_steps: what the Trainer builds, for drivers of their own (federated.h).
+std::unique_ptr<optim::Optimizer> make_optimizer(const JobSpec& job, nn::Module& model);
+std::unique_ptr<optim::LrSchedule> make_schedule(const ScheduleSpec& spec, double lr, int64_t total_steps);
+
+// Trainer(job, options).run(): `frugal train`; a job with [federated] runs run_federated (federated.h).
 TrainOutcome run_training(const JobSpec& job, const TrainOptions& options);
 
 // Where the shipped catalog is: $FRUGAL_CATALOG, else the first that exists of <dir of the binary>/
