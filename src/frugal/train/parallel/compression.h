@@ -35,6 +35,9 @@ class GradientCompressor {
   // grads[i]: parameter i's local gradient (f32, undefined when it got none on this rank: every
   // rank then sees it undefined); replaced in place by the world's (approximate) sum.
   virtual void reduce(std::vector<Tensor>& grads, dist::Communicator& comm, int64_t step) = 0;
+  // At run_start, after load_state (model and optimizer in place, a checkpoint's included): local SGD
+  // puts back this rank's own parameters and optimizer state, which differ between averages.
+  virtual void start(const std::vector<Tensor>& params, optim::Optimizer& optimizer, dist::Communicator& comm) {}
   // After the optimizer step (weights updated): local SGD averages the parameters every H steps.
   virtual void after_step(const std::vector<Tensor>& params, optim::Optimizer& optimizer, dist::Communicator& comm,
                           int64_t step) {}
