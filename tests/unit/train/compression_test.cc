@@ -215,6 +215,43 @@ TEST(TopK, SendsTheLargestEntriesAndErrorFeedbackConservesEveryEntry) {
   for (int64_t b : sent) EXPECT_EQ(b, pairs * 8);
 }
 
+TEST(Sign, SendsScaledSignsSumsThemInRankOrderAndKeepsTheRest) {
+  std::vector<int64_t> sent(3);
+  Results results(3);
+  TechniqueState saved;
+  on_ranks(3, [&](dist::Communicator& comm) {
+    auto c = make_compressor(spec_of(Compression::sign));
+    EXPECT_EQ(c->name(), "sign");
+    auto grads = gradients(comm.rank(), 0);
+    c->reduce(grads, comm, 0);
+    results.put(comm.rank(), grads);
+    sent[size_t(comm.rank())] = comm.traffic().bytes_sent;
+    c->save_state(saved, comm);
+  });
+  results.expect_same_on_every_rank();
+  auto res = residuals(saved, 3);
+  int64_t message = 0;
+  for (size_t p = 0; p < kShapes.size(); ++p) {
+    const int64_t n = shape_numel(kShapes[p]);
+    message += 4 + (n + 7) / 8;
+    std::vector<float> expected(static_cast<size_t>(n), 0.0f);
+    for (int r = 0; r < 3; ++r) {
+      std::vector<float> g = values(gradient(r, p, 0, kShapes[p]));
+      double l1 = 0;
+      for (float v : g) l1 += std::fabs(double(v));
+      const float scale = float(l1 / double(n));
+      for (size_t i = 0; i < g.size(); ++i) {
+        const float v = g[i] >= 0 ? scale : -scale;
+        expected[i] = r == 0 ? v : expected[i] + v;
+        EXPECT_EQ(res[size_t(r)][p][i], g[i] - v) << "rank " << r << " param " << p << " entry " << i;
+      }
+    }
+    EXPECT_EQ(results.by_rank[0][p], expected) << "param " << p;
+  }
+  // One allgather of each tensor's f32 scale and bits: (size - 1) copies.
+  for (int64_t b : sent) EXPECT_EQ(b, 2 * message);
+}
+
 // A (rows x cols) matrix of rank 2, U V_r^T with U shared by the ranks, so the ranks' sum has rank 2.
 Tensor low_rank(int rank, int64_t rows, int64_t cols) {
   Rng u_rng(3, 0), v_rng(4, uint64_t(rank));
@@ -380,6 +417,7 @@ TEST(Compression, ResumeAtTheSameWorldSizeIsBitIdentical) {
   DistSpec powersgd = spec_of(Compression::powersgd);
   powersgd.powersgd_rank = 1;
   expect_resume_bit_identical(powersgd);
+  expect_resume_bit_identical(spec_of(Compression::sign));
 }
 
 TEST(Compression, ResumeAtAnotherWorldSizeStartsFromZero) {

@@ -17,6 +17,7 @@ std::unique_ptr<GradientCompressor> make_compressor(const DistSpec& spec) {
     case Compression::topk: return compress::make_topk(spec);
     case Compression::powersgd: return compress::make_powersgd(spec);
     case Compression::local_sgd: return compress::make_local_sgd(spec);
+    case Compression::sign: return compress::make_sign(spec);
   }
   return nullptr;
 }

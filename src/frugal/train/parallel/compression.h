@@ -4,7 +4,8 @@
 // DataParallel technique (data_parallel.h) hands the gradients to reduce(), after which every rank
 // must hold the same approximation of the world's SUM (each micro-batch's loss is already divided by
 // the step's micro-batch count over all ranks, so the sum is the global batch's gradient).
-// One method per file: bf16_sum.cc, topk.cc, powersgd.cc, local_sgd.cc; make_compressor picks one.
+// One method per file: bf16_sum.cc, topk.cc, powersgd.cc, local_sgd.cc, sign_sum.cc; make_compressor
+// picks one.
 //
 // State that differs between ranks (error-feedback residuals, PowerSGD's Q) is per rank: a compressor
 // gathers it to rank 0 at save_state (the only rank that writes checkpoints) and a process resuming

@@ -42,5 +42,6 @@ std::unique_ptr<GradientCompressor> make_bf16_sum(const DistSpec& spec);
 std::unique_ptr<GradientCompressor> make_topk(const DistSpec& spec);
 std::unique_ptr<GradientCompressor> make_powersgd(const DistSpec& spec);
 std::unique_ptr<GradientCompressor> make_local_sgd(const DistSpec& spec);
+std::unique_ptr<GradientCompressor> make_sign(const DistSpec& spec);
 
 }  // namespace frugal::train::compress
