@@ -123,6 +123,15 @@ void adopt_grad(const Tensor& leaf, const Tensor& g) {
 }  // namespace
 
 namespace {
+thread_local std::function<void(const Tensor&)> grad_ready;  // GradReadyScope's function, if any
+}  // namespace
+
+GradReadyScope::GradReadyScope(std::function<void(const Tensor& leaf)> ready) : previous_(std::move(grad_ready)) {
+  grad_ready = std::move(ready);
+}
+GradReadyScope::~GradReadyScope() { grad_ready = std::move(previous_); }
+
+namespace {
 // backward() and backward_returning(): the gradient of a leaf listed in `returned` goes to the
 // matching slot of *out (moved, not copied); other leaves accumulate into their .grad.
 void run_backward(const Tensor& root, const Tensor& grad_root, const std::vector<Tensor>& returned,
@@ -149,6 +158,7 @@ void run_backward(const Tensor& root, const Tensor& grad_root, const std::vector
   };
   if (!root.grad_fn()) {  // root is a leaf
     deliver(root, seed);
+    if (grad_ready) grad_ready(root);
     return;
   }
   // Collect the nodes reachable from root, then run them newest first.
@@ -164,11 +174,34 @@ void run_backward(const Tensor& root, const Tensor& grad_root, const std::vector
       if (in.defined() && in.grad_fn()) stack.push_back(in.grad_fn().get());
   }
   std::sort(order.begin(), order.end(), [](Node* a, Node* b) { return a->sequence > b->sequence; });
+  // With a GradReadyScope: the leaves each node is the last user of, reported once it has run.
+  std::vector<std::vector<Tensor>> last_user_of;
+  if (grad_ready) {
+    std::unordered_map<const void*, size_t> last;
+    std::unordered_map<const void*, Tensor> leaf_of;
+    for (size_t i = 0; i < order.size(); ++i)
+      for (const Tensor& in : order[i]->inputs)
+        if (in.defined() && in.requires_grad() && !in.grad_fn()) {
+          last[in.impl_ptr().get()] = i;
+          leaf_of.emplace(in.impl_ptr().get(), in);
+        }
+    last_user_of.resize(order.size());
+    for (const auto& [impl, i] : last) last_user_of[i].push_back(leaf_of.at(impl));
+  }
+  auto report_ready = [&](size_t i) {
+    if (!grad_ready) return;
+    for (const Tensor& leaf : last_user_of[i])
+      if (leaf.grad().defined()) grad_ready(leaf);
+  };
   std::unordered_map<Node*, Tensor> pending;
   pending[root.grad_fn().get()] = seed;
-  for (Node* n : order) {
+  for (size_t position = 0; position < order.size(); ++position) {
+    Node* n = order[position];
     auto it = pending.find(n);
-    if (it == pending.end()) continue;  // no gradient flows here
+    if (it == pending.end()) {  // no gradient flows here
+      report_ready(position);
+      continue;
+    }
     Tensor grad_out = std::move(it->second);
     pending.erase(it);
     FRUGAL_CHECK(grad_out.shape() == n->output_shape, std::string("gradient shape mismatch at ") + n->name);
@@ -189,6 +222,7 @@ void run_backward(const Tensor& root, const Tensor& grad_root, const std::vector
         deliver(in, std::move(grads[i]));
       }
     }
+    report_ready(position);
   }
 }
 }  // namespace

@@ -93,6 +93,21 @@ bool skip_output(std::initializer_list<const Tensor*> inputs, std::initializer_l
 // work of the backward rules counts as backward FLOPs (flops.h).
 void backward(const Tensor& root, const Tensor& grad_root = Tensor());
 
+// While a GradReadyScope is alive on this thread, backward() calls its function once for each leaf
+// whose .grad will receive nothing more in this backward (all nodes that use it have run), as soon
+// as that is so: data-parallel training starts sending a bucket of gradients while backward goes on.
+// Leaves no gradient reaches are not reported.
+class GradReadyScope {
+ public:
+  explicit GradReadyScope(std::function<void(const Tensor& leaf)> ready);
+  ~GradReadyScope();
+  GradReadyScope(const GradReadyScope&) = delete;
+  GradReadyScope& operator=(const GradReadyScope&) = delete;
+
+ private:
+  std::function<void(const Tensor&)> previous_;
+};
+
 // backward() that hands back the gradients of `leaves` (leaves that require grad) instead of adding
 // them into their .grad: no copy, no .grad written (torch.autograd.grad's role). Every other leaf
 // accumulates as backward() does. An entry is undefined when no gradient reached that leaf.

@@ -5,6 +5,7 @@
 // contiguous. Dimension letters: N batch, C channels, H/W height/width, T time, D head width.
 #pragma once
 
+#include <functional>
 #include <cstdint>
 #include <vector>
 
@@ -108,6 +109,28 @@ Tensor mse_loss(const Tensor& input, const Tensor& target, Reduction reduction =
 
 // Normalizes over the last axis; weight/bias (C) or undefined.
 Tensor layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, double eps = 1e-5);
+// BatchNorm's running-statistics update, as every batch-norm op makes it in training: running =
+// (1 - momentum) running + momentum batch (unbiased variance for running_var, `count` values per
+// channel). While a RunningStatsCapture is alive on this thread, the ops hand each update to it
+// instead of applying it, so data-parallel ranks can apply every micro-batch's update in the order
+// one process would (apply_running_stats).
+struct RunningStatsUpdate {
+  Tensor running_mean, running_var;  // the buffers to update
+  Tensor mean, var;                  // the batch's (var biased), (C)
+  int64_t count = 0;
+  double momentum = 0;
+};
+void apply_running_stats(const RunningStatsUpdate& update);
+class RunningStatsCapture {
+ public:
+  explicit RunningStatsCapture(std::function<void(RunningStatsUpdate)> capture);
+  ~RunningStatsCapture();
+  RunningStatsCapture(const RunningStatsCapture&) = delete;
+  RunningStatsCapture& operator=(const RunningStatsCapture&) = delete;
+
+ private:
+  std::function<void(RunningStatsUpdate)> previous_;
+};
 // x (N, C) or (N, C, H, W). Training: batch statistics, and running stats (if defined) are
 // updated in place with momentum (unbiased variance, as PyTorch). Eval: running stats are used.
 Tensor batch_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, Tensor running_mean,

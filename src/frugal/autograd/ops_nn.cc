@@ -261,6 +261,34 @@ Tensor layer_norm(const Tensor& input, const Tensor& weight, const Tensor& bias,
 // ---- batch norm ----
 
 namespace {
+thread_local std::function<void(RunningStatsUpdate)> running_stats_capture;  // RunningStatsCapture's
+}  // namespace
+
+RunningStatsCapture::RunningStatsCapture(std::function<void(RunningStatsUpdate)> capture)
+    : previous_(std::move(running_stats_capture)) {
+  running_stats_capture = std::move(capture);
+}
+RunningStatsCapture::~RunningStatsCapture() { running_stats_capture = std::move(previous_); }
+
+// PyTorch's rule (ops.h).
+void apply_running_stats(const RunningStatsUpdate& u) {
+  Tensor running_mean = u.running_mean, running_var = u.running_var;
+  const Tensor &mean = u.mean, &var = u.var;
+  const int64_t count = u.count;
+  const double momentum = u.momentum;
+  const int64_t C = mean.numel();
+  std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
+  std::vector<double> bm = mean.to_vector<double>(), bv = var.to_vector<double>();
+  const double unbias = double(count) / double(count - 1);
+  for (size_t c = 0; c < size_t(C); ++c) {
+    rm[c] = (1.0 - momentum) * rm[c] + momentum * bm[c];
+    rv[c] = (1.0 - momentum) * rv[c] + momentum * bv[c] * unbias;
+  }
+  running_mean.copy_from(Tensor::from_vector(rm, {C}).to(running_mean.dtype()));
+  running_var.copy_from(Tensor::from_vector(rv, {C}).to(running_var.dtype()));
+}
+
+namespace {
 // batch_norm, and batch_norm_relu when relu: one pass writes max(y, 0) and backward masks the
 // gradient by that output inside batch norm's own passes (bit-identical to the two ops).
 enum class Epilogue { none, relu, relu_pool };
@@ -311,17 +339,13 @@ Tensor bn_relu_pool(const Tensor& input, const Tensor& weight, const Tensor& bia
 void update_running_stats(Tensor& running_mean, Tensor& running_var, const Tensor& mean, const Tensor& var,
                           int64_t count, double momentum) {
   if (!running_mean.defined()) return;
-  const int64_t C = mean.numel();
-  std::vector<double> rm = running_mean.to_vector<double>(), rv = running_var.to_vector<double>();
-  std::vector<double> bm = mean.to_vector<double>(), bv = var.to_vector<double>();
-  const double unbias = double(count) / double(count - 1);
-  for (size_t c = 0; c < size_t(C); ++c) {
-    rm[c] = (1.0 - momentum) * rm[c] + momentum * bm[c];
-    rv[c] = (1.0 - momentum) * rv[c] + momentum * bv[c] * unbias;
+  if (running_stats_capture) {
+    running_stats_capture({running_mean, running_var, mean.clone(), var.clone(), count, momentum});
+    return;
   }
-  running_mean.copy_from(Tensor::from_vector(rm, {C}).to(running_mean.dtype()));
-  running_var.copy_from(Tensor::from_vector(rv, {C}).to(running_var.dtype()));
+  apply_running_stats({running_mean, running_var, mean, var, count, momentum});
 }
+
 
 // Evaluation: the running statistics as the batch's (copies: they may change in place before this
 // op's backward runs).

@@ -67,6 +67,14 @@ std::vector<int64_t> Loader::epoch_order(int64_t epoch) const {
 
 void Loader::set_epoch_order(EpochOrderFn order) { order_fn_ = std::move(order); }
 
+void Loader::set_stride(int64_t offset, int64_t stride) {
+  FRUGAL_CHECK(stride >= 1 && offset >= 0 && offset < stride, "a loader stride of " + std::to_string(stride) +
+                                                                  " from offset " + std::to_string(offset));
+  std::lock_guard<std::mutex> lock(mutex_);
+  offset_ = offset;
+  stride_ = stride;
+}
+
 void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
   const int64_t batches = batches_per_epoch();
   if (first_batch < 0 || first_batch > batches)
@@ -89,8 +97,9 @@ void Loader::start_epoch(int64_t epoch, int64_t first_batch) {
     started_ = true;
     epoch_ = epoch;
     order_ = std::move(order);
-    next_to_claim_ = next_to_deliver_ = first_batch;
-    end_batch_ = batches;
+    first_ = first_batch + offset_;
+    next_to_claim_ = next_to_deliver_ = 0;
+    end_batch_ = first_ >= batches ? 0 : (batches - first_ + stride_ - 1) / stride_;  // in slots
     ready_.clear();
     failed_.clear();
   }
@@ -102,7 +111,7 @@ std::optional<Batch> Loader::next() {
   FRUGAL_CHECK(started_, "Loader::next() before start_epoch()");
   if (next_to_deliver_ >= end_batch_) return std::nullopt;
   Timer timer;
-  const int64_t index = next_to_deliver_;
+  const int64_t index = next_to_deliver_;  // a slot
   changed_.wait(lock, [&] { return ready_.count(index) || failed_.count(index); });
   wait_last_ = timer.seconds();
   wait_total_ += wait_last_;
@@ -142,14 +151,15 @@ void Loader::worker_loop() {
       return stopping_ || (started_ && next_to_claim_ < end_batch_ && next_to_claim_ < next_to_deliver_ + options_.prefetch);
     });
     if (stopping_) return;
-    const int64_t index = next_to_claim_++, epoch = epoch_;
+    const int64_t index = next_to_claim_++, epoch = epoch_;  // a slot
+    const int64_t batch_index = first_ + index * stride_;
     const uint64_t generation = generation_;
     std::shared_ptr<const std::vector<int64_t>> order = order_;
     lock.unlock();
     Batch batch;
     std::exception_ptr error;
     try {
-      batch = assemble(*order, epoch, index);
+      batch = assemble(*order, epoch, batch_index);
     } catch (...) {
       error = std::current_exception();
     }

@@ -63,7 +63,11 @@ class Loader {
 
   int64_t batches_per_epoch() const;
   // Starts producing batches first_batch, first_batch + 1, ... of `epoch`; abandons any epoch in flight.
+  // With a stride (set_stride), batches first_batch + offset, + offset + stride, ... instead.
   void start_epoch(int64_t epoch, int64_t first_batch = 0);
+  // From the next start_epoch on, only every stride-th batch from first_batch + offset (a rank of a
+  // data-parallel world of `stride` ranks takes micro-batches offset, offset + stride, ...).
+  void set_stride(int64_t offset, int64_t stride);
   // The next batch in order, or nullopt when the epoch is done. Rethrows a producer's exception.
   std::optional<Batch> next();
   double data_wait_seconds() const;       // total time next() spent waiting for batches
@@ -92,7 +96,9 @@ class Loader {
   uint64_t generation_ = 0;  // bumped by start_epoch so stale work is discarded
   int64_t epoch_ = 0;
   std::shared_ptr<const std::vector<int64_t>> order_;
+  // Slots count the batches this loader delivers: slot k is batch first_ + k * stride_.
   int64_t next_to_claim_ = 0, next_to_deliver_ = 0, end_batch_ = 0;
+  int64_t first_ = 0, offset_ = 0, stride_ = 1;
   std::map<int64_t, Batch> ready_;
   std::map<int64_t, std::exception_ptr> failed_;  // surfaced by next() when it reaches that batch
   double wait_total_ = 0, wait_last_ = 0;

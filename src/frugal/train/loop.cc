@@ -83,7 +83,11 @@ void TrainLoop::train_step() {
   const int64_t grad_accum = state_.job.train.grad_accum;
   state_.micro_batches =
       is_text_ ? grad_accum : std::min(grad_accum, state_.batches_per_epoch - state_.batch_in_epoch);
-  for (int64_t a = 0; a < state_.micro_batches; ++a) {
+  // A world of N ranks shares the step: this rank runs micro-batches rank, rank + N, ... (its
+  // loader strides the same way), each keyed by its index in the step as one process keys it.
+  const int64_t first_micro = state_.micro, ranks = state_.world_size();
+  for (int64_t a = state_.rank(); a < state_.micro_batches; a += ranks) {
+    state_.micro = first_micro + a;
     data::Batch batch;
     {
       auto in_phase = state_.meter.phase(cost::Phase::data_wait);
@@ -95,13 +99,41 @@ void TrainLoop::train_step() {
         batch = std::move(*next);
       }
     }
-    train_micro_batch(std::move(batch));
+    train_micro_batch(std::move(batch), a >= ranks);
   }
+  state_.micro = first_micro + state_.micro_batches;
   if (!is_text_) state_.batch_in_epoch += state_.micro_batches;
   optimizer_step();
 }
 
-void TrainLoop::train_micro_batch(data::Batch batch) {
+// Moves each parameter's gradient so far aside (a later micro-batch of the step: accumulating).
+std::vector<Tensor> TrainLoop::set_gradients_aside() {
+  std::vector<Tensor> aside(state_.params.size());
+  for (size_t i = 0; i < aside.size(); ++i) {
+    aside[i] = state_.params[i].grad();
+    if (aside[i].defined()) state_.params[i].set_grad(Tensor());
+  }
+  return aside;
+}
+
+// Gradient accumulation adds whole micro-batch gradients, earlier ones first: grad = aside + this
+// micro-batch's. (Adding inside backward would interleave a shared weight's contributions with the
+// earlier micro-batches' sum; this order is the one a data-parallel world reproduces exactly.)
+void TrainLoop::add_gradients_aside(std::vector<Tensor>& aside) {
+  for (size_t i = 0; i < aside.size(); ++i) {
+    if (!aside[i].defined()) continue;
+    Tensor& p = state_.params[i];
+    if (!p.grad().defined()) {
+      p.set_grad(aside[i]);
+      continue;
+    }
+    Tensor sum = add(aside[i], p.grad());
+    sum.storage()->set_category(MemoryCategory::gradients);
+    p.set_grad(sum);
+  }
+}
+
+void TrainLoop::train_micro_batch(data::Batch batch, bool accumulating) {
   // What forward and backward allocate is counted as activations, unless tagged otherwise
   // (gradients adopted by parameters, workspace).
   MemoryCategoryGuard activations(MemoryCategory::activations);
@@ -132,7 +164,9 @@ void TrainLoop::train_micro_batch(data::Batch batch) {
     Tensor objective =
         state_.micro_batches > 1 ? mul_scalar(state_.loss, 1.0 / double(state_.micro_batches)) : state_.loss;
     if (state_.loss_scale != 1.0) objective = mul_scalar(objective, state_.loss_scale);
+    std::vector<Tensor> aside = accumulating ? set_gradients_aside() : std::vector<Tensor>();
     autograd::backward(objective);
+    add_gradients_aside(aside);
   }
   state_.meter.add_train_compute(compute.seconds());
   ++state_.micro;
@@ -212,6 +246,8 @@ CheckpointWritten TrainLoop::write_checkpoint() {
   io::CheckpointState checkpoint =
       pack_checkpoint(position, state_.job, state_.model, state_.optimizer, state_.schedule, techniques_);
   state_.meter.save(checkpoint.values, batches_.wait_seconds());
+  // Every rank packs (a technique's save_state may gather its ranks' parts); rank 0 writes.
+  if (state_.rank() != 0) return {"", 0, packing.seconds()};
   io::CheckpointWrite written = io::write_checkpoint(state_.checkpoint_dir, checkpoint, state_.job.checkpoint.keep);
   for (const std::string& w : written.warnings) {
     std::fflush(stdout);
@@ -292,7 +328,7 @@ RunSummary TrainLoop::finish() {
     emit(Event::fit_end);
     state_.progress.finish();
     summary_.metrics = final_metrics();
-    write_model();
+    if (state_.rank() == 0) write_model();  // the ranks hold the same weights
   } else {
     state_.progress.finish();
   }

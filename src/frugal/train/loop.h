@@ -39,7 +39,10 @@ class TrainLoop {
   void emit(Event event);
   void begin_epoch();
   void train_step();
-  void train_micro_batch(data::Batch batch);
+  // accumulating: not this rank's first micro-batch of the step (see add_gradients_aside).
+  void train_micro_batch(data::Batch batch, bool accumulating);
+  std::vector<Tensor> set_gradients_aside();
+  void add_gradients_aside(std::vector<Tensor>& aside);
   void optimizer_step();
   void end_step();
   EvalMetrics evaluate_val();

@@ -1,11 +1,16 @@
 // Event names, a technique's checkpoint state, and the metrics log (see technique.h).
 #include "frugal/train/technique.h"
 
+#include "frugal/dist/communicator.h"
+
 #include "frugal/base/error.h"
 #include "frugal/base/value_text.h"
 #include "frugal/track/run_store.h"
 
 namespace frugal::train {
+
+int TrainState::rank() const { return world ? world->rank() : 0; }
+int TrainState::world_size() const { return world ? world->size() : 1; }
 
 const char* event_name(Event event) {
   switch (event) {
@@ -26,7 +31,7 @@ const char* event_name(Event event) {
   return "?";
 }
 
-MetricsLog::MetricsLog(const std::string& path, int64_t bytes_before, track::RunStore& store, std::string run_id)
+MetricsLog::MetricsLog(const std::string& path, int64_t bytes_before, track::RunStore* store, std::string run_id)
     : file_(path, bytes_before > 0 ? std::ios::app : std::ios::trunc),
       bytes_(bytes_before),
       store_(store),
@@ -42,7 +47,7 @@ void MetricsLog::write(const nlohmann::json& row) {
   // The store's metrics table holds train and eval rows; other kinds (budget events) live in metrics.jsonl.
   const std::string kind = row.value("kind", std::string("train"));
   if (kind != "train" && kind != "eval") return;
-  store_.log_metrics(run_id_, row.value("step", int64_t(0)), kind, row.dump());
+  if (store_) store_->log_metrics(run_id_, row.value("step", int64_t(0)), kind, row.dump());
 }
 
 void TechniqueState::put(const std::string& key, double value) { values_[key] = value_text(value); }

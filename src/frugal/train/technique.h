@@ -12,7 +12,8 @@
 //   per optimizer step:
 //     epoch_start            the step is the first of an epoch, or the first of a process that
 //                            resumes in the middle of one (state.batch_in_epoch > 0 then)
-//     per micro-batch (train.grad_accum of them; the last step of an epoch may have fewer):
+//     per micro-batch (train.grad_accum of them; the last step of an epoch may have fewer; in a
+//     world of N ranks each rank runs micro-batches rank, rank + N, ... of them):
 //       batch_loaded         state.batch holds the micro-batch (a technique may replace it)
 //       after_loss           forward and loss done: state.logits, state.loss (may be replaced)
 //       after_backward       the micro-batch's gradients are added to .grad; state.micro and
@@ -79,6 +80,9 @@
 namespace frugal::track {
 class RunStore;
 }
+namespace frugal::dist {
+class Communicator;
+}
 
 namespace frugal::train {
 
@@ -110,6 +114,7 @@ constexpr EventSet event_set(std::initializer_list<Event> list) {
 constexpr bool contains(EventSet set, Event event) { return (set >> int(event)) & 1; }
 
 // Positions of the built-in techniques within an event (see the header comment).
+inline constexpr int kOrderDataParallel = 50;    // before_optimizer_step: the world's gradient sum first
 inline constexpr int kOrderLossScaling = 100;    // before_optimizer_step: unscale, skip on inf/NaN
 inline constexpr int kOrderClipping = 200;       // before_optimizer_step: after unscaling
 inline constexpr int kOrderNonfiniteGuard = 250; // before_optimizer_step: reads clipping's norm
@@ -120,6 +125,7 @@ inline constexpr int kOrderTimeLimit = 800;      // step_end
 inline constexpr int kOrderPreemption = 850;     // step_end
 inline constexpr int kOrderBudget = 900;         // step_end
 inline constexpr int kOrderAlerts = 950;         // step_end: after the budget's warnings of the step
+inline constexpr int kOrderWorldStop = 990;      // step_end: the ranks agree on a stop, after every rank's own
 inline constexpr int kOrderCheckpointing = 1000; // step_end: triggers and the write, after everyone
 
 // Appends one row to metrics.jsonl (its length is tracked, so a resume truncates it to the
@@ -127,14 +133,15 @@ inline constexpr int kOrderCheckpointing = 1000; // step_end: triggers and the w
 // length to go on from (0: a fresh file).
 class MetricsLog {
  public:
-  MetricsLog(const std::string& path, int64_t bytes_before, track::RunStore& store, std::string run_id);
+  // store: where rows are recorded too; nullptr: the file only (a data-parallel rank other than 0).
+  MetricsLog(const std::string& path, int64_t bytes_before, track::RunStore* store, std::string run_id);
   void write(const nlohmann::json& row);
   int64_t bytes() const { return bytes_; }
 
  private:
   std::ofstream file_;
   int64_t bytes_ = 0;
-  track::RunStore& store_;
+  track::RunStore* store_;
   std::string run_id_;
 };
 
@@ -185,6 +192,12 @@ struct TrainState {
   int64_t batches_per_epoch = 0;  // micro-batches (classification); 0 for text
   std::string run_id, out_dir, checkpoint_dir;
   std::string resumed_from;  // the checkpoint this process went on from ("" = a fresh run)
+  // The ranks of a data-parallel job (dist/communicator.h); nullptr: one process. A world of N ranks
+  // shares each step's micro-batches (micro-batch i of the step goes to rank i % N); rank 0 writes
+  // the run directory, the run store and the checkpoints.
+  dist::Communicator* world = nullptr;
+  int rank() const;
+  int world_size() const;
   // Classification: the training loader, for a technique that chooses the samples of each epoch
   // (set_epoch_order at run_start; the loop starts an epoch after run_start). nullptr for text.
   data::Loader* loader = nullptr;

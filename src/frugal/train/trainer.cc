@@ -30,6 +30,7 @@
 #include "frugal/train/sampling/data_pruning.h"
 #include "frugal/train/techniques/builtin.h"
 #include "frugal/train/techniques/packed_data.h"
+#include "frugal/train/parallel/data_parallel.h"
 
 namespace frugal::train {
 
@@ -296,6 +297,33 @@ void announce(TrainState& state, const ModelPlan& plan, int64_t batch_size, cons
              Progress::fixed(state.meter.lost_s(), 1) + " s)");
 }
 
+// ---- data parallel (issue 19) ----
+// A world of several ranks: what the job must allow, checked on every rank before anything is written.
+void check_world(const JobSpec& job, const dist::Communicator& world) {
+  const int N = world.size();
+  if (job.train.grad_accum % N != 0)
+    throw InputError(job.path + ": [train] grad_accum = " + std::to_string(job.train.grad_accum) + " does not split over " +
+                     std::to_string(N) + " ranks: a step's micro-batches are shared by the ranks (the global batch "
+                     "stays batch_size x grad_accum), so grad_accum must be a multiple of the world size, e.g. " +
+                     std::to_string(N * ((job.train.grad_accum + N - 1) / N)));
+  if (job.importance_sampling.enabled)
+    throw InputError(job.path + ": [importance_sampling] learns from the losses its process sees; with " +
+                     std::to_string(N) + " ranks each sees part of them: run it in one process");
+  if (job.curriculum.enabled && job.curriculum.scores.empty())
+    throw InputError(job.path + ": [curriculum] score = \"self\" scores samples by the losses its process sees; with " +
+                     std::to_string(N) + " ranks give it a score file (frugal data score) instead");
+}
+
+// Rank 0's text on every rank (the run directory's timestamped name, the run id).
+std::string from_rank0(dist::Communicator& world, std::string text) {
+  int64_t length = int64_t(text.size());
+  world.broadcast(&length, sizeof(length), 0);
+  text.resize(size_t(length));
+  world.broadcast(text.data(), size_t(length), 0);
+  return text;
+}
+// ---- end of data parallel ----
+
 }  // namespace
 
 Trainer::Trainer(JobSpec job, TrainOptions options) : job_(std::move(job)), options_(std::move(options)) {}
@@ -318,13 +346,31 @@ std::shared_ptr<nn::Module> Trainer::make_model(ModelPlan& plan, const PreparedD
 void Trainer::add_technique(std::unique_ptr<Technique> technique) { techniques_.push_back(std::move(technique)); }
 
 TrainOutcome Trainer::run() {
+  // The ranks of the job (mpirun, srun) or one process; rank 0 writes the run directory and store.
+  std::shared_ptr<dist::Communicator> world = options_.world ? options_.world : dist::open_world(job_.dist.backend);
+  if (world->size() == 1) return run_in(*world);
+  try {
+    return run_in(*world);
+  } catch (const std::exception& e) {
+    // The other ranks wait in a collective for this one: end them all now, not at a timeout.
+    std::fflush(stdout);
+    std::fprintf(stderr, "frugal: rank %d of %d: error: %s\n", world->rank(), world->size(), e.what());
+    std::fflush(stderr);
+    world->abort(dynamic_cast<const InputError*>(&e) ? 2 : 1);
+  }
+}
+
+TrainOutcome Trainer::run_in(dist::Communicator& world_ref) {
   const JobSpec& job = job_;
+  dist::Communicator* world = &world_ref;
   // Input errors surface here, before anything is written: the catalog and the priced instance,
   // budget limits, loss-scaling options, data files and shapes, the model, a refused resume, the
   // weights to start from and the name patterns of [init], [freeze] and lr_multipliers.
   require_job_file(job, job.cost.user_catalog);  // a missing one named with where it was looked for
   require_job_file(job, job.lora.adapters);
   cost::RunMeter meter(cost::price_instance(shipped_catalog_path(), job.cost));
+  const bool writer = world->rank() == 0;
+  if (world->size() > 1) check_world(job, *world);
   for (auto& technique : make_builtin_techniques(job, options_.budget_usd)) techniques_.push_back(std::move(technique));
   if (job.model.kind == ModelKind::custom && !make_model_)
     throw InputError(job.path + ": [model] kind = \"custom\" needs a model given by code (C++: Trainer::set_model)");
@@ -339,6 +385,10 @@ TrainOutcome Trainer::run() {
   check_model_memory(job, plan, /*training=*/true);  // a refusal with the figures, not a bad_alloc
   std::shared_ptr<nn::Module> model = make_model(plan, data);
   ResumePoint resume = find_resume_point(job, options_);
+  if (world->size() > 1 && options_.out_dir.empty()) {  // rank 0's timestamp names the run directory
+    resume.out_dir = from_rank0(*world, resume.out_dir);
+    if (job.checkpoint.dir.empty()) resume.checkpoint_dir = (fs::path(resume.out_dir) / "checkpoints").string();
+  }
   if (options_.resume == "auto") {
     if (std::optional<RunSummary> done = completed_run(resume.out_dir)) {
       if (!options_.quiet) std::fprintf(options_.log, "%s already completed; nothing to resume\n", resume.out_dir.c_str());
@@ -370,6 +420,10 @@ TrainOutcome Trainer::run() {
     lora = apply_lora(*model, job);
     techniques_.push_back(std::make_unique<LoraTechnique>(job.lora));
   }
+  if (world->size() > 1) {
+    techniques_.push_back(std::make_unique<DataParallel>(job.dist, *world));
+    techniques_.push_back(std::make_unique<WorldStop>(*world));
+  }
   check_unique_names(techniques_);
   // int8-mixed: which linear weights stay bf16-mixed (the output layer unless int8_exclude says).
   Int8ExclusionScope int8_exclusions(job, *model);
@@ -393,28 +447,35 @@ TrainOutcome Trainer::run() {
 
   // The run directory and the run store: the same run goes on after a resume (its rows of redone
   // steps dropped, metrics.jsonl cut back to the checkpoint's length).
-  fs::create_directories(resume.out_dir);
-  fs::create_directories(resume.checkpoint_dir);
-  std::ofstream(fs::path(resume.out_dir) / "job.toml") << job.resolved_toml;
-  track::RunStore store(job.run.store);
-  const fs::path metrics_path = fs::path(resume.out_dir) / "metrics.jsonl";
+  // Only rank 0 writes: the other ranks' rows go to /dev/null and no store.
+  if (writer) {
+    fs::create_directories(resume.out_dir);
+    fs::create_directories(resume.checkpoint_dir);
+    std::ofstream(fs::path(resume.out_dir) / "job.toml") << job.resolved_toml;
+  }
+  std::optional<track::RunStore> store;
+  if (writer) store.emplace(job.run.store);
+  const fs::path metrics_path = writer ? fs::path(resume.out_dir) / "metrics.jsonl" : fs::path("/dev/null");
   std::string run_id;
-  if (!resume.path.empty()) {
-    if (!position.run_id.empty() && store.resume_run(position.run_id, position.step)) run_id = position.run_id;
+  if (!resume.path.empty() && writer) {
+    if (!position.run_id.empty() && store->resume_run(position.run_id, position.step)) run_id = position.run_id;
     std::error_code error;
     uintmax_t size = fs::file_size(metrics_path, error);
     if (!error && size >= uintmax_t(position.metrics_bytes)) fs::resize_file(metrics_path, uintmax_t(position.metrics_bytes));
     else warn(metrics_path.string() + " is shorter than at the checkpoint; rows of earlier steps are missing");
   }
-  if (run_id.empty()) run_id = store.create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
-  MetricsLog metrics(metrics_path.string(), resume.path.empty() ? 0 : position.metrics_bytes, store, run_id);
-  Progress progress(options_.log, options_.progress_bar, options_.quiet);
+  if (run_id.empty() && writer) run_id = store->create_run({job.run.name, job.resolved_toml, resume.out_dir, job.hash});
+  if (world->size() > 1) run_id = from_rank0(*world, run_id);
+  MetricsLog metrics(metrics_path.string(), resume.path.empty() || !writer ? 0 : position.metrics_bytes,
+                     store ? &*store : nullptr, run_id);
+  Progress progress(options_.log, options_.progress_bar, options_.quiet || !writer);
 
   TrainState state(job, data, *model, *optimizer, *schedule, progress, metrics, meter);
   state.total_steps = batches.total_steps;
   state.steps_per_epoch = batches.steps_per_epoch;
   state.batches_per_epoch = batches.batches_per_epoch;
   state.loader = batches.loader ? &*batches.loader : nullptr;
+  state.world = world;
   state.eval_every = job.train.eval_every ? job.train.eval_every
                      : data.is_text       ? std::max<int64_t>(1, batches.total_steps / 10)
                                           : batches.steps_per_epoch;
@@ -441,14 +502,14 @@ TrainOutcome Trainer::run() {
     summary = TrainLoop(state, techniques_, batches.source(), summary, plan.flops_per_sample).run();
     summary.trainable_params = model->num_trainable_parameters();  // as the run ends
     const nlohmann::json summary_json = summary.to_json();
-    std::ofstream(fs::path(resume.out_dir) / "summary.json") << summary_json.dump(2) << "\n";
-    store.finish_run(run_id, summary.status, summary_json.dump());
+    if (writer) std::ofstream(fs::path(resume.out_dir) / "summary.json") << summary_json.dump(2) << "\n";
+    if (store) store->finish_run(run_id, summary.status, summary_json.dump());
     return {state.stop ? state.stop->exit_code : 0, summary};
   } catch (const std::exception& e) {
     progress.finish();
     nlohmann::json failure = {{"run_id", run_id}, {"status", "failed"},       {"error", e.what()},
                               {"out_dir", resume.out_dir}, {"wall_s", meter.wall_s()}};
-    store.finish_run(run_id, "failed", failure.dump());
+    if (store) store->finish_run(run_id, "failed", failure.dump());
     throw;
   }
 }

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "frugal/dist/communicator.h"
 #include "frugal/nn/module.h"
 #include "frugal/train/data_setup.h"
 #include "frugal/train/job.h"
@@ -38,6 +39,9 @@ struct TrainOptions {
   std::optional<std::vector<int64_t>> train_rows;
   // A technique of the caller's sees the full prepared data before the subset (the unlabelled pool).
   std::function<void(const PreparedData& full)> on_prepared;
+  // The ranks to train with (dist/communicator.h); null: the job's [dist] backend (auto: MPI when
+  // started by mpirun or srun, else one process).
+  std::shared_ptr<dist::Communicator> world;
 };
 
 struct TrainOutcome {
@@ -65,10 +69,13 @@ class Trainer {
   void add_technique(std::unique_ptr<Technique> technique);
 
   // Trains (or goes on from a checkpoint) to the end or a stop. InputError for bad input, before
-  // anything is written; a failure during training records the run as failed and rethrows.
+  // anything is written; a failure during training records the run as failed and rethrows. In a
+  // world of several ranks an error on any rank ends every rank (MPI_Abort) with exit code 2 for bad
+  // input, 1 otherwise, after printing it with the rank.
   TrainOutcome run();
 
  private:
+  TrainOutcome run_in(dist::Communicator& world);
   // The job's model (or the one given by code, whose FLOPs go into `plan`).
   std::shared_ptr<nn::Module> make_model(ModelPlan& plan, const PreparedData& data) const;
 

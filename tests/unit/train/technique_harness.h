@@ -67,7 +67,7 @@ class TechniqueHarness {
         progress(progress_file_, /*bar=*/false, /*quiet=*/false),
         store(job.run.store),
         run_id(store.create_run({job.run.name, job.resolved_toml, out_dir, job.hash})),
-        metrics((std::filesystem::path(out_dir) / "metrics.jsonl").string(), 0, store, run_id),
+        metrics((std::filesystem::path(out_dir) / "metrics.jsonl").string(), 0, &store, run_id),
         meter(cost::price_instance(shipped_catalog_path(), job.cost)),
         state(job, data, *model, *optimizer, *schedule, progress, metrics, meter) {
     const int64_t batches = (data.train.size() + job.train.batch_size - 1) / job.train.batch_size;

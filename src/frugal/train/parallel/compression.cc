@@ -1,4 +1,5 @@
-// make_compressor and what the compressors share (compression_util.h).
+// make_compressor (compression.h): the [dist] compression method of a job; and what the compressors
+// share (compression_util.h).
 #include "frugal/train/parallel/compression.h"
 
 #include <cstring>

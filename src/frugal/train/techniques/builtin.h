@@ -191,6 +191,7 @@ class Checkpointing : public Technique {
 
  private:
   bool due(const TrainState& state) const;
+  bool agreed_due(const TrainState& state) const;
   void write(TrainState& state);
 
   CheckpointSpec spec_;

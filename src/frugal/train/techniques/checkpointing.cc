@@ -4,6 +4,8 @@
 // heartbeat, rewritten at every step boundary, lets the next process measure the work lost.
 #include "frugal/train/techniques/builtin.h"
 
+#include "frugal/dist/communicator.h"
+
 namespace frugal::train {
 
 bool Checkpointing::due(const TrainState& state) const {
@@ -16,6 +18,13 @@ bool Checkpointing::due(const TrainState& state) const {
   return spec_.every_seconds > 0 && since_checkpoint_.seconds() >= spec_.every_seconds;
 }
 
+// In a world of several ranks, rank 0's clock decides (every rank packs the checkpoint together).
+bool Checkpointing::agreed_due(const TrainState& state) const {
+  uint8_t now = due(state) ? 1 : 0;
+  if (state.world_size() > 1) state.world->broadcast(&now, 1, 0);
+  return now != 0;
+}
+
 void Checkpointing::write(TrainState& state) {
   auto in_phase = state.meter.phase(cost::Phase::checkpoint);
   const CheckpointWritten written = state.write_checkpoint();
@@ -23,7 +32,7 @@ void Checkpointing::write(TrainState& state) {
   ++written_;
   ++written_this_process_;
   last_bytes_ = double(written.bytes);
-  heartbeat_.beat({state.run_id, state.step, state.wall_s(), state.meter.checkpoint_s()});
+  if (state.rank() == 0) heartbeat_.beat({state.run_id, state.step, state.wall_s(), state.meter.checkpoint_s()});
   state.progress.line("checkpoint step " + std::to_string(state.step) + ": " +
                       Progress::fixed(double(written.bytes) / 1048576.0, 2) + " MiB in " +
                       Progress::fixed(written.seconds, 3) + " s -> " + written.path);
@@ -44,14 +53,14 @@ void Checkpointing::write(TrainState& state) {
 void Checkpointing::on(Event event, TrainState& state) {
   switch (event) {
     case Event::run_start:
-      heartbeat_.open(heartbeat_path(state.checkpoint_dir));
+      if (state.rank() == 0) heartbeat_.open(heartbeat_path(state.checkpoint_dir));  // rank 0 writes
       since_checkpoint_.reset();  // every_seconds counts training time, not the set-up before it
       break;
     case Event::step_end:
       // Every boundary the run goes on from, or stops at to be resumed from.
       if (!state.continuing() && !(state.stop && state.stop->checkpoint)) break;
-      heartbeat_.beat({state.run_id, state.step, state.wall_s(), state.meter.checkpoint_s()});
-      if (due(state)) write(state);
+      if (state.rank() == 0) heartbeat_.beat({state.run_id, state.step, state.wall_s(), state.meter.checkpoint_s()});
+      if (agreed_due(state)) write(state);
       break;
     case Event::run_end: {
       CheckpointSummary& c = state.summary->checkpoint;
