@@ -7,8 +7,10 @@
 #     (default the example's 1600): final val bits/char, bytes sent per rank.
 # The settings of each method: TOPK_RATIO (0.01), POWERSGD_RANK (4), LOCAL_SGD_EVERY (16), WARMUP
 # (0, compressed methods' exact first steps); MODELS="mlp gpt" (default both). Bytes are the run
-# summary's dist.bytes_sent of rank 0 (the Communicator's count of the payload a rank hands to others);
-# the table gives them against method "none"'s. A rerun skips the runs already done.
+# summary's techniques.data_parallel.bytes_sent_rank0 (the Communicator's count of the payload rank 0
+# hands to others);
+# the table gives them against method "none"'s. A rerun skips the runs already done. MPI_ARGS: more
+# mpirun options (e.g. "--mca btl self,tcp" if shared memory misbehaves).
 # On 2 cores: ~10 s per MLP run; a GPT run of 1600 steps ~4-6 min.
 # Usage: bench/dist_compress/run.sh [FRUGAL_BINARY] [WORK_DIR] [SEEDS]
 set -u
@@ -43,7 +45,8 @@ train() {  # train JOB OUT [--set ...]
   local job=$1 out=$2; shift 2
   [ -f "runs/$out/summary.json" ] && return
   rm -rf "runs/$out"
-  mpirun --oversubscribe -np 2 --mca btl self,tcp "$frugal" train "$job" --out "runs/$out" --quiet \
+  # shellcheck disable=SC2086
+  mpirun --oversubscribe -np 2 ${MPI_ARGS:-} "$frugal" train "$job" --out "runs/$out" --quiet \
     --set run.threads=1 "$@" > "logs/$out.log" 2>&1 || echo "   $out failed: $(tail -1 "logs/$out.log")"
 }
 for seed in $seeds; do

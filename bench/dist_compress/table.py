@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Table of bench/dist_compress/run.sh: per model and run setting (seeds averaged), the quality
-(MLP: test accuracy; GPT: final val bits/char), bytes sent per rank (rank 0's dist.bytes_sent from the
-run summary) and both against the uncompressed run ("none") of the same model.
+(MLP: test accuracy; GPT: final val bits/char), bytes sent per rank (rank 0's, from the
+run summary's techniques.data_parallel.bytes_sent_rank0) and both against the uncompressed run ("none") of the same model.
 Usage: table.py RUNS_DIR"""
 import json
 import os
@@ -11,10 +11,7 @@ from collections import defaultdict
 
 
 def bytes_sent(summary):
-    dist = summary.get("dist") or {}
-    if isinstance(dist, dict) and "bytes_sent" in dist:
-        return dist["bytes_sent"]
-    return summary.get("dist.bytes_sent")
+    return ((summary.get("techniques") or {}).get("data_parallel") or {}).get("bytes_sent_rank0")
 
 
 def main(runs):
