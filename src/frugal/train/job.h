@@ -337,14 +337,14 @@ struct ImportanceSamplingSpec {
 // them (micro-batch i of a step goes to rank i % size), so train.grad_accum must be a multiple of
 // the world size. Without compression the sum runs in one fixed order and N ranks end bit-identical
 // to one process.
-enum class Compression { none, bf16, topk, powersgd, local_sgd };
+enum class Compression { none, bf16, topk, powersgd, local_sgd, sign };
 const char* name_of(Compression c);
 struct DistSpec {
   std::string backend = "auto";        // auto | local | mpi (dist::open_world)
   Compression compression = Compression::none;
   double bucket_mib = 4;               // exact reduction: gradients sent in buckets of this size
   double topk_ratio = 0.01;            // topk: the share of each gradient's entries sent, (0, 1]
-  bool error_feedback = true;          // topk, powersgd, bf16: what was not sent is added next step
+  bool error_feedback = true;          // topk, powersgd, bf16, sign: what was not sent is added next step
   int64_t powersgd_rank = 4;           // powersgd: rank r of the low-rank factors
   int64_t warmup_steps = 0;            // compressed methods: exact sums for the first steps
   int64_t local_sgd_every = 8;         // local_sgd: parameters averaged every H steps

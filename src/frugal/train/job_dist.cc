@@ -15,6 +15,7 @@ const char* name_of(Compression c) {
     case Compression::topk: return "topk";
     case Compression::powersgd: return "powersgd";
     case Compression::local_sgd: return "local_sgd";
+    case Compression::sign: return "sign";
   }
   return "?";
 }
@@ -28,7 +29,8 @@ void parse_dist(Section& s, DistSpec& d) {
                               {"bf16", Compression::bf16},
                               {"topk", Compression::topk},
                               {"powersgd", Compression::powersgd},
-                              {"local_sgd", Compression::local_sgd}});
+                              {"local_sgd", Compression::local_sgd},
+                              {"sign", Compression::sign}});
   d.bucket_mib = s.get_double("bucket_mib", 4, 0, 4096, /*min_open=*/true);
   d.topk_ratio = s.get_double("topk_ratio", 0.01, 0, 1, /*min_open=*/true);
   d.error_feedback = s.get_bool("error_feedback", true);

@@ -4,7 +4,8 @@
 // DataParallel technique (data_parallel.h) hands the gradients to reduce(), after which every rank
 // must hold the same approximation of the world's SUM (each micro-batch's loss is already divided by
 // the step's micro-batch count over all ranks, so the sum is the global batch's gradient).
-// One method per file: bf16_sum.cc, topk.cc, powersgd.cc, local_sgd.cc; make_compressor picks one.
+// One method per file: bf16_sum.cc, topk.cc, powersgd.cc, local_sgd.cc, sign_sum.cc; make_compressor
+// picks one.
 //
 // State that differs between ranks (error-feedback residuals, PowerSGD's Q) is per rank: a compressor
 // gathers it to rank 0 at save_state (the only rank that writes checkpoints) and a process resuming
@@ -35,6 +36,9 @@ class GradientCompressor {
   // grads[i]: parameter i's local gradient (f32, undefined when it got none on this rank: every
   // rank then sees it undefined); replaced in place by the world's (approximate) sum.
   virtual void reduce(std::vector<Tensor>& grads, dist::Communicator& comm, int64_t step) = 0;
+  // At run_start, after load_state (model and optimizer in place, a checkpoint's included): local SGD
+  // puts back this rank's own parameters and optimizer state, which differ between averages.
+  virtual void start(const std::vector<Tensor>& params, optim::Optimizer& optimizer, dist::Communicator& comm) {}
   // After the optimizer step (weights updated): local SGD averages the parameters every H steps.
   virtual void after_step(const std::vector<Tensor>& params, optim::Optimizer& optimizer, dist::Communicator& comm,
                           int64_t step) {}

@@ -27,6 +27,8 @@ void DataParallel::on(Event event, TrainState& state) {
       for (const Tensor& p : state.params)
         if (p.requires_grad()) params_.push_back(p);
       if (!compressor_) exact_ = std::make_unique<ExactGradientSum>(params_, world_, int64_t(spec_.bucket_mib * 1048576));
+      // After load_state: local SGD puts back this rank's own parameters and optimizer state.
+      if (compressor_) compressor_->start(params_, state.optimizer, world_);
       if (state.loader) state.loader->set_stride(world_.rank(), world_.size());
       // BatchNorm counts its training forwards in num_batches_tracked (module code, not the
       // captured update): each rank counts its own micro-batches, and the step adds the others'.
