@@ -140,6 +140,33 @@ TEST_F(DataParallel, ResumesAcrossWorldSizesFourTwoOneBitIdentical) {
       << "4 -> 2 -> 1 ranks did not end bit-identical to one uninterrupted process";
 }
 
+double bytes_sent(const Scratch& s, const std::string& out) {
+  const nlohmann::json summary = nlohmann::json::parse(read_file(s / out / "summary.json"));
+  return summary.at("techniques").at("data_parallel").at("bytes_sent_rank0").get<double>();
+}
+
+// Top-k with error feedback: at least 10x fewer bytes than the exact sum, and a run preempted at 2
+// ranks goes on at 2 ranks (its residuals come back) bit-identical to one never interrupted.
+TEST_F(DataParallel, TopkSendsTenTimesFewerBytesAndResumesBitIdentical) {
+  Scratch s("data_parallel_topk");
+  const std::string topk = "\n[dist]\ncompression = \"topk\"\ntopk_ratio = 0.03\n";
+  write_file(s / "exact.toml", mlp_job("fp32"));
+  write_file(s / "topk.toml", mlp_job("fp32") + topk);
+  write_file(s / "job.toml", mlp_job("fp32") + topk + "\n[checkpoint]\nevery_steps = 3\nkeep = 2\n");
+  for (const char* name : {"exact", "topk"}) {
+    CommandResult r = mpirun(s, 2, std::string("train ") + name + ".toml --out " + name);
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+  }
+  EXPECT_LE(10 * bytes_sent(s, "topk"), bytes_sent(s, "exact"));
+  CommandResult full = mpirun(s, 2, "train job.toml --out full");
+  ASSERT_EQ(full.exit_code, 0) << full.err;
+  EXPECT_EQ(preempt_after(s, 2, "train job.toml --out run", 7), 75) << read_file(s / ".mpi-log");
+  CommandResult rest = mpirun(s, 2, "train job.toml --out run --resume auto");
+  ASSERT_EQ(rest.exit_code, 0) << rest.err;
+  EXPECT_TRUE(read_file(s / "run" / "model.safetensors") == read_file(s / "full" / "model.safetensors"))
+      << "top-k preempted and resumed at 2 ranks did not end bit-identical";
+}
+
 TEST_F(DataParallel, AWorldThatDoesNotDivideTheMicroBatchesIsRefused) {
   Scratch s("data_parallel_refused");
   write_file(s / "job.toml", mlp_job("fp32"));
