@@ -19,7 +19,7 @@
 namespace frugal::train::compress {
 namespace {
 
-class Bf16Sum : public GradientCompressor {
+class Bf16Sum : public ResidualCompressor {
  public:
   explicit Bf16Sum(const DistSpec& spec) : spec_(spec) {}
   std::string name() const override { return "bf16"; }
@@ -36,10 +36,8 @@ class Bf16Sum : public GradientCompressor {
     int64_t at = 0;
     for (size_t i = 0; i < grads.size(); ++i) {
       if (!grads[i].defined()) continue;
-      if (spec_.error_feedback && !residual_[i].defined())
-        residual_[i] = initial_state(loaded_, "residual." + std::to_string(i), grads[i].shape());
       const float* g = grads[i].data<float>();
-      float* res = residual_[i].defined() ? residual_[i].data<float>() : nullptr;
+      float* res = spec_.error_feedback ? residual(i, grads[i].shape()).data<float>() : nullptr;
       for (int64_t j = 0; j < grads[i].numel(); ++j) {
         const float v = res ? g[j] + res[j] : g[j];
         const bf16_t b = float_to_bf16(v);
@@ -63,21 +61,9 @@ class Bf16Sum : public GradientCompressor {
     }
   }
 
-  void save_state(TechniqueState& out, dist::Communicator& comm) const override {
-    RankTensors mine;
-    for (size_t i = 0; i < residual_.size(); ++i)
-      if (residual_[i].defined()) mine.emplace_back("residual." + std::to_string(i), residual_[i]);
-    save_rank_tensors(out, comm, mine);
-  }
-  void load_state(const TechniqueState& in, dist::Communicator& comm) override {
-    loaded_ = load_rank_tensors(in, comm, name());
-    residual_.clear();
-  }
 
  private:
   DistSpec spec_;
-  std::vector<Tensor> residual_;  // per parameter; undefined without error feedback
-  RankTensors loaded_;            // from load_state: where residuals start
 };
 
 }  // namespace

@@ -117,5 +117,23 @@ Tensor initial_state(const RankTensors& loaded, const std::string& name, const S
   return saved.clone();
 }
 
+void ResidualCompressor::save_state(TechniqueState& out, dist::Communicator& comm) const {
+  RankTensors mine;
+  for (size_t i = 0; i < residual_.size(); ++i)
+    if (residual_[i].defined()) mine.emplace_back("residual." + std::to_string(i), residual_[i]);
+  save_rank_tensors(out, comm, mine);
+}
+
+void ResidualCompressor::load_state(const TechniqueState& in, dist::Communicator& comm) {
+  loaded_ = load_rank_tensors(in, comm, name());
+  residual_.clear();
+}
+
+Tensor& ResidualCompressor::residual(size_t i, const Shape& shape) {
+  if (residual_.size() <= i) residual_.resize(i + 1);
+  if (!residual_[i].defined()) residual_[i] = initial_state(loaded_, "residual." + std::to_string(i), shape);
+  return residual_[i];
+}
+
 }  // namespace compress
 }  // namespace frugal::train

@@ -38,6 +38,21 @@ Tensor find(const RankTensors& state, const std::string& name);
 // zeros: where an error-feedback residual starts.
 Tensor initial_state(const RankTensors& loaded, const std::string& name, const Shape& shape);
 
+// A compressor with an error-feedback residual per parameter (bf16, top-k, sign): its residuals are
+// this rank's checkpoint state.
+class ResidualCompressor : public GradientCompressor {
+ public:
+  void save_state(TechniqueState& out, dist::Communicator& comm) const override;
+  void load_state(const TechniqueState& in, dist::Communicator& comm) override;
+
+ protected:
+  // Parameter i's residual, made (from the checkpoint, else zeros) on first use.
+  Tensor& residual(size_t i, const Shape& shape);
+
+  std::vector<Tensor> residual_;  // per parameter; undefined without error feedback
+  RankTensors loaded_;            // from load_state: where residuals start
+};
+
 std::unique_ptr<GradientCompressor> make_bf16_sum(const DistSpec& spec);
 std::unique_ptr<GradientCompressor> make_topk(const DistSpec& spec);
 std::unique_ptr<GradientCompressor> make_powersgd(const DistSpec& spec);

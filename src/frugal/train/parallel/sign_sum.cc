@@ -20,7 +20,7 @@
 namespace frugal::train::compress {
 namespace {
 
-class SignSum : public GradientCompressor {
+class SignSum : public ResidualCompressor {
  public:
   explicit SignSum(const DistSpec& spec) : spec_(spec) {}
   std::string name() const override { return "sign"; }
@@ -59,28 +59,13 @@ class SignSum : public GradientCompressor {
     }
   }
 
-  void save_state(TechniqueState& out, dist::Communicator& comm) const override {
-    RankTensors mine;
-    for (size_t i = 0; i < residual_.size(); ++i)
-      if (residual_[i].defined()) mine.emplace_back("residual." + std::to_string(i), residual_[i]);
-    save_rank_tensors(out, comm, mine);
-  }
-  void load_state(const TechniqueState& in, dist::Communicator& comm) override {
-    loaded_ = load_rank_tensors(in, comm, name());
-    residual_.clear();
-  }
 
  private:
   // Writes tensor i's scale and sign bits to `msg` (zeroed) and updates its residual.
   void encode(size_t i, const Tensor& grad, uint8_t* msg) {
     const int64_t n = grad.numel();
     const float* g = grad.data<float>();
-    float* res = nullptr;
-    if (spec_.error_feedback) {
-      if (!residual_[i].defined())
-        residual_[i] = initial_state(loaded_, "residual." + std::to_string(i), grad.shape());
-      res = residual_[i].data<float>();
-    }
+    float* res = spec_.error_feedback ? residual(i, grad.shape()).data<float>() : nullptr;
     acc_.resize(static_cast<size_t>(n));
     double l1 = 0;
     for (int64_t j = 0; j < n; ++j) {
@@ -98,8 +83,6 @@ class SignSum : public GradientCompressor {
   }
 
   DistSpec spec_;
-  std::vector<Tensor> residual_;  // per parameter; undefined without error feedback
-  RankTensors loaded_;            // from load_state: where residuals start
   std::vector<float> acc_;        // scratch
 };
 

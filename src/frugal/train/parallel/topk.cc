@@ -28,7 +28,7 @@ struct Pair {
 };
 static_assert(sizeof(Pair) == 8);
 
-class TopK : public GradientCompressor {
+class TopK : public ResidualCompressor {
  public:
   explicit TopK(const DistSpec& spec) : spec_(spec) {}
   std::string name() const override { return "topk"; }
@@ -62,16 +62,6 @@ class TopK : public GradientCompressor {
     }
   }
 
-  void save_state(TechniqueState& out, dist::Communicator& comm) const override {
-    RankTensors mine;
-    for (size_t i = 0; i < residual_.size(); ++i)
-      if (residual_[i].defined()) mine.emplace_back("residual." + std::to_string(i), residual_[i]);
-    save_rank_tensors(out, comm, mine);
-  }
-  void load_state(const TechniqueState& in, dist::Communicator& comm) override {
-    loaded_ = load_rank_tensors(in, comm, name());
-    residual_.clear();
-  }
 
  private:
   int64_t k_of(int64_t n) const {
@@ -83,12 +73,7 @@ class TopK : public GradientCompressor {
   void select(size_t i, const Tensor& grad, int64_t k, std::vector<Pair>& out) {
     const int64_t n = grad.numel();
     const float* g = grad.data<float>();
-    float* res = nullptr;
-    if (spec_.error_feedback) {
-      if (!residual_[i].defined())
-        residual_[i] = initial_state(loaded_, "residual." + std::to_string(i), grad.shape());
-      res = residual_[i].data<float>();
-    }
+    float* res = spec_.error_feedback ? residual(i, grad.shape()).data<float>() : nullptr;
     acc_.resize(size_t(n));
     for (int64_t j = 0; j < n; ++j) acc_[size_t(j)] = res ? g[j] + res[j] : g[j];
     order_.resize(size_t(n));
@@ -108,8 +93,6 @@ class TopK : public GradientCompressor {
   }
 
   DistSpec spec_;
-  std::vector<Tensor> residual_;  // per parameter; undefined without error feedback
-  RankTensors loaded_;            // from load_state: where residuals start
   std::vector<float> acc_;        // scratch
   std::vector<int32_t> order_;    // scratch
 };
