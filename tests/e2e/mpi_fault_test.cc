@@ -71,16 +71,32 @@ TEST(MpiFault, KilledRankEndsTheJobAndResumesInOneProcess) {
   write_file(s / "job.toml", kJob);
   const std::string frugal = std::string(FRUGAL_BINARY_DIR) + "/frugal";
   Process job(s, {"--oversubscribe", "-np", "2", frugal, "train", "job.toml", "--quiet", "--out", "out"}, "job", mpirun);
-  // Rank 1 running and a few checkpoints written.
+  // The newest checkpoint file (by step) and its step; -1 when there is none.
+  const std::regex name("checkpoint-([0-9]+)\\.fck");
+  auto newest_checkpoint = [&](fs::path* path) {
+    int64_t newest = -1;
+    std::error_code error;
+    for (const auto& e : fs::directory_iterator(s / "out" / "checkpoints", error)) {
+      std::smatch m;
+      const std::string file = e.path().filename().string();
+      if (std::regex_match(file, m, name) && std::stoll(m[1]) > newest) {
+        newest = std::stoll(m[1]);
+        if (path) *path = e.path();
+      }
+    }
+    return newest;
+  };
+  // Rank 1 running and the checkpoint of step 60 written (the heartbeat of a step comes before its
+  // checkpoint, so it does not say the file is there).
   const auto deadline = Clock::now() + std::chrono::seconds(120);
   pid_t victim = -1;
   while (!job.done() && Clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
-    if (heartbeat_step(s / "out" / "checkpoints") < 60) continue;
+    if (newest_checkpoint(nullptr) < 60) continue;
     victim = rank_pid(job.pid(), 1);
     if (victim > 0) break;
   }
-  ASSERT_GT(victim, 0) << "rank 1 never ran past step 60; stderr: " << job.err();
+  ASSERT_GT(victim, 0) << "no checkpoint of step 60 while rank 1 ran; stderr: " << job.err();
   ASSERT_EQ(::kill(victim, SIGKILL), 0);
   const auto killed = Clock::now();
   // Open MPI notices the dead rank and ends the others; bounded, or the job hangs.
@@ -101,14 +117,8 @@ TEST(MpiFault, KilledRankEndsTheJobAndResumesInOneProcess) {
   EXPECT_NE(job.err().find("rank 1"), std::string::npos) << job.err();
 
   // The newest checkpoint file (by step) is whole: it reads and validates.
-  int64_t newest = -1;
   fs::path newest_path;
-  const std::regex name("checkpoint-([0-9]+)\\.fck");
-  for (const auto& e : fs::directory_iterator(s / "out" / "checkpoints")) {
-    std::smatch m;
-    const std::string file = e.path().filename().string();
-    if (std::regex_match(file, m, name) && std::stoll(m[1]) > newest) newest = std::stoll(m[1]), newest_path = e.path();
-  }
+  const int64_t newest = newest_checkpoint(&newest_path);
   ASSERT_GE(newest, 60);
   io::CheckpointState state;
   ASSERT_NO_THROW(state = io::read_checkpoint(newest_path.string())) << newest_path;
